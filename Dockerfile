@@ -1,0 +1,16 @@
+# One image for every glucover service (ingest, pricing, dashboard, simulator, setup).
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 GLUCOVER_HOME=/var/lib/glucover
+RUN useradd --system --create-home --home-dir /var/lib/glucover glucover
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY glucover ./glucover
+COPY ingest ./ingest
+COPY pricing ./pricing
+COPY dashboard ./dashboard
+COPY devices ./devices
+RUN pip install --no-cache-dir .
+USER glucover
+EXPOSE 8501 9108
+ENTRYPOINT ["glucover"]
+CMD ["doctor"]

@@ -1,0 +1,1 @@
+"""Glucose meters: the wire format they speak, their credentials, and a fleet simulator."""

@@ -1,0 +1,470 @@
+"""Wire format v1: what a glucose meter (or its phone gateway) publishes. Defined here, once.
+
+Topics (the version is in the topic, so v2 can run beside v1):
+- `glucover/v1/devices/{device_id}/readings`, QoS 1, not retained. Payload (UTF-8 JSON):
+  {"device_id": str, "sent_at": ISO-8601, "records": [record, ...]} with 1..MAX_RECORDS records,
+  one for a live reading or a batch when a meter syncs its memory after being offline.
+  record = {"seq": 0..65535 (wraps), "measured_at": ISO-8601 with the meter's UTC offset,
+            "value": number > 0, "unit": "mmol/L" | "mg/dL", "meal": Meal, "sample": Sample,
+            "source": "meter" | "manual", "status": [GLS annunciation names]}
+- `glucover/v1/devices/{device_id}/status`, QoS 1, retained; also the Last Will ("offline"):
+  {"device_id", "sent_at", "state": "online"|"offline", "battery_pct"?: 0..100,
+   "firmware"?: str, "clock_offset_s"?: number}
+
+`wire_v1.schema.json` beside this module is the same contract as JSON Schema (tests hold the two
+together). Ingest validates in three steps (Tidepool's habit): `parse` bytes into JSON, `validate`
+collecting every problem with its field path, `normalise` into a `Reading` in mmol/L and UTC.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import IntEnum, StrEnum
+from typing import Any
+
+WIRE_VERSION = 1
+TOPIC_ROOT = "glucover/v1/devices"
+READINGS_QOS = 1
+MAX_RECORDS = 1000
+MAX_PAYLOAD_BYTES = 1_048_576
+DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+# 1 mmol/L = 18.0156 mg/dL (glucose molar mass 180.156 g/mol), see shared/domain.md.
+MGDL_PER_MMOL = 18.0156
+# A reading outside this is physically impossible for a capillary meter and is refused at ingest;
+# the narrower meter range (20-600 mg/dL) is the pricing ruleset's business.
+ABSOLUTE_MAX_MMOL = 100.0
+# Clock sanity at ingest; the exact tolerances that matter for money live in the ruleset.
+EARLIEST_PLAUSIBLE = datetime(2000, 1, 1, tzinfo=UTC)
+FUTURE_CLOCK_TOLERANCE = timedelta(minutes=5)
+LATE_TOLERANCE = timedelta(days=7)
+
+
+class Unit(StrEnum):
+    MMOL_L = "mmol/L"
+    MG_DL = "mg/dL"
+
+
+class Meal(StrEnum):
+    FASTING = "fasting"
+    PREPRANDIAL = "preprandial"
+    POSTPRANDIAL = "postprandial"
+    CASUAL = "casual"
+    BEDTIME = "bedtime"
+    UNKNOWN = "unknown"
+
+
+class Sample(StrEnum):
+    CAPILLARY_WHOLE_BLOOD = "capillary_whole_blood"
+    CAPILLARY_PLASMA = "capillary_plasma"
+    VENOUS_WHOLE_BLOOD = "venous_whole_blood"
+    VENOUS_PLASMA = "venous_plasma"
+    INTERSTITIAL_FLUID = "interstitial_fluid"
+    CONTROL_SOLUTION = "control_solution"
+
+
+class Source(StrEnum):
+    METER = "meter"
+    MANUAL = "manual"
+
+
+class Status(IntEnum):
+    """GLS sensor status annunciation: the bit number of each flag in the 16-bit field."""
+
+    battery_low = 0
+    sensor_malfunction = 1
+    sample_size_insufficient = 2
+    strip_insertion_error = 3
+    strip_type_incorrect = 4
+    result_too_high = 5
+    result_too_low = 6
+    temperature_too_high = 7
+    temperature_too_low = 8
+    read_interrupted = 9
+    general_device_fault = 10
+    time_fault = 11
+
+
+def status_bits(names: list[str] | tuple[str, ...]) -> int:
+    bits = 0
+    for name in names:
+        bits |= 1 << Status[name].value
+    return bits
+
+
+def status_names(bits: int) -> list[str]:
+    return [s.name for s in Status if bits >> s.value & 1]
+
+
+class RejectReason(StrEnum):
+    """Why ingest refused a message or record; stored in rejected_messages.reason."""
+
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    INVALID_UTF8 = "invalid_utf8"
+    INVALID_JSON = "invalid_json"
+    UNKNOWN_TOPIC = "unknown_topic"
+    INVALID_ENVELOPE = "invalid_envelope"
+    DEVICE_MISMATCH = "device_mismatch"
+    UNKNOWN_DEVICE = "unknown_device"
+    INVALID_RECORD = "invalid_record"
+    VALUE_OUT_OF_RANGE = "value_out_of_range"
+    TIMESTAMP_IMPLAUSIBLE = "timestamp_implausible"
+    CONFLICTING_DUPLICATE = "conflicting_duplicate"
+
+
+class Flag(StrEnum):
+    """What ingest noticed about a stored reading, for pricing exclusions and review."""
+
+    CONTROL_SOLUTION = "control_solution"
+    MANUAL = "manual"
+    ERROR_STATUS = "error_status"
+    FUTURE_CLOCK = "future_clock"
+    TOO_LATE = "too_late"
+    OUTSIDE_METER_RANGE = "outside_meter_range"
+
+
+ERROR_STATUS_MASK = status_bits([s.name for s in Status if s is not Status.battery_low])
+
+
+# ---------------------------------------------------------------- topics
+
+
+def readings_topic(device_id: str) -> str:
+    return f"{TOPIC_ROOT}/{device_id}/readings"
+
+
+def status_topic(device_id: str) -> str:
+    return f"{TOPIC_ROOT}/{device_id}/status"
+
+
+def topic_device(topic: str) -> tuple[str, str] | None:
+    """(device_id, kind) of a v1 topic, or None when the topic is not ours."""
+    parts = topic.split("/")
+    if len(parts) != 5 or "/".join(parts[:3]) != TOPIC_ROOT or parts[4] not in (
+            "readings", "status"):
+        return None
+    return parts[3], parts[4]
+
+
+# ---------------------------------------------------------------- messages (sender side)
+
+
+@dataclass(frozen=True)
+class Record:
+    seq: int
+    measured_at: datetime
+    value: float
+    unit: Unit = Unit.MMOL_L
+    meal: Meal = Meal.UNKNOWN
+    sample: Sample = Sample.CAPILLARY_PLASMA
+    source: Source = Source.METER
+    status: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "measured_at": self.measured_at.isoformat(),
+            "value": self.value,
+            "unit": str(self.unit),
+            "meal": str(self.meal),
+            "sample": str(self.sample),
+            "source": str(self.source),
+            "status": list(self.status),
+        }
+
+
+@dataclass(frozen=True)
+class ReadingsMessage:
+    device_id: str
+    sent_at: datetime
+    records: tuple[Record, ...]
+
+    @property
+    def topic(self) -> str:
+        return readings_topic(self.device_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"device_id": self.device_id, "sent_at": self.sent_at.isoformat(),
+                "records": [r.to_json() for r in self.records]}
+
+    def encode(self) -> bytes:
+        return json.dumps(self.to_json(), separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class DeviceStatus:
+    device_id: str
+    sent_at: datetime
+    state: str
+    battery_pct: int | None = None
+    firmware: str | None = None
+    clock_offset_s: float | None = None
+
+    @property
+    def topic(self) -> str:
+        return status_topic(self.device_id)
+
+    def encode(self) -> bytes:
+        doc: dict[str, Any] = {"device_id": self.device_id, "sent_at": self.sent_at.isoformat(),
+                               "state": self.state}
+        for key in ("battery_pct", "firmware", "clock_offset_s"):
+            if (value := getattr(self, key)) is not None:
+                doc[key] = value
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+
+# ---------------------------------------------------------------- receiving side
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a message, with the JSON path of the field."""
+
+    reason: RejectReason
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A validated, normalised record, ready for the readings table."""
+
+    device_id: str
+    seq: int
+    measured_at: datetime  # UTC
+    utc_offset_min: int  # the meter's own offset, as sent
+    received_at: datetime
+    value: float
+    unit: str
+    value_mmol: float
+    meal: str
+    sample: str
+    source: str
+    status: int
+    flags: tuple[str, ...] = field(default=())
+
+
+class WireError(ValueError):
+    def __init__(self, problems: list[Problem]):
+        super().__init__("; ".join(map(str, problems)))
+        self.problems = problems
+
+    @property
+    def reason(self) -> RejectReason:
+        return self.problems[0].reason
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def parse(payload: bytes) -> Any:
+    """Step 1: bytes to JSON. Raises WireError(payload_too_large|invalid_utf8|invalid_json)."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise WireError([Problem(RejectReason.PAYLOAD_TOO_LARGE, "$",
+                                 f"{len(payload)} bytes, limit {MAX_PAYLOAD_BYTES}")])
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WireError([Problem(RejectReason.INVALID_UTF8, "$", str(exc))]) from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise WireError([Problem(RejectReason.INVALID_JSON, "$", str(exc))]) from None
+
+
+def _timestamp(value: Any, path: str, problems: list[Problem]) -> datetime | None:
+    if not isinstance(value, str):
+        problems.append(Problem(RejectReason.INVALID_RECORD, path, "must be an ISO-8601 string"))
+        return None
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        problems.append(Problem(RejectReason.INVALID_RECORD, path, f"not ISO-8601: {value[:40]!r}"))
+        return None
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        problems.append(Problem(RejectReason.INVALID_RECORD, path, "needs a UTC offset"))
+        return None
+    return ts
+
+
+def _enum(value: Any, enum: type[StrEnum], path: str, problems: list[Problem]) -> str | None:
+    if isinstance(value, str) and value in enum._value2member_map_:
+        return value
+    allowed = ", ".join(m.value for m in enum)
+    problems.append(Problem(RejectReason.INVALID_RECORD, path,
+                            f"{str(value)[:40]!r} is not one of {allowed}"))
+    return None
+
+
+def validate_envelope(doc: Any, topic_device_id: str) -> list[Any]:
+    """Step 2a: the message around the records. Returns the raw record list."""
+    problems: list[Problem] = []
+    if not isinstance(doc, dict):
+        raise WireError([Problem(RejectReason.INVALID_ENVELOPE, "$", "must be a JSON object")])
+    device_id = doc.get("device_id")
+    if not isinstance(device_id, str):
+        problems.append(Problem(RejectReason.INVALID_ENVELOPE, "$.device_id", "missing or not a "
+                                "string"))
+    elif device_id != topic_device_id:
+        problems.append(Problem(RejectReason.DEVICE_MISMATCH, "$.device_id",
+                                f"{device_id[:64]!r} published on the topic of "
+                                f"{topic_device_id!r}"))
+    if "sent_at" not in doc:
+        problems.append(Problem(RejectReason.INVALID_ENVELOPE, "$.sent_at", "missing"))
+    else:
+        sub: list[Problem] = []
+        _timestamp(doc["sent_at"], "$.sent_at", sub)
+        problems += [Problem(RejectReason.INVALID_ENVELOPE, p.path, p.message) for p in sub]
+    records = doc.get("records")
+    if not isinstance(records, list) or not records:
+        problems.append(Problem(RejectReason.INVALID_ENVELOPE, "$.records",
+                                "must be a non-empty list"))
+    elif len(records) > MAX_RECORDS:
+        problems.append(Problem(RejectReason.INVALID_ENVELOPE, "$.records",
+                                f"{len(records)} records, limit {MAX_RECORDS}"))
+    unknown = set(doc) - {"device_id", "sent_at", "records", "version"}
+    if unknown:
+        problems.append(Problem(RejectReason.INVALID_ENVELOPE, "$",
+                                f"unknown fields {sorted(unknown)[:5]}"))
+    if problems:
+        # A device mismatch is the headline: it is the one that hints at abuse.
+        problems.sort(key=lambda p: p.reason != RejectReason.DEVICE_MISMATCH)
+        raise WireError(problems)
+    assert isinstance(records, list)
+    return records
+
+
+RECORD_FIELDS = frozenset({"seq", "measured_at", "value", "unit", "meal", "sample", "source",
+                           "status"})
+
+
+def normalise_record(raw: Any, index: int, device_id: str, received_at: datetime) -> Reading:
+    """Steps 2b and 3 for one record: validate every field, then normalise to mmol/L and UTC."""
+    p = f"$.records[{index}]"
+    problems: list[Problem] = []
+    if not isinstance(raw, dict):
+        raise WireError([Problem(RejectReason.INVALID_RECORD, p, "must be an object")])
+    missing = RECORD_FIELDS - raw.keys()
+    if missing:
+        problems.append(Problem(RejectReason.INVALID_RECORD, p, f"missing {sorted(missing)}"))
+    unknown = raw.keys() - RECORD_FIELDS
+    if unknown:
+        problems.append(Problem(RejectReason.INVALID_RECORD, p, f"unknown fields "
+                                f"{sorted(unknown)[:5]}"))
+    seq = raw.get("seq")
+    if not (type(seq) is int and 0 <= seq <= 0xFFFF):
+        problems.append(Problem(RejectReason.INVALID_RECORD, f"{p}.seq",
+                                "must be an integer 0..65535"))
+    measured_at = _timestamp(raw.get("measured_at"), f"{p}.measured_at", problems)
+    value = raw.get("value")
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        problems.append(Problem(RejectReason.INVALID_RECORD, f"{p}.value", "must be a number"))
+        value = None
+    unit = _enum(raw.get("unit"), Unit, f"{p}.unit", problems)
+    meal = _enum(raw.get("meal"), Meal, f"{p}.meal", problems)
+    sample = _enum(raw.get("sample"), Sample, f"{p}.sample", problems)
+    source = _enum(raw.get("source"), Source, f"{p}.source", problems)
+    status = raw.get("status")
+    bits = 0
+    if not isinstance(status, list):
+        problems.append(Problem(RejectReason.INVALID_RECORD, f"{p}.status", "must be a list"))
+    else:
+        for i, name in enumerate(status):
+            if isinstance(name, str) and name in Status.__members__:
+                bits |= 1 << Status[name].value
+            else:
+                problems.append(Problem(RejectReason.INVALID_RECORD, f"{p}.status[{i}]",
+                                        f"{str(name)[:40]!r} is not a GLS status name"))
+    if problems:
+        raise WireError(problems)
+    assert measured_at is not None and value is not None and unit is not None
+    assert meal is not None and sample is not None and source is not None and type(seq) is int
+
+    mmol = float(value) / MGDL_PER_MMOL if unit == Unit.MG_DL else float(value)
+    if not 0 < mmol <= ABSOLUTE_MAX_MMOL:
+        raise WireError([Problem(RejectReason.VALUE_OUT_OF_RANGE, f"{p}.value",
+                                 f"{value} {unit} is no possible blood glucose")])
+    utc = measured_at.astimezone(UTC)
+    if utc < EARLIEST_PLAUSIBLE or utc > received_at + timedelta(days=366):
+        raise WireError([Problem(RejectReason.TIMESTAMP_IMPLAUSIBLE, f"{p}.measured_at",
+                                 f"{raw['measured_at']} is too far from the receive time "
+                                 f"{received_at.isoformat()}")])
+    flags: list[str] = []
+    if sample == Sample.CONTROL_SOLUTION:
+        flags.append(Flag.CONTROL_SOLUTION)
+    if source == Source.MANUAL:
+        flags.append(Flag.MANUAL)
+    if bits & ERROR_STATUS_MASK:
+        flags.append(Flag.ERROR_STATUS)
+    if utc > received_at + FUTURE_CLOCK_TOLERANCE:
+        flags.append(Flag.FUTURE_CLOCK)
+    if received_at - utc > LATE_TOLERANCE:
+        flags.append(Flag.TOO_LATE)
+    if not 20 / MGDL_PER_MMOL <= mmol <= 600 / MGDL_PER_MMOL:
+        flags.append(Flag.OUTSIDE_METER_RANGE)
+    offset = measured_at.utcoffset()
+    assert offset is not None
+    return Reading(
+        device_id=device_id, seq=seq, measured_at=utc,
+        utc_offset_min=int(offset.total_seconds() // 60), received_at=received_at,
+        value=float(value), unit=unit, value_mmol=mmol, meal=meal, sample=sample,
+        source=source, status=bits, flags=tuple(flags),
+    )
+
+
+@dataclass
+class Decoded:
+    """What one readings message came to: the readings to store and the records refused."""
+
+    readings: list[Reading]
+    rejected: list[WireError]
+
+
+def decode_readings(payload: bytes, topic_device_id: str, received_at: datetime) -> Decoded:
+    """All three steps for a readings message. Raises WireError when the whole message is bad;
+    a bad record inside a good message costs only that record."""
+    doc = parse(payload)
+    records = validate_envelope(doc, topic_device_id)
+    out = Decoded([], [])
+    for i, raw in enumerate(records):
+        try:
+            out.readings.append(normalise_record(raw, i, topic_device_id, received_at))
+        except WireError as exc:
+            out.rejected.append(exc)
+    return out
+
+
+def decode_status(payload: bytes, topic_device_id: str) -> dict[str, Any]:
+    doc = parse(payload)
+    problems: list[Problem] = []
+    if not isinstance(doc, dict):
+        raise WireError([Problem(RejectReason.INVALID_ENVELOPE, "$", "must be a JSON object")])
+    if doc.get("device_id") != topic_device_id:
+        problems.append(Problem(RejectReason.DEVICE_MISMATCH, "$.device_id",
+                                "differs from the topic"))
+    if doc.get("state") not in ("online", "offline"):
+        problems.append(Problem(RejectReason.INVALID_ENVELOPE, "$.state",
+                                "must be online or offline"))
+    battery = doc.get("battery_pct")
+    if battery is not None and not (type(battery) is int and 0 <= battery <= 100):
+        problems.append(Problem(RejectReason.INVALID_ENVELOPE, "$.battery_pct",
+                                "must be an integer 0..100"))
+    offset = doc.get("clock_offset_s")
+    if offset is not None and (type(offset) not in (int, float) or not math.isfinite(offset)):
+        problems.append(Problem(RejectReason.INVALID_ENVELOPE, "$.clock_offset_s",
+                                "must be a number"))
+    firmware = doc.get("firmware")
+    if firmware is not None and not (isinstance(firmware, str) and len(firmware) <= 64):
+        problems.append(Problem(RejectReason.INVALID_ENVELOPE, "$.firmware",
+                                "must be a string of at most 64 characters"))
+    if problems:
+        raise WireError(problems)
+    return doc

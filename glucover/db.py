@@ -1,0 +1,139 @@
+"""Database access: connections, the migration runner and backend detection.
+
+The schema itself lives in glucover/migrations/*.sql; this module only applies it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import psycopg
+from psycopg import sql
+
+from glucover.config import Settings
+
+MIGRATION_LOCK_KEY = 0x6C7563  # advisory lock: one migrator at a time
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(timescale|plain))?\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    variant: str | None  # None: every backend
+    text: str
+
+
+def connect(url: str, **kwargs: object) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(url, connect_timeout=10, **kwargs)  # type: ignore[arg-type]
+
+
+def load_migrations() -> list[Migration]:
+    found = []
+    for entry in resources.files("glucover.migrations").iterdir():
+        match = _NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], match[3], entry.read_text()))
+    return sorted(found, key=lambda m: (m.version, m.variant or ""))
+
+
+def timescale_available(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
+    row = conn.execute(
+        "select 1 from pg_available_extensions where name = 'timescaledb'").fetchone()
+    if not row:
+        return False
+    preload = conn.execute("select current_setting('shared_preload_libraries')").fetchone()
+    return bool(preload and "timescaledb" in str(preload[0]))
+
+
+def active_backend(conn: psycopg.Connection[tuple[object, ...]]) -> str:
+    row = conn.execute("select backend from schema_info").fetchone()
+    return str(row[0]) if row else "unmigrated"
+
+
+@dataclass(frozen=True)
+class MigrateResult:
+    backend: str
+    applied: list[str]
+
+
+def migrate(url: str, settings: Settings) -> MigrateResult:
+    """Apply every migration not applied yet; idempotent and safe to run concurrently."""
+    with connect(url, autocommit=True) as conn:
+        conn.execute("select pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        try:
+            return _migrate_locked(conn, settings)
+        finally:
+            conn.execute("select pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+
+
+def _migrate_locked(conn: psycopg.Connection[tuple[object, ...]],
+                    settings: Settings) -> MigrateResult:
+    conn.execute("""
+        create table if not exists schema_migrations (
+            version integer primary key, name text not null, variant text,
+            applied_at timestamptz not null default now())""")
+    conn.execute("""
+        create table if not exists schema_info (
+            singleton boolean primary key default true check (singleton),
+            backend text not null)""")
+    backend = active_backend(conn)
+    if backend == "unmigrated":
+        want_ts = settings.timescale != "off" and timescale_available(conn)
+        if settings.timescale == "on" and not want_ts:
+            raise RuntimeError("GLUCOVER_TIMESCALE=on but the timescaledb extension is not "
+                               "installed and preloaded on this server")
+        if want_ts:
+            conn.execute("create extension if not exists timescaledb")
+        backend = "timescaledb" if want_ts else "postgresql"
+        conn.execute("insert into schema_info (backend) values (%s)", (backend,))
+    variant = "timescale" if backend == "timescaledb" else "plain"
+    done = {int(str(r[0])) for r in conn.execute("select version from schema_migrations")}
+    applied = []
+    for m in load_migrations():
+        if m.version in done or (m.variant and m.variant != variant):
+            continue
+        text = m.text.replace("{compress_after}", _interval(settings.compress_after))
+        with conn.transaction():
+            conn.execute(text.encode())
+            conn.execute("insert into schema_migrations (version, name, variant) values "
+                         "(%s, %s, %s)", (m.version, m.name, m.variant))
+        applied.append(f"{m.version:04d}_{m.name}" + (f".{m.variant}" if m.variant else ""))
+    return MigrateResult(backend, applied)
+
+
+def _interval(text: str) -> str:
+    if not re.fullmatch(r"\d+\s*(minutes?|hours?|days?|weeks?|months?)", text.strip()):
+        raise ValueError(f"GLUCOVER_COMPRESS_AFTER must look like '30 days', got {text!r}")
+    return text.strip()
+
+
+def ensure_login_role(admin_url: str, group: str, username: str, password: str) -> None:
+    """A login user in one group role (used by `glucover up` to give each service its own)."""
+    with connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("select 1 from pg_roles where rolname = %s", (username,)).fetchone()
+        verb = "alter" if exists else "create"
+        conn.execute(sql.SQL(verb + " role {} login password {}").format(
+            sql.Identifier(username), sql.Literal(password)))
+        conn.execute(sql.SQL("grant {} to {}").format(sql.Identifier(group),
+                                                      sql.Identifier(username)))
+
+
+def with_credentials(url: str, username: str, password: str) -> str:
+    """The same server and database, another user."""
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    netloc = f"{quote(username)}:{quote(password)}@{host}" + (
+        f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def migrate_cli(args: object, settings: Settings) -> int:
+    result = migrate(settings.require_database_url(), settings)
+    print(f"backend: {result.backend}")
+    print("applied: " + (", ".join(result.applied) if result.applied else "nothing (up to date)"))
+    return 0

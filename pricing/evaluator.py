@@ -1,0 +1,277 @@
+"""The pricing evaluator: readings + policies + ruleset -> the sum insured ledger. Pure.
+
+One code path serves the nightly run (pricing/engine.py), `price evaluate` on CSV files, the
+actuaries' back-tests and the tests. It is vectorised: no Python loop over readings or
+policies; the only loop is over day columns, because the clamped bonus is a running state.
+
+The rules, for each policy-day d (a calendar day in the policy's timezone) from start_date
+through `through`:
+1. A reading is valid when it comes from the meter bound to the policy at measured_at, is not an
+   excluded sample or source, carries no excluded status bit, lies in the meter range in mmol/L,
+   is at most `future_tolerance` ahead of and `late_tolerance` behind its receive time, and its
+   day is not before start_date. Repeats of one (device_id, seq, measured_at) count once
+   (the input frames guarantee this: see pricing/inputs.py).
+2. The qualifying reading of d is the valid reading in a qualifying meal context with the
+   earliest measured_at (ties: lowest seq).
+3. Status and delta: none -> missed; target_low <= v <= target_high -> in_target;
+   v > high_above -> high; otherwise out_of_target.
+4. bonus += delta, clamped to [bonus_min, bonus_max] after each day.
+5. On the last day of each block of block_days from start_date, fewer than min_measured_days
+   qualifying days adds the (negative) penalty, clamped again.
+6. One ledger row per policy-day: delta is the bonus change after clamping, weekly step included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from pricing.ruleset import Ruleset
+
+NS_PER_DAY = 86_400 * 10**9
+DAY_STATUSES = ("missed", "in_target", "high", "out_of_target")
+MISSED, IN_TARGET, HIGH, OUT_OF_TARGET = range(4)
+EXCLUSION_REASONS = (
+    "ok", "not_bound_device", "excluded_sample", "excluded_source", "error_status",
+    "outside_meter_range", "future_clock", "too_late", "before_start",
+)
+
+# Input frame contracts (built by pricing/inputs.py from CSV or from the database):
+#   policies: policy_id (str), start_date (datetime64, midnight), base_sum_insured (float),
+#             timezone (str)
+#   bindings: policy_id, device_id, bound_from, bound_to (UTC datetimes; NaT = open)
+#   readings: device_id, seq (int), measured_at, received_at (UTC datetime64[ns]),
+#             value_mmol (float), meal, sample, source (str or category), status (int bits)
+POLICY_COLUMNS = ("policy_id", "start_date", "base_sum_insured", "timezone")
+BINDING_COLUMNS = ("policy_id", "device_id", "bound_from", "bound_to")
+READING_COLUMNS = ("device_id", "seq", "measured_at", "received_at", "value_mmol", "meal",
+                   "sample", "source", "status")
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """The evaluator's result, column-wise: row i is policy `policy[i]`'s day `day[i]`."""
+
+    policy_id: pd.Categorical  # type: ignore[type-arg]
+    day: npt.NDArray[np.datetime64]
+    day_status: npt.NDArray[np.int8]
+    reading_seq: npt.NDArray[np.int32]  # -1 when missed
+    delta: npt.NDArray[np.float64]
+    bonus: npt.NDArray[np.float64]
+    sum_insured: npt.NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return len(self.day)
+
+    def to_frame(self) -> pd.DataFrame:
+        seq = pd.array(self.reading_seq, dtype="Int32")
+        seq[self.reading_seq < 0] = pd.NA
+        return pd.DataFrame({
+            "policy_id": self.policy_id,
+            "day": self.day,
+            "day_status": pd.Categorical.from_codes(self.day_status,  # type: ignore[call-overload]
+                                                    categories=list(DAY_STATUSES)),
+            "reading_seq": seq,
+            "delta": self.delta,
+            "bonus": self.bonus,
+            "sum_insured": self.sum_insured,
+        })
+
+
+def _local_day_numbers(measured_ns: npt.NDArray[np.int64], zones: npt.NDArray[np.object_]
+                       ) -> npt.NDArray[np.int64]:
+    """Day number (days since 1970-01-01) of each instant in its own IANA zone."""
+    out = np.empty(len(measured_ns), dtype=np.int64)
+    for zone in pd.unique(zones):
+        mask = zones == zone
+        utc = pd.DatetimeIndex(measured_ns[mask].astype("datetime64[ns]"), tz="UTC")
+        local = utc.tz_convert(str(zone)).tz_localize(None)
+        out[mask] = local.asi8 // NS_PER_DAY
+    return out
+
+
+def exclusion_codes(readings: pd.DataFrame, ruleset: Ruleset) -> npt.NDArray[np.int8]:
+    """The first policy-independent rule each reading fails (index into EXCLUSION_REASONS)."""
+    n = len(readings)
+    code = np.zeros(n, dtype=np.int8)
+
+    def mark(mask: npt.NDArray[np.bool_], reason: str) -> None:
+        code[(code == 0) & mask] = EXCLUSION_REASONS.index(reason)
+
+    mark(np.asarray(readings["sample"].isin(ruleset.excluded_samples)), "excluded_sample")
+    mark(~np.asarray(readings["source"].isin(ruleset.allowed_sources)), "excluded_source")
+    status = readings["status"].to_numpy(dtype=np.int64)
+    mark((status & ruleset.excluded_status_mask) != 0, "error_status")
+    mmol = readings["value_mmol"].to_numpy(dtype=np.float64)
+    mark(~((mmol >= ruleset.min_mmol) & (mmol <= ruleset.max_mmol)), "outside_meter_range")
+    measured = _ns(readings["measured_at"])
+    received = _ns(readings["received_at"])
+    mark(measured - received > ruleset.future_tolerance_seconds * 10**9, "future_clock")
+    mark(received - measured > ruleset.late_tolerance_seconds * 10**9, "too_late")
+    return code
+
+
+def _ns(series: pd.Series) -> npt.NDArray[np.int64]:  # type: ignore[type-arg]
+    """UTC nanoseconds of a datetime column (tz-aware or naive UTC)."""
+    values = series.dt.tz_convert("UTC").dt.tz_localize(None) if getattr(
+        series.dt, "tz", None) is not None else series
+    return values.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+
+
+@dataclass(frozen=True)
+class AssignedReadings:
+    """Readings that passed every rule, placed at their policy (index) and day offset."""
+
+    row: npt.NDArray[np.int64]  # index into the readings frame
+    policy: npt.NDArray[np.int64]
+    day_offset: npt.NDArray[np.int64]
+
+
+def assign_readings(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFrame,
+                    ruleset: Ruleset, n_days: npt.NDArray[np.int64]
+                    ) -> tuple[AssignedReadings, npt.NDArray[np.int8]]:
+    """Rule 1: which reading counts for which policy-day. Returns the valid readings and each
+    reading's exclusion code (before_start / not_bound_device included)."""
+    code = exclusion_codes(readings, ruleset)
+    policy_index = pd.Index(policies["policy_id"])
+    b_policy = policy_index.get_indexer(pd.Index(bindings["policy_id"]))
+    devices = pd.Index(pd.unique(bindings["device_id"].astype(str)))
+    r_device = devices.get_indexer(pd.Index(readings["device_id"].astype(str)))
+    b_device = devices.get_indexer(pd.Index(bindings["device_id"].astype(str)))
+    measured = _ns(readings["measured_at"])
+    lo = _bound_ns(bindings["bound_from"], np.iinfo(np.int64).min)
+    hi = _bound_ns(bindings["bound_to"], np.iinfo(np.int64).max)
+
+    # Readings x bindings of their device. The common case, one binding per device, is a
+    # direct lookup; several bindings per device go through a sorted expansion.
+    order = np.argsort(b_device, kind="stable")
+    starts = np.searchsorted(b_device[order], np.arange(len(devices)), side="left")
+    ends = np.searchsorted(b_device[order], np.arange(len(devices)), side="right")
+    known = r_device >= 0
+    counts = np.where(known, ends[np.maximum(r_device, 0)] - starts[np.maximum(r_device, 0)], 0)
+    row = np.repeat(np.arange(len(readings)), counts)
+    first = np.repeat(np.where(known, starts[np.maximum(r_device, 0)], 0), counts)
+    within = np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts)
+    binding = order[first + within]
+    bound = (measured[row] >= lo[binding]) & (measured[row] < hi[binding])
+    row, binding = row[bound], binding[bound]
+    policy = b_policy[binding]
+    keep = policy >= 0
+    row, policy = row[keep], policy[keep]
+    bound_rows = np.zeros(len(readings), dtype=bool)
+    bound_rows[row] = True
+    code[(code == 0) & ~bound_rows] = EXCLUSION_REASONS.index("not_bound_device")
+
+    zones = policies["timezone"].to_numpy(dtype=object)[policy]
+    local_day = _local_day_numbers(measured[row], zones)
+    start_day = _start_day_numbers(policies)[policy]
+    offset = local_day - start_day
+    before = offset < 0
+    code[row[before & (code[row] == 0)]] = EXCLUSION_REASONS.index("before_start")
+    ok = (code[row] == 0) & (offset >= 0) & (offset < n_days[policy])
+    return AssignedReadings(row[ok], policy[ok], offset[ok]), code
+
+
+def _bound_ns(series: pd.Series, default: int) -> npt.NDArray[np.int64]:  # type: ignore[type-arg]
+    values = pd.to_datetime(series, utc=True)
+    ns = values.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    return np.where(values.isna().to_numpy(), default, ns)
+
+
+def _start_day_numbers(policies: pd.DataFrame) -> npt.NDArray[np.int64]:
+    start = pd.to_datetime(policies["start_date"]).to_numpy(dtype="datetime64[D]")
+    days: npt.NDArray[np.int64] = start.astype(np.int64)
+    return days
+
+
+def day_number(day: date | str | np.datetime64) -> int:
+    """Days since 1970-01-01."""
+    return int(pd.Timestamp(day).to_datetime64().astype("datetime64[D]").astype(np.int64))
+
+
+def policy_day_counts(policies: pd.DataFrame, through: date | str | np.datetime64
+                      ) -> npt.NDArray[np.int64]:
+    counts: npt.NDArray[np.int64] = np.maximum(
+        day_number(through) - _start_day_numbers(policies) + 1, 0)
+    return counts
+
+
+def evaluate(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFrame,
+             ruleset: Ruleset, through: date | str | np.datetime64) -> Ledger:
+    """Rules 1-6 for every policy from its start_date through `through` (inclusive)."""
+    n_policies = len(policies)
+    n_days = policy_day_counts(policies, through)
+    width = int(n_days.max()) if n_policies else 0
+    assigned, _ = assign_readings(policies, bindings, readings, ruleset, n_days)
+
+    # Rule 2: earliest qualifying reading per policy-day, without sorting: a scatter-min on
+    # measured_at, then on seq among the readings that tie on it.
+    meal_ok = np.asarray(readings["meal"].isin(ruleset.qualifying_meals))[assigned.row]
+    rows = assigned.row[meal_ok]
+    cell = assigned.policy[meal_ok] * width + assigned.day_offset[meal_ok]
+    measured = _ns(readings["measured_at"])[rows]
+    seqs = readings["seq"].to_numpy(dtype=np.int64)[rows]
+    first_time = np.full(n_policies * width, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_time, cell, measured)
+    earliest = measured == first_time[cell]
+    rows, cell, seqs = rows[earliest], cell[earliest], seqs[earliest]
+    first_seq = np.full(n_policies * width, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_seq, cell, seqs)
+    chosen = seqs == first_seq[cell]
+    rows, cell = rows[chosen], cell[chosen]
+
+    value = np.full(n_policies * width, np.nan)
+    value[cell] = readings["value_mmol"].to_numpy(dtype=np.float64)[rows]
+    seq_of_day = np.full(n_policies * width, -1, dtype=np.int32)
+    seq_of_day[cell] = readings["seq"].to_numpy(dtype=np.int32)[rows]
+    values = value.reshape(n_policies, width)
+    seq_grid = seq_of_day.reshape(n_policies, width)
+
+    # Rule 3.
+    status = np.full((n_policies, width), OUT_OF_TARGET, dtype=np.int8)
+    status[np.isnan(values)] = MISSED
+    with np.errstate(invalid="ignore"):
+        status[(values >= ruleset.target_low) & (values <= ruleset.target_high)] = IN_TARGET
+        status[values > ruleset.high_above] = HIGH
+    step = np.array([ruleset.delta_missed, ruleset.delta_in_target, ruleset.delta_high,
+                     ruleset.delta_out_of_target])[status]
+    measured_day = status != MISSED
+
+    # Rules 4-5: the running, clamped bonus, all policies at once, one day column at a time.
+    bonus = np.empty((n_policies, width))
+    running = np.zeros(n_policies)
+    block = ruleset.block_days
+    measured_in_block = np.zeros(n_policies, dtype=np.int64)
+    for t in range(width):
+        running = np.clip(running + step[:, t], ruleset.bonus_min, ruleset.bonus_max)
+        measured_in_block += measured_day[:, t]
+        if (t + 1) % block == 0:
+            short = measured_in_block < ruleset.min_measured_days
+            running = np.where(short, np.clip(running + ruleset.adherence_penalty,
+                                              ruleset.bonus_min, ruleset.bonus_max), running)
+            measured_in_block[:] = 0
+        bonus[:, t] = running
+    delta = np.diff(bonus, axis=1, prepend=0.0)
+
+    # Rule 6: flatten the live cells (each policy's first n_days columns).
+    live = np.arange(width)[None, :] < n_days[:, None]
+    policy_of_cell = np.broadcast_to(np.arange(n_policies)[:, None], live.shape)[live]
+    start = _start_day_numbers(policies)
+    day = (start[policy_of_cell] + np.broadcast_to(np.arange(width)[None, :], live.shape)[live]
+           ).astype("datetime64[D]")
+    base = policies["base_sum_insured"].to_numpy(dtype=np.float64)
+    bonus_flat = bonus[live]
+    return Ledger(
+        policy_id=pd.Categorical.from_codes(  # type: ignore[arg-type]
+            policy_of_cell, categories=pd.Index(policies["policy_id"].astype(str))),
+        day=day,
+        day_status=status[live],
+        reading_seq=seq_grid[live],
+        delta=delta[live],
+        bonus=bonus_flat,
+        sum_insured=base[policy_of_cell] + bonus_flat,
+    )

@@ -1,0 +1,115 @@
+"""Real servers for the tests: one PostgreSQL cluster and one Mosquitto broker per session, on
+free loopback ports, run as ordinary users (PostgreSQL refuses root). Each test that needs a
+database gets a fresh one (`fresh_db`) or a fresh migrated one (`db_url`).
+
+GLUCOVER_TEST_DATABASE_URL points the tests at an existing server instead (it must allow
+CREATE DATABASE), e.g. one with TimescaleDB to test that path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from glucover import broker
+from glucover.config import Settings
+from glucover.db import migrate
+from glucover.servers import LocalMosquitto, LocalPostgres
+
+TEST_SECRET = "test-secret-not-for-production"
+
+
+def _state_dir(prefix: str) -> Path:
+    # Below /tmp (world-searchable) so the unprivileged server user can reach it.
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(path, 0o755)  # noqa: S103 - the server user must traverse it
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    if url := os.environ.get("GLUCOVER_TEST_DATABASE_URL"):
+        yield url
+        return
+    root = _state_dir("glucover-test-pg-")
+    server = LocalPostgres(root / "data").start()
+    try:
+        yield server.url("postgres")
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class PgHandle:
+    server: LocalPostgres
+    root: Path
+
+
+@pytest.fixture
+def own_pg() -> Iterator[LocalPostgres]:
+    """A cluster of the test's own, for tests that restart or kill it."""
+    root = _state_dir("glucover-test-own-pg-")
+    server = LocalPostgres(root / "data").start()
+    try:
+        yield server
+    finally:
+        server.stop(kill=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _url_for(admin_url: str, dbname: str) -> str:
+    return admin_url.rsplit("/", 1)[0] + "/" + dbname
+
+
+@pytest.fixture
+def fresh_db(pg_admin_url: str) -> Iterator[str]:
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    try:
+        yield _url_for(pg_admin_url, name)
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(
+                sql.Identifier(name)))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("GLUCOVER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GLUCOVER_SECRET", TEST_SECRET)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("MQTT_URL", raising=False)
+    return Settings.from_env()
+
+
+@pytest.fixture
+def db_url(fresh_db: str, settings: Settings) -> str:
+    migrate(fresh_db, settings)
+    return fresh_db
+
+
+@pytest.fixture
+def mosquitto() -> Iterator[LocalMosquitto]:
+    """A broker with the service accounts; tests add devices through devices.provisioning."""
+    root = _state_dir("glucover-test-mqtt-")
+    server = LocalMosquitto(root / "broker")
+    server.write_config()
+    broker.write_passwd(broker.BrokerFiles(server.confdir).passwd,
+                        broker.service_entries(TEST_SECRET))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(kill=True)
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,97 @@
+"""`glucover migrate` and `glucover doctor` against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+
+from glucover.cli import main
+from glucover.config import Settings
+from glucover.db import migrate
+
+TABLES = {"devices", "policies", "policy_devices", "readings", "rejected_messages", "rulesets",
+          "sum_insured_ledger", "claims", "pricing_runs", "ruleset_drafts", "device_status",
+          "dashboard_users", "dashboard_sessions"}
+
+
+def test_migrate_creates_schema_and_is_idempotent(fresh_db: str, settings: Settings) -> None:
+    first = migrate(fresh_db, settings)
+    assert first.backend in ("postgresql", "timescaledb")
+    assert first.applied[0] == "0001_core"
+    second = migrate(fresh_db, settings)
+    assert second.applied == []
+    with psycopg.connect(fresh_db) as conn:
+        tables = {r[0] for r in conn.execute(
+            "select table_name from information_schema.tables where table_schema = 'public'")}
+        assert tables >= TABLES
+        views = {r[0] for r in conn.execute(
+            "select table_name from information_schema.views where table_schema = 'public'")}
+        assert {"current_ledger", "policy_daily_summary"} <= views
+        unique = conn.execute("""
+            select pg_get_indexdef(indexrelid) from pg_index
+            where indrelid = 'readings'::regclass and indisunique""").fetchall()
+        assert any("(device_id, seq, measured_at)" in r[0] for r in unique)
+
+
+def test_migrate_cli_twice(fresh_db: str, settings: Settings, monkeypatch: pytest.MonkeyPatch,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DATABASE_URL", fresh_db)
+    assert main(["migrate"]) == 0
+    assert "0001_core" in capsys.readouterr().out
+    assert main(["migrate"]) == 0
+    assert "nothing (up to date)" in capsys.readouterr().out
+
+
+def test_plain_backend_has_materialized_daily_summary(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        backend = conn.execute("select backend from schema_info").fetchone()
+        if backend is None or backend[0] != "postgresql":
+            pytest.skip("TimescaleDB backend active")
+        kind = conn.execute("select relkind from pg_class where relname = 'readings_daily'"
+                            ).fetchone()
+        assert kind == ("m",)
+        conn.execute("select refresh_readings_daily()")
+
+
+def test_published_rulesets_are_immutable(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        conn.execute("insert into rulesets (name, version, author, body) values "
+                     "('x', 1, 'me', 'body')")
+        with pytest.raises(psycopg.errors.RaiseException, match="immutable"):
+            conn.execute("update rulesets set body = 'changed' where name = 'x'")
+
+
+def test_doctor_reports_backend_and_broker(db_url: str, settings: Settings, mosquitto: object,
+                                           monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from glucover import broker
+    from glucover.servers import LocalMosquitto
+    from tests.conftest import TEST_SECRET
+
+    assert isinstance(mosquitto, LocalMosquitto)
+    password = broker.derive_password(TEST_SECRET, broker.INGEST_ACCOUNT)
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("MQTT_URL", f"mqtt://{broker.INGEST_ACCOUNT}:{password}@127.0.0.1:"
+                       f"{mosquitto.port}")
+    assert main(["doctor", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["healthy"] is True
+    assert report["backend"] in ("postgresql", "timescaledb")
+    assert report["readings_hypertable"] is (report["backend"] == "timescaledb")
+
+    monkeypatch.setenv("MQTT_URL", f"mqtt://{broker.INGEST_ACCOUNT}:wrong@127.0.0.1:"
+                       f"{mosquitto.port}")
+    assert main(["doctor"]) == 1
+    assert "FAIL] broker" in capsys.readouterr().out
+
+
+def test_doctor_on_unmigrated_database(fresh_db: str, settings: Settings,
+                                       monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DATABASE_URL", fresh_db)
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "backend: unmigrated" in out
+    assert "glucover migrate" in out
