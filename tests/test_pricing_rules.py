@@ -202,9 +202,9 @@ def test_vectorised_evaluator_equals_the_loop(seed: int) -> None:
 
 
 def test_ruleset_validation_names_the_parameter() -> None:
-    with pytest.raises(RulesetError, match="bands: need 0 < target_low"):
+    with pytest.raises(RulesetError, match=r"bands: need 0 < target_low"):
         DEFAULT.with_parameters(target_low=8.0)
-    with pytest.raises(RulesetError, match="unknown parameters: bonus.maximum"):
+    with pytest.raises(RulesetError, match=r"unknown parameters: bonus\.maximum"):
         Ruleset.from_toml('[ruleset]\nname = "x"\n[bonus]\nmaximum = 3\n')
-    with pytest.raises(RulesetError, match="qualifying.meals: 'lunch'"):
+    with pytest.raises(RulesetError, match=r"qualifying\.meals: 'lunch'"):
         Ruleset.from_toml('[ruleset]\nname = "x"\n[qualifying]\nmeals = ["lunch"]\n')

@@ -1,0 +1,260 @@
+"""The simulated fleet: a portfolio of policyholders with one meter each, and the messages their
+meters publish. Pure and deterministic: the same seed and start give the same messages, always.
+
+A meter stores each record with a uint16 sequence number that wraps, stamps it with its own
+(skewed, drifting) clock in the policyholder's timezone, and syncs through a phone gateway:
+right after measuring when online, or as one batch after an offline spell. Gateways sometimes
+send a message twice. Strips fail, batteries run low, gamers do what gamers do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from devices.personas import PERSONAS, Persona
+from devices.wire import (
+    MGDL_PER_MMOL,
+    DeviceStatus,
+    Meal,
+    ReadingsMessage,
+    Record,
+    Sample,
+    Source,
+    Unit,
+)
+
+# Where the demo portfolio lives, and in what unit its meters display.
+TIMEZONES = (("Asia/Shanghai", 0.70, Unit.MMOL_L), ("Asia/Hong_Kong", 0.10, Unit.MMOL_L),
+             ("Europe/London", 0.08, Unit.MMOL_L), ("America/New_York", 0.07, Unit.MG_DL),
+             ("Australia/Sydney", 0.05, Unit.MMOL_L))
+BASE_SUMS = (10_000.0, 20_000.0, 50_000.0)
+FIRMWARE = ("1.4.2", "1.5.0", "2.0.1")
+
+OFFLINE_START_RATE = 0.02  # chance per day that a meter goes offline (phone away, no app)
+OFFLINE_DAYS = (1, 12)  # spell length range
+DUPLICATE_SEND_RATE = 0.02  # gateway retries a message it already sent
+STRIP_ERROR_RATE = 0.02
+BATTERY_DRAIN_PER_DAY = (0.2, 0.6)
+LOW_BATTERY_PCT = 15
+TREND_DAYS = 365  # personas move from their start to their end values over a year
+
+
+@dataclass(frozen=True)
+class Policyholder:
+    policy_id: str
+    device_id: str
+    holder_name: str
+    birth_year: int
+    persona: Persona
+    timezone: str
+    unit: Unit
+    base_sum_insured: float
+    start_date: date
+    index: int
+
+
+@dataclass(order=True)
+class Outgoing:
+    """One message at the (simulated) moment it is sent."""
+
+    at: datetime
+    order: int
+    topic: str = field(compare=False)
+    payload: bytes = field(compare=False)
+    retain: bool = field(compare=False, default=False)
+
+
+def _rng(seed: int, *parts: object) -> np.random.Generator:
+    digest = hashlib.sha256(repr((seed, *parts)).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def portfolio(n: int, seed: int, start: date) -> list[Policyholder]:
+    rng = _rng(seed, "portfolio")
+    weights = np.array([p.weight for p in PERSONAS])
+    personas = rng.choice(len(PERSONAS), size=n, p=weights / weights.sum())
+    zone_weights = np.array([z[1] for z in TIMEZONES])
+    zones = rng.choice(len(TIMEZONES), size=n, p=zone_weights / zone_weights.sum())
+    people = []
+    for i in range(n):
+        zone, _, unit = TIMEZONES[int(zones[i])]
+        people.append(Policyholder(
+            policy_id=f"POL-{seed:03d}-{i + 1:06d}",
+            device_id=f"GM-{seed:03d}-{i + 1:06d}",
+            holder_name=f"Policyholder {i + 1}",
+            birth_year=int(rng.integers(1945, 2000)),
+            persona=PERSONAS[int(personas[i])],
+            timezone=zone, unit=unit,
+            base_sum_insured=float(rng.choice(BASE_SUMS)),
+            start_date=start, index=i,
+        ))
+    return people
+
+
+@dataclass
+class MeterState:
+    seq: int
+    clock_offset_s: float
+    drift_s_per_day: float
+    battery: float
+    firmware: str
+    offline_until: date | None = None
+    stored: list[Record] = field(default_factory=list)
+    status_day: date | None = None  # the gateway reports meter status once a day
+    last_sent: datetime | None = None  # a gateway sends one record after the other
+
+
+def _value(mmol: float, unit: Unit) -> float:
+    mmol = min(max(mmol, 1.2), 33.0)
+    if unit == Unit.MG_DL:
+        return float(round(mmol * MGDL_PER_MMOL))
+    return round(mmol, 1)
+
+
+def meter_messages(person: Policyholder, seed: int, days: int | None = None
+                   ) -> Iterator[Outgoing]:
+    """Every message one meter sends from the policy start, in send order; lazily, forever when
+    `days` is None. A day's messages do not depend on how many days are asked for."""
+    rng = _rng(seed, "meter", person.index)
+    zone = ZoneInfo(person.timezone)
+    p = person.persona
+    state = MeterState(seq=int(rng.integers(0, 65536)), clock_offset_s=float(rng.normal(0, 40)),
+                       drift_s_per_day=float(rng.normal(0, 1.5)),
+                       battery=float(rng.uniform(60, 100)),
+                       firmware=str(rng.choice(FIRMWARE)))
+    order = 0
+
+    def record(true_local: datetime, mmol: float, meal: Meal, *, sample: Sample =
+               Sample.CAPILLARY_PLASMA, source: Source = Source.METER,
+               status: tuple[str, ...] = (), clock_shift: timedelta = timedelta()) -> Record:
+        stamp = true_local + timedelta(seconds=state.clock_offset_s) + clock_shift
+        flags = list(status)
+        if state.battery < LOW_BATTERY_PCT and "battery_low" not in flags:
+            flags.append("battery_low")
+        # seq is given when the meter stores the record, in the order of true time (below).
+        return Record(seq=-1, measured_at=stamp.replace(microsecond=0), value=_value(
+            mmol, person.unit), unit=person.unit, meal=meal, sample=sample, source=source,
+            status=tuple(flags))
+
+    d = -1
+    while days is None or d < days - 1:
+        d += 1
+        today = person.start_date + timedelta(days=d)
+        frac = min(d / (TREND_DAYS - 1), 1.0)
+        fasting_mean = p.fasting_start + (p.fasting_end - p.fasting_start) * frac
+        adherence = p.adherence_start + (p.adherence_end - p.adherence_start) * frac
+        fasting = float(rng.normal(fasting_mean, p.day_sd))
+        day_records: list[tuple[datetime, Record]] = []
+
+        def at(hour: float, spread_min: float, today: date = today) -> datetime:
+            minutes = hour * 60 + float(rng.normal(0, spread_min))
+            minutes = min(max(minutes, 0), 24 * 60 - 1)
+            return datetime.combine(today, time(), zone) + timedelta(minutes=minutes)
+
+        measures = rng.random() < adherence
+        if measures:
+            when = at(7.0, 35)
+            if p.control_solution_rate and rng.random() < p.control_solution_rate:
+                day_records.append((when, record(when, float(rng.normal(5.9, 0.2)), Meal.FASTING,
+                                                 sample=Sample.CONTROL_SOLUTION)))
+                when += timedelta(minutes=float(rng.uniform(2, 10)))
+            if p.manual_rate and rng.random() < p.manual_rate:
+                day_records.append((when, record(when - timedelta(minutes=5), float(
+                    rng.normal(5.8, 0.3)), Meal.FASTING, source=Source.MANUAL)))
+            if rng.random() < STRIP_ERROR_RATE:
+                error = str(rng.choice(["strip_insertion_error", "sample_size_insufficient"]))
+                day_records.append((when, record(when, fasting, Meal.FASTING, status=(error,))))
+                when += timedelta(minutes=2)
+            day_records.append((when, record(when, fasting, Meal.FASTING)))
+            if p.retest:
+                tries = 0
+                while not 4.4 <= fasting <= 7.0 and tries < 3:
+                    when += timedelta(minutes=float(rng.uniform(3, 12)))
+                    fasting = float(rng.normal(fasting_mean - 0.8, p.day_sd))
+                    day_records.append((when, record(when, fasting, Meal.FASTING)))
+                    tries += 1
+        elif p.clock_backdate_rate and d > 0 and rng.random() < p.clock_backdate_rate:
+            # Missed the morning: measure at noon with the clock set back to "yesterday 07:00"
+            # (the meter sometimes notices and raises time_fault).
+            when = at(12.5, 30)
+            shift = (datetime.combine(today - timedelta(days=1), time(7), zone)) - when
+            status = ("time_fault",) if rng.random() < 0.5 else ()
+            day_records.append((when, record(when, float(rng.normal(5.9, 0.3)), Meal.FASTING,
+                                             status=status, clock_shift=shift)))
+        for hour, meal, rise, chance in ((9.0, Meal.POSTPRANDIAL, 2.8, 0.45),
+                                         (13.5, Meal.PREPRANDIAL, 0.6, 0.25),
+                                         (19.5, Meal.POSTPRANDIAL, 3.0, 0.35),
+                                         (22.0, Meal.BEDTIME, 1.2, 0.25)):
+            if rng.random() < chance * adherence:
+                when = at(hour, 40)
+                value = fasting + float(rng.normal(rise, 1.0))
+                day_records.append((when, record(when, value, meal)))
+        if rng.random() < p.hypo_rate:
+            when = at(float(rng.uniform(10, 23)), 10)
+            day_records.append((when, record(when, float(rng.uniform(2.4, 3.8)), Meal.CASUAL)))
+
+        # Meter state moves on; offline spells decide when records reach the broker.
+        state.clock_offset_s += state.drift_s_per_day
+        state.battery -= float(rng.uniform(*BATTERY_DRAIN_PER_DAY))
+        if state.battery < 3:
+            state.battery = 100.0
+        if state.offline_until is None and rng.random() < OFFLINE_START_RATE:
+            state.offline_until = today + timedelta(days=int(rng.integers(*OFFLINE_DAYS)))
+
+        day_records.sort(key=lambda pair: pair[0])
+        stored_records = []
+        for when, rec in day_records:
+            stored_records.append((when, replace(rec, seq=state.seq)))
+            state.seq = (state.seq + 1) % 65536
+        last_true = stored_records[-1][0] if stored_records else None
+        for when, rec in stored_records:
+            if state.offline_until is not None:
+                state.stored.append(rec)
+                continue
+            sent = when.astimezone(UTC) + timedelta(seconds=float(rng.uniform(1, 20)))
+            if state.last_sent is not None and sent <= state.last_sent:
+                sent = state.last_sent + timedelta(seconds=1)
+            state.last_sent = sent
+            yield from _send(person, state, sent, (rec,), order, rng)
+            order += 3
+        if state.offline_until is not None and today >= state.offline_until:
+            # Back online in the evening, after the day's last measurement.
+            sync = datetime.combine(today, time(20), zone)
+            if last_true is not None and last_true >= sync:
+                sync = last_true + timedelta(minutes=5)
+            sync = sync.astimezone(UTC)
+            batch = tuple(state.stored)
+            state.stored.clear()
+            state.offline_until = None
+            for i in range(0, len(batch), 200):
+                yield from _send(person, state, sync, batch[i:i + 200], order, rng)
+                order += 3
+
+
+def _send(person: Policyholder, state: MeterState, sent: datetime, records: tuple[Record, ...],
+          order: int, rng: np.random.Generator) -> Iterator[Outgoing]:
+    if state.status_day != sent.date():
+        state.status_day = sent.date()
+        status = DeviceStatus(person.device_id, sent, "online", battery_pct=int(state.battery),
+                              firmware=state.firmware,
+                              clock_offset_s=round(state.clock_offset_s, 1))
+        yield Outgoing(sent, order, status.topic, status.encode(), retain=True)
+    message = ReadingsMessage(person.device_id, sent, records)
+    yield Outgoing(sent, order + 1, message.topic, message.encode())
+    if rng.random() < DUPLICATE_SEND_RATE:
+        yield Outgoing(sent + timedelta(seconds=30), order + 2, message.topic, message.encode())
+
+
+def fleet_messages(people: list[Policyholder], seed: int, days: int,
+                   until: datetime | None = None) -> list[Outgoing]:
+    """All meters' messages over `days` days (and sent before `until`), merged in send order."""
+    merged = [m for person in people for m in meter_messages(person, seed, days)
+              if until is None or m.at < until]
+    merged.sort(key=lambda m: (m.at, m.topic, m.order))
+    return merged

@@ -1,0 +1,101 @@
+"""`glucover simulate`: provision a fleet, publish its history as fast as the broker takes it,
+then (with --live) keep publishing in real time."""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+
+from devices.fleet import Outgoing, Policyholder, fleet_messages, meter_messages, portfolio
+from devices.publisher import meter_session, publish_fleet
+from glucover.config import Settings
+from glucover.db import connect
+from glucover.errors import UserError
+
+
+def history_window(start: date | None, days: int, now: datetime) -> tuple[date, datetime]:
+    """First day of history, and the instant history ends (live mode takes over there)."""
+    if days < 1:
+        raise UserError("--days must be at least 1")
+    first = start or (now.astimezone(UTC).date() - timedelta(days=days - 1))
+    end = datetime.combine(first + timedelta(days=days), datetime.min.time(), UTC)
+    return first, min(end, now)
+
+
+def write_dry_run(path: str, messages: list[Outgoing]) -> None:
+    with open(path, "w") as f:
+        for m in messages:
+            f.write(json.dumps({"topic": m.topic, "payload": json.loads(m.payload),
+                                "retain": m.retain}, separators=(",", ":")) + "\n")
+
+
+def provision(settings: Settings, people: list[Policyholder]) -> None:
+    from devices.provisioning import add_portfolio, sync_broker
+
+    with connect(settings.require_database_url()) as conn:
+        created = add_portfolio(conn, people, settings.secret())
+        conn.commit()
+        result = sync_broker(conn, settings)
+    print(f"provisioned {len(people)} policyholders ({created} new) with one meter each; "
+          f"broker accounts: {result.accounts}" + (", reloaded" if result.reloaded else ""))
+
+
+def _live(people: list[Policyholder], seed: int, after: datetime, speed: float,
+          settings: Settings) -> None:
+    target = settings.require_mqtt()
+    secret = settings.secret()
+    streams: list[Iterator[Outgoing]] = [
+        (m for m in meter_messages(p, seed) if m.at >= after) for p in people]
+    merged = heapq.merge(*streams, key=lambda m: (m.at, m.topic, m.order))
+    origin_sim, origin_real = after, time.monotonic()
+    batch: list[Outgoing] = []
+    for message in merged:
+        due = origin_real + (message.at - origin_sim).total_seconds() / speed
+        if batch and (message.topic.split("/")[3] != batch[0].topic.split("/")[3]
+                      or message.at != batch[0].at):
+            meter_session(target, secret, batch[0].topic.split("/")[3], batch)
+            batch = []
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        batch.append(message)
+
+
+def simulate_cli(args: argparse.Namespace, settings: Settings) -> int:
+    if args.policies < 1:
+        raise UserError("--policies must be at least 1")
+    now = datetime.now(UTC)
+    first, history_end = history_window(args.start, args.days, now)
+    people = portfolio(args.policies, args.seed, first)
+    if args.dry_run:
+        if not args.out:
+            raise UserError("--dry-run needs --out FILE")
+        messages = fleet_messages(people, args.seed, args.days, until=history_end)
+        write_dry_run(args.out, messages)
+        print(f"wrote {len(messages)} messages from {len(people)} meters to {args.out}")
+        return 0
+    if not args.no_provision:
+        provision(settings, people)
+    if args.provision_only:
+        return 0
+    target = settings.require_mqtt()
+    started = time.monotonic()
+    messages = fleet_messages(people, args.seed, args.days, until=history_end)
+    by_device: dict[str, list[Outgoing]] = defaultdict(list)
+    for m in messages:
+        by_device[m.topic.split("/")[3]].append(m)
+    stats = publish_fleet(target, settings.secret(), by_device)
+    elapsed = time.monotonic() - started
+    print(f"history {first} .. {history_end:%Y-%m-%d %H:%M}Z: {stats.published} messages from "
+          f"{len(by_device)} meters, {stats.acknowledged} acknowledged, {stats.reconnects} "
+          f"reconnects, {elapsed:.1f}s ({stats.published / max(elapsed, 1e-9):,.0f} msg/s)",
+          flush=True)
+    if args.live:
+        print(f"live: publishing in real time (x{args.speed:g}); Ctrl-C to stop", flush=True)
+        _live(people, args.seed, history_end, args.speed, settings)
+    return 0 if stats.acknowledged == stats.published else 1

@@ -1,0 +1,115 @@
+"""Small real-broker helpers for tests: a collecting subscriber and one-shot publishes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from glucover import broker
+from glucover.servers import LocalMosquitto
+from tests.conftest import TEST_SECRET
+
+
+def add_accounts(server: LocalMosquitto, *device_ids: str) -> None:
+    files = broker.BrokerFiles(server.confdir)
+    entries = broker.service_entries(TEST_SECRET) + [
+        (d, broker.hash_password(broker.derive_password(TEST_SECRET, d))) for d in device_ids]
+    broker.write_passwd(files.passwd, entries)
+    server.reload()
+    time.sleep(0.3)
+
+
+@dataclass
+class Collector:
+    """A persistent-session subscriber that records every message it gets."""
+
+    server: LocalMosquitto
+    topic: str
+    client_id: str = "test-collector"
+    account: str = broker.INGEST_ACCOUNT
+    payloads: list[bytes] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                                  protocol=mqtt.MQTTv5)
+        self.client.username_pw_set(self.account,
+                                    broker.derive_password(TEST_SECRET, self.account))
+        self.client.reconnect_delay_set(1, 2)
+        self.subscribed = threading.Event()
+
+        def on_connect(c: Any, u: Any, f: Any, reason: Any, p: Any) -> None:
+            c.subscribe(self.topic, qos=1)
+
+        def on_subscribe(c: Any, u: Any, mid: Any, reasons: Any, p: Any) -> None:
+            self.subscribed.set()
+
+        def on_message(c: Any, u: Any, msg: mqtt.MQTTMessage) -> None:
+            with self.lock:
+                self.payloads.append(msg.payload)
+
+        self.client.on_connect = on_connect
+        self.client.on_subscribe = on_subscribe
+        self.client.on_message = on_message
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 3600
+        self.client.connect("127.0.0.1", self.server.port, clean_start=False, properties=props)
+        self.client.loop_start()
+        assert self.subscribed.wait(10), "subscription not acknowledged"
+
+    def wait_for(self, count: int, timeout: float = 30) -> list[bytes]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.payloads) >= count:
+                    break
+            time.sleep(0.05)
+        with self.lock:
+            return list(self.payloads)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def try_publish(server: LocalMosquitto, username: str | None, password: str | None, topic: str,
+                payload: bytes) -> tuple[str, str | None]:
+    """(connect result, PUBACK result or None): 'ok' or the refusal; 'accepted' or the reason."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{time.monotonic_ns()}",
+                         protocol=mqtt.MQTTv5)
+    if username is not None:
+        client.username_pw_set(username, password)
+    result: dict[str, Any] = {}
+    done = threading.Event()
+
+    def on_connect(c: Any, u: Any, f: Any, reason: Any, p: Any) -> None:
+        result["connect"] = "ok" if not reason.is_failure else str(reason)
+        done.set()
+
+    def on_publish(c: Any, u: Any, mid: Any, reason: Any, p: Any) -> None:
+        # v5 PUBACK: "No matching subscribers" is a success too.
+        result["puback"] = "accepted" if not reason.is_failure else str(reason)
+        done.set()
+
+    client.on_connect = on_connect
+    client.on_publish = on_publish
+    client.connect("127.0.0.1", server.port)
+    client.loop_start()
+    try:
+        assert done.wait(10)
+        if result["connect"] != "ok":
+            return result["connect"], None
+        done.clear()
+        client.publish(topic, payload, qos=1)
+        assert done.wait(10)
+        return "ok", result.get("puback")
+    finally:
+        client.disconnect()
+        client.loop_stop()
