@@ -280,7 +280,7 @@ def parse(payload: bytes) -> Any:
         raise WireError([Problem(RejectReason.INVALID_JSON, "$", str(exc))]) from None
 
 
-def _timestamp(value: Any, path: str, problems: list[Problem]) -> datetime | None:
+def parse_timestamp(value: Any, path: str, problems: list[Problem]) -> datetime | None:
     if not isinstance(value, str):
         problems.append(Problem(RejectReason.INVALID_RECORD, path, "must be an ISO-8601 string"))
         return None
@@ -321,7 +321,7 @@ def validate_envelope(doc: Any, topic_device_id: str) -> list[Any]:
         problems.append(Problem(RejectReason.INVALID_ENVELOPE, "$.sent_at", "missing"))
     else:
         sub: list[Problem] = []
-        _timestamp(doc["sent_at"], "$.sent_at", sub)
+        parse_timestamp(doc["sent_at"], "$.sent_at", sub)
         problems += [Problem(RejectReason.INVALID_ENVELOPE, p.path, p.message) for p in sub]
     records = doc.get("records")
     if not isinstance(records, list) or not records:
@@ -363,7 +363,7 @@ def normalise_record(raw: Any, index: int, device_id: str, received_at: datetime
     if not (type(seq) is int and 0 <= seq <= 0xFFFF):
         problems.append(Problem(RejectReason.INVALID_RECORD, f"{p}.seq",
                                 "must be an integer 0..65535"))
-    measured_at = _timestamp(raw.get("measured_at"), f"{p}.measured_at", problems)
+    measured_at = parse_timestamp(raw.get("measured_at"), f"{p}.measured_at", problems)
     value = raw.get("value")
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
         problems.append(Problem(RejectReason.INVALID_RECORD, f"{p}.value", "must be a number"))
@@ -428,11 +428,19 @@ class Decoded:
     rejected: list[WireError]
 
 
-def decode_readings(payload: bytes, topic_device_id: str, received_at: datetime) -> Decoded:
+def decode_readings(payload: bytes, topic_device_id: str, received_at: datetime,
+                    trust_sent_at: bool = False) -> Decoded:
     """All three steps for a readings message. Raises WireError when the whole message is bad;
-    a bad record inside a good message costs only that record."""
+    a bad record inside a good message costs only that record.
+
+    `trust_sent_at` (replays of recorded or simulated history only) takes the gateway's sent_at
+    as the receive time when it is not later than the real one.
+    """
     doc = parse(payload)
     records = validate_envelope(doc, topic_device_id)
+    if trust_sent_at:
+        sent = datetime.fromisoformat(doc["sent_at"]).astimezone(UTC)
+        received_at = min(received_at, sent)
     out = Decoded([], [])
     for i, raw in enumerate(records):
         try:

@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=2000)
     p.add_argument("--flush-ms", type=int, default=50)
     p.add_argument("--metrics-port", type=int, default=0, help="Prometheus port (0: off)")
+    p.add_argument("--trust-sent-at", action="store_true",
+                   help="replays only: take the gateway's sent_at as the receive time")
 
     price = add("price", None, "the pricing engine")
     psub = price.add_subparsers(dest="price_command", required=True, metavar="ACTION")

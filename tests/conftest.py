@@ -113,3 +113,30 @@ def mosquitto() -> Iterator[LocalMosquitto]:
     finally:
         server.stop(kill=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class Stack:
+    """A migrated database and a broker whose accounts come from it, with env set to match."""
+
+    db_url: str
+    broker: LocalMosquitto
+    settings: Settings
+
+    @property
+    def mqtt_url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.broker.port}"
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "DATABASE_URL": self.db_url, "MQTT_URL": self.mqtt_url,
+                "GLUCOVER_SECRET": TEST_SECRET, "GLUCOVER_HOME": str(self.settings.home),
+                "GLUCOVER_BROKER_DIR": str(self.broker.confdir)}
+
+
+@pytest.fixture
+def stack(db_url: str, mosquitto: LocalMosquitto, monkeypatch: pytest.MonkeyPatch,
+          settings: Settings) -> Stack:
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("MQTT_URL", f"mqtt://127.0.0.1:{mosquitto.port}")
+    monkeypatch.setenv("GLUCOVER_BROKER_DIR", str(mosquitto.confdir))
+    return Stack(db_url, mosquitto, Settings.from_env())

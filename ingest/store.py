@@ -1,0 +1,137 @@
+"""Writing one batch of decoded messages in one transaction. Set-based: COPY into a staging
+table, then INSERT ... ON CONFLICT DO NOTHING on the readings' identity (device_id, seq,
+measured_at), so a re-delivered message changes nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from devices.wire import Reading, RejectReason
+
+REJECT_PAYLOAD_CAP = 65_536  # bytes of a refused payload kept for review
+
+READING_COLUMNS = ("device_id", "seq", "measured_at", "utc_offset_min", "received_at", "value",
+                   "unit", "value_mmol", "meal", "sample", "source", "status", "flags")
+_COLS = ", ".join(READING_COLUMNS)
+
+STAGING_DDL = f"""
+create temp table if not exists ingest_staging (
+    item integer not null,
+    device_id text, seq integer, measured_at timestamptz, utc_offset_min smallint,
+    received_at timestamptz, value double precision, unit text, value_mmol double precision,
+    meal text, sample text, source text, status integer, flags text[]
+) on commit delete rows;
+-- {_COLS}
+"""
+
+# One statement: insert what is new, then report how many rows went in (item -1) and every
+# staged row whose identity was already stored with other content (a conflicting duplicate).
+# The join sees the table as it was before this statement, so it meets only earlier rows.
+INSERT_SQL = f"""
+with inserted as (
+    insert into readings ({_COLS})
+    select {_COLS} from ingest_staging
+    on conflict (device_id, seq, measured_at) do nothing
+    returning 1
+)
+select -1, (select count(*) from inserted)::float8, null::text, null::text, null::text,
+       null::text, null::integer
+union all
+select s.item, r.value, r.unit, r.meal, r.sample, r.source, r.status
+from ingest_staging s
+join readings r using (device_id, seq, measured_at)
+where (r.value, r.unit, r.meal, r.sample, r.source, r.status)
+      is distinct from (s.value, s.unit, s.meal, s.sample, s.source, s.status)
+"""
+
+STATUS_SQL = """
+insert into device_status (device_id, state, battery_pct, firmware, clock_offset_s, sent_at,
+                           updated_at)
+values (%s, %s, %s, %s, %s, %s, now())
+on conflict (device_id) do update set
+    state = excluded.state,
+    battery_pct = coalesce(excluded.battery_pct, device_status.battery_pct),
+    firmware = coalesce(excluded.firmware, device_status.firmware),
+    clock_offset_s = coalesce(excluded.clock_offset_s, device_status.clock_offset_s),
+    sent_at = excluded.sent_at, updated_at = now()
+where device_status.sent_at is null or excluded.sent_at >= device_status.sent_at
+"""
+
+
+@dataclass(frozen=True)
+class Rejection:
+    topic: str
+    device_id: str | None
+    reason: str
+    detail: str
+    payload: bytes
+    received_at: datetime
+
+
+@dataclass
+class Batch:
+    """What a batch of messages came to, before it is written."""
+
+    readings: list[Reading] = field(default_factory=list)
+    reading_topics: list[str] = field(default_factory=list)
+    reading_payloads: list[bytes] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    statuses: list[tuple[Any, ...]] = field(default_factory=list)
+    duplicates: int = 0
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    stored: int
+    duplicates: int
+    rejected: dict[str, int]
+
+
+def prepare(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(STAGING_DDL)
+    conn.commit()
+
+
+def write_batch(conn: psycopg.Connection[Any], batch: Batch) -> WriteResult:
+    """One transaction: readings, conflicting duplicates, rejections, statuses. Caller commits."""
+    rejections = list(batch.rejections)
+    stored = 0
+    conflicts: list[tuple[Any, ...]] = []
+    if batch.readings:
+        with conn.cursor() as cur:
+            with cur.copy(f"copy ingest_staging (item, {_COLS}) from stdin") as copy:
+                for i, r in enumerate(batch.readings):
+                    copy.write_row((i, r.device_id, r.seq, r.measured_at, r.utc_offset_min,
+                                    r.received_at, r.value, r.unit, r.value_mmol, r.meal,
+                                    r.sample, r.source, r.status, list(r.flags)))
+            rows = cur.execute(INSERT_SQL).fetchall()
+            stored = int(rows[0][1])
+            conflicts = rows[1:]
+            for item, value, unit, meal, sample, source, status in conflicts:
+                r = batch.readings[item]
+                rejections.append(Rejection(
+                    batch.reading_topics[item], r.device_id,
+                    RejectReason.CONFLICTING_DUPLICATE,
+                    f"seq {r.seq} at {r.measured_at.isoformat()} is stored as {value} {unit} "
+                    f"{meal}/{sample}/{source}/status {status}; this copy says {r.value} "
+                    f"{r.unit} {r.meal}/{r.sample}/{r.source}/status {r.status}",
+                    batch.reading_payloads[item], r.received_at))
+    if rejections:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "insert into rejected_messages (received_at, topic, device_id, reason, detail, "
+                "payload, payload_size) values (%s, %s, %s, %s, %s, %s, %s)",
+                [(j.received_at, j.topic, j.device_id, str(j.reason), j.detail[:2000],
+                  j.payload[:REJECT_PAYLOAD_CAP], len(j.payload)) for j in rejections])
+    if batch.statuses:
+        with conn.cursor() as cur:
+            cur.executemany(STATUS_SQL, batch.statuses)
+    counts: dict[str, int] = {}
+    for j in rejections:
+        counts[str(j.reason)] = counts.get(str(j.reason), 0) + 1
+    duplicates = batch.duplicates + len(batch.readings) - stored - len(conflicts)
+    return WriteResult(stored, duplicates, counts)

@@ -1,0 +1,340 @@
+"""The ingest worker: MQTT -> database, acknowledging each message only after its rows commit.
+
+Threads: paho's network loop puts messages on a queue; one writer thread takes batches off it
+(up to `batch_size` messages or `flush_ms` after the first), decodes them, writes them in one
+transaction and then acknowledges them in arrival order. The broker sends at most
+`RECEIVE_MAXIMUM` unacknowledged messages (MQTT v5), which bounds the queue: when the database
+is slow or down, messages wait in the broker, not in our memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from devices import wire
+from glucover import broker
+from glucover.config import MqttTarget, Settings
+from ingest import metrics
+from ingest.store import Batch, Rejection, prepare, write_batch
+
+log = logging.getLogger("glucover.ingest")
+
+SHARE_GROUP = "ingest"
+SUBSCRIPTIONS = (f"$share/{SHARE_GROUP}/{wire.TOPIC_ROOT}/+/readings",
+                 f"$share/{SHARE_GROUP}/{wire.TOPIC_ROOT}/+/status")
+SESSION_EXPIRY_S = 7 * 86400  # the broker keeps our queue this long while no worker is up
+RECEIVE_MAXIMUM = 20_000  # unacknowledged messages the broker may send us at once
+KEEPALIVE_S = 30
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
+DB_RETRY_MIN_S, DB_RETRY_MAX_S = 0.2, 10.0
+DEVICE_CACHE_TTL_S = 60.0
+
+
+@dataclass(frozen=True)
+class Received:
+    """A message as it came off the broker (paho reuses nothing; we keep what we need)."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    received_at: datetime
+
+
+@dataclass
+class WorkerConfig:
+    database_url: str
+    mqtt: MqttTarget
+    client_id: str
+    batch_size: int = 2000
+    flush_ms: int = 50
+    trust_sent_at: bool = False
+    metrics_port: int = 0
+
+
+class DeviceRegistry:
+    """Which meters exist and are not revoked; cached, re-read when a stranger shows up."""
+
+    def __init__(self) -> None:
+        self.known: set[str] = set()
+        self.loaded_at = 0.0
+
+    def refresh(self, conn: psycopg.Connection[Any]) -> None:
+        rows = conn.execute("select device_id from devices where revoked_at is null").fetchall()
+        self.known = {str(r[0]) for r in rows}
+        self.loaded_at = time.monotonic()
+
+    def check(self, conn: psycopg.Connection[Any], device_ids: set[str]) -> set[str]:
+        """The subset of `device_ids` that are known."""
+        age = time.monotonic() - self.loaded_at
+        if (device_ids - self.known and age > 1.0) or age > DEVICE_CACHE_TTL_S:
+            self.refresh(conn)
+        return device_ids & self.known
+
+
+def decode(messages: list[Received], trust_sent_at: bool) -> Batch:
+    """Parse, validate and normalise a batch; never raises for anything a device sends."""
+    batch = Batch()
+    seen: OrderedDict[tuple[str, int, datetime], int] = OrderedDict()
+    for msg in messages:
+        found = wire.topic_device(msg.topic)
+        if found is None:
+            batch.rejections.append(Rejection(msg.topic, None, wire.RejectReason.UNKNOWN_TOPIC,
+                                              "not a glucover v1 topic", msg.payload,
+                                              msg.received_at))
+            continue
+        device_id, kind = found
+        try:
+            if kind == "status":
+                doc = wire.decode_status(msg.payload, device_id)
+                sent = wire.parse_timestamp(doc.get("sent_at"), "$.sent_at", [])
+                batch.statuses.append((device_id, doc["state"], doc.get("battery_pct"),
+                                       doc.get("firmware"), doc.get("clock_offset_s"),
+                                       sent or msg.received_at))
+                continue
+            decoded = wire.decode_readings(msg.payload, device_id, msg.received_at,
+                                           trust_sent_at)
+        except wire.WireError as exc:
+            batch.rejections.append(Rejection(msg.topic, device_id, exc.reason, str(exc),
+                                              msg.payload, msg.received_at))
+            continue
+        for err in decoded.rejected:
+            batch.rejections.append(Rejection(msg.topic, device_id, err.reason, str(err),
+                                              msg.payload, msg.received_at))
+        for reading in decoded.readings:
+            key = (reading.device_id, reading.seq, reading.measured_at)
+            first = seen.get(key)
+            if first is not None:
+                earlier = batch.readings[first]
+                if (earlier.value, earlier.unit, earlier.meal, earlier.sample, earlier.source,
+                        earlier.status) == (reading.value, reading.unit, reading.meal,
+                                            reading.sample, reading.source, reading.status):
+                    batch.duplicates += 1
+                else:
+                    batch.rejections.append(Rejection(
+                        msg.topic, device_id, wire.RejectReason.CONFLICTING_DUPLICATE,
+                        f"seq {reading.seq} at {reading.measured_at.isoformat()} came twice in "
+                        f"one batch with different content ({earlier.value} vs {reading.value} "
+                        f"{reading.unit})", msg.payload, msg.received_at))
+                continue
+            seen[key] = len(batch.readings)
+            batch.readings.append(reading)
+            batch.reading_topics.append(msg.topic)
+            batch.reading_payloads.append(msg.payload)
+    return batch
+
+
+def drop_unknown_devices(batch: Batch, known: set[str]) -> None:
+    keep = [i for i, r in enumerate(batch.readings) if r.device_id in known]
+    if len(keep) == len(batch.readings):
+        return
+    for i, r in enumerate(batch.readings):
+        if r.device_id not in known:
+            batch.rejections.append(Rejection(
+                batch.reading_topics[i], r.device_id, wire.RejectReason.UNKNOWN_DEVICE,
+                f"device {r.device_id!r} is not provisioned or was revoked",
+                batch.reading_payloads[i], r.received_at))
+    batch.readings = [batch.readings[i] for i in keep]
+    batch.reading_topics = [batch.reading_topics[i] for i in keep]
+    batch.reading_payloads = [batch.reading_payloads[i] for i in keep]
+    batch.statuses = [s for s in batch.statuses if s[0] in known]
+
+
+class IngestWorker:
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        self.inbox: queue.Queue[Received] = queue.Queue()
+        self.stopping = threading.Event()
+        self.stopped = threading.Event()
+        self.devices = DeviceRegistry()
+        self.conn: psycopg.Connection[Any] | None = None
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=config.client_id,
+                                  protocol=mqtt.MQTTv5, manual_ack=True)
+        self.client.username_pw_set(config.mqtt.username, config.mqtt.password)
+        self.client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.connected = threading.Event()
+
+    # ------------------------------------------------------------ MQTT side (network thread)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                    props: Any) -> None:
+        if reason.is_failure:
+            log.error("broker refused the ingest account: %s", reason)
+            return
+        log.info("connected to %s:%s (session present: %s)", self.config.mqtt.host,
+                 self.config.mqtt.port, flags.session_present)
+        client.subscribe([(topic, 1) for topic in SUBSCRIPTIONS])
+        self.connected.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                       props: Any) -> None:
+        self.connected.clear()
+        if not self.stopping.is_set():
+            log.warning("broker connection lost (%s); reconnecting", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self.inbox.put(Received(msg.topic, bytes(msg.payload), msg.mid, msg.qos, datetime.now(UTC)))
+        metrics.QUEUE_DEPTH.set(self.inbox.qsize())
+
+    # ------------------------------------------------------------ database side (writer thread)
+
+    def _connect_db(self) -> psycopg.Connection[Any]:
+        delay = DB_RETRY_MIN_S
+        while True:
+            try:
+                conn = psycopg.connect(self.config.database_url, connect_timeout=5)
+                prepare(conn)
+                self.devices.refresh(conn)
+                conn.commit()
+                return conn
+            except psycopg.OperationalError as exc:
+                if self.stopping.is_set() and self.inbox.empty():
+                    raise
+                log.warning("database unreachable (%s); retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, DB_RETRY_MAX_S)
+
+    def _take_batch(self) -> list[Received]:
+        try:
+            first = self.inbox.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.config.flush_ms / 1000
+        while len(batch) < self.config.batch_size:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(self.inbox.get(timeout=max(remaining, 0)) if remaining > 0
+                             else self.inbox.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _write(self, messages: list[Received]) -> None:
+        """Write until it commits (retrying through database outages), then acknowledge."""
+        started = time.monotonic()
+        decoded = decode(messages, self.config.trust_sent_at)
+        delay = DB_RETRY_MIN_S
+        while True:
+            try:
+                if self.conn is None or self.conn.closed:
+                    self.conn = self._connect_db()
+                batch = Batch(list(decoded.readings), list(decoded.reading_topics),
+                              list(decoded.reading_payloads), list(decoded.rejections),
+                              list(decoded.statuses), decoded.duplicates)
+                ids = {r.device_id for r in batch.readings} | {s[0] for s in batch.statuses}
+                drop_unknown_devices(batch, self.devices.check(self.conn, ids))
+                result = write_batch(self.conn, batch)
+                self.conn.commit()
+                break
+            except psycopg.OperationalError as exc:
+                log.warning("database write failed (%s); batch of %d kept, retrying in %.1fs",
+                            exc, len(messages), delay)
+                metrics.DB_ERRORS.inc()
+                if self.conn is not None:
+                    self.conn.close()
+                self.conn = None
+                time.sleep(delay)
+                delay = min(delay * 2, DB_RETRY_MAX_S)
+        for msg in messages:  # in arrival order, as MQTT asks
+            self.client.ack(msg.mid, msg.qos)
+        metrics.MESSAGES.inc(len(messages))
+        metrics.READINGS.inc(result.stored)
+        metrics.DUPLICATES.inc(result.duplicates)
+        for reason, count in result.rejected.items():
+            metrics.REJECTS.labels(reason).inc(count)
+        metrics.BATCH_SECONDS.observe(time.monotonic() - started)
+        metrics.QUEUE_DEPTH.set(self.inbox.qsize())
+        if messages:
+            lag = (datetime.now(UTC) - messages[0].received_at).total_seconds()
+            metrics.LAG_SECONDS.set(lag)
+
+    def _writer(self) -> None:
+        try:
+            while not (self.stopping.is_set() and self.inbox.empty()):
+                messages = self._take_batch()
+                if messages:
+                    self._write(messages)
+        finally:
+            self.stopped.set()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
+        self.client.connect_async(self.config.mqtt.host, self.config.mqtt.port,
+                                  keepalive=KEEPALIVE_S, clean_start=False, properties=props)
+        self.client.loop_start()
+        self.writer = threading.Thread(target=self._writer, name="ingest-writer", daemon=True)
+        self.writer.start()
+
+    def stop(self) -> None:
+        """Flush what was received, commit, acknowledge, disconnect."""
+        self.client.unsubscribe(list(SUBSCRIPTIONS))
+        time.sleep(0.1)
+        self.stopping.set()
+        self.stopped.wait(60)
+        self.client.disconnect()
+        self.client.loop_stop()
+        if self.conn is not None:
+            self.conn.close()
+
+
+def ingest_target(settings: Settings) -> MqttTarget:
+    target = settings.require_mqtt()
+    if target.username:
+        return target
+    account = broker.INGEST_ACCOUNT
+    return target.with_credentials(account, broker.derive_password(settings.secret(), account))
+
+
+def ingest_cli(args: argparse.Namespace, settings: Settings) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s "
+                        "%(message)s")
+    config = WorkerConfig(
+        database_url=settings.require_database_url(),
+        mqtt=ingest_target(settings),
+        client_id=args.client_id or f"glucover-{args.worker_name}",
+        batch_size=args.batch_size, flush_ms=args.flush_ms,
+        trust_sent_at=args.trust_sent_at or os.environ.get("GLUCOVER_TRUST_SENT_AT") == "1",
+        metrics_port=args.metrics_port,
+    )
+    if config.metrics_port:
+        metrics.serve(config.metrics_port)
+    worker = IngestWorker(config)
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker.start()
+    log.info("ingest worker %s on %s (%s); batch %d / %d ms", config.client_id,
+             socket.gethostname(), ", ".join(SUBSCRIPTIONS), config.batch_size, config.flush_ms)
+    done.wait()
+    log.info("stopping: flushing %d queued messages", worker.inbox.qsize())
+    worker.stop()
+    return 0

@@ -1,0 +1,110 @@
+"""Driving the real ingest worker in tests: in-process or as a `glucover ingest` process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from devices.fleet import Outgoing, Policyholder, fleet_messages, portfolio
+from devices.provisioning import add_portfolio, sync_broker
+from devices.publisher import publish_fleet
+from glucover.config import MqttTarget
+from ingest.worker import IngestWorker, WorkerConfig, ingest_target
+from tests.conftest import TEST_SECRET, Stack
+
+START = date(2026, 2, 2)
+
+
+def provision(stack: Stack, policies: int, seed: int) -> list[Policyholder]:
+    people = portfolio(policies, seed, START)
+    with psycopg.connect(stack.db_url) as conn:
+        add_portfolio(conn, people, TEST_SECRET)
+        conn.commit()
+        sync_broker(conn, stack.settings)
+    stack.broker.reload()
+    time.sleep(0.3)
+    return people
+
+
+def history(people: list[Policyholder], seed: int, days: int) -> list[Outgoing]:
+    return fleet_messages(people, seed, days)
+
+
+def by_device(messages: Iterable[Outgoing]) -> dict[str, list[Outgoing]]:
+    grouped: dict[str, list[Outgoing]] = defaultdict(list)
+    for m in messages:
+        grouped[m.topic.split("/")[3]].append(m)
+    return grouped
+
+
+def publish(stack: Stack, messages: list[Outgoing], concurrency: int = 8) -> None:
+    stats = publish_fleet(MqttTarget("127.0.0.1", stack.broker.port), TEST_SECRET,
+                          by_device(messages), concurrency)
+    assert stats.acknowledged == stats.published == len(messages)
+
+
+def distinct_readings(messages: Iterable[Outgoing]) -> set[tuple[str, int, datetime]]:
+    keys = set()
+    for m in messages:
+        if m.topic.endswith("readings"):
+            doc = json.loads(m.payload)
+            for r in doc["records"]:
+                measured = datetime.fromisoformat(r["measured_at"]).astimezone(UTC)
+                keys.add((doc["device_id"], r["seq"], measured))
+    return keys
+
+
+def stored_readings(db_url: str) -> list[tuple[str, int, datetime]]:
+    with psycopg.connect(db_url) as conn:
+        return [(str(a), int(b), c) for a, b, c in conn.execute(  # type: ignore[misc]
+            "select device_id, seq, measured_at from readings")]
+
+
+def wait_for_rows(db_url: str, count: int, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    n = 0
+    while time.monotonic() < deadline:
+        try:
+            with psycopg.connect(db_url, connect_timeout=2) as conn:
+                row = conn.execute("select count(*) from readings").fetchone()
+                n = int(row[0]) if row else 0
+        except psycopg.OperationalError:
+            n = -1
+        if n >= count:
+            return n
+        time.sleep(0.2)
+    return n
+
+
+def start_worker(stack: Stack, client_id: str = "test-ingest", **kw: Any) -> IngestWorker:
+    worker = IngestWorker(WorkerConfig(stack.db_url, ingest_target(stack.settings), client_id,
+                                       **kw))
+    worker.start()
+    assert worker.connected.wait(10)
+    time.sleep(0.2)  # let the subscription settle
+    return worker
+
+
+def spawn_worker(stack: Stack, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    out = log.open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "glucover.cli", "ingest", *args],
+                            env=stack.env(), stdout=out, stderr=subprocess.STDOUT)
+    out.close()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if "connected to" in log.read_text(errors="replace"):
+            time.sleep(0.3)
+            return proc
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise AssertionError("ingest worker did not connect:\n" + log.read_text(errors="replace"))

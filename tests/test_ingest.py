@@ -1,0 +1,201 @@
+"""Ingest against the real broker and database."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import psycopg
+
+from devices import wire
+from glucover.servers import LocalPostgres
+from tests.conftest import TEST_SECRET, Stack
+from tests.ingest_helpers import (
+    by_device,
+    distinct_readings,
+    history,
+    provision,
+    publish,
+    spawn_worker,
+    start_worker,
+    stored_readings,
+    wait_for_rows,
+)
+from tests.mqtt_helpers import add_accounts, try_publish
+
+
+def test_fleet_history_is_stored_once_with_flags_and_status(stack: Stack) -> None:
+    people = provision(stack, 12, seed=1)
+    messages = history(people, 1, 20)
+    worker = start_worker(stack)
+    try:
+        publish(stack, messages)
+        expected = distinct_readings(messages)
+        assert wait_for_rows(stack.db_url, len(expected)) == len(expected)
+        publish(stack, messages[:200])  # a re-sent stretch changes nothing
+        time.sleep(1.0)
+    finally:
+        worker.stop()
+    rows = stored_readings(stack.db_url)
+    assert len(rows) == len(set(rows)) == len(expected)
+    assert set(rows) == expected
+    with psycopg.connect(stack.db_url) as conn:
+        flags = dict(conn.execute(  # type: ignore[arg-type]
+            "select f, count(*) from readings, unnest(flags) f group by f").fetchall())
+        statuses = conn.execute("select count(*) from device_status").fetchone()
+        rejects = conn.execute("select count(*) from rejected_messages").fetchone()
+    personas = {p.persona.name for p in people}
+    if "gamer_control_solution" in personas:
+        assert flags.get("control_solution", 0) > 0
+    assert flags.get("too_late", 0) > 0  # real receive time, 2026 history: all late
+    assert statuses == (12,)
+    assert rejects == (0,)
+
+
+def _payload(device: str, **record_changes: object) -> bytes:
+    record = {"seq": 1, "measured_at": "2026-03-01T07:00:00+08:00", "value": 5.5,
+              "unit": "mmol/L", "meal": "fasting", "sample": "capillary_plasma",
+              "source": "meter", "status": []}
+    record.update(record_changes)
+    return json.dumps({"device_id": device, "sent_at": "2026-03-01T07:00:05+08:00",
+                       "records": [record]}).encode()
+
+
+def test_every_rejection_reason_is_recorded_and_the_worker_carries_on(stack: Stack) -> None:
+    people = provision(stack, 2, seed=2)
+    a, b = people[0].device_id, people[1].device_id
+    from glucover import broker
+
+    pw_a = broker.derive_password(TEST_SECRET, a)
+    cases = [
+        (b"{not json", wire.RejectReason.INVALID_JSON),
+        (b"\xff\xfe garbage", wire.RejectReason.INVALID_UTF8),
+        (b'{"device_id": "x"}', wire.RejectReason.DEVICE_MISMATCH),
+        (json.dumps({"device_id": a, "records": []}).encode(),
+         wire.RejectReason.INVALID_ENVELOPE),
+        (_payload(a, unit="mmol"), wire.RejectReason.INVALID_RECORD),
+        (_payload(a, value=-3), wire.RejectReason.VALUE_OUT_OF_RANGE),
+        (_payload(a, measured_at="1970-01-01T00:00:00Z"), wire.RejectReason.TIMESTAMP_IMPLAUSIBLE),
+        (b"[" + b"1," * 600_000 + b"1]", wire.RejectReason.PAYLOAD_TOO_LARGE),
+        (_payload(a, seq=7), None),                       # stored
+        (_payload(a, seq=7, value=9.9), wire.RejectReason.CONFLICTING_DUPLICATE),
+        (b'{"device_id": "' + a.encode() + b'", "sent_at": "x", "records": [1, 2]}',
+         wire.RejectReason.INVALID_ENVELOPE),
+        (json.dumps({"device_id": a, "sent_at": "2026-03-01T07:00:05+08:00", "records": [
+            json.loads(_payload(a, seq=8))["records"][0], {"seq": "nine"}]}).encode(),
+         wire.RejectReason.INVALID_RECORD),               # the good record beside it is kept
+    ]
+    worker = start_worker(stack)
+    try:
+        for payload, _ in cases:
+            assert try_publish(stack.broker, a, pw_a, wire.readings_topic(a), payload)[1] == \
+                "accepted"
+            time.sleep(0.05)  # keep the duplicate after its original
+        # A meter with a broker account but no record in the database (provisioning half done).
+        add_accounts(stack.broker, a, b, "GM-STRANGER")
+        stranger = broker.derive_password(TEST_SECRET, "GM-STRANGER")
+        try_publish(stack.broker, "GM-STRANGER", stranger, wire.readings_topic("GM-STRANGER"),
+                    _payload("GM-STRANGER", seq=3))
+        deadline = time.monotonic() + 20
+        expected = [r for _, r in cases if r] + [wire.RejectReason.UNKNOWN_DEVICE]
+        while time.monotonic() < deadline:
+            with psycopg.connect(stack.db_url) as conn:
+                got = [str(r[0]) for r in conn.execute(
+                    "select reason from rejected_messages order by id")]
+            if len(got) >= len(expected):
+                break
+            time.sleep(0.2)
+    finally:
+        worker.stop()
+    assert sorted(got) == sorted(str(r) for r in expected)
+    with psycopg.connect(stack.db_url) as conn:
+        stored = conn.execute("select seq, value from readings order by seq").fetchall()
+        big = conn.execute("select payload_size, length(payload) from rejected_messages "
+                           "where reason = 'payload_too_large'").fetchone()
+        detail = conn.execute("select detail from rejected_messages where reason = "
+                              "'invalid_record' and detail like '%%unit%%'").fetchone()
+    assert stored == [(7, 5.5), (8, 5.5)]
+    assert big is not None and big[0] > 1_000_000 and big[1] == 65_536
+    assert detail is not None and "$.records[0].unit" in detail[0]
+
+
+def test_kill_9_mid_stream_loses_and_doubles_nothing(stack: Stack, tmp_path: Path) -> None:
+    people = provision(stack, 30, seed=3)
+    messages = history(people, 3, 40)
+    expected = distinct_readings(messages)
+    log = tmp_path / "ingest.log"
+    proc = spawn_worker(stack, log, "--worker-name", "killme", "--batch-size", "200")
+    publisher = threading.Thread(target=publish, args=(stack, messages, 4))
+    publisher.start()
+    for _ in range(3):
+        time.sleep(0.7)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc = spawn_worker(stack, log, "--worker-name", "killme", "--batch-size", "200")
+    publisher.join(120)
+    try:
+        assert wait_for_rows(stack.db_url, len(expected), 90) == len(expected)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    rows = stored_readings(stack.db_url)
+    assert len(rows) == len(set(rows)) and set(rows) == expected
+
+
+def _metric(port: int, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
+def test_two_workers_share_the_subscription(stack: Stack, tmp_path: Path) -> None:
+    from glucover.servers import free_port
+
+    people = provision(stack, 20, seed=4)
+    messages = history(people, 4, 30)
+    expected = distinct_readings(messages)
+    ports = [free_port(), free_port()]
+    procs = [spawn_worker(stack, tmp_path / f"w{i}.log", "--worker-name", f"w{i}",
+                          "--metrics-port", str(port)) for i, port in enumerate(ports)]
+    try:
+        publish(stack, messages)
+        assert wait_for_rows(stack.db_url, len(expected)) == len(expected)
+        shares = [_metric(port, "glucover_ingest_messages_total") for port in ports]
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        assert [proc.wait(30) for proc in procs] == [0, 0]
+    assert all(share > 0.1 * len(messages) for share in shares), shares
+    # Every message once, plus each meter's "offline" status when its session ends.
+    assert sum(shares) == len(messages) + len(by_device(messages))
+    rows = stored_readings(stack.db_url)
+    assert len(rows) == len(set(rows)) == len(expected)
+
+
+def test_database_restart_mid_stream(stack: Stack, own_pg: LocalPostgres) -> None:
+    from glucover.db import migrate
+
+    url = own_pg.url()
+    migrate(url, stack.settings)
+    stack.db_url = url
+    people = provision(stack, 20, seed=5)
+    messages = history(people, 5, 40)
+    expected = distinct_readings(messages)
+    worker = start_worker(stack, batch_size=100)
+    try:
+        publisher = threading.Thread(target=publish, args=(stack, messages, 4))
+        publisher.start()
+        time.sleep(0.8)
+        own_pg.stop()
+        time.sleep(2.0)
+        own_pg.start()
+        publisher.join(120)
+        assert wait_for_rows(url, len(expected), 90) == len(expected)
+    finally:
+        worker.stop()
+    rows = stored_readings(url)
+    assert len(rows) == len(set(rows)) and set(rows) == expected
