@@ -215,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--devices", type=int, default=2000)
     p.add_argument("--readings", type=int, default=60_000)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=2,
+                   help="ingest processes sharing the subscription")
     p.add_argument("--json", action="store_true")
     p = add("soak", "ingest.soak:soak_cli", "steady load; throughput and memory over time", bsub)
     p.add_argument("--minutes", type=float, default=5.0)

@@ -175,6 +175,7 @@ class LocalPostgres:
                 "fsync = on\nsynchronous_commit = on\n"
                 "shared_buffers = 256MB\nmax_connections = 200\n"
                 "max_wal_size = 2GB\n"
+                "track_commit_timestamp = on\n"  # benchmarks read exact commit times
             )
 
     def start(self) -> LocalPostgres:
@@ -277,7 +278,8 @@ class LocalMosquitto:
             f"persistence_location {self.confdir / 'data'}/\n"
             "autosave_interval 1\n"
             "max_queued_messages 1000000\n"
-            "max_inflight_messages 0\n"
+            "max_inflight_messages 20000\n"  # bounds what ingest holds unacknowledged
+
             "max_packet_size 16777216\n"
             "message_size_limit 0\n"
             "log_dest stdout\n"

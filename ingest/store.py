@@ -18,6 +18,8 @@ READING_COLUMNS = ("device_id", "seq", "measured_at", "utc_offset_min", "receive
                    "unit", "value_mmol", "meal", "sample", "source", "status", "flags")
 _COLS = ", ".join(READING_COLUMNS)
 
+STAGING_TYPES = ("int4", "text", "int4", "timestamptz", "int2", "timestamptz", "float8", "text",
+                 "float8", "text", "text", "text", "int4", "text[]")
 STAGING_DDL = f"""
 create temp table if not exists ingest_staging (
     item integer not null,
@@ -103,7 +105,9 @@ def write_batch(conn: psycopg.Connection[Any], batch: Batch) -> WriteResult:
     conflicts: list[tuple[Any, ...]] = []
     if batch.readings:
         with conn.cursor() as cur:
-            with cur.copy(f"copy ingest_staging (item, {_COLS}) from stdin") as copy:
+            with cur.copy(f"copy ingest_staging (item, {_COLS}) from stdin (format binary)"
+                          ) as copy:
+                copy.set_types(STAGING_TYPES)
                 for i, r in enumerate(batch.readings):
                     copy.write_row((i, r.device_id, r.seq, r.measured_at, r.utc_offset_min,
                                     r.received_at, r.value, r.unit, r.value_mmol, r.meal,

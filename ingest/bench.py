@@ -1,0 +1,244 @@
+"""`glucover bench ingest`: end-to-end throughput and latency (publish -> committed row) of the
+ingest worker, single-record and 20-record messages, and of a naive bridge (one INSERT per
+message, autocommit) on the same single-record workload, all in one run on private servers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from devices.wire import ReadingsMessage, Record, readings_topic
+from glucover import broker
+from glucover.config import Settings
+from glucover.db import migrate
+from glucover.servers import LocalMosquitto, LocalPostgres
+from ingest.loadgen import publish_raw
+
+LOADGEN_ACCOUNT = "glucover-bench-loadgen"
+POLL_S = 0.1  # completion check only; latencies come from commit timestamps
+
+
+@dataclass
+class Servers:
+    db_url: str
+    mqtt_port: int
+    secret: str
+    root: Path
+
+
+def _start_servers(stack: ExitStack, settings: Settings) -> Servers:
+    root = Path(tempfile.mkdtemp(prefix="glucover-bench-"))
+    os.chmod(root, 0o755)  # noqa: S103 - the server users must traverse it
+    stack.callback(shutil.rmtree, root, True)
+    secret = "bench-" + os.urandom(8).hex()
+    pg = LocalPostgres(root / "pg").start()
+    stack.callback(pg.stop)
+    mq = LocalMosquitto(root / "mqtt")
+    mq.write_config()
+    files = broker.BrokerFiles(mq.confdir)
+    broker.write_acl(files.acl, load_generators=(LOADGEN_ACCOUNT,))
+    loadgen = broker.hash_password(broker.derive_password(secret, LOADGEN_ACCOUNT))
+    broker.write_passwd(files.passwd, [*broker.service_entries(secret), (LOADGEN_ACCOUNT, loadgen)])
+    mq.start()
+    stack.callback(mq.stop)
+    migrate(pg.url(), settings)
+    return Servers(pg.url(), mq.port, secret, root)
+
+
+def workload(devices: int, readings: int, per_message: int, seed: int) -> list[tuple[str, bytes]]:
+    """`readings` records from `devices` meters, `per_message` per message (a meter's batch).
+    Message j comes from meter j % devices; its records carry that meter's next seq numbers."""
+    rng = np.random.default_rng(seed)
+    base = datetime(2026, 6, 1, 7, tzinfo=UTC)
+    values = np.round(rng.uniform(3.5, 14.0, readings), 1)
+    messages = []
+    for j in range(-(-readings // per_message)):
+        device = f"BENCH-{j % devices:06d}"
+        first_seq = (j // devices) * per_message
+        count = min(per_message, readings - j * per_message)
+        records = tuple(
+            Record(seq=(first_seq + k) % 65536,
+                   measured_at=base + timedelta(minutes=30 * (first_seq + k)),
+                   value=float(values[j * per_message + k]))
+            for k in range(count))
+        msg = ReadingsMessage(device, base, records)
+        messages.append((readings_topic(device), msg.encode()))
+    return messages
+
+
+def _poll(db_url: str, expected: int, timeout: float) -> list[tuple[float, int]]:
+    seen: list[tuple[float, int]] = []
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute("select count(*) from readings").fetchone()
+            count = int(row[0]) if row else 0
+            seen.append((time.monotonic(), count))
+            if count >= expected:
+                break
+            time.sleep(POLL_S)
+    return seen
+
+
+def _reset(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("truncate readings, rejected_messages")
+
+
+def _integrity(db_url: str, expected_keys: int) -> tuple[int, int]:
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("select count(*), count(distinct (device_id, seq, measured_at)) "
+                           "from readings").fetchone()
+    total, distinct = (int(row[0]), int(row[1])) if row else (0, 0)
+    return max(expected_keys - distinct, 0), total - distinct
+
+
+def _commit_times(db_url: str) -> dict[tuple[str, int], float]:
+    """Exact commit time (epoch s) of every stored reading, from track_commit_timestamp."""
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("select device_id, seq, extract(epoch from "
+                            "pg_xact_commit_timestamp(xmin))::float8 from readings").fetchall()
+    return {(str(d), int(s)): float(t) for d, s, t in rows}
+
+
+def run_scenario(servers: Servers, messages: list[tuple[str, bytes]], readings: int,
+                 per_message: int) -> dict[str, Any]:
+    _reset(servers.db_url)
+    result: dict[str, Any] = {}
+    poller = threading.Thread(target=lambda: result.setdefault(
+        "seen", _poll(servers.db_url, readings, 300)))
+    poller.start()
+    load = publish_raw("127.0.0.1", servers.mqtt_port, LOADGEN_ACCOUNT,
+                       broker.derive_password(servers.secret, LOADGEN_ACCOUNT), messages)
+    poller.join()
+    final = result["seen"][-1][1]
+    committed = _commit_times(servers.db_url)
+    latencies = []
+    for index, (_, payload) in enumerate(messages):
+        doc = json.loads(payload)
+        for record in doc["records"]:
+            at = committed.get((doc["device_id"], record["seq"]))
+            if at is not None:
+                latencies.append((at - load.send_times[index]) * 1000)
+    start = load.send_times[0]
+    done_at = max(committed.values()) if committed else start
+    lost, duplicated = _integrity(servers.db_url, readings)
+    return {
+        "messages": len(messages), "readings": readings, "stored": final,
+        "seconds": round(done_at - start, 3),
+        "readings_per_s": round(final / max(done_at - start, 1e-9)),
+        "p50_latency_ms": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
+        "p99_latency_ms": round(float(np.percentile(latencies, 99)), 1) if latencies else None,
+        "lost": lost, "duplicated": duplicated,
+    }
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path, ready: str) -> subprocess.Popen[bytes]:
+    out = log.open("ab")
+    proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+    out.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if ready in log.read_text(errors="replace"):
+            time.sleep(0.3)
+            return proc
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise RuntimeError(f"{args[2:4]} did not start:\n{log.read_text(errors='replace')[-2000:]}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def run_bench(devices: int, readings: int, workers: int, settings: Settings,
+              progress: bool = True) -> dict[str, Any]:
+    def say(text: str) -> None:
+        if progress:
+            print(text, file=sys.stderr, flush=True)
+
+    with ExitStack() as stack:
+        servers = _start_servers(stack, settings)
+        with psycopg.connect(servers.db_url) as conn, conn.cursor() as cur, cur.copy(
+                "copy devices (device_id) from stdin") as copy:
+            for i in range(devices):
+                copy.write_row((f"BENCH-{i:06d}",))
+        ingest_url = (f"mqtt://{broker.INGEST_ACCOUNT}:"
+                      f"{broker.derive_password(servers.secret, broker.INGEST_ACCOUNT)}"
+                      f"@127.0.0.1:{servers.mqtt_port}")
+        env = {**os.environ, "DATABASE_URL": servers.db_url, "MQTT_URL": ingest_url,
+               "GLUCOVER_SECRET": servers.secret}
+        single = workload(devices, readings, 1, seed=1)
+        batched = workload(devices, readings, 20, seed=2)
+        procs = [_spawn([sys.executable, "-m", "glucover.cli", "ingest", "--worker-name",
+                         f"bench-{i}"], env, servers.root / f"ingest-{i}.log", "connected to")
+                 for i in range(workers)]
+        try:
+            say(f"single-record: {len(single):,} messages from {devices:,} meters")
+            results = {"single": run_scenario(servers, single, readings, 1)}
+            say(f"batched: {len(batched):,} messages of 20 records")
+            results["batched"] = run_scenario(servers, batched, readings, 20)
+        finally:
+            for proc in procs:
+                _stop(proc)
+        naive_n = max(readings // 4, 1000)
+        say(f"naive bridge: {naive_n:,} single-record messages")
+        naive = _spawn([sys.executable, "-m", "ingest.naive", servers.db_url, ingest_url], env,
+                       servers.root / "naive.log", "subscribed")
+        try:
+            results["naive"] = run_scenario(servers, single[:naive_n], naive_n, 1)
+        finally:
+            _stop(naive)
+    s, b, n = results["single"], results["batched"], results["naive"]
+    return {
+        "devices": devices, "readings": readings, "workers": workers,
+        "single_readings_per_s": s["readings_per_s"],
+        "batched_readings_per_s": b["readings_per_s"],
+        "naive_readings_per_s": n["readings_per_s"],
+        "ratio_vs_naive": round(s["readings_per_s"] / max(n["readings_per_s"], 1), 1),
+        "batched_ratio_vs_naive": round(b["readings_per_s"] / max(n["readings_per_s"], 1), 1),
+        "p50_latency_ms": s["p50_latency_ms"], "p99_latency_ms": s["p99_latency_ms"],
+        "batched_p50_latency_ms": b["p50_latency_ms"],
+        "batched_p99_latency_ms": b["p99_latency_ms"],
+        "lost": s["lost"] + b["lost"], "duplicated": s["duplicated"] + b["duplicated"],
+        "scenarios": results,
+    }
+
+
+def bench_cli(args: argparse.Namespace, settings: Settings) -> int:
+    report = run_bench(args.devices, args.readings, args.workers, settings)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"ingest, {report['devices']:,} meters, {report['readings']:,} readings, "
+              f"{report['workers']} worker(s)")
+        for name in ("single", "batched", "naive"):
+            r = report["scenarios"][name]
+            print(f"  {name:8s} {r['readings_per_s']:>9,} readings/s  p50 {r['p50_latency_ms']:>7}"
+                  f" ms  p99 {r['p99_latency_ms']:>7} ms  lost {r['lost']}  duplicated "
+                  f"{r['duplicated']}")
+        print(f"  single vs naive: {report['ratio_vs_naive']}x, batched vs naive: "
+              f"{report['batched_ratio_vs_naive']}x")
+    return 0 if report["lost"] == 0 and report["duplicated"] == 0 else 1
