@@ -33,3 +33,27 @@ def evaluate_cli(args: argparse.Namespace, settings: Settings) -> int:
         if args.out:
             out.close()
     return 0
+
+
+def run_cli(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+    import time
+
+    from pricing.engine import run_pricing
+
+    url = settings.require_database_url()
+    while True:
+        summary = run_pricing(url, args.through, ruleset=args.ruleset)
+        print(json.dumps(summary.as_dict()) if args.json else summary.text(), flush=True)
+        if not args.every:
+            return 0
+        time.sleep(args.every)
+
+
+def claim_cli(args: argparse.Namespace, settings: Settings) -> int:
+    from pricing.claims import file_claim
+
+    claim = file_claim(settings.require_database_url(), args.policy, args.date, args.reason)
+    print(f"claim {claim.claim_id}: policy {claim.policy_id}, event {claim.event_date}, payout "
+          f"{claim.payout:,.2f} (sum insured at the end of {claim.basis_day})")
+    return 0

@@ -200,12 +200,28 @@ def policy_day_counts(policies: pd.DataFrame, through: date | str | np.datetime6
     return counts
 
 
+@dataclass(frozen=True)
+class Resume:
+    """Where to pick policies up (aligned with `policies`): the first day to compute, as an
+    offset from start_date, with the bonus before it and the measured days of its block before
+    it. A policy resumed at offset 0 with (0, 0) is evaluated from scratch."""
+
+    offset: npt.NDArray[np.int64]
+    bonus: npt.NDArray[np.float64]
+    measured_in_block: npt.NDArray[np.int64]
+
+
 def evaluate(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFrame,
-             ruleset: Ruleset, through: date | str | np.datetime64) -> Ledger:
-    """Rules 1-6 for every policy from its start_date through `through` (inclusive)."""
+             ruleset: Ruleset, through: date | str | np.datetime64,
+             resume: Resume | None = None) -> Ledger:
+    """Rules 1-6 for every policy from its start_date (or its `resume` day) through `through`,
+    inclusive. Readings before a resume day may be left out of `readings`."""
     n_policies = len(policies)
     n_days = policy_day_counts(policies, through)
     width = int(n_days.max()) if n_policies else 0
+    if resume is None:
+        resume = Resume(np.zeros(n_policies, np.int64), np.zeros(n_policies),
+                        np.zeros(n_policies, np.int64))
     assigned, _ = assign_readings(policies, bindings, readings, ruleset, n_days)
 
     # Rule 2: earliest qualifying reading per policy-day, without sorting: a scatter-min on
@@ -246,7 +262,12 @@ def evaluate(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFr
     running = np.zeros(n_policies)
     block = ruleset.block_days
     measured_in_block = np.zeros(n_policies, dtype=np.int64)
+    resumes_at = {int(t): np.flatnonzero(resume.offset == t) for t in np.unique(resume.offset)}
     for t in range(width):
+        if t in resumes_at:
+            who = resumes_at[t]
+            running[who] = resume.bonus[who]
+            measured_in_block[who] = resume.measured_in_block[who]
         running = np.clip(running + step[:, t], ruleset.bonus_min, ruleset.bonus_max)
         measured_in_block += measured_day[:, t]
         if (t + 1) % block == 0:
@@ -256,9 +277,14 @@ def evaluate(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFr
             measured_in_block[:] = 0
         bonus[:, t] = running
     delta = np.diff(bonus, axis=1, prepend=0.0)
+    at_resume = resume.offset < width
+    rows_at = np.flatnonzero(at_resume)
+    delta[rows_at, resume.offset[rows_at]] = (bonus[rows_at, resume.offset[rows_at]]
+                                              - resume.bonus[rows_at])
 
-    # Rule 6: flatten the live cells (each policy's first n_days columns).
-    live = np.arange(width)[None, :] < n_days[:, None]
+    # Rule 6: flatten the live cells (each policy's columns from its resume day to n_days).
+    columns = np.arange(width)[None, :]
+    live = (columns < n_days[:, None]) & (columns >= resume.offset[:, None])
     policy_of_cell = np.broadcast_to(np.arange(n_policies)[:, None], live.shape)[live]
     start = _start_day_numbers(policies)
     day = (start[policy_of_cell] + np.broadcast_to(np.arange(width)[None, :], live.shape)[live]

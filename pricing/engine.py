@@ -1,0 +1,196 @@
+"""`glucover price run`: the evaluator against the database, incremental and idempotent.
+
+A run re-rates only what can have changed: for each policy, from the earliest local day of
+readings ingested since the previous run (late readings re-open past days) or else from the day
+after its ledger ends. It resumes from the ledger's own state on the day before (bonus, measured
+days in the block), evaluates through `--through`, and appends rows only where the result
+differs from the current ledger. Nothing changes on a second run; superseded rows stay.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+
+from pricing import store
+from pricing.evaluator import DAY_STATUSES, Resume, evaluate
+
+# A batch committed by ingest can carry an ingested_at (its transaction start) a little before
+# the previous run's watermark; look back this much further so no such reading is missed.
+WATERMARK_MARGIN = timedelta(minutes=5)
+# Readings measured this long before a resume day may still fall on it in some timezone.
+TZ_MARGIN = timedelta(days=1, hours=2)
+LEDGER_COLUMNS = ("day_status", "reading_seq", "delta", "bonus", "sum_insured",
+                  "ruleset_version")
+
+
+@dataclass
+class RunSummary:
+    run_id: int
+    through: date
+    policies_evaluated: int
+    policy_days: int
+    rows_added: int
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["through"] = self.through.isoformat()
+        return out
+
+    def text(self) -> str:
+        return (f"run {self.run_id} through {self.through}: {self.policies_evaluated} policies "
+                f"re-rated ({self.policy_days:,} policy-days), {self.rows_added:,} ledger rows "
+                f"added in {self.seconds:.2f}s")
+
+
+def _resume_points(conn: psycopg.Connection[Any], policies: pd.DataFrame, through: date,
+                   since: datetime | None) -> pd.DataFrame:
+    """Per policy: the first day to compute, and the ledger's state the day before it."""
+    ids = list(policies["policy_id"])
+    last = dict(conn.execute(  # type: ignore[arg-type]
+        "select policy_id, max(day) from sum_insured_ledger where policy_id = any(%s) "
+        "group by policy_id", (ids,)).fetchall())
+    changed: dict[str, date] = {}
+    if since is not None:
+        changed = dict(conn.execute(  # type: ignore[arg-type]
+            """select pd.policy_id, min((r.measured_at at time zone p.timezone)::date)
+               from readings r
+               join policy_devices pd on pd.device_id = r.device_id
+                    and r.measured_at >= pd.bound_from
+                    and (pd.bound_to is null or r.measured_at < pd.bound_to)
+               join policies p on p.policy_id = pd.policy_id
+               where r.ingested_at >= %s and pd.policy_id = any(%s)
+               group by pd.policy_id""", (since, ids)).fetchall())
+    out = []
+    for pid, start in zip(policies["policy_id"], policies["start_date"].dt.date, strict=True):
+        first = start if pid not in last else last[pid] + timedelta(days=1)
+        if pid in changed and since is not None:
+            first = min(first, max(changed[pid], start))
+        if since is None:
+            first = start  # no earlier run: rate everything
+        out.append((pid, max(first, start)))
+    frame = pd.DataFrame(out, columns=["policy_id", "resume_day"])
+    frame["start_date"] = policies["start_date"].dt.date.to_numpy()
+    return frame[frame["resume_day"] <= through].reset_index(drop=True)
+
+
+def _ledger_state(conn: psycopg.Connection[Any], points: pd.DataFrame, block_days: int
+                  ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Bonus on the day before each resume day, and measured days of its block before it."""
+    offsets = [(r - s).days for r, s in zip(points["resume_day"], points["start_date"],
+                                              strict=True)]
+    block_start = [s + timedelta(days=(o // block_days) * block_days)
+                   for s, o in zip(points["start_date"], offsets, strict=True)]
+    rows = conn.execute(
+        """select q.policy_id,
+                  (select l.bonus::float8 from current_ledger l where l.policy_id = q.policy_id
+                     and l.day = q.resume_day - 1),
+                  (select count(*) from current_ledger l where l.policy_id = q.policy_id
+                     and l.day >= q.block_start and l.day < q.resume_day
+                     and l.day_status <> 'missed')
+           from unnest(%s::text[], %s::date[], %s::date[]) as q(policy_id, resume_day,
+                                                                block_start)""",
+        (list(points["policy_id"]), list(points["resume_day"]), block_start)).fetchall()
+    state = {str(r[0]): (float(r[1]) if r[1] is not None else 0.0, int(str(r[2])))
+             for r in rows}
+    bonus = np.array([state[p][0] for p in points["policy_id"]])
+    measured = np.array([state[p][1] for p in points["policy_id"]], dtype=np.int64)
+    return bonus, measured
+
+
+def run_pricing(database_url: str, through: date | None = None, ruleset: str | None = None
+                ) -> RunSummary:
+    started = time.monotonic()
+    through = through or (datetime.now(UTC).date() - timedelta(days=1))
+    with psycopg.connect(database_url) as conn:
+        conn.execute("select pg_advisory_xact_lock(hashtext('glucover-pricing'))")
+        prev = conn.execute("select max(watermark) from pricing_runs where finished_at is not "
+                            "null").fetchone()
+        since = prev[0] - WATERMARK_MARGIN if prev and prev[0] else None
+        row = conn.execute("insert into pricing_runs (through, watermark) values (%s, now()) "
+                           "returning run_id", (through,)).fetchone()
+        assert row is not None
+        run_id = int(str(row[0]))
+        policies, bindings = store.load_policies(conn)
+        if ruleset:
+            policies["ruleset_name"] = ruleset
+        total_days = added = evaluated = 0
+        for name, group in policies.groupby("ruleset_name", sort=True):
+            rules = store.current(conn, str(name))
+            group = group.reset_index(drop=True)
+            points = _resume_points(conn, group, through, since)
+            if points.empty:
+                continue
+            group = group.set_index("policy_id").loc[points["policy_id"]].reset_index()
+            bonus, measured = _ledger_state(conn, points, rules.block_days)
+            resume = Resume(
+                offset=np.array([(r - s).days for r, s in zip(
+                    points["resume_day"], points["start_date"], strict=True)], dtype=np.int64),
+                bonus=bonus, measured_in_block=measured)
+            its_bindings = bindings[bindings["policy_id"].isin(points["policy_id"])]
+            earliest = min(points["resume_day"])
+            readings = store.load_readings(
+                conn, sorted(set(its_bindings["device_id"])),
+                since=datetime.combine(earliest, datetime.min.time(), UTC) - TZ_MARGIN,
+                until=datetime.combine(through, datetime.min.time(), UTC) + 2 * TZ_MARGIN)
+            ledger = evaluate(group, its_bindings, readings, rules, through, resume).to_frame()
+            ledger["ruleset_version"] = rules.version
+            ledger["ruleset_name"] = rules.name
+            fresh = _changed_rows(conn, ledger, earliest)
+            added += _append(conn, fresh, run_id)
+            total_days += len(ledger)
+            evaluated += len(points)
+        conn.execute("update pricing_runs set finished_at = now(), policies = %s, rows_added = %s"
+                     " where run_id = %s", (evaluated, added, run_id))
+        conn.commit()
+        conn.execute("select refresh_readings_daily()")
+        conn.commit()
+    return RunSummary(run_id, through, evaluated, total_days, added, time.monotonic() - started)
+
+
+def _changed_rows(conn: psycopg.Connection[Any], ledger: pd.DataFrame, earliest: date
+                  ) -> pd.DataFrame:
+    """Rows of `ledger` that the current ledger does not already hold exactly."""
+    ids = list(ledger["policy_id"].astype(str).unique())
+    rows = conn.execute(
+        "select policy_id, day, day_status, reading_seq, delta::float8, bonus::float8, "
+        "sum_insured::float8, ruleset_version from current_ledger "
+        "where policy_id = any(%s) and day >= %s", (ids, earliest)).fetchall()
+    now = pd.DataFrame(rows, columns=["policy_id", "day", *LEDGER_COLUMNS])
+    new = ledger.copy()
+    new["policy_id"] = new["policy_id"].astype(str)
+    new["day"] = new["day"].dt.date
+    new["day_status"] = new["day_status"].astype(str)
+    for frame in (new, now):
+        frame["reading_seq"] = frame["reading_seq"].astype("Int64")
+        for column in ("delta", "bonus", "sum_insured"):
+            frame[column] = frame[column].astype(float).round(2)
+    merged = new.merge(now, on=["policy_id", "day"], how="left", suffixes=("", "_now"),
+                       indicator=True)
+    differs = merged["_merge"] == "left_only"
+    for column in LEDGER_COLUMNS:
+        a, b = merged[column], merged[column + "_now"]
+        differs |= ~((a == b).fillna(False) | (a.isna() & b.isna()))
+    return new[differs.to_numpy()]
+
+
+def _append(conn: psycopg.Connection[Any], rows: pd.DataFrame, run_id: int) -> int:
+    if rows.empty:
+        return 0
+    assert set(rows["day_status"]) <= set(DAY_STATUSES)
+    with conn.cursor() as cur, cur.copy(
+            "copy sum_insured_ledger (policy_id, day, run_id, day_status, reading_seq, delta, "
+            "bonus, sum_insured, ruleset_name, ruleset_version) from stdin") as copy:
+        for r in rows.itertuples(index=False):
+            seq: Any = r.reading_seq
+            copy.write_row((r.policy_id, r.day, run_id, r.day_status,
+                            None if pd.isna(seq) else int(seq), r.delta,
+                            r.bonus, r.sum_insured, r.ruleset_name, r.ruleset_version))
+    return len(rows)

@@ -1,0 +1,108 @@
+"""Reading the evaluator's input frames from the database, and rulesets in and out of it."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+
+from pricing import ruleset as rulesets
+from pricing.ruleset import Ruleset, RulesetError
+
+Conn = psycopg.Connection[Any]
+
+
+def load_policies(conn: Conn, policy_ids: list[str] | None = None
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    where = "" if policy_ids is None else " where policy_id = any(%(ids)s)"
+    params = {"ids": policy_ids}
+    rows = conn.execute("select policy_id, start_date, base_sum_insured::float8, timezone, "
+                        f"ruleset_name, segment, birth_year from policies{where} "
+                        "order by policy_id", params).fetchall()
+    policies = pd.DataFrame(rows, columns=["policy_id", "start_date", "base_sum_insured",
+                                           "timezone", "ruleset_name", "segment", "birth_year"])
+    policies["start_date"] = pd.to_datetime(policies["start_date"])
+    policies["base_sum_insured"] = policies["base_sum_insured"].astype(float)
+    brows = conn.execute(f"select policy_id, device_id, bound_from, bound_to from policy_devices"
+                         f"{where}", params).fetchall()
+    bindings = pd.DataFrame(brows, columns=["policy_id", "device_id", "bound_from", "bound_to"])
+    for column in ("bound_from", "bound_to"):
+        bindings[column] = pd.to_datetime(bindings[column], utc=True)
+    return policies, bindings
+
+
+def load_readings(conn: Conn, device_ids: list[str], since: datetime | None = None,
+                  until: datetime | None = None) -> pd.DataFrame:
+    """Readings of these meters measured in [since, until) (open ends when None)."""
+    columns = ["device_id", "seq", "measured_at", "received_at", "value_mmol", "meal", "sample",
+               "source", "status"]
+    with conn.cursor() as cur:
+        cur.execute(
+            "select device_id, seq, measured_at, received_at, value_mmol, meal, sample, source,"
+            " status from readings where device_id = any(%(devices)s)"
+            " and (%(since)s::timestamptz is null or measured_at >= %(since)s)"
+            " and (%(until)s::timestamptz is null or measured_at < %(until)s)",
+            {"devices": device_ids, "since": since, "until": until})
+        frame = pd.DataFrame(cur.fetchall(), columns=columns)
+    frame["measured_at"] = pd.to_datetime(frame["measured_at"], utc=True)
+    frame["received_at"] = pd.to_datetime(frame["received_at"], utc=True)
+    frame["seq"] = frame["seq"].astype(np.int64)
+    frame["status"] = frame["status"].astype(np.int64)
+    frame["value_mmol"] = frame["value_mmol"].astype(float)
+    for column in ("meal", "sample", "source"):
+        frame[column] = frame[column].astype("category")
+    return frame
+
+
+def published(conn: Conn, name: str, version: int | None = None) -> Ruleset | None:
+    """A published ruleset (the latest version unless one is named)."""
+    row = conn.execute(
+        "select body, version from rulesets where name = %s"
+        " and (%s::int is null or version = %s) order by version desc limit 1",
+        (name, version, version)).fetchone()
+    if row is None:
+        return None
+    return Ruleset.from_toml(str(row[0]), version=int(str(row[1])))
+
+
+def publish(conn: Conn, ruleset: Ruleset, author: str, notes: str = "") -> Ruleset:
+    """Store a new immutable version; returns it with its version number."""
+    ruleset.validate()
+    body = ruleset.to_toml()
+    conn.execute("select pg_advisory_xact_lock(hashtext('ruleset:' || %s))", (ruleset.name,))
+    row = conn.execute("select coalesce(max(version), 0) + 1 from rulesets where name = %s",
+                       (ruleset.name,)).fetchone()
+    version = int(str(row[0])) if row else 1
+    conn.execute("insert into rulesets (name, version, author, notes, body) values "
+                 "(%s, %s, %s, %s, %s)", (ruleset.name, version, author, notes, body))
+    return Ruleset.from_toml(body, version=version)
+
+
+def current(conn: Conn, name: str) -> Ruleset:
+    """The version pricing uses now: the latest published, publishing the built-in file first
+    when it is new or changed (so the shipped `default` is always on record)."""
+    latest = published(conn, name)
+    try:
+        builtin = rulesets.load_builtin(name)
+    except RulesetError:
+        builtin = None
+    if builtin is not None and (latest is None or latest.to_toml() != builtin.to_toml()) and (
+            latest is None or _is_builtin_version(conn, name, latest.version)):
+        return publish(conn, builtin, author="glucover", notes="built-in ruleset file")
+    if latest is None:
+        raise RulesetError(f"ruleset {name!r} is neither published nor built in")
+    return latest
+
+
+def _is_builtin_version(conn: Conn, name: str, version: int) -> bool:
+    """Only replace a version that itself came from the file: actuaries' versions win."""
+    row = conn.execute("select author from rulesets where name = %s and version = %s",
+                       (name, version)).fetchone()
+    return bool(row and row[0] == "glucover")
+
+
+def day_of(value: Any) -> date:
+    return pd.Timestamp(value).date()
