@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -82,15 +83,21 @@ class Ledger:
         })
 
 
-def _local_day_numbers(measured_ns: npt.NDArray[np.int64], zones: npt.NDArray[np.object_]
-                       ) -> npt.NDArray[np.int64]:
-    """Day number (days since 1970-01-01) of each instant in its own IANA zone."""
+def _local_day_numbers(measured_ns: npt.NDArray[np.int64], zone_code: npt.NDArray[np.int64],
+                       zones: pd.Index) -> npt.NDArray[np.int64]:  # type: ignore[type-arg]
+    """Day number (days since 1970-01-01) of each instant in its own IANA zone
+    (`zones[zone_code[i]]`); the zones are few, the instants many."""
     out = np.empty(len(measured_ns), dtype=np.int64)
-    for zone in pd.unique(zones):
-        mask = zones == zone
-        utc = pd.DatetimeIndex(measured_ns[mask].astype("datetime64[ns]"), tz="UTC")
-        local = utc.tz_convert(str(zone)).tz_localize(None)
-        out[mask] = local.asi8 // NS_PER_DAY
+    groups: list[tuple[int, Any]]
+    if len(zones) == 1:
+        groups = [(0, slice(None))]
+    else:
+        order = np.argsort(zone_code, kind="stable")
+        bounds = np.searchsorted(zone_code[order], np.arange(len(zones) + 1))
+        groups = [(z, order[bounds[z]:bounds[z + 1]]) for z in range(len(zones))]
+    for z, where in groups:
+        utc = pd.DatetimeIndex(measured_ns[where].astype("datetime64[ns]"), tz="UTC")
+        out[where] = utc.tz_convert(str(zones[z])).tz_localize(None).asi8 // NS_PER_DAY
     return out
 
 
@@ -140,23 +147,21 @@ def assign_readings(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd
     policy_index = pd.Index(policies["policy_id"])
     b_policy = policy_index.get_indexer(pd.Index(bindings["policy_id"]))
     devices = pd.Index(pd.unique(bindings["device_id"].astype(str)))
-    r_device = devices.get_indexer(pd.Index(readings["device_id"].astype(str)))
-    b_device = devices.get_indexer(pd.Index(bindings["device_id"].astype(str)))
+    r_device = _positions(readings["device_id"], devices)
+    b_device = _positions(bindings["device_id"], devices)
     measured = _ns(readings["measured_at"])
     lo = _bound_ns(bindings["bound_from"], np.iinfo(np.int64).min)
     hi = _bound_ns(bindings["bound_to"], np.iinfo(np.int64).max)
 
     # Readings x bindings of their device. The common case, one binding per device, is a
     # direct lookup; several bindings per device go through a sorted expansion.
-    order = np.argsort(b_device, kind="stable")
-    starts = np.searchsorted(b_device[order], np.arange(len(devices)), side="left")
-    ends = np.searchsorted(b_device[order], np.arange(len(devices)), side="right")
-    known = r_device >= 0
-    counts = np.where(known, ends[np.maximum(r_device, 0)] - starts[np.maximum(r_device, 0)], 0)
-    row = np.repeat(np.arange(len(readings)), counts)
-    first = np.repeat(np.where(known, starts[np.maximum(r_device, 0)], 0), counts)
-    within = np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts)
-    binding = order[first + within]
+    if len(b_device) == len(devices):
+        binding_of = np.empty(len(devices), dtype=np.int64)
+        binding_of[b_device] = np.arange(len(b_device))
+        row = np.flatnonzero(r_device >= 0)
+        binding = binding_of[r_device[row]]
+    else:
+        row, binding = _expand(r_device, b_device, len(devices))
     bound = (measured[row] >= lo[binding]) & (measured[row] < hi[binding])
     row, binding = row[bound], binding[bound]
     policy = b_policy[binding]
@@ -166,14 +171,43 @@ def assign_readings(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd
     bound_rows[row] = True
     code[(code == 0) & ~bound_rows] = EXCLUSION_REASONS.index("not_bound_device")
 
-    zones = policies["timezone"].to_numpy(dtype=object)[policy]
-    local_day = _local_day_numbers(measured[row], zones)
+    zone_code, zones = pd.factorize(policies["timezone"].astype(str))
+    local_day = _local_day_numbers(measured[row], zone_code.astype(np.int64)[policy],
+                                   pd.Index(zones))
     start_day = _start_day_numbers(policies)[policy]
     offset = local_day - start_day
     before = offset < 0
     code[row[before & (code[row] == 0)]] = EXCLUSION_REASONS.index("before_start")
     ok = (code[row] == 0) & (offset >= 0) & (offset < n_days[policy])
     return AssignedReadings(row[ok], policy[ok], offset[ok]), code
+
+
+def _expand(r_device: npt.NDArray[np.int64], b_device: npt.NDArray[np.int64], n_devices: int
+            ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Every (reading row, binding) pair of the same device."""
+    order = np.argsort(b_device, kind="stable")
+    starts = np.searchsorted(b_device[order], np.arange(n_devices), side="left")
+    ends = np.searchsorted(b_device[order], np.arange(n_devices), side="right")
+    known = r_device >= 0
+    safe = np.maximum(r_device, 0)
+    counts = np.where(known, ends[safe] - starts[safe], 0)
+    row = np.repeat(np.arange(len(r_device)), counts)
+    first = np.repeat(np.where(known, starts[safe], 0), counts)
+    within = np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts)
+    binding: npt.NDArray[np.int64] = order[first + within]
+    return row, binding
+
+
+def _positions(values: pd.Series, index: pd.Index) -> npt.NDArray[np.int64]:  # type: ignore[type-arg]
+    """Position of each value in `index` (-1 when absent); categoricals by their codes, so
+    millions of readings never become Python strings."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        per_category = index.get_indexer(pd.Index(values.cat.categories.astype(str)))
+        codes = values.cat.codes.to_numpy()
+        out: npt.NDArray[np.int64] = np.where(codes >= 0, per_category[codes], -1).astype(
+            np.int64)
+        return out
+    return index.get_indexer(pd.Index(values.astype(str))).astype(np.int64)
 
 
 def _bound_ns(series: pd.Series, default: int) -> npt.NDArray[np.int64]:  # type: ignore[type-arg]

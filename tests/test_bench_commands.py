@@ -1,0 +1,33 @@
+"""The benchmark commands run end to end and check their own results (small sizes here;
+their figures are printed, never asserted as timings)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from glucover.cli import main
+
+
+def test_bench_pricing_small(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "pricing", "--policies", "400", "--days", "60", "--loop-policies",
+                 "60", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["policy_days"] == 400 * 60
+    assert report["ledgers_equal_on_sample"] is True
+    for key in ("policy_days_per_s", "loop_policy_days_per_s", "ratio_vs_loop", "peak_rss_mb"):
+        assert report[key] > 0
+    counts = report["day_status_counts"]
+    assert counts["in_target"] > 0 and counts["missed"] > 0 and counts["high"] > 0
+
+
+def test_bench_ingest_small(settings: object, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "ingest", "--devices", "200", "--readings", "4000", "--workers", "1",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["lost"] == 0 and report["duplicated"] == 0
+    for key in ("single_readings_per_s", "batched_readings_per_s", "naive_readings_per_s",
+                "ratio_vs_naive", "p50_latency_ms", "p99_latency_ms"):
+        assert report[key] > 0
+    assert report["scenarios"]["batched"]["stored"] == 4000
