@@ -196,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ruleset", default="default")
     p.add_argument("--synthetic", type=int, default=0)
+    p.add_argument("--through", type=_date, default=None)
     p.add_argument("--json", action="store_true")
 
     bench = add("bench", None, "benchmarks that print side-by-side figures")

@@ -245,18 +245,27 @@ class Resume:
     measured_in_block: npt.NDArray[np.int64]
 
 
+def validity_key(ruleset: Ruleset) -> tuple[object, ...]:
+    """Two rulesets with the same key accept the same readings (rule 1)."""
+    return (ruleset.excluded_samples, ruleset.allowed_sources, ruleset.excluded_status_mask,
+            ruleset.min_mgdl, ruleset.max_mgdl, ruleset.future_tolerance_seconds,
+            ruleset.late_tolerance_seconds)
+
+
 def evaluate(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFrame,
              ruleset: Ruleset, through: date | str | np.datetime64,
-             resume: Resume | None = None) -> Ledger:
+             resume: Resume | None = None, assigned: AssignedReadings | None = None) -> Ledger:
     """Rules 1-6 for every policy from its start_date (or its `resume` day) through `through`,
-    inclusive. Readings before a resume day may be left out of `readings`."""
+    inclusive. Readings before a resume day may be left out of `readings`. `assigned` (from
+    assign_readings with a ruleset of the same validity_key) saves redoing rule 1."""
     n_policies = len(policies)
     n_days = policy_day_counts(policies, through)
     width = int(n_days.max()) if n_policies else 0
     if resume is None:
         resume = Resume(np.zeros(n_policies, np.int64), np.zeros(n_policies),
                         np.zeros(n_policies, np.int64))
-    assigned, _ = assign_readings(policies, bindings, readings, ruleset, n_days)
+    if assigned is None:
+        assigned, _ = assign_readings(policies, bindings, readings, ruleset, n_days)
 
     # Rule 2: earliest qualifying reading per policy-day, without sorting: a scatter-min on
     # measured_at, then on seq among the readings that tie on it.

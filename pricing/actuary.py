@@ -1,0 +1,280 @@
+"""Actuarial workbench: what-if back-tests, expected liability, the claim-frequency GLM and the
+gaming report. Pure functions over the evaluator's frames; I/O lives in the CLI and dashboard.
+
+Quantities (see shared/domain.md):
+- estimated HbA1c (ADAG): A1c = (mean glucose mg/dL + 46.7) / 28.7
+- annual payout probability: 1 - exp(-rate), rate = base rate x 1.59^(A1c - 7) (UKPDS 35)
+- expected liability: sum over policies of payout probability x sum insured at period end
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from pricing.evaluator import (
+    EXCLUSION_REASONS,
+    AssignedReadings,
+    Ledger,
+    assign_readings,
+    evaluate,
+    policy_day_counts,
+    validity_key,
+)
+from pricing.ruleset import Ruleset
+from pricing.synthetic import (
+    BASE_ANNUAL_CLAIM_RATE,
+    HAZARD_RATIO_PER_A1C,
+    Portfolio,
+    estimated_a1c,
+)
+
+CHUNK_POLICIES = 20_000  # back-tests evaluate this many policies at a time (progress, memory)
+
+
+def final_day(ledger: Ledger) -> pd.DataFrame:
+    """Each policy's last ledger row (rows come grouped by policy, days in order)."""
+    codes = np.asarray(ledger.policy_id.codes)
+    last = np.flatnonzero(np.r_[codes[1:] != codes[:-1], True]) if len(codes) else codes
+    return pd.DataFrame({"policy_id": np.asarray(ledger.policy_id.categories)[codes[last]],
+                         "bonus": ledger.bonus[last], "sum_insured": ledger.sum_insured[last]})
+
+
+def payout_probability(a1c: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
+    """Annual probability of a claim at this HbA1c (UKPDS hazard ratio per +1%)."""
+    rate = BASE_ANNUAL_CLAIM_RATE * HAZARD_RATIO_PER_A1C ** (np.asarray(a1c) - 7.0)
+    return 1.0 - np.exp(-rate)
+
+
+def policy_glycaemia(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFrame,
+                     ruleset: Ruleset, through: date,
+                     assigned: AssignedReadings | None = None) -> pd.DataFrame:
+    """Per policy: mean glucose of its valid readings, estimated HbA1c, time in range
+    (3.9-10.0 mmol/L) and adherence (share of days with a qualifying reading)."""
+    n_days = policy_day_counts(policies, through)
+    if assigned is None:
+        assigned, _ = assign_readings(policies, bindings, readings, ruleset, n_days)
+    values = readings["value_mmol"].to_numpy()[assigned.row]
+    n = len(policies)
+    count = np.bincount(assigned.policy, minlength=n)
+    total = np.bincount(assigned.policy, weights=values, minlength=n)
+    in_range = np.bincount(assigned.policy, weights=(values >= 3.9) & (values <= 10.0),
+                           minlength=n)
+    meal_ok = np.asarray(readings["meal"].isin(ruleset.qualifying_meals))[assigned.row]
+    width = max(int(n_days.max()) if n else 0, 1)
+    grid = np.zeros(n * width, dtype=bool)
+    grid[assigned.policy[meal_ok] * width + assigned.day_offset[meal_ok]] = True
+    measured_days = grid.reshape(n, width).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / count
+        out = pd.DataFrame({
+            "policy_id": policies["policy_id"].to_numpy(),
+            "readings": count, "mean_mmol": mean,
+            "est_a1c": estimated_a1c(mean),
+            "time_in_range": in_range / count,
+            "adherence": measured_days / np.maximum(n_days, 1),
+        })
+    return out
+
+
+@dataclass
+class BacktestResult:
+    ruleset: Ruleset
+    baseline: Ruleset
+    through: date
+    per_policy: pd.DataFrame  # policy_id, segment, final sums under both, liability
+    paths: pd.DataFrame  # policy_id, day, sum_insured (candidate), sum_insured_baseline
+    by_segment: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def summary(self) -> dict[str, float]:
+        p = self.per_policy
+        return {
+            "policies": len(p),
+            "total_sum_insured": float(p["sum_insured"].sum()),
+            "total_sum_insured_baseline": float(p["sum_insured_baseline"].sum()),
+            "expected_liability": float(p["expected_liability"].sum()),
+            "expected_liability_baseline": float(p["expected_liability_baseline"].sum()),
+            "change_vs_baseline": float(p["sum_insured"].sum() - p["sum_insured_baseline"].sum()),
+            "mean_sum_insured": float(p["sum_insured"].mean()) if len(p) else 0.0,
+        }
+
+    def distribution(self, bins: int = 20) -> pd.DataFrame:
+        counts, edges = np.histogram(self.per_policy["bonus"], bins=bins)
+        return pd.DataFrame({"bonus_from": edges[:-1], "bonus_to": edges[1:],
+                             "policies": counts})
+
+
+def backtest(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFrame,
+             candidate: Ruleset, baseline: Ruleset, through: date,
+             progress: Callable[[float], None] | None = None, keep_paths: int = 200
+             ) -> BacktestResult:
+    """Replay the history under `candidate` and `baseline` with the pricing evaluator."""
+    glycaemia: list[pd.DataFrame] = []
+    finals: list[pd.DataFrame] = []
+    finals_base: list[pd.DataFrame] = []
+    path_frame = pd.DataFrame(columns=["policy_id", "day", "sum_insured",
+                                       "sum_insured_baseline"])
+    n = len(policies)
+    for start in range(0, max(n, 1), CHUNK_POLICIES):
+        chunk = policies.iloc[start:start + CHUNK_POLICIES].reset_index(drop=True)
+        b = bindings[bindings["policy_id"].isin(set(chunk["policy_id"]))]
+        r = readings[readings["device_id"].isin(set(b["device_id"]))]
+        # Rule 1 once per chunk when both rulesets accept the same readings.
+        n_days = policy_day_counts(chunk, through)
+        assigned, _ = assign_readings(chunk, b, r, candidate, n_days)
+        same = validity_key(candidate) == validity_key(baseline)
+        cand_ledger = evaluate(chunk, b, r, candidate, through, assigned=assigned)
+        base_ledger = evaluate(chunk, b, r, baseline, through, assigned=assigned if same
+                               else None)
+        glycaemia.append(policy_glycaemia(chunk, b, r, candidate, through, assigned))
+        finals.append(final_day(cand_ledger))
+        finals_base.append(final_day(base_ledger))
+        if start == 0 and keep_paths:
+            # Both ledgers list the same policy-days in the same order; categories are the
+            # chunk's policies in order, so the first `keep_paths` have the smallest codes.
+            mask = np.asarray(cand_ledger.policy_id.codes) < keep_paths
+            path_frame = pd.DataFrame({
+                "policy_id": np.asarray(cand_ledger.policy_id)[mask],
+                "day": cand_ledger.day[mask], "sum_insured": cand_ledger.sum_insured[mask],
+                "sum_insured_baseline": base_ledger.sum_insured[mask]})
+        if progress:
+            progress(min((start + CHUNK_POLICIES) / max(n, 1), 1.0))
+    cand = pd.concat(finals) if finals else pd.DataFrame(columns=["policy_id", "bonus",
+                                                                   "sum_insured"])
+    base = pd.concat(finals_base) if finals_base else cand.iloc[0:0]
+    per = cand.merge(
+        base.rename(columns={"bonus": "bonus_baseline", "sum_insured": "sum_insured_baseline"}),
+        on="policy_id")
+    per["policy_id"] = per["policy_id"].astype(str)
+    glyc = pd.concat(glycaemia)
+    per = per.merge(glyc[["policy_id", "est_a1c", "adherence"]], on="policy_id", how="left")
+    segment = policies.set_index("policy_id")["segment"] if "segment" in policies else None
+    per["segment"] = per["policy_id"].map(segment) if segment is not None else "all"
+    prob = payout_probability(per["est_a1c"].fillna(7.0).to_numpy())
+    per["payout_probability"] = prob
+    per["expected_liability"] = prob * per["sum_insured"]
+    per["expected_liability_baseline"] = prob * per["sum_insured_baseline"]
+    by_segment = per.groupby("segment").agg(
+        policies=("policy_id", "count"), mean_sum_insured=("sum_insured", "mean"),
+        mean_sum_insured_baseline=("sum_insured_baseline", "mean"),
+        expected_liability=("expected_liability", "sum"),
+        expected_liability_baseline=("expected_liability_baseline", "sum"),
+        mean_est_a1c=("est_a1c", "mean"), mean_adherence=("adherence", "mean"),
+    ).reset_index()
+    by_segment["change_vs_baseline"] = (by_segment["mean_sum_insured"]
+                                        - by_segment["mean_sum_insured_baseline"])
+    return BacktestResult(candidate, baseline, through, per, path_frame, by_segment)
+
+
+# ---------------------------------------------------------------- GLM
+
+
+@dataclass
+class GlmResult:
+    table: pd.DataFrame  # term, coef, std_err, ci_low, ci_high, rate_ratio, rr_low, rr_high, p
+    n: int
+    claims: int
+    exposure_years: float
+    deviance: float
+
+    def rate_ratio(self, term: str) -> tuple[float, float, float]:
+        row = self.table.set_index("term").loc[term]
+        return (float(str(row["rate_ratio"])), float(str(row["rr_low"])),
+                float(str(row["rr_high"])))
+
+
+def claim_frequency_glm(frame: pd.DataFrame) -> GlmResult:
+    """Poisson GLM, log link, log(exposure) offset: claims ~ est_a1c + adherence + age band.
+    `frame` needs claims, exposure_years, est_a1c, adherence, age_band."""
+    import statsmodels.api as sm
+
+    data = frame.dropna(subset=["est_a1c", "adherence"]).copy()
+    bands = pd.get_dummies(data["age_band"], prefix="age", drop_first=False, dtype=float)
+    bands = bands.drop(columns=[c for c in ("age_50-64",) if c in bands])  # reference band
+    exog = pd.concat([data[["est_a1c", "adherence"]].astype(float), bands], axis=1)
+    exog = sm.add_constant(exog, has_constant="add")
+    model = sm.GLM(data["claims"].astype(float), exog, family=sm.families.Poisson(),
+                   exposure=data["exposure_years"].astype(float))
+    fit = model.fit()
+    ci = fit.conf_int(alpha=0.05)
+    table = pd.DataFrame({
+        "term": fit.params.index, "coef": fit.params.to_numpy(),
+        "std_err": fit.bse.to_numpy(), "ci_low": ci[0].to_numpy(), "ci_high": ci[1].to_numpy(),
+        "p_value": fit.pvalues.to_numpy(),
+    })
+    table["rate_ratio"] = np.exp(table["coef"])
+    table["rr_low"] = np.exp(table["ci_low"])
+    table["rr_high"] = np.exp(table["ci_high"])
+    return GlmResult(table, len(data), int(data["claims"].sum()),
+                     float(data["exposure_years"].sum()), float(fit.deviance))
+
+
+def glm_on_synthetic(portfolio: Portfolio, ruleset: Ruleset, through: date) -> GlmResult:
+    glyc = policy_glycaemia(portfolio.policies, portfolio.bindings, portfolio.readings, ruleset,
+                            through)
+    frame = portfolio.claims.merge(glyc, on="policy_id").merge(
+        portfolio.policies[["policy_id", "age_band"]], on="policy_id")
+    return claim_frequency_glm(frame)
+
+
+# ---------------------------------------------------------------- gaming
+
+
+def permissive(ruleset: Ruleset) -> Ruleset:
+    """The same ruleset with every anti-gaming exclusion switched off."""
+    return replace(ruleset, name=ruleset.name + "-permissive", excluded_samples=(),
+                   allowed_sources=("meter", "manual"), excluded_status=(),
+                   future_tolerance_seconds=10**9, late_tolerance_seconds=10**9)
+
+
+@dataclass
+class GamingReport:
+    by_segment: pd.DataFrame  # segment, mean bonus with and without exclusions, gap, flagged
+    exclusions: pd.DataFrame  # segment, reason, readings
+    clock_inversions: pd.DataFrame  # device_id, inversions (seq up, time back)
+    flagged_policies: pd.DataFrame  # policy_id, segment, bonus, bonus_without_exclusions, gap
+
+
+def gaming_report(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFrame,
+                  ruleset: Ruleset, through: date, flag_gap: float = 300.0) -> GamingReport:
+    """What each segment obtains under the ruleset and would obtain without its exclusions;
+    which readings were excluded and why; meters whose clock went back while seq went up."""
+    last = final_day(evaluate(policies, bindings, readings, ruleset, through))
+    last_loose = final_day(evaluate(policies, bindings, readings, permissive(ruleset), through))
+    per = last[["policy_id", "bonus"]].merge(last_loose[["policy_id", "bonus"]], on="policy_id",
+                                             suffixes=("", "_without_exclusions"))
+    per["policy_id"] = per["policy_id"].astype(str)
+    segment = policies.set_index("policy_id")["segment"]
+    per["segment"] = per["policy_id"].map(segment)
+    by_segment = per.groupby("segment").agg(
+        policies=("policy_id", "count"), mean_bonus=("bonus", "mean"),
+        mean_bonus_without_exclusions=("bonus_without_exclusions", "mean")).reset_index()
+    by_segment["gap"] = by_segment["mean_bonus_without_exclusions"] - by_segment["mean_bonus"]
+    # Everyone loses a little to late syncs and strip errors; a segment is flagged when its
+    # exclusions are worth far more than the portfolio's typical segment's.
+    typical = float(by_segment["gap"].median()) if len(by_segment) else 0.0
+    by_segment["flagged"] = by_segment["gap"] > max(flag_gap, 5 * typical)
+    per["gap"] = per["bonus_without_exclusions"] - per["bonus"]
+
+    n_days = policy_day_counts(policies, through)
+    _, codes = assign_readings(policies, bindings, readings, ruleset, n_days)
+    device_segment = bindings.assign(segment=bindings["policy_id"].map(segment)).drop_duplicates(
+        "device_id").set_index("device_id")["segment"]
+    excl = pd.DataFrame({"segment": readings["device_id"].astype(str).map(device_segment)
+                         .to_numpy(), "reason": np.array(EXCLUSION_REASONS)[codes]})
+    exclusions = (excl[excl["reason"] != "ok"].groupby(["segment", "reason"]).size()
+                  .rename("readings").reset_index())
+
+    ordered = readings.assign(device=readings["device_id"].astype(str)).sort_values(
+        ["device", "received_at", "seq"])
+    back = (ordered["device"] == ordered["device"].shift()) & (
+        ordered["measured_at"] < ordered["measured_at"].shift() - pd.Timedelta(hours=6)) & (
+        (ordered["seq"] - ordered["seq"].shift()) % 65536 == 1)
+    inversions = ordered[back].groupby("device").size().rename("inversions").reset_index()
+    inversions = inversions.rename(columns={"device": "device_id"})
+    flagged = per[per["gap"] > max(flag_gap, 5 * typical)].sort_values("gap", ascending=False)
+    return GamingReport(by_segment, exclusions, inversions, flagged.reset_index(drop=True))

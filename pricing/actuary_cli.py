@@ -1,0 +1,134 @@
+"""`glucover actuary backtest|glm|gaming`: the workbench from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from glucover.config import Settings
+from glucover.errors import UserError
+from pricing import actuary, store
+from pricing import ruleset as rulesets
+from pricing.synthetic import HAZARD_RATIO_PER_A1C, synthetic_portfolio
+
+SYNTHETIC_DAYS = 365
+
+
+def stored_portfolio(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    import psycopg
+
+    with psycopg.connect(settings.require_database_url()) as conn:
+        policies, bindings = store.load_policies(conn)
+        readings = store.load_readings(conn, sorted(set(bindings["device_id"])))
+    if policies.empty:
+        raise UserError("no policies in the database: run `glucover simulate` or "
+                        "`glucover up` first, or pass --synthetic N")
+    return policies, bindings, readings
+
+
+def _portfolio(args: argparse.Namespace, settings: Settings
+               ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, date]:
+    if getattr(args, "synthetic", 0):
+        p = synthetic_portfolio(args.synthetic, SYNTHETIC_DAYS, seed=7, with_claims=False)
+        through = (p.policies["start_date"].min() + pd.Timedelta(days=SYNTHETIC_DAYS - 1)).date()
+        return p.policies, p.bindings, p.readings, through
+    policies, bindings, readings = stored_portfolio(settings)
+    through = getattr(args, "through", None) or (datetime.now(UTC).date() - timedelta(days=1))
+    return policies, bindings, readings, through
+
+
+def _progress(fraction: float) -> None:
+    print(f"\rback-test {fraction:6.1%}", end="" if fraction < 1 else "\n", file=sys.stderr,
+          flush=True)
+
+
+def _export(out: str | None, frames: dict[str, pd.DataFrame]) -> None:
+    if not out:
+        return
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in frames.items():
+        frame.to_csv(folder / f"{name}.csv", index=False)
+    print(f"wrote {', '.join(f'{n}.csv' for n in frames)} to {folder}", file=sys.stderr)
+
+
+def backtest_cli(args: argparse.Namespace, settings: Settings) -> int:
+    candidate = rulesets.load(args.ruleset)
+    baseline = rulesets.load(args.baseline)
+    policies, bindings, readings, through = _portfolio(args, settings)
+    result = actuary.backtest(policies, bindings, readings, candidate, baseline, through,
+                              progress=_progress if len(policies) > 20_000 else None)
+    summary = {"ruleset": candidate.name, "baseline": baseline.name,
+               "through": through.isoformat(), **result.summary()}
+    _export(args.out, {"per_policy": result.per_policy, "by_segment": result.by_segment,
+                       "distribution": result.distribution(), "paths": result.paths})
+    if args.json:
+        print(json.dumps({**summary, "by_segment": _records(result.by_segment),
+                          "distribution": _records(result.distribution())}, indent=2))
+        return 0
+    print(f"back-test of {candidate.name!r} against {baseline.name!r}, {summary['policies']:,} "
+          f"policies through {through}")
+    print(f"  total sum insured   {summary['total_sum_insured']:>16,.0f}  (baseline "
+          f"{summary['total_sum_insured_baseline']:,.0f}, change "
+          f"{summary['change_vs_baseline']:+,.0f})")
+    print(f"  expected liability  {summary['expected_liability']:>16,.0f}  (baseline "
+          f"{summary['expected_liability_baseline']:,.0f})")
+    print(result.by_segment.round(2).to_string(index=False))
+    return 0
+
+
+def glm_cli(args: argparse.Namespace, settings: Settings) -> int:
+    portfolio = synthetic_portfolio(args.policies, SYNTHETIC_DAYS, seed=args.seed)
+    through = (portfolio.policies["start_date"].min()
+               + pd.Timedelta(days=SYNTHETIC_DAYS - 1)).date()
+    fit = actuary.glm_on_synthetic(portfolio, rulesets.load_builtin("default"), through)
+    if args.json:
+        print(json.dumps({"n": fit.n, "claims": fit.claims, "exposure_years": fit.exposure_years,
+                          "deviance": fit.deviance, "simulated_rate_ratio_per_a1c":
+                          HAZARD_RATIO_PER_A1C, "coefficients": _records(fit.table)},
+                         indent=2))
+        return 0
+    print(f"claim frequency GLM: Poisson, log link, log(exposure) offset; {fit.n:,} policies, "
+          f"{fit.claims} claims, {fit.exposure_years:,.0f} policy-years")
+    print(fit.table.round(4).to_string(index=False))
+    rr, lo, hi = fit.rate_ratio("est_a1c")
+    print(f"rate ratio per +1% HbA1c: {rr:.3f} (95% CI {lo:.3f}-{hi:.3f}); simulated truth "
+          f"{HAZARD_RATIO_PER_A1C}")
+    return 0
+
+
+def gaming_cli(args: argparse.Namespace, settings: Settings) -> int:
+    policies, bindings, readings, through = _portfolio(args, settings)
+    report = actuary.gaming_report(policies, bindings, readings, rulesets.load(args.ruleset),
+                                   through)
+    if args.json:
+        print(json.dumps({"by_segment": _records(report.by_segment),
+                          "exclusions": _records(report.exclusions),
+                          "clock_inversions": _records(report.clock_inversions),
+                          "flagged_policies": _records(report.flagged_policies.head(200))},
+                         indent=2))
+        return 0
+    print("what each segment obtains, and would obtain without the exclusions:")
+    print(report.by_segment.round(1).to_string(index=False))
+    print("\nexcluded readings by reason:")
+    print(report.exclusions.to_string(index=False))
+    if not report.clock_inversions.empty:
+        print("\nmeters whose clock went back while seq went up (review):")
+        print(report.clock_inversions.to_string(index=False))
+    return 0
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = json.loads(frame.to_json(orient="records", date_format="iso"))
+    return out
+
+
+def actuary_cli(args: argparse.Namespace, settings: Settings) -> int:
+    handler = {"backtest": backtest_cli, "glm": glm_cli, "gaming": gaming_cli}
+    return handler[args.actuary_command](args, settings)

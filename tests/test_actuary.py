@@ -1,0 +1,92 @@
+"""The actuarial workbench: back-tests, the GLM and the gaming report."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+import pytest
+
+from glucover.cli import main
+from pricing import actuary
+from pricing.ruleset import load_builtin
+from pricing.synthetic import HAZARD_RATIO_PER_A1C, synthetic_portfolio
+from tests.test_pricing_engine import START, current_ledger, load_fleet
+
+DEFAULT = load_builtin("default")
+
+
+def test_glm_recovers_the_simulated_hba1c_effect() -> None:
+    portfolio = synthetic_portfolio(20_000, 365, seed=11)
+    fit = actuary.glm_on_synthetic(portfolio, DEFAULT, date(2025, 12, 31))
+    _, low, high = fit.rate_ratio("est_a1c")
+    assert low < HAZARD_RATIO_PER_A1C < high
+    assert high - low < 0.6  # informative, not a flat interval
+    age_rr = fit.rate_ratio("age_65+")
+    assert age_rr[1] > 1.0  # the older band's higher rate is found too
+    assert fit.claims > 100
+
+
+def test_gaming_report_flags_exactly_the_gaming_personas() -> None:
+    p = synthetic_portfolio(3000, 120, seed=3)
+    report = actuary.gaming_report(p.policies, p.bindings, p.readings, DEFAULT, date(2025, 4, 30))
+    flagged = set(report.by_segment.loc[report.by_segment["flagged"], "segment"])
+    assert flagged == {"gamer_control_solution", "gamer_manual", "gamer_clock"}
+    reasons = report.exclusions.set_index(["segment", "reason"])["readings"]
+    assert reasons[("gamer_control_solution", "excluded_sample")] > 100
+    assert reasons[("gamer_manual", "excluded_source")] > 100
+    # The per-policy review list is noisier (a run of late syncs), but it is mostly gamers.
+    review = report.flagged_policies["segment"]
+    assert len(review) > 100
+    assert review.isin(flagged).mean() > 0.9
+
+
+def test_backtest_equals_the_engine_and_exports(db_url: str, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from pricing.engine import run_pricing
+
+    load_fleet(db_url, n=40, days=35, seed=12)
+    through = START + timedelta(days=34)
+    run_pricing(db_url, through)
+    engine = current_ledger(db_url)
+    engine_final = engine[engine["day"] == through].set_index("policy_id")["sum_insured"]
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    candidate = tmp_path / "generous.toml"
+    candidate.write_text(DEFAULT.with_parameters(name="generous", delta_in_target=150.0)
+                         .to_toml())
+    assert main(["actuary", "backtest", "--ruleset", str(candidate), "--baseline", "default",
+                 "--through", through.isoformat(), "--json", "--out", str(tmp_path / "out")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    per = pd.read_csv(tmp_path / "out" / "per_policy.csv").set_index("policy_id")
+    pd.testing.assert_series_equal(per["sum_insured_baseline"].sort_index(),
+                                   engine_final.sort_index(), check_names=False)
+    assert report["total_sum_insured_baseline"] == pytest.approx(engine_final.sum())
+    assert report["change_vs_baseline"] > 0  # a richer in-target step pays more
+    assert report["expected_liability"] > report["expected_liability_baseline"]
+    assert {s["segment"] for s in report["by_segment"]} <= {
+        "well_controlled", "improving", "deteriorating", "erratic", "lapsing",
+        "gamer_control_solution", "gamer_retester", "gamer_manual", "gamer_clock"}
+    for name in ("by_segment", "distribution", "paths"):
+        assert (tmp_path / "out" / f"{name}.csv").stat().st_size > 0
+
+
+def test_gaming_cli_sees_clock_backdating_in_stored_readings(
+        db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+        ) -> None:
+    load_fleet(db_url, n=60, days=40, seed=5)
+    with psycopg.connect(db_url) as conn:
+        clock_gamers = {str(r[0]) for r in conn.execute(
+            "select d.device_id from policies p join policy_devices d using (policy_id) "
+            "where p.segment = 'gamer_clock'")}
+    assert clock_gamers
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    assert main(["actuary", "gaming", "--through", (START + timedelta(days=39)).isoformat(),
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    inverted = {r["device_id"] for r in report["clock_inversions"]}
+    assert inverted and inverted <= clock_gamers
