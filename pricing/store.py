@@ -20,10 +20,11 @@ def load_policies(conn: Conn, policy_ids: list[str] | None = None
     where = "" if policy_ids is None else " where policy_id = any(%(ids)s)"
     params = {"ids": policy_ids}
     rows = conn.execute("select policy_id, start_date, base_sum_insured::float8, timezone, "
-                        f"ruleset_name, segment, birth_year from policies{where} "
+                        f"ruleset_name, segment, birth_year, holder_name from policies{where} "
                         "order by policy_id", params).fetchall()
     policies = pd.DataFrame(rows, columns=["policy_id", "start_date", "base_sum_insured",
-                                           "timezone", "ruleset_name", "segment", "birth_year"])
+                                           "timezone", "ruleset_name", "segment", "birth_year",
+                                           "holder_name"])
     policies["start_date"] = pd.to_datetime(policies["start_date"])
     policies["base_sum_insured"] = policies["base_sum_insured"].astype(float)
     brows = conn.execute(f"select policy_id, device_id, bound_from, bound_to from policy_devices"

@@ -1,0 +1,77 @@
+"""Dashboard accounts: bcrypt password hashes, roles, and who may see which policy."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import bcrypt
+import psycopg
+
+ROLES = ("policyholder", "actuary", "operations")
+BCRYPT_ROUNDS = 12
+
+
+class AccessDenied(PermissionError):
+    pass
+
+
+@dataclass(frozen=True)
+class User:
+    username: str
+    role: str
+    policy_id: str | None
+
+
+def hash_password(password: str, rounds: int = BCRYPT_ROUNDS) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds)).decode()
+
+
+def create_user(conn: psycopg.Connection[Any], username: str, password: str, role: str,
+                policy_id: str | None = None, rounds: int = BCRYPT_ROUNDS) -> None:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    conn.execute(
+        "insert into dashboard_users (username, password_hash, role, policy_id) values "
+        "(%s, %s, %s, %s) on conflict (username) do update set password_hash = "
+        "excluded.password_hash, role = excluded.role, policy_id = excluded.policy_id",
+        (username, hash_password(password, rounds), role, policy_id))
+
+
+def authenticate(conn: psycopg.Connection[Any], username: str, password: str) -> User | None:
+    row = conn.execute("select password_hash, role, policy_id from dashboard_users "
+                       "where username = %s", (username.strip(),)).fetchone()
+    # Compare against a dummy hash for unknown users so timing does not tell who exists.
+    stored = str(row[0]) if row else "$2b$12$" + "x" * 53
+    try:
+        ok = bcrypt.checkpw(password.encode(), stored.encode())
+    except ValueError:
+        ok = False
+    if not row or not ok:
+        return None
+    return User(username.strip(), str(row[1]), None if row[2] is None else str(row[2]))
+
+
+def open_session(conn: psycopg.Connection[Any], user: User) -> str:
+    token = secrets.token_urlsafe(24)
+    conn.execute("insert into dashboard_sessions (session_id, username) values (%s, %s)",
+                 (token, user.username))
+    return token
+
+
+def close_session(conn: psycopg.Connection[Any], token: str) -> None:
+    conn.execute("delete from dashboard_sessions where session_id = %s", (token,))
+
+
+def policy_for(user: User, requested: str | None) -> str:
+    """The policy `user` may look at. A policyholder gets their own, and asking for another's
+    is refused; actuaries and operations may look at any they name."""
+    if user.role == "policyholder":
+        assert user.policy_id is not None
+        if requested and requested != user.policy_id:
+            raise AccessDenied("you can only see your own policy")
+        return user.policy_id
+    if not requested:
+        raise AccessDenied("choose a policy")
+    return requested

@@ -1,0 +1,52 @@
+"""The dashboard's database access: one pool per process (st.cache_resource), parameterised
+queries only, results as DataFrames."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from psycopg_pool import ConnectionPool
+
+POOL_MAX = 8
+
+
+def database_url() -> str:
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        raise RuntimeError("DATABASE_URL is not set for the dashboard")
+    return url
+
+
+@st.cache_resource(show_spinner=False)
+def _pool(url: str) -> ConnectionPool:
+    p = ConnectionPool(url, min_size=1, max_size=POOL_MAX, open=True,
+                       kwargs={"connect_timeout": 10})
+    p.wait(timeout=15)
+    return p
+
+
+def pool() -> ConnectionPool:
+    """The process's one pool for this database (`with pool().connection() as conn:` commits
+    on success and rolls back on error)."""
+    return _pool(database_url())
+
+
+def frame(sql: str, params: dict[str, Any] | tuple[Any, ...] | None = None) -> pd.DataFrame:
+    with pool().connection() as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        columns = [d.name for d in cur.description or []]
+        return pd.DataFrame(cur.fetchall(), columns=columns)
+
+
+def one(sql: str, params: dict[str, Any] | tuple[Any, ...] | None = None) -> Any:
+    with pool().connection() as conn:
+        row = conn.execute(sql, params).fetchone()
+    return None if row is None else row[0]
+
+
+def execute(sql: str, params: dict[str, Any] | tuple[Any, ...] | None = None) -> None:
+    with pool().connection() as conn:
+        conn.execute(sql, params)

@@ -1,0 +1,49 @@
+"""Policyholder-facing text in English and Simplified Chinese."""
+
+from __future__ import annotations
+
+LANGUAGES = {"en": "English", "zh": "简体中文"}
+
+TEXT: dict[str, dict[str, str]] = {
+    "sign_in": {"en": "Sign in", "zh": "登录"},
+    "username": {"en": "Username", "zh": "用户名"},
+    "password": {"en": "Password", "zh": "密码"},
+    "bad_login": {"en": "Wrong username or password.", "zh": "用户名或密码错误。"},
+    "sign_out": {"en": "Sign out", "zh": "退出"},
+    "sum_insured": {"en": "Sum insured", "zh": "保额"},
+    "today_change": {"en": "today", "zh": "今日"},
+    "week_change": {"en": "This week", "zh": "本周变化"},
+    "progress_to_cap": {"en": "Reward earned: {bonus:,.0f} of {cap:,.0f}",
+                        "zh": "已获奖励：{bonus:,.0f} / {cap:,.0f}"},
+    "task_measure": {"en": "Measure before breakfast today to earn +{amount:,.0f}.",
+                     "zh": "今天早餐前测一次血糖，可增加 {amount:,.0f} 元保额。"},
+    "task_done": {"en": "Done for today: your morning reading was {status}.",
+                  "zh": "今日已完成：晨起血糖{status}。"},
+    "readings": {"en": "Your readings (mmol/L), target band shaded",
+                 "zh": "血糖记录（mmol/L），阴影为目标范围"},
+    "ledger": {"en": "How your sum insured changed", "zh": "保额变化明细"},
+    "a1c": {"en": "Estimated HbA1c", "zh": "估算糖化血红蛋白"},
+    "tir": {"en": "Time in range", "zh": "达标时间比例"},
+    "streak": {"en": "In-target streak", "zh": "连续达标"},
+    "days": {"en": "days", "zh": "天"},
+    "day": {"en": "day", "zh": "天"},
+    "claim_today": {"en": "A claim today would pay", "zh": "今日理赔可得"},
+    "no_ledger": {"en": "Your first day is being priced; come back tomorrow.",
+                  "zh": "保额计算中，请明天再来查看。"},
+    "in_target": {"en": "in target", "zh": "达标"},
+    "high": {"en": "too high", "zh": "偏高"},
+    "out_of_target": {"en": "outside the target", "zh": "未达标"},
+    "missed": {"en": "missed", "zh": "未测量"},
+    "explain_reading": {"en": "{time} {meal} reading {value:.1f} mmol/L: {status}",
+                        "zh": "{time} {meal}血糖 {value:.1f} mmol/L：{status}"},
+    "explain_missed": {"en": "no pre-meal reading", "zh": "没有餐前血糖记录"},
+    "explain_week": {"en": "; the week had fewer than {n} measured days",
+                     "zh": "；本周测量少于 {n} 天"},
+    "fasting": {"en": "fasting", "zh": "空腹"},
+    "preprandial": {"en": "pre-meal", "zh": "餐前"},
+}
+
+
+def t(key: str, lang: str, **values: object) -> str:
+    text = TEXT[key].get(lang) or TEXT[key]["en"]
+    return text.format(**values) if values else text

@@ -1,0 +1,25 @@
+"""`glucover dashboard`: serve dashboard/app.py with Streamlit."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from glucover.config import Settings
+
+APP = Path(__file__).with_name("app.py")
+
+
+def command(port: int, address: str) -> list[str]:
+    return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port),
+            "--server.address", address, "--server.headless", "true",
+            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+
+
+def dashboard_cli(args: argparse.Namespace, settings: Settings) -> int:
+    settings.require_database_url()
+    address = os.environ.get("GLUCOVER_DASHBOARD_ADDRESS", "0.0.0.0")  # noqa: S104
+    return subprocess.call(command(args.port, address))

@@ -1,0 +1,128 @@
+"""What the policyholder page shows, assembled from the schema (no Streamlit here).
+
+Today's status is provisional: the pricing evaluator run on today's readings, resumed from the
+ledger's state yesterday, exactly as tonight's run will compute it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import psycopg
+
+from pricing import store
+from pricing.claims import payout_on
+from pricing.evaluator import Resume, evaluate
+from pricing.ruleset import Ruleset, RulesetError, load_builtin
+from pricing.synthetic import estimated_a1c
+
+HISTORY_DAYS = 90  # readings chart, estimated HbA1c and time in range
+LEDGER_ROWS = 366
+EXPLAINED_ROWS = 60  # ledger lines shown, each explained with its reading
+
+
+@dataclass
+class PolicySummary:
+    policy_id: str
+    holder_name: str
+    timezone: str
+    today: date
+    base_sum_insured: float
+    ruleset: Ruleset
+    ledger: pd.DataFrame  # day, day_status, reading_seq, delta, bonus, sum_insured (+ explain)
+    readings: pd.DataFrame  # measured_at (local), value_mmol, meal
+    today_status: str | None  # provisional, None before any reading
+    today_delta: float
+    sum_insured: float  # now, with today's provisional change
+    week_change: float
+    bonus: float
+    streak: int
+    est_a1c: float | None
+    time_in_range: float | None
+    claim_today: float | None
+
+
+def _ruleset(conn: psycopg.Connection[Any], name: str) -> Ruleset:
+    published = store.published(conn, name)
+    if published is not None:
+        return published
+    try:
+        return load_builtin(name)
+    except RulesetError:
+        return load_builtin("default")
+
+
+def load_summary(conn: psycopg.Connection[Any], policy_id: str,
+                 now: datetime | None = None) -> PolicySummary:
+    policies, bindings = store.load_policies(conn, [policy_id])
+    if policies.empty:
+        raise LookupError(f"no policy {policy_id}")
+    p = policies.iloc[0]
+    zone = ZoneInfo(str(p["timezone"]))
+    now = now or datetime.now(UTC)
+    today = now.astimezone(zone).date()
+    ruleset = _ruleset(conn, str(p["ruleset_name"]))
+    rows = conn.execute(
+        "select day, day_status, reading_seq, delta::float8, bonus::float8, sum_insured::float8"
+        " from current_ledger where policy_id = %s and day > %s order by day",
+        (policy_id, today - timedelta(days=LEDGER_ROWS))).fetchall()
+    ledger = pd.DataFrame(rows, columns=["day", "day_status", "reading_seq", "delta", "bonus",
+                                         "sum_insured"])
+    # Readings for the chart and for every ledger line shown (which may be older).
+    first_day = today - timedelta(days=HISTORY_DAYS)
+    if len(ledger):
+        first_day = min(first_day, ledger["day"].iloc[-min(EXPLAINED_ROWS, len(ledger))])
+    since = datetime.combine(first_day - timedelta(days=1), datetime.min.time(), zone)
+    readings = store.load_readings(conn, sorted(set(bindings["device_id"])), since=since)
+    base = float(p["base_sum_insured"])
+    bonus = float(ledger["bonus"].iloc[-1]) if len(ledger) else 0.0
+
+    # Today, provisionally: resume from yesterday's ledger state.
+    start = p["start_date"].date()
+    today_status, today_delta = None, 0.0
+    if today >= start and (ledger.empty or ledger["day"].iloc[-1] < today):
+        yesterday_ok = not ledger.empty and ledger["day"].iloc[-1] == today - timedelta(days=1)
+        if yesterday_ok or today == start:
+            offset = (today - start).days
+            block_start = start + timedelta(days=offset // ruleset.block_days
+                                            * ruleset.block_days)
+            measured = int(((ledger["day"] >= block_start) &
+                            (ledger["day_status"] != "missed")).sum()) if len(ledger) else 0
+            resume = Resume(np.array([offset]), np.array([bonus]), np.array([measured]))
+            row = evaluate(policies, bindings, readings, ruleset, today, resume).to_frame()
+            if len(row):
+                status = str(row["day_status"].iloc[-1])
+                today_status = None if status == "missed" else status
+                today_delta = float(row["delta"].iloc[-1]) if today_status else 0.0
+    week = ledger[ledger["day"] > today - timedelta(days=7)]
+    streak = 0
+    for status in reversed(list(ledger["day_status"])):
+        if status != "in_target":
+            break
+        streak += 1
+    recent = readings[readings["measured_at"] >= readings["measured_at"].max()
+                      - timedelta(days=HISTORY_DAYS)] if len(readings) else readings
+    valid = recent[(recent["sample"] != "control_solution") & (recent["source"] == "meter")
+                   & (recent["status"] == 0)]
+    mean = float(valid["value_mmol"].mean()) if len(valid) else None
+    tir = float(((valid["value_mmol"] >= 3.9) & (valid["value_mmol"] <= 10.0)).mean()) \
+        if len(valid) else None
+    try:
+        claim: float | None = payout_on(conn, policy_id, today)[1]
+    except ValueError:
+        claim = None
+    local = readings.assign(measured_at=readings["measured_at"].dt.tz_convert(str(zone)))
+    return PolicySummary(
+        policy_id=policy_id, holder_name=str(p.get("holder_name", "")), timezone=str(zone),
+        today=today, base_sum_insured=base, ruleset=ruleset, ledger=ledger,
+        readings=local[["measured_at", "value_mmol", "meal", "seq"]],
+        today_status=today_status, today_delta=today_delta,
+        sum_insured=base + bonus + today_delta,
+        week_change=float(week["delta"].sum()) + today_delta, bonus=bonus + today_delta,
+        streak=streak, est_a1c=float(estimated_a1c(mean)) if mean is not None else None,
+        time_in_range=tir, claim_today=claim)

@@ -1,0 +1,207 @@
+"""Actuaries: portfolio KPIs, the ruleset editor, what-if back-tests, the GLM, gaming."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from dashboard import db
+from dashboard.auth import User
+from devices.wire import Meal, Sample, Source, Status
+from pricing import actuary, store
+from pricing.ruleset import Ruleset, RulesetError, diff, load_builtin
+from pricing.synthetic import synthetic_portfolio
+
+NUMBER_FIELDS = (
+    ("target_low", "In target from (mmol/L)"), ("target_high", "In target up to (mmol/L)"),
+    ("high_above", "High above (mmol/L)"), ("delta_in_target", "Step when in target"),
+    ("delta_high", "Step when high"), ("delta_out_of_target", "Step when out of target"),
+    ("delta_missed", "Step when missed"), ("bonus_min", "Bonus floor"),
+    ("bonus_max", "Bonus cap"), ("adherence_penalty", "Weekly shortfall penalty"),
+    ("min_mgdl", "Meter range from (mg/dL)"), ("max_mgdl", "Meter range to (mg/dL)"),
+)
+INT_FIELDS = (
+    ("block_days", "Adherence block (days)"), ("min_measured_days", "Measured days needed"),
+    ("future_tolerance_seconds", "Clock ahead tolerance (s)"),
+    ("late_tolerance_seconds", "Late sync tolerance (s)"),
+)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def kpis(url: str) -> dict[str, Any]:
+    row = db.frame(
+        "select count(*) as policies, coalesce(sum(sum_insured), 0)::float8 as total, "
+        "coalesce(avg(bonus), 0)::float8 as mean_bonus, "
+        "coalesce(avg((day_status = 'in_target')::int), 0)::float8 as in_target_share "
+        "from (select distinct on (policy_id) policy_id, sum_insured, bonus, day_status "
+        "from current_ledger order by policy_id, day desc) last")
+    claims = db.one("select count(*) from claims")
+    policies = db.one("select count(*) from policies")
+    first: dict[str, Any] = {str(k): v for k, v in row.iloc[0].to_dict().items()}
+    return {**first, "claims": claims, "all_policies": policies}
+
+
+@st.cache_data(ttl=60, show_spinner="Loading the stored portfolio…")
+def stored(url: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    with db.pool().connection() as conn:
+        policies, bindings = store.load_policies(conn)
+        readings = store.load_readings(conn, sorted(set(bindings["device_id"])))
+    return policies, bindings, readings
+
+
+def _published(name: str) -> Ruleset:
+    with db.pool().connection() as conn:
+        found = store.published(conn, name)
+    return found or load_builtin("default")
+
+
+def ruleset_editor(user: User) -> Ruleset | None:
+    names = list(db.frame("select distinct name from rulesets order by name")["name"]) or [
+        "default"]
+    name = st.selectbox("Ruleset", names)
+    base = _published(name)
+    st.caption(f"published version {base.version or 'built-in'}")
+    with st.form("ruleset"):
+        values: dict[str, Any] = {}
+        cols = st.columns(3)
+        for i, (field, label) in enumerate(NUMBER_FIELDS):
+            values[field] = cols[i % 3].number_input(label, value=float(getattr(base, field)),
+                                                     step=0.1, key=f"rs_{field}")
+        for i, (field, label) in enumerate(INT_FIELDS):
+            values[field] = int(cols[i % 3].number_input(label, value=int(getattr(base, field)),
+                                                         step=1, key=f"rs_{field}"))
+        values["qualifying_meals"] = tuple(st.multiselect(
+            "Qualifying meal contexts", [m.value for m in Meal], list(base.qualifying_meals)))
+        values["excluded_samples"] = tuple(st.multiselect(
+            "Excluded samples", [s.value for s in Sample], list(base.excluded_samples)))
+        values["allowed_sources"] = tuple(st.multiselect(
+            "Allowed sources", [s.value for s in Source], list(base.allowed_sources)))
+        values["excluded_status"] = tuple(st.multiselect(
+            "Excluded meter statuses", [s.name for s in Status], list(base.excluded_status)))
+        new_name = st.text_input("Name", value=base.name)
+        submitted = st.form_submit_button("Validate")
+    if not submitted and "candidate" not in st.session_state:
+        return None
+    if submitted:
+        try:
+            st.session_state["candidate"] = base.with_parameters(name=new_name.strip(), version=0,
+                                                                 **values)
+        except RulesetError as exc:
+            st.error(f"Not valid: {exc}")
+            st.session_state.pop("candidate", None)
+            return None
+    candidate: Ruleset = st.session_state["candidate"]
+    changes = diff(base, candidate)
+    st.success("Valid.")
+    st.dataframe(pd.DataFrame(changes, columns=["parameter", "published", "draft"]).astype(str),
+                 hide_index=True, use_container_width=True)
+    c1, c2 = st.columns(2)
+    if c1.button("Save draft"):
+        db.execute("insert into ruleset_drafts (name, author, body) values (%s, %s, %s) "
+                   "on conflict (name) do update set body = excluded.body, author = "
+                   "excluded.author, updated_at = now()",
+                   (candidate.name, user.username, candidate.to_toml()))
+        st.toast("Draft saved")
+    if c2.button("Publish new version", disabled=not changes):
+        with db.pool().connection() as conn:
+            published = store.publish(conn, candidate, author=user.username,
+                                      notes="published from the dashboard")
+        st.success(f"Published {published.name} version {published.version}")
+    return candidate
+
+
+def backtest_section(candidate: Ruleset | None) -> None:
+    url = db.database_url()
+    baseline = _published("default")
+    rules = candidate or baseline
+    st.write(f"Candidate **{rules.name}** against published **{baseline.name}** "
+             f"v{baseline.version or 'built-in'}")
+    if not st.button("Run back-test"):
+        return
+    policies, bindings, readings = stored(url)
+    if policies.empty:
+        st.warning("No policies stored yet.")
+        return
+    bar = st.progress(0.0, text="Back-testing…")
+    through = datetime.now(UTC).date() - timedelta(days=1)
+    def progress(fraction: float) -> None:
+        bar.progress(fraction, text=f"Back-testing… {fraction:.0%}")
+
+    result = actuary.backtest(policies, bindings, readings, rules, baseline, through,
+                              progress=progress)
+    summary = result.summary()
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Total sum insured", f"{summary['total_sum_insured']:,.0f}",
+              delta=f"{summary['change_vs_baseline']:+,.0f} vs baseline")
+    liability_change = summary["expected_liability"] - summary["expected_liability_baseline"]
+    c2.metric("Expected liability", f"{summary['expected_liability']:,.0f}",
+              delta=f"{liability_change:+,.0f}")
+    c3.metric("Mean sum insured", f"{summary['mean_sum_insured']:,.0f}")
+    st.altair_chart(alt.Chart(result.per_policy).mark_bar().encode(
+        x=alt.X("bonus:Q", bin=alt.Bin(maxbins=30), title="bonus at period end"),
+        y=alt.Y("count():Q", title="policies")), use_container_width=True)
+    st.altair_chart(alt.Chart(result.by_segment).mark_bar().encode(
+        x=alt.X("expected_liability:Q", title="expected liability"),
+        y=alt.Y("segment:N", sort="-x")), use_container_width=True)
+    st.dataframe(result.by_segment.round(2), hide_index=True, use_container_width=True)
+    st.download_button("Per-policy results (CSV)", result.per_policy.to_csv(index=False),
+                       "backtest_per_policy.csv", "text/csv")
+    st.download_button("By segment (CSV)", result.by_segment.to_csv(index=False),
+                       "backtest_by_segment.csv", "text/csv")
+
+
+@st.cache_data(show_spinner="Fitting the claim-frequency GLM…")
+def _glm(n: int) -> pd.DataFrame:
+    portfolio = synthetic_portfolio(n, 365, seed=11)
+    through = (portfolio.policies["start_date"].min() + pd.Timedelta(days=364)).date()
+    return actuary.glm_on_synthetic(portfolio, load_builtin("default"), through).table
+
+
+def glm_section() -> None:
+    n = st.number_input("Synthetic portfolio size", 1000, 100_000, 5000, step=1000)
+    if st.button("Fit GLM"):
+        table = _glm(int(n))
+        st.dataframe(table.round(4), hide_index=True, use_container_width=True)
+        st.download_button("GLM table (CSV)", table.to_csv(index=False), "glm.csv", "text/csv")
+
+
+def gaming_section(candidate: Ruleset | None) -> None:
+    if not st.button("Run gaming report"):
+        return
+    policies, bindings, readings = stored(db.database_url())
+    if policies.empty:
+        st.warning("No policies stored yet.")
+        return
+    report = actuary.gaming_report(policies, bindings, readings,
+                                   candidate or _published("default"),
+                                   datetime.now(UTC).date() - timedelta(days=1))
+    st.dataframe(report.by_segment.round(1), hide_index=True, use_container_width=True)
+    st.dataframe(report.exclusions, hide_index=True, use_container_width=True)
+    if not report.clock_inversions.empty:
+        st.write("Meters whose clock went back while their sequence went up:")
+        st.dataframe(report.clock_inversions, hide_index=True)
+    st.download_button("Flagged policies (CSV)", report.flagged_policies.to_csv(index=False),
+                       "gaming_flagged.csv", "text/csv")
+
+
+def render(user: User) -> None:
+    st.title("Actuary workbench")
+    k = kpis(db.database_url())
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Policies", f"{int(k['all_policies']):,}")
+    c2.metric("Total sum insured", f"{k['total']:,.0f}")
+    c3.metric("Mean bonus", f"{k['mean_bonus']:,.0f}")
+    c4.metric("In target on the last priced day", f"{k['in_target_share']:.0%}")
+    tabs = st.tabs(["Ruleset", "Back-test", "GLM", "Gaming"])
+    with tabs[0]:
+        candidate = ruleset_editor(user)
+    with tabs[1]:
+        backtest_section(candidate)
+    with tabs[2]:
+        glm_section()
+    with tabs[3]:
+        gaming_section(candidate)

@@ -1,0 +1,111 @@
+"""The policyholder page: their own policy only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from dashboard import db
+from dashboard.auth import AccessDenied, User, policy_for
+from dashboard.i18n import LANGUAGES, t
+from dashboard.policyholder_data import EXPLAINED_ROWS, PolicySummary, load_summary
+
+
+def explain(summary: PolicySummary, lang: str) -> pd.DataFrame:
+    """The ledger, newest first, each line in words."""
+    rules = summary.ruleset
+    readings = summary.readings.assign(day=summary.readings["measured_at"].dt.date)
+    by_key: dict[tuple[Any, int], dict[str, Any]] = {
+        (r["day"], int(r["seq"])): r for r in readings.to_dict("records")}  # type: ignore[misc]
+    lines = []
+    start = summary.ledger["day"].iloc[0] if len(summary.ledger) else None
+    steps = {"in_target": rules.delta_in_target, "high": rules.delta_high,
+             "out_of_target": rules.delta_out_of_target, "missed": rules.delta_missed}
+    for row in summary.ledger.to_dict("records"):
+        status = str(row["day_status"])
+        r = None if pd.isna(row["reading_seq"]) else by_key.get(
+            (row["day"], int(row["reading_seq"])))
+        if status == "missed":
+            text = t("explain_missed", lang)
+        elif r is None:
+            text = t(status, lang)
+        else:
+            meal = str(r["meal"])
+            text = t("explain_reading", lang, time=r["measured_at"].strftime("%H:%M"),
+                     meal=t(meal, lang) if meal in ("fasting", "preprandial") else "",
+                     value=r["value_mmol"], status=t(status, lang))
+        if start is not None and row["delta"] != steps[status] and \
+                (row["day"] - start).days % rules.block_days == rules.block_days - 1:
+            text += t("explain_week", lang, n=rules.min_measured_days)
+        lines.append({"day": row["day"], "": text, "change": row["delta"],
+                      t("sum_insured", lang): row["sum_insured"]})
+    return pd.DataFrame(lines[::-1])
+
+
+def readings_chart(summary: PolicySummary) -> alt.LayerChart | alt.FacetChart:
+    rules = summary.ruleset
+    band = alt.Chart(pd.DataFrame({"low": [rules.target_low], "high": [rules.target_high]})
+                     ).mark_rect(opacity=0.15, color="green").encode(y="low:Q", y2="high:Q")
+    data = summary.readings.assign(measured_at=summary.readings["measured_at"]
+                                   .dt.tz_localize(None), meal=summary.readings["meal"]
+                                   .astype(str))
+    points = alt.Chart(data).mark_circle(size=28).encode(
+        x=alt.X("measured_at:T", title=None), y=alt.Y("value_mmol:Q", title="mmol/L"),
+        color=alt.Color("meal:N", title=None),
+        tooltip=["measured_at:T", "value_mmol:Q", "meal:N"])
+    return alt.layer(band, points)
+
+
+def render(user: User) -> None:
+    lang = st.session_state.get("lang", "en")
+    requested = st.query_params.get("policy")
+    if user.role != "policyholder":
+        options = db.frame("select policy_id from policies order by policy_id")["policy_id"]
+        requested = st.selectbox("Policy", list(options),
+                                 index=list(options).index(requested) if requested in
+                                 list(options) else 0)
+    try:
+        policy_id = policy_for(user, requested)
+    except AccessDenied as exc:
+        st.error(str(exc))
+        return
+    with db.pool().connection() as conn:
+        summary = load_summary(conn, policy_id)
+    st.title(f"{summary.holder_name} · {policy_id}")
+    rules = summary.ruleset
+    c1, c2, c3 = st.columns(3)
+    c1.metric(t("sum_insured", lang), f"{summary.sum_insured:,.0f}",
+              delta=f"{summary.today_delta:+,.0f} {t('today_change', lang)}")
+    c2.metric(t("week_change", lang), f"{summary.week_change:+,.0f}")
+    c3.metric(t("claim_today", lang), "—" if summary.claim_today is None
+              else f"{summary.claim_today:,.0f}")
+    cap = rules.bonus_max
+    st.progress(min(max(summary.bonus / cap, 0.0), 1.0) if cap else 0.0,
+                text=t("progress_to_cap", lang, bonus=max(summary.bonus, 0), cap=cap))
+    if summary.today_status:
+        st.success(t("task_done", lang, status=t(summary.today_status, lang)))
+    else:
+        st.info(t("task_measure", lang, amount=rules.delta_in_target))
+    c1, c2, c3 = st.columns(3)
+    c1.metric(t("a1c", lang), "—" if summary.est_a1c is None else f"{summary.est_a1c:.1f}%")
+    c2.metric(t("tir", lang), "—" if summary.time_in_range is None
+              else f"{summary.time_in_range:.0%}")
+    unit = t("day" if summary.streak == 1 else "days", lang)
+    c3.metric(t("streak", lang), f"{summary.streak} {unit}")
+    st.subheader(t("readings", lang))
+    if len(summary.readings):
+        st.altair_chart(readings_chart(summary), use_container_width=True)
+    st.subheader(t("ledger", lang))
+    if summary.ledger.empty:
+        st.info(t("no_ledger", lang))
+    else:
+        st.dataframe(explain(summary, lang).head(EXPLAINED_ROWS), hide_index=True,
+                     use_container_width=True)
+
+
+def language_picker() -> None:
+    st.sidebar.selectbox("Language / 语言", list(LANGUAGES), key="lang",
+                         format_func=lambda code: LANGUAGES[code])

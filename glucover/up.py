@@ -1,0 +1,204 @@
+"""`glucover up`: the whole system on embedded defaults.
+
+Starts what is not configured (a private PostgreSQL cluster and Mosquitto broker under
+GLUCOVER_HOME on free ports), migrates, gives each service its own least-privilege database
+login, provisions a demo portfolio with meters and dashboard logins, then runs the simulator
+(history fast, then live), an ingest worker, the pricing engine on a schedule and the
+dashboard, until Ctrl-C stops them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import IO
+
+import psycopg
+
+from glucover import broker
+from glucover.config import MqttTarget, Settings
+from glucover.db import ensure_login_role, migrate, with_credentials
+from glucover.servers import LocalMosquitto, LocalPostgres, wait_for_port
+
+SERVICE_ROLES = {"ingest": "glucover_ingest", "pricing": "glucover_pricing",
+                 "dashboard": "glucover_dashboard"}
+DEMO_PASSWORD = "demo"  # noqa: S105 - printed for the demo; real deployments create their own
+DEMO_POLICYHOLDERS = 3
+DASHBOARD_START_TIMEOUT_S = 60
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+
+
+def _db_password(secret: str, role: str) -> str:
+    return hmac.new(secret.encode(), f"db:{role}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def service_urls(admin_url: str, secret: str) -> dict[str, str]:
+    """A login per service in its group role; the admin URL where roles cannot be made."""
+    urls = {}
+    for service, group in SERVICE_ROLES.items():
+        login = f"{group}_svc"
+        password = _db_password(secret, login)
+        try:
+            ensure_login_role(admin_url, group, login, password)
+            urls[service] = with_credentials(admin_url, login, password)
+        except psycopg.Error as exc:
+            print(f"[up] cannot create a login for {service} ({exc}); it uses DATABASE_URL",
+                  flush=True)
+            urls[service] = admin_url
+    return urls
+
+
+def _pump(name: str, stream: IO[bytes], marker: str | None, seen: threading.Event) -> None:
+    for raw in iter(stream.readline, b""):
+        line = raw.decode(errors="replace").rstrip()
+        print(f"[{name}] {line}", flush=True)
+        if marker and marker in line:
+            seen.set()
+
+
+def spawn(name: str, args: list[str], env: dict[str, str], marker: str | None = None
+          ) -> tuple[Child, threading.Event]:
+    proc = subprocess.Popen([sys.executable, "-m", "glucover.cli", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    seen = threading.Event()
+    assert proc.stdout is not None
+    threading.Thread(target=_pump, args=(name, proc.stdout, marker, seen), daemon=True).start()
+    return Child(name, proc), seen
+
+
+def provision_demo(admin_url: str, settings: Settings, policies: int, seed: int, days: int
+                   ) -> list[str]:
+    from dashboard.auth import create_user
+    from devices.fleet import portfolio
+    from devices.provisioning import add_portfolio, sync_broker
+
+    first = datetime.now(UTC).date() - timedelta(days=days - 1)
+    people = portfolio(policies, seed, first)
+    with psycopg.connect(admin_url) as conn:
+        add_portfolio(conn, people, settings.secret())
+        logins: list[tuple[str, str, str | None]] = [
+            ("actuary", "actuary", None), ("operations", "operations", None)]
+        logins += [(p.policy_id.lower(), "policyholder", p.policy_id)
+                   for p in people[:DEMO_POLICYHOLDERS]]
+        for username, role, policy in logins:
+            create_user(conn, username, DEMO_PASSWORD, role, policy, rounds=10)
+        conn.commit()
+        sync_broker(conn, settings)
+    return [u for u, _, _ in logins]
+
+
+def up_cli(args: argparse.Namespace, settings: Settings) -> int:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    secret = settings.secret()
+    children: list[Child] = []
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with ExitStack() as stack:
+        if settings.database_url:
+            admin_url = settings.database_url
+            print("[up] database: DATABASE_URL", flush=True)
+        else:
+            pg = LocalPostgres(settings.home / "postgres" / "data").start()
+            stack.callback(pg.stop)
+            admin_url = pg.url()
+            print(f"[up] database: private PostgreSQL on port {pg.port}", flush=True)
+        result = migrate(admin_url, settings)
+        print(f"[up] schema: backend {result.backend}, applied "
+              f"{', '.join(result.applied) or 'nothing new'}", flush=True)
+        urls = service_urls(admin_url, secret)
+
+        if settings.mqtt_url:
+            target = settings.require_mqtt()
+            mq: LocalMosquitto | None = None
+            print("[up] broker: MQTT_URL", flush=True)
+        else:
+            mq = LocalMosquitto(settings.broker_dir)
+            mq.write_config()
+            files = broker.BrokerFiles(settings.broker_dir)
+            broker.write_passwd(files.passwd, broker.service_entries(secret))
+            mq.start()
+            stack.callback(mq.stop)
+            target = MqttTarget("127.0.0.1", mq.port)
+            print(f"[up] broker: private Mosquitto on port {mq.port} (no anonymous access)",
+                  flush=True)
+        logins = provision_demo(admin_url, settings, args.policies, args.seed, args.days)
+        if mq is not None:
+            mq.reload()
+
+        base_env = {**os.environ, "GLUCOVER_SECRET": secret,
+                    "GLUCOVER_HOME": str(settings.home),
+                    "GLUCOVER_BROKER_DIR": str(settings.broker_dir)}
+        ingest_pw = broker.derive_password(secret, broker.INGEST_ACCOUNT)
+        ingest_mqtt = target.with_credentials(broker.INGEST_ACCOUNT, ingest_pw).url()
+        device_mqtt = MqttTarget(target.host, target.port).url()
+        child, _ = spawn("ingest", ["ingest", "--worker-name", "up-1", "--trust-sent-at"],
+                         {**base_env, "DATABASE_URL": urls["ingest"], "MQTT_URL": ingest_mqtt})
+        children.append(child)
+        sim_args = ["simulate", "--policies", str(args.policies), "--days", str(args.days),
+                    "--seed", str(args.seed), "--no-provision"]
+        if not args.no_live:
+            sim_args += ["--live"]
+        child, history_done = spawn("simulator", sim_args,
+                                    {**base_env, "DATABASE_URL": admin_url,
+                                     "MQTT_URL": device_mqtt}, marker="acknowledged")
+        children.append(child)
+        dash_env = {**base_env, "DATABASE_URL": urls["dashboard"],
+                    "GLUCOVER_DASHBOARD_ADDRESS": "127.0.0.1"}
+        child, _ = spawn("dashboard", ["dashboard", "--port", str(args.dashboard_port)],
+                         dash_env)
+        children.append(child)
+        try:
+            wait_for_port(args.dashboard_port, DASHBOARD_START_TIMEOUT_S, child.proc)
+        except Exception as exc:  # noqa: BLE001 - reported, and everything is stopped below
+            print(f"[up] the dashboard did not start: {exc}", flush=True)
+            stop.set()
+        print("\n".join([
+            "", "glucover is up",
+            f"  dashboard:  http://127.0.0.1:{args.dashboard_port}",
+            f"  database:   {admin_url}",
+            f"  broker:     mqtt://{target.host}:{target.port}",
+            f"  logins:     {', '.join(logins)} (password: {DEMO_PASSWORD!r})",
+            f"  state:      {settings.home}",
+            "  Ctrl-C stops everything.", ""]), flush=True)
+        pricing_started = False
+        while not stop.wait(0.5):
+            if not pricing_started and history_done.is_set():
+                time.sleep(3)  # let ingest commit the last of the history
+                child, _ = spawn("pricing", ["price", "run", "--every", str(args.price_every)],
+                                 {**base_env, "DATABASE_URL": urls["pricing"]})
+                children.append(child)
+                pricing_started = True
+            dead = [c for c in children if c.proc.poll() not in (None, 0)]
+            if dead:
+                print(f"[up] {dead[0].name} exited with {dead[0].proc.returncode}; stopping",
+                      flush=True)
+                break
+        print("[up] stopping", flush=True)
+        for c in reversed(children):
+            if c.proc.poll() is None:
+                c.proc.send_signal(signal.SIGTERM)
+        for c in reversed(children):
+            try:
+                c.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                c.proc.kill()
+    return 0
+
+
+

@@ -1,0 +1,221 @@
+"""The dashboard: every page and role through Streamlit's AppTest, and one real browser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard.auth import create_user
+from glucover.servers import free_port, wait_for_port
+from tests.test_pricing_engine import START, load_fleet
+
+APP = str(Path(__file__).parent.parent / "dashboard" / "app.py")
+PASSWORD = "correct horse"
+
+
+@pytest.fixture
+def dashboard_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    from pricing.engine import run_pricing
+
+    load_fleet(db_url, n=6, days=40, seed=6)
+    run_pricing(db_url, START + timedelta(days=38))
+    with psycopg.connect(db_url) as conn:
+        create_user(conn, "alice", PASSWORD, "policyholder", "POL-006-000001", rounds=4)
+        create_user(conn, "bob", PASSWORD, "policyholder", "POL-006-000002", rounds=4)
+        create_user(conn, "ann", PASSWORD, "actuary", rounds=4)
+        create_user(conn, "otto", PASSWORD, "operations", rounds=4)
+        conn.execute("insert into rejected_messages (topic, device_id, reason, detail, payload, "
+                     "payload_size) values ('glucover/v1/devices/x/readings', 'x', "
+                     "'invalid_json', 'bad', 'nope', 4)")
+        conn.commit()
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    return db_url
+
+
+def signed_in(username: str, query: dict[str, str] | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    if query:
+        at.query_params.update(query)
+    at.run()
+    assert not at.exception
+    at.text_input[0].input(username)
+    at.text_input[1].input(PASSWORD)
+    at.button[0].click()
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def sum_insured_from_ledger(db_url: str, policy: str) -> float:
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("select sum_insured::float8 from current_ledger where policy_id = %s "
+                           "order by day desc limit 1", (policy,)).fetchone()
+    assert row is not None
+    return float(str(row[0]))
+
+
+def test_wrong_password_is_refused(dashboard_db: str) -> None:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.text_input[0].input("alice")
+    at.text_input[1].input("guess")
+    at.button[0].click()
+    at.run()
+    assert [e.value for e in at.error] == ["Wrong username or password."]
+    assert not at.metric
+
+
+def test_policyholder_sees_their_own_policy(dashboard_db: str) -> None:
+    at = signed_in("alice")
+    assert "POL-006-000001" in at.title[0].value
+    headline = at.metric[0]
+    assert headline.label == "Sum insured"
+    assert headline.value == f"{sum_insured_from_ledger(dashboard_db, 'POL-006-000001'):,.0f}"
+    labels = {m.label for m in at.metric}
+    assert {"This week", "A claim today would pay", "Estimated HbA1c", "Time in range",
+            "In-target streak"} <= labels
+    assert at.info[0].value.startswith("Measure before breakfast today to earn +100")
+    ledger = at.dataframe[0].value
+    assert len(ledger) > 30
+    # Each line in words; a day that earned its step names the reading that earned it.
+    earned = ledger[ledger["change"] == 100]
+    assert len(earned) > 0
+    assert earned.iloc[:, 1].str.contains(r"\d\d:\d\d fasting reading .* mmol/L: in target").all()
+    missed = ledger[ledger.iloc[:, 1] == "no pre-meal reading"]
+    assert (missed["change"] <= 0).all()
+    with psycopg.connect(dashboard_db) as conn:
+        assert conn.execute("select count(*) from dashboard_sessions where username = 'alice'"
+                            ).fetchone() == (1,)
+
+
+def test_policyholder_cannot_open_another_policy(dashboard_db: str) -> None:
+    at = signed_in("alice", {"policy": "POL-006-000002"})
+    assert [e.value for e in at.error] == ["you can only see your own policy"]
+    assert not at.metric
+    assert all("POL-006-000002" not in t.value for t in at.title)
+
+
+def test_policyholder_page_in_chinese(dashboard_db: str) -> None:
+    at = signed_in("bob")
+    at.selectbox(key="lang").set_value("zh")
+    at.run()
+    assert at.metric[0].label == "保额"
+    assert "早餐前" in at.info[0].value
+
+
+def test_actuary_workbench_editor_backtest_and_glm(dashboard_db: str) -> None:
+    at = signed_in("ann")
+    assert at.title[0].value == "Actuary workbench"
+    assert at.metric[0].value == "6"
+    at.number_input(key="rs_delta_in_target").set_value(150.0)
+    at.button(key="FormSubmitter:ruleset-Validate").click()
+    at.run()
+    assert not at.exception
+    assert "Valid." in [s.value for s in at.success]
+    diff = at.dataframe[0].value
+    assert list(diff["parameter"]) == ["delta_in_target"]
+    next(b for b in at.button if b.label == "Publish new version").click()
+    at.run()
+    assert any("Published default version 2" in s.value for s in at.success)
+    next(b for b in at.button if b.label == "Run back-test").click()
+    at.run()
+    assert not at.exception
+    assert "Total sum insured" in {m.label for m in at.metric}
+    next(b for b in at.button if b.label == "Fit GLM").click()
+    at.run()
+    assert not at.exception
+    assert any("est_a1c" in list(d.value["term"]) for d in at.dataframe if "term" in d.value)
+    with psycopg.connect(dashboard_db) as conn:
+        assert conn.execute("select author, version from rulesets where version = 2"
+                            ).fetchone() == ("ann", 2)
+
+
+def test_actuary_rejects_an_invalid_ruleset(dashboard_db: str) -> None:
+    at = signed_in("ann")
+    at.number_input(key="rs_target_low").set_value(9.0)
+    at.button(key="FormSubmitter:ruleset-Validate").click()
+    at.run()
+    assert any("target_low" in e.value for e in at.error)
+
+
+def test_operations_page(dashboard_db: str) -> None:
+    at = signed_in("otto")
+    assert at.title[0].value == "Operations"
+    reasons = next(d.value for d in at.dataframe if "reason" in d.value)
+    assert list(reasons["reason"]) == ["invalid_json"]
+    assert not at.exception
+
+
+@pytest.fixture
+def served_dashboard(dashboard_db: str) -> Iterator[str]:
+    from dashboard.launch import command
+
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": dashboard_db}
+    proc = subprocess.Popen(command(port, "127.0.0.1"), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, 60, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+@pytest.mark.browser
+def test_real_browser_policyholder_finds_the_sum_insured(served_dashboard: str,
+                                                          dashboard_db: str) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    profile = tempfile.mkdtemp(prefix="glucover-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                 f"--user-data-dir={profile}", "--window-size=1400,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(
+        shutil.which("chromedriver") or "/usr/bin/chromedriver"))
+    try:
+        wait = WebDriverWait(driver, 60)
+        driver.get(served_dashboard)
+        user = wait.until(ec.presence_of_element_located(
+            (By.CSS_SELECTOR, "input[aria-label='Username']")))
+        user.send_keys("alice")
+        driver.find_element(By.CSS_SELECTOR, "input[aria-label='Password']").send_keys(PASSWORD)
+        driver.find_element(By.XPATH, "//button[.//p[text()='Sign in']]").click()
+        expected = f"{sum_insured_from_ledger(dashboard_db, 'POL-006-000001'):,.0f}"
+        wait.until(ec.presence_of_element_located(
+            (By.CSS_SELECTOR, "[data-testid='stMetricValue']")))
+        deadline = time.monotonic() + 30
+        values: list[str] = []
+        while time.monotonic() < deadline:
+            values = [e.text for e in driver.find_elements(
+                By.CSS_SELECTOR, "[data-testid='stMetricValue']")]
+            if expected in values:
+                break
+            time.sleep(0.5)
+        assert expected in values
+        assert "Sum insured" in driver.page_source
+        driver.save_screenshot(str(Path(tempfile.gettempdir()) / "glucover-policyholder.png"))
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+
