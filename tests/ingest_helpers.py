@@ -95,13 +95,16 @@ def start_worker(stack: Stack, client_id: str = "test-ingest", **kw: Any) -> Ing
 
 
 def spawn_worker(stack: Stack, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """Start `glucover ingest`; return once this process (not an earlier one logging to the
+    same file) says it is connected."""
+    offset = log.stat().st_size if log.exists() else 0
     out = log.open("ab")
     proc = subprocess.Popen([sys.executable, "-m", "glucover.cli", "ingest", *args],
                             env=stack.env(), stdout=out, stderr=subprocess.STDOUT)
     out.close()
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        if "connected to" in log.read_text(errors="replace"):
+        if "connected to" in log.read_bytes()[offset:].decode(errors="replace"):
             time.sleep(0.3)
             return proc
         if proc.poll() is not None:

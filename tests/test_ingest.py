@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -12,7 +11,6 @@ from pathlib import Path
 import psycopg
 
 from devices import wire
-from glucover.servers import LocalPostgres
 from tests.conftest import TEST_SECRET, Stack
 from tests.ingest_helpers import (
     by_device,
@@ -123,29 +121,6 @@ def test_every_rejection_reason_is_recorded_and_the_worker_carries_on(stack: Sta
     assert detail is not None and "$.records[0].unit" in detail[0]
 
 
-def test_kill_9_mid_stream_loses_and_doubles_nothing(stack: Stack, tmp_path: Path) -> None:
-    people = provision(stack, 30, seed=3)
-    messages = history(people, 3, 40)
-    expected = distinct_readings(messages)
-    log = tmp_path / "ingest.log"
-    proc = spawn_worker(stack, log, "--worker-name", "killme", "--batch-size", "200")
-    publisher = threading.Thread(target=publish, args=(stack, messages, 4))
-    publisher.start()
-    for _ in range(3):
-        time.sleep(0.7)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc = spawn_worker(stack, log, "--worker-name", "killme", "--batch-size", "200")
-    publisher.join(120)
-    try:
-        assert wait_for_rows(stack.db_url, len(expected), 90) == len(expected)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
-    rows = stored_readings(stack.db_url)
-    assert len(rows) == len(set(rows)) and set(rows) == expected
-
-
 def _metric(port: int, name: str) -> float:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     return sum(float(line.split()[-1]) for line in text.splitlines()
@@ -174,28 +149,3 @@ def test_two_workers_share_the_subscription(stack: Stack, tmp_path: Path) -> Non
     assert sum(shares) == len(messages) + len(by_device(messages))
     rows = stored_readings(stack.db_url)
     assert len(rows) == len(set(rows)) == len(expected)
-
-
-def test_database_restart_mid_stream(stack: Stack, own_pg: LocalPostgres) -> None:
-    from glucover.db import migrate
-
-    url = own_pg.url()
-    migrate(url, stack.settings)
-    stack.db_url = url
-    people = provision(stack, 20, seed=5)
-    messages = history(people, 5, 40)
-    expected = distinct_readings(messages)
-    worker = start_worker(stack, batch_size=100)
-    try:
-        publisher = threading.Thread(target=publish, args=(stack, messages, 4))
-        publisher.start()
-        time.sleep(0.8)
-        own_pg.stop()
-        time.sleep(2.0)
-        own_pg.start()
-        publisher.join(120)
-        assert wait_for_rows(url, len(expected), 90) == len(expected)
-    finally:
-        worker.stop()
-    rows = stored_readings(url)
-    assert len(rows) == len(set(rows)) and set(rows) == expected

@@ -1,0 +1,146 @@
+"""Every case of tests/corpus/bad_input.json gets its documented outcome; the worker stays up,
+and the valid messages published around each case are all stored."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+
+from devices import wire
+from glucover import broker
+from tests.conftest import TEST_SECRET, Stack
+from tests.ingest_helpers import provision, start_worker
+
+CORPUS = json.loads((Path(__file__).parent / "corpus" / "bad_input.json").read_text())
+
+
+def _shift_seqs(payload: bytes, offset: int) -> bytes:
+    """Give each case its own seq range so cases never collide on identity."""
+    try:
+        doc = json.loads(payload)
+    except ValueError:
+        return payload
+    if isinstance(doc, dict) and isinstance(doc.get("records"), list):
+        for r in doc["records"]:
+            if isinstance(r, dict) and type(r.get("seq")) is int and 0 <= r["seq"] < 1000:
+                r["seq"] += offset
+        return json.dumps(doc).encode()
+    return payload
+
+
+def _materialise(text: str, me: str, other: str, now: datetime) -> bytes:
+    return (text.replace("$SELF", me).replace("$OTHER", other).replace("$NOW", now.isoformat())
+            .replace("$TOMORROW", (now + timedelta(days=1)).isoformat())
+            .replace("$TEN_DAYS_AGO", (now - timedelta(days=10)).isoformat())).encode()
+
+
+def case_payloads(case: dict[str, Any], index: int, me: str, other: str, now: datetime
+                  ) -> list[bytes]:
+    if "payload_hex" in case:
+        first = bytes.fromhex(case["payload_hex"])
+    elif "payload_repeat" in case:
+        char, count = case["payload_repeat"]
+        first = char.encode() * count
+    else:
+        first = _shift_seqs(_materialise(case["payload"], me, other, now), 1000 * index)
+    out = [first]
+    if case.get("send_twice"):
+        out.append(first)
+    if "then" in case:
+        out.append(_shift_seqs(_materialise(case["then"], me, other, now), 1000 * index))
+    return out
+
+
+def sentinel(device: str, seq: int, now: datetime) -> bytes:
+    return wire.ReadingsMessage(device, now, (wire.Record(
+        seq=seq, measured_at=now - timedelta(minutes=1), value=6.1,
+        meal=wire.Meal.FASTING),)).encode()
+
+
+class Meter:
+    """One persistent connection of a provisioned meter, publishing in order."""
+
+    def __init__(self, stack: Stack, device: str) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device,
+                                  protocol=mqtt.MQTTv311)
+        self.client.username_pw_set(device, broker.derive_password(TEST_SECRET, device))
+        self.client.max_inflight_messages_set(1)  # strictly one after the other
+        connected = threading.Event()
+        self.client.on_connect = lambda *a: connected.set()
+        self.client.connect("127.0.0.1", stack.broker.port)
+        self.client.loop_start()
+        assert connected.wait(10)
+        self.topic = wire.readings_topic(device)
+
+    def send(self, payload: bytes) -> None:
+        self.client.publish(self.topic, payload, qos=1).wait_for_publish(30)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_bad_input_corpus(stack: Stack) -> None:
+    cases = CORPUS["cases"]
+    assert len(cases) >= 40
+    people = provision(stack, 2, seed=31)
+    me, other = people[0].device_id, people[1].device_id
+    now = datetime.now(UTC).replace(microsecond=0)
+    worker = start_worker(stack, batch_size=50, flush_ms=20)
+    meter = Meter(stack, me)
+    sent: dict[int, list[bytes]] = {}
+    try:
+        for i, case in enumerate(cases):
+            meter.send(sentinel(me, 1000 * i + 500, now))
+            sent[i] = case_payloads(case, i, me, other, now)
+            for payload in sent[i]:
+                meter.send(payload)
+            meter.send(sentinel(me, 1000 * i + 501, now))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with psycopg.connect(stack.db_url) as conn:
+                row = conn.execute("select count(*) from readings where seq % 1000 in "
+                                   "(500, 501)").fetchone()
+            if row == (2 * len(cases),):
+                break
+            time.sleep(0.3)
+        assert row == (2 * len(cases),), "valid messages beside bad ones were lost"
+        assert worker.writer.is_alive()
+    finally:
+        meter.close()
+        worker.stop()
+
+    with psycopg.connect(stack.db_url) as conn:
+        rejects = conn.execute("select reason, payload, payload_size from rejected_messages "
+                               "order by id").fetchall()
+        stored = conn.execute("select seq, flags from readings where seq % 1000 < 500"
+                              ).fetchall()
+    failures = []
+    for i, case in enumerate(cases):
+        expect = case["expect"]
+        prefixes = {p[:65536] for p in sent[i]}
+        reasons = [str(r) for r, p, _ in rejects if bytes(p) in prefixes]
+        mine = [(int(s), list(f)) for s, f in stored if 1000 * i <= int(s) < 1000 * i + 500]
+        if "rejected" in expect and expect["rejected"] not in reasons:
+            failures.append(f"{case['name']}: expected rejection {expect['rejected']}, "
+                            f"got {reasons}")
+        if "rejected" in expect and "stored" not in expect and mine:
+            failures.append(f"{case['name']}: stored {mine} though it must be refused")
+        if "stored" in expect:
+            if not mine:
+                failures.append(f"{case['name']}: nothing stored")
+            elif any(sorted(f) != sorted(expect["stored"]) for _, f in mine):
+                failures.append(f"{case['name']}: flags {mine}, expected {expect['stored']}")
+            if "rejected" not in expect and reasons:
+                failures.append(f"{case['name']}: unexpectedly rejected {reasons}")
+    assert not failures, "\n".join(failures)
+    big = [size for r, _, size in rejects if r == "payload_too_large"]
+    assert big == [10 * 1024 * 1024]

@@ -1,0 +1,167 @@
+"""Faults survived, against the real servers: after each, the stored readings equal the
+distinct readings sent, nothing is doubled, and the priced ledger equals a clean run's."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from devices.fleet import Outgoing, Policyholder
+from glucover.db import migrate
+from glucover.servers import LocalPostgres
+from pricing.evaluator import evaluate
+from pricing.ruleset import load_builtin
+from tests.conftest import Stack
+from tests.ingest_helpers import (
+    START,
+    distinct_readings,
+    history,
+    provision,
+    publish,
+    spawn_worker,
+    stored_readings,
+    wait_for_rows,
+)
+from tests.test_pricing_engine import current_ledger
+
+pytestmark = pytest.mark.fault
+DAYS = 30
+THROUGH = START + timedelta(days=DAYS - 1)
+
+
+def clean_ledger(people: list[Policyholder], messages: list[Outgoing]) -> pd.DataFrame:
+    """The ledger a fault-free run gives: the evaluator on the messages themselves (first copy
+    of each identity, received when sent, as ingest --trust-sent-at stores them)."""
+    rows, seen = [], set()
+    for m in messages:
+        if not m.topic.endswith("readings"):
+            continue
+        doc = json.loads(m.payload)
+        sent = datetime.fromisoformat(doc["sent_at"]).astimezone(UTC)
+        for r in doc["records"]:
+            measured = datetime.fromisoformat(r["measured_at"]).astimezone(UTC)
+            key = (doc["device_id"], r["seq"], measured)
+            if key in seen:
+                continue
+            seen.add(key)
+            from devices.wire import MGDL_PER_MMOL, status_bits
+
+            mmol = r["value"] / MGDL_PER_MMOL if r["unit"] == "mg/dL" else r["value"]
+            rows.append({"device_id": doc["device_id"], "seq": r["seq"], "measured_at": measured,
+                         "received_at": min(sent, measured + timedelta(days=3650)),
+                         "value_mmol": mmol, "meal": r["meal"], "sample": r["sample"],
+                         "source": r["source"], "status": status_bits(r["status"])})
+    readings = pd.DataFrame(rows)
+    readings["measured_at"] = pd.to_datetime(readings["measured_at"], utc=True)
+    readings["received_at"] = pd.to_datetime(readings["received_at"], utc=True)
+    policies = pd.DataFrame({"policy_id": [p.policy_id for p in people],
+                             "start_date": pd.to_datetime([p.start_date for p in people]),
+                             "base_sum_insured": [p.base_sum_insured for p in people],
+                             "timezone": [p.timezone for p in people]})
+    bindings = pd.DataFrame({"policy_id": policies["policy_id"],
+                             "device_id": [p.device_id for p in people],
+                             "bound_from": pd.NaT, "bound_to": pd.NaT})
+    frame = evaluate(policies, bindings, readings, load_builtin("default"), THROUGH).to_frame()
+    frame["policy_id"] = frame["policy_id"].astype(str)
+    frame["day_status"] = frame["day_status"].astype(str)
+    frame["day"] = frame["day"].dt.date
+    frame["reading_seq"] = frame["reading_seq"].astype("Int64")
+    return frame
+
+
+def check(db_url: str, people: list[Policyholder], messages: list[Outgoing]) -> None:
+    from pricing.engine import run_pricing
+
+    expected = distinct_readings(messages)
+    assert wait_for_rows(db_url, len(expected), 120) == len(expected)
+    rows = stored_readings(db_url)
+    assert len(rows) == len(set(rows)), "duplicates stored"
+    assert set(rows) == expected, "stored readings differ from those sent"
+    run_pricing(db_url, THROUGH)
+    ledger = current_ledger(db_url)
+    ledger["reading_seq"] = ledger["reading_seq"].astype("Int64")
+    pd.testing.assert_frame_equal(ledger, clean_ledger(people, messages), check_dtype=False)
+
+
+def run_with_fault(stack: Stack, tmp_path: Path, seed: int, fault: Callable[..., None],
+                   workers: int = 1, copies: int = 1) -> None:
+    people = provision(stack, 25, seed)
+    messages = history(people, seed, DAYS)
+    assert any(len(json.loads(m.payload)["records"]) > 1 for m in messages
+               if m.topic.endswith("readings")), "no offline meter synced a batch"
+    procs = [spawn_worker(stack, tmp_path / f"w{i}.log", "--worker-name", f"fault-{i}",
+                          "--batch-size", "100", "--trust-sent-at") for i in range(workers)]
+    # A storm: the gateway sends every message `copies` times in a row.
+    sent = [m for m in messages for _ in range(copies)]
+    publisher = threading.Thread(target=publish, args=(stack, sent, 4))
+    publisher.start()
+    try:
+        fault(stack, procs, tmp_path)
+        publisher.join(180)
+        check(stack.db_url, people, messages)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)
+
+
+def test_ingest_killed_three_times(stack: Stack, tmp_path: Path) -> None:
+    def fault(stack: Stack, procs: list, tmp_path: Path) -> None:  # type: ignore[type-arg]
+        for i in range(3):
+            time.sleep(0.6)
+            procs[0].send_signal(signal.SIGKILL)
+            procs[0].wait()
+            procs[0] = spawn_worker(stack, tmp_path / f"again{i}.log", "--worker-name",
+                                    "fault-0", "--batch-size", "100", "--trust-sent-at")
+
+    run_with_fault(stack, tmp_path, 41, fault)
+
+
+def test_broker_restarted_mid_stream(stack: Stack, tmp_path: Path) -> None:
+    def fault(stack: Stack, procs: list, tmp_path: Path) -> None:  # type: ignore[type-arg]
+        time.sleep(0.8)
+        stack.broker.restart()
+
+    run_with_fault(stack, tmp_path, 42, fault)
+
+
+def test_database_restarted_mid_stream(stack: Stack, own_pg: LocalPostgres,
+                                       tmp_path: Path) -> None:
+    migrate(own_pg.url(), stack.settings)
+    stack.db_url = own_pg.url()
+
+    def fault(stack: Stack, procs: list, tmp_path: Path) -> None:  # type: ignore[type-arg]
+        time.sleep(0.8)
+        own_pg.stop()
+        time.sleep(2)
+        own_pg.start()
+
+    run_with_fault(stack, tmp_path, 43, fault)
+
+
+def test_one_of_two_shared_workers_killed(stack: Stack, tmp_path: Path) -> None:
+    def fault(stack: Stack, procs: list, tmp_path: Path) -> None:  # type: ignore[type-arg]
+        time.sleep(0.8)
+        procs[1].send_signal(signal.SIGKILL)
+        procs[1].wait()
+        time.sleep(3)  # the other goes on alone; the dead one's session waits for it
+        procs[1] = spawn_worker(stack, tmp_path / "back.log", "--worker-name", "fault-1",
+                                "--batch-size", "100", "--trust-sent-at")
+
+    run_with_fault(stack, tmp_path, 44, fault, workers=2)
+
+
+def test_duplicate_storm(stack: Stack, tmp_path: Path) -> None:
+    run_with_fault(stack, tmp_path, 45, lambda *a: None, copies=3)
+
+
+
