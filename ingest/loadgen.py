@@ -5,10 +5,12 @@ not the load generator."""
 
 from __future__ import annotations
 
+import itertools
 import socket
 import struct
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -45,8 +47,10 @@ class LoadResult:
 
 
 def publish_raw(host: str, port: int, username: str, password: str,
-                messages: list[tuple[str, bytes]], window: int = 5000, chunk: int = 200
-                ) -> LoadResult:
+                messages: Iterable[tuple[str, bytes]], window: int = 5000, chunk: int = 200,
+                rate: float | None = None, stop: threading.Event | None = None) -> LoadResult:
+    """Publish `messages` (QoS 1), as fast as the broker acknowledges them or, with `rate`,
+    paced to that many messages per second. Packets are encoded chunk by chunk."""
     sock = socket.create_connection((host, port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.sendall(connect_packet(f"loadgen-{time.monotonic_ns()}", username, password))
@@ -74,20 +78,30 @@ def publish_raw(host: str, port: int, username: str, password: str,
 
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
-    packets = [publish_packet(t, p, i % 65535 + 1) for i, (t, p) in enumerate(messages)]
     send_times: list[float] = []
-    for start in range(0, len(packets), chunk):
-        part = packets[start:start + chunk]
+    source = iter(messages)
+    began = time.monotonic()
+    sent = 0
+    while stop is None or not stop.is_set():
+        part = [publish_packet(t, p, (sent + k) % 65535 + 1)
+                for k, (t, p) in enumerate(itertools.islice(source, chunk))]
+        if not part:
+            break
         with lock:
-            while start + len(part) - acked > window:
+            while sent + len(part) - acked > window:
                 lock.wait(1)
+        if rate:
+            ahead = (sent + len(part)) / rate - (time.monotonic() - began)
+            if ahead > 0:
+                time.sleep(ahead)
         now = time.time()
         sock.sendall(b"".join(part))
         send_times.extend([now] * len(part))
+        sent += len(part)
     with lock:
         deadline = time.monotonic() + 120
-        while acked < len(packets) and time.monotonic() < deadline:
+        while acked < sent and time.monotonic() < deadline:
             lock.wait(1)
     sock.sendall(b"\xe0\x00")  # DISCONNECT
     sock.close()
-    return LoadResult(len(packets), acked, send_times)
+    return LoadResult(sent, acked, send_times)

@@ -31,3 +31,16 @@ def test_bench_ingest_small(settings: object, capsys: pytest.CaptureFixture[str]
                 "ratio_vs_naive", "p50_latency_ms", "p99_latency_ms"):
         assert report[key] > 0
     assert report["scenarios"]["batched"]["stored"] == 4000
+
+
+def test_bench_soak_reports_throughput_and_memory_over_time(settings: object) -> None:
+    from glucover.config import Settings
+    from ingest.soak import run_soak
+
+    assert isinstance(settings, Settings)
+    report = run_soak(0.4, 500, settings, progress=False)
+    assert len(report["samples"]) >= 4
+    assert report["stored"] > 0.5 * report["sent"] > 0
+    assert all(s["worker_rss_mb"] > 10 for s in report["samples"])
+    for key in ("mean_readings_per_s", "worker_rss_slope_mb_per_min", "memory_flat"):
+        assert key in report
