@@ -50,6 +50,16 @@ def wait_for_port(port: int, timeout: float = STARTUP_TIMEOUT_S, proc: subproces
     raise ServerError(f"nothing accepted connections on port {port} within {timeout:.0f}s")
 
 
+def timescale_installed(bindir: Path | None = None) -> bool:
+    """Whether the TimescaleDB extension is installed for these server binaries."""
+    bindir = bindir or postgres_bindir()
+    result = subprocess.run([str(bindir / "pg_config"), "--sharedir"], capture_output=True,
+                            text=True, check=False)
+    if result.returncode != 0:
+        return False
+    return (Path(result.stdout.strip()) / "extension" / "timescaledb.control").exists()
+
+
 def postgres_bindir() -> Path:
     """Where initdb/pg_ctl/postgres live: GLUCOVER_PG_BIN, the newest Debian cluster, or PATH."""
     if env := os.environ.get("GLUCOVER_PG_BIN"):
@@ -125,6 +135,8 @@ class LocalPostgres:
     database: str = "glucover"
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     run_as: RunAs = field(default_factory=lambda: RunAs.for_service("postgres"))
+    # Preload TimescaleDB: None = when it is installed (GLUCOVER_TIMESCALE=off says no).
+    timescale: bool | None = None
 
     @property
     def password_file(self) -> Path:
@@ -177,6 +189,16 @@ class LocalPostgres:
                 "max_wal_size = 2GB\n"
                 "track_commit_timestamp = on\n"  # benchmarks read exact commit times
             )
+            if self._want_timescale(bindir):
+                conf.write("shared_preload_libraries = 'timescaledb'\n"
+                           "timescaledb.telemetry_level = off\n")
+
+    def _want_timescale(self, bindir: Path) -> bool:
+        if self.timescale is not None:
+            return self.timescale
+        if os.environ.get("GLUCOVER_TIMESCALE", "auto").lower() == "off":
+            return False
+        return timescale_installed(bindir)
 
     def start(self) -> LocalPostgres:
         self.init()

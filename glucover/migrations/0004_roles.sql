@@ -26,9 +26,11 @@ begin
 
     grant select on devices, policy_devices to glucover_ingest;
     grant insert on readings, rejected_messages to glucover_ingest;
-    grant select (device_id, seq, measured_at, value_mmol) on readings to glucover_ingest;
-    grant insert, update on device_status to glucover_ingest;
-    grant select (device_id) on device_status to glucover_ingest;
+    -- Ingest compares a re-sent record with the stored copy (conflicting duplicates). A
+    -- table-level grant: TimescaleDB copies column grants onto its internal compressed
+    -- hypertable, which does not have those columns.
+    grant select on readings to glucover_ingest;
+    grant select, insert, update on device_status to glucover_ingest;
     grant usage on sequence rejected_messages_id_seq to glucover_ingest;
 
     grant select on devices, policies, policy_devices, readings, rulesets, readings_daily

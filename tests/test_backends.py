@@ -1,0 +1,93 @@
+"""Both storage backends: plain PostgreSQL always; TimescaleDB where it is installed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from glucover.config import Settings
+from glucover.db import migrate
+from glucover.doctor import database_facts
+from glucover.servers import LocalPostgres, timescale_installed
+from tests.test_pricing_engine import START, current_ledger, load_fleet
+
+
+def _cluster(timescale: bool) -> Iterator[LocalPostgres]:
+    root = Path(tempfile.mkdtemp(prefix="glucover-backend-"))
+    os.chmod(root, 0o755)  # noqa: S103 - the server user must reach it
+    server = LocalPostgres(root / "data", timescale=timescale).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def plain_pg() -> Iterator[LocalPostgres]:
+    yield from _cluster(timescale=False)
+
+
+@pytest.fixture
+def timescale_pg() -> Iterator[LocalPostgres]:
+    if not timescale_installed():
+        pytest.skip("the TimescaleDB extension is not installed here (the plain path runs)")
+    yield from _cluster(timescale=True)
+
+
+def _priced_fleet(url: str) -> None:
+    from pricing.engine import run_pricing
+
+    load_fleet(url, n=8, days=20, seed=17)
+    run_pricing(url, START + timedelta(days=19))
+
+
+def test_plain_postgresql_backend(plain_pg: LocalPostgres, settings: Settings,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GLUCOVER_TIMESCALE", "off")
+    url = plain_pg.url()
+    assert migrate(url, Settings.from_env()).backend == "postgresql"
+    _priced_fleet(url)
+    facts = database_facts(url)
+    assert facts["backend"] == "postgresql" and facts["readings_hypertable"] is False
+    with psycopg.connect(url) as conn:
+        kind = conn.execute("select relkind from pg_class where relname = 'readings_daily'"
+                            ).fetchone()
+        summary = conn.execute("select count(*), sum(readings) from policy_daily_summary"
+                               ).fetchone()
+    assert kind == ("m",)
+    assert summary is not None and summary[0] == 8 * 20 and summary[1] > 0
+
+
+def test_timescaledb_backend(timescale_pg: LocalPostgres, settings: Settings) -> None:
+    url = timescale_pg.url()
+    result = migrate(url, settings)
+    assert result.backend == "timescaledb"
+    assert "0002_readings_storage.timescale" in result.applied
+    _priced_fleet(url)
+    facts = database_facts(url)
+    assert facts["backend"] == "timescaledb"
+    assert facts["readings_hypertable"] is True
+    assert {"policy_refresh_continuous_aggregate", "policy_compression"} <= set(
+        facts["policies"])
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("call refresh_continuous_aggregate('readings_daily', null, null)")
+        agg = conn.execute("select count(*) from timescaledb_information.continuous_aggregates"
+                           " where view_name = 'readings_daily'").fetchone()
+        summary = conn.execute("select count(*), sum(readings) from policy_daily_summary"
+                               ).fetchone()
+        stored = conn.execute("select count(*) from readings").fetchone()
+        daily = conn.execute("select sum(readings) from readings_daily").fetchone()
+        chunks = conn.execute("select count(*) from show_chunks('readings')").fetchone()
+    assert agg == (1,)
+    assert summary is not None and summary[0] == 8 * 20 and summary[1] > 0
+    assert stored is not None and daily is not None and 0 < daily[0] <= stored[0]
+    assert chunks is not None and chunks[0] >= 3  # 7-day chunks over 20+ days
+    assert len(current_ledger(url)) == 8 * 20
