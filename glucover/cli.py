@@ -219,6 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2,
                    help="ingest processes sharing the subscription")
     p.add_argument("--json", action="store_true")
+    p = add("dashboard", "dashboard.bench:bench_cli", "server time per page, a year of data",
+            bsub)
+    p.add_argument("--policies", type=int, default=50)
+    p.add_argument("--days", type=int, default=365)
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--json", action="store_true")
     p = add("soak", "ingest.soak:soak_cli", "steady load; throughput and memory over time", bsub)
     p.add_argument("--minutes", type=float, default=5.0)
     p.add_argument("--rate", type=int, default=2000, help="readings per second offered")

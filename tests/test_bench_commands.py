@@ -44,3 +44,17 @@ def test_bench_soak_reports_throughput_and_memory_over_time(settings: object) ->
     assert all(s["worker_rss_mb"] > 10 for s in report["samples"])
     for key in ("mean_readings_per_s", "worker_rss_slope_mb_per_min", "memory_flat"):
         assert key in report
+
+
+def test_bench_dashboard_renders_every_page(settings: object,
+                                            capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://unused")  # the bench must leave it as is
+    main(["bench", "dashboard", "--policies", "4", "--days", "60", "--runs", "2", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["readings"] > 4 * 60
+    assert set(report["pages"]) == {"policyholder", "actuary", "operations"}
+    assert all(p["median_s"] > 0 for p in report["pages"].values())
+    import os
+
+    assert os.environ["DATABASE_URL"] == "postgresql://unused"

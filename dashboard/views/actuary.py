@@ -98,7 +98,7 @@ def ruleset_editor(user: User) -> Ruleset | None:
     changes = diff(base, candidate)
     st.success("Valid.")
     st.dataframe(pd.DataFrame(changes, columns=["parameter", "published", "draft"]).astype(str),
-                 hide_index=True, use_container_width=True)
+                 hide_index=True, width="stretch")
     c1, c2 = st.columns(2)
     if c1.button("Save draft"):
         db.execute("insert into ruleset_drafts (name, author, body) values (%s, %s, %s) "
@@ -143,11 +143,11 @@ def backtest_section(candidate: Ruleset | None) -> None:
     c3.metric("Mean sum insured", f"{summary['mean_sum_insured']:,.0f}")
     st.altair_chart(alt.Chart(result.per_policy).mark_bar().encode(
         x=alt.X("bonus:Q", bin=alt.Bin(maxbins=30), title="bonus at period end"),
-        y=alt.Y("count():Q", title="policies")), use_container_width=True)
+        y=alt.Y("count():Q", title="policies")), width="stretch")
     st.altair_chart(alt.Chart(result.by_segment).mark_bar().encode(
         x=alt.X("expected_liability:Q", title="expected liability"),
-        y=alt.Y("segment:N", sort="-x")), use_container_width=True)
-    st.dataframe(result.by_segment.round(2), hide_index=True, use_container_width=True)
+        y=alt.Y("segment:N", sort="-x")), width="stretch")
+    st.dataframe(result.by_segment.round(2), hide_index=True, width="stretch")
     st.download_button("Per-policy results (CSV)", result.per_policy.to_csv(index=False),
                        "backtest_per_policy.csv", "text/csv")
     st.download_button("By segment (CSV)", result.by_segment.to_csv(index=False),
@@ -165,7 +165,7 @@ def glm_section() -> None:
     n = st.number_input("Synthetic portfolio size", 1000, 100_000, 5000, step=1000)
     if st.button("Fit GLM"):
         table = _glm(int(n))
-        st.dataframe(table.round(4), hide_index=True, use_container_width=True)
+        st.dataframe(table.round(4), hide_index=True, width="stretch")
         st.download_button("GLM table (CSV)", table.to_csv(index=False), "glm.csv", "text/csv")
 
 
@@ -179,8 +179,8 @@ def gaming_section(candidate: Ruleset | None) -> None:
     report = actuary.gaming_report(policies, bindings, readings,
                                    candidate or _published("default"),
                                    datetime.now(UTC).date() - timedelta(days=1))
-    st.dataframe(report.by_segment.round(1), hide_index=True, use_container_width=True)
-    st.dataframe(report.exclusions, hide_index=True, use_container_width=True)
+    st.dataframe(report.by_segment.round(1), hide_index=True, width="stretch")
+    st.dataframe(report.exclusions, hide_index=True, width="stretch")
     if not report.clock_inversions.empty:
         st.write("Meters whose clock went back while their sequence went up:")
         st.dataframe(report.clock_inversions, hide_index=True)

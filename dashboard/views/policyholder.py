@@ -97,13 +97,13 @@ def render(user: User) -> None:
     c3.metric(t("streak", lang), f"{summary.streak} {unit}")
     st.subheader(t("readings", lang))
     if len(summary.readings):
-        st.altair_chart(readings_chart(summary), use_container_width=True)
+        st.altair_chart(readings_chart(summary), width="stretch")
     st.subheader(t("ledger", lang))
     if summary.ledger.empty:
         st.info(t("no_ledger", lang))
     else:
         st.dataframe(explain(summary, lang).head(EXPLAINED_ROWS), hide_index=True,
-                     use_container_width=True)
+                     width="stretch")
 
 
 def language_picker() -> None:
