@@ -60,6 +60,19 @@ def timescale_installed(bindir: Path | None = None) -> bool:
     return (Path(result.stdout.strip()) / "extension" / "timescaledb.control").exists()
 
 
+def terminate(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM,
+              timeout: float = SHUTDOWN_TIMEOUT_S) -> None:
+    """Ask a process to stop with `sig`; SIGKILL it if it has not within `timeout`."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def postgres_bindir() -> Path:
     """Where initdb/pg_ctl/postgres live: GLUCOVER_PG_BIN, the newest Debian cluster, or PATH."""
     if env := os.environ.get("GLUCOVER_PG_BIN"):
@@ -248,16 +261,8 @@ class LocalPostgres:
                 conn.execute(sql.SQL("create database {}").format(sql.Identifier(self.database)))
 
     def stop(self, kill: bool = False) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            # SIGINT is PostgreSQL's fast shutdown.
-            self.proc.send_signal(signal.SIGKILL if kill else signal.SIGINT)
-            try:
-                self.proc.wait(SHUTDOWN_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        # SIGINT is PostgreSQL's fast shutdown.
+        terminate(self.proc, signal.SIGKILL if kill else signal.SIGINT)
         self.proc = None
 
     def restart(self) -> None:
@@ -340,15 +345,7 @@ class LocalMosquitto:
             self.proc.send_signal(signal.SIGHUP)
 
     def stop(self, kill: bool = False) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-            try:
-                self.proc.wait(SHUTDOWN_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, signal.SIGKILL if kill else signal.SIGTERM)
         self.proc = None
         self.pid_file.unlink(missing_ok=True)
 

@@ -27,7 +27,7 @@ from devices.wire import ReadingsMessage, Record, readings_topic
 from glucover import broker
 from glucover.config import Settings
 from glucover.db import migrate
-from glucover.servers import LocalMosquitto, LocalPostgres
+from glucover.servers import LocalMosquitto, LocalPostgres, terminate
 from ingest.loadgen import publish_raw
 
 LOADGEN_ACCOUNT = "glucover-bench-loadgen"
@@ -149,6 +149,22 @@ def run_scenario(servers: Servers, messages: list[tuple[str, bytes]], readings: 
     }
 
 
+def seed_devices(db_url: str, count: int) -> None:
+    """The benchmark meters BENCH-000000.. exist in the database (ingest refuses strangers)."""
+    with psycopg.connect(db_url) as conn, conn.cursor() as cur, cur.copy(
+            "copy devices (device_id) from stdin") as copy:
+        for i in range(count):
+            copy.write_row((f"BENCH-{i:06d}",))
+
+
+def ingest_env(servers: Servers) -> dict[str, str]:
+    """Environment for `glucover ingest` on the benchmark's private servers."""
+    password = broker.derive_password(servers.secret, broker.INGEST_ACCOUNT)
+    return {**os.environ, "DATABASE_URL": servers.db_url,
+            "MQTT_URL": f"mqtt://{broker.INGEST_ACCOUNT}:{password}@127.0.0.1:{servers.mqtt_port}",
+            "GLUCOVER_SECRET": servers.secret}
+
+
 def _spawn(args: list[str], env: dict[str, str], log: Path, ready: str) -> subprocess.Popen[bytes]:
     out = log.open("ab")
     proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -165,12 +181,7 @@ def _spawn(args: list[str], env: dict[str, str], log: Path, ready: str) -> subpr
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    terminate(proc, signal.SIGTERM, 30)
 
 
 def run_bench(devices: int, readings: int, workers: int, settings: Settings,
@@ -181,15 +192,8 @@ def run_bench(devices: int, readings: int, workers: int, settings: Settings,
 
     with ExitStack() as stack:
         servers = _start_servers(stack, settings)
-        with psycopg.connect(servers.db_url) as conn, conn.cursor() as cur, cur.copy(
-                "copy devices (device_id) from stdin") as copy:
-            for i in range(devices):
-                copy.write_row((f"BENCH-{i:06d}",))
-        ingest_url = (f"mqtt://{broker.INGEST_ACCOUNT}:"
-                      f"{broker.derive_password(servers.secret, broker.INGEST_ACCOUNT)}"
-                      f"@127.0.0.1:{servers.mqtt_port}")
-        env = {**os.environ, "DATABASE_URL": servers.db_url, "MQTT_URL": ingest_url,
-               "GLUCOVER_SECRET": servers.secret}
+        seed_devices(servers.db_url, devices)
+        env = ingest_env(servers)
         single = workload(devices, readings, 1, seed=1)
         batched = workload(devices, readings, 20, seed=2)
         procs = [_spawn([sys.executable, "-m", "glucover.cli", "ingest", "--worker-name",
@@ -205,7 +209,7 @@ def run_bench(devices: int, readings: int, workers: int, settings: Settings,
                 _stop(proc)
         naive_n = max(readings // 4, 1000)
         say(f"naive bridge: {naive_n:,} single-record messages")
-        naive = _spawn([sys.executable, "-m", "ingest.naive", servers.db_url, ingest_url], env,
+        naive = _spawn([sys.executable, "-m", "ingest.naive", servers.db_url, env["MQTT_URL"]], env,
                        servers.root / "naive.log", "subscribed")
         try:
             results["naive"] = run_scenario(servers, single[:naive_n], naive_n, 1)

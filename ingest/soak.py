@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import threading
 import time
@@ -22,7 +21,7 @@ import psycopg
 from devices.wire import ReadingsMessage, Record, readings_topic
 from glucover import broker
 from glucover.config import Settings
-from ingest.bench import LOADGEN_ACCOUNT, _spawn, _start_servers, _stop
+from ingest.bench import LOADGEN_ACCOUNT, _spawn, _start_servers, _stop, ingest_env, seed_devices
 from ingest.loadgen import publish_raw
 
 SAMPLE_EVERY_S = 5.0
@@ -52,15 +51,8 @@ def run_soak(minutes: float, rate: int, settings: Settings, progress: bool = Tru
              ) -> dict[str, Any]:
     with ExitStack() as stack:
         servers = _start_servers(stack, settings)
-        with psycopg.connect(servers.db_url) as conn, conn.cursor() as cur, cur.copy(
-                "copy devices (device_id) from stdin") as copy:
-            for i in range(DEVICES):
-                copy.write_row((f"BENCH-{i:06d}",))
-        ingest_url = (f"mqtt://{broker.INGEST_ACCOUNT}:"
-                      f"{broker.derive_password(servers.secret, broker.INGEST_ACCOUNT)}"
-                      f"@127.0.0.1:{servers.mqtt_port}")
-        env = {**os.environ, "DATABASE_URL": servers.db_url, "MQTT_URL": ingest_url,
-               "GLUCOVER_SECRET": servers.secret}
+        seed_devices(servers.db_url, DEVICES)
+        env = ingest_env(servers)
         worker = _spawn([sys.executable, "-m", "glucover.cli", "ingest", "--worker-name",
                          "soak"], env, servers.root / "ingest.log", "connected to")
         stop = threading.Event()

@@ -36,7 +36,8 @@ def dashboard_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
         create_user(conn, "otto", PASSWORD, "operations", rounds=4)
         conn.execute("insert into rejected_messages (topic, device_id, reason, detail, payload, "
                      "payload_size) values ('glucover/v1/devices/x/readings', 'x', "
-                     "'invalid_json', 'bad', 'nope', 4)")
+                     "'invalid_json', 'bad', 'nope', 4), ('glucover/v1/devices/x/readings', "
+                     "'x', 'invalid_utf8', 'bad bytes', '\\xfffe7b', 3)")
         conn.commit()
     monkeypatch.setenv("DATABASE_URL", db_url)
     return db_url
@@ -152,7 +153,9 @@ def test_operations_page(dashboard_db: str) -> None:
     at = signed_in("otto")
     assert at.title[0].value == "Operations"
     reasons = next(d.value for d in at.dataframe if "reason" in d.value)
-    assert list(reasons["reason"]) == ["invalid_json"]
+    assert sorted(reasons["reason"]) == ["invalid_json", "invalid_utf8"]
+    samples = next(d.value for d in at.dataframe if "payload_start" in d.value)
+    assert "\\377\\376{" in set(samples["payload_start"])
     assert not at.exception
 
 

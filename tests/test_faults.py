@@ -30,7 +30,7 @@ from tests.ingest_helpers import (
     stored_readings,
     wait_for_rows,
 )
-from tests.test_pricing_engine import current_ledger
+from tests.test_pricing_engine import comparable, current_ledger
 
 pytestmark = pytest.mark.fault
 DAYS = 30
@@ -69,12 +69,7 @@ def clean_ledger(people: list[Policyholder], messages: list[Outgoing]) -> pd.Dat
     bindings = pd.DataFrame({"policy_id": policies["policy_id"],
                              "device_id": [p.device_id for p in people],
                              "bound_from": pd.NaT, "bound_to": pd.NaT})
-    frame = evaluate(policies, bindings, readings, load_builtin("default"), THROUGH).to_frame()
-    frame["policy_id"] = frame["policy_id"].astype(str)
-    frame["day_status"] = frame["day_status"].astype(str)
-    frame["day"] = frame["day"].dt.date
-    frame["reading_seq"] = frame["reading_seq"].astype("Int64")
-    return frame
+    return comparable(evaluate(policies, bindings, readings, load_builtin("default"), THROUGH))
 
 
 def check(db_url: str, people: list[Policyholder], messages: list[Outgoing]) -> None:

@@ -17,6 +17,7 @@ from devices.provisioning import add_portfolio
 from glucover.cli import main
 from ingest.store import prepare, write_batch
 from ingest.worker import Received, decode
+from pricing.evaluator import Ledger
 from tests.conftest import TEST_SECRET
 
 START = date(2026, 3, 2)
@@ -159,7 +160,12 @@ def _full_evaluation(db_url: str, through: date) -> pd.DataFrame:
     with psycopg.connect(db_url) as conn:
         policies, bindings = store.load_policies(conn)
         readings = store.load_readings(conn, sorted(set(bindings["device_id"])))
-    frame = evaluate(policies, bindings, readings, load_builtin("default"), through).to_frame()
+    return comparable(evaluate(policies, bindings, readings, load_builtin("default"), through))
+
+
+def comparable(ledger: Ledger) -> pd.DataFrame:
+    """The evaluator's ledger in the dtypes `current_ledger()` reads from the database."""
+    frame = ledger.to_frame()
     frame["policy_id"] = frame["policy_id"].astype(str)
     frame["day_status"] = frame["day_status"].astype(str)
     frame["day"] = frame["day"].dt.date

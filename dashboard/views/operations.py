@@ -30,7 +30,8 @@ def _rejects(url: str) -> tuple[object, object]:
                          "group by reason order by messages desc")
     samples = db.frame(
         "select distinct on (reason) reason, received_at, topic, detail, "
-        "convert_from(substring(payload from 1 for 200), 'SQL_ASCII') as payload_start "
+        # escape: any bytes (invalid UTF-8 included) shown safely
+        "encode(substring(payload from 1 for 200), 'escape') as payload_start "
         "from rejected_messages order by reason, received_at desc")
     return by_reason, samples
 
