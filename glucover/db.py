@@ -132,8 +132,26 @@ def with_credentials(url: str, username: str, password: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+# Service logins made by `glucover migrate` when their password is in the environment
+# (docker compose passes them from .env); `glucover up` derives its own.
+SERVICE_LOGINS = {"ingest": "glucover_ingest", "pricing": "glucover_pricing",
+                  "dashboard": "glucover_dashboard"}
+
+
+def login_name(service: str) -> str:
+    return f"{SERVICE_LOGINS[service]}_svc"
+
+
 def migrate_cli(args: object, settings: Settings) -> int:
-    result = migrate(settings.require_database_url(), settings)
+    import os
+
+    url = settings.require_database_url()
+    result = migrate(url, settings)
     print(f"backend: {result.backend}")
     print("applied: " + (", ".join(result.applied) if result.applied else "nothing (up to date)"))
+    for service, group in SERVICE_LOGINS.items():
+        password = os.environ.get(f"GLUCOVER_DB_PASSWORD_{service.upper()}")
+        if password:
+            ensure_login_role(url, group, login_name(service), password)
+            print(f"login {login_name(service)} in role {group}")
     return 0

@@ -27,11 +27,9 @@ import psycopg
 
 from glucover import broker
 from glucover.config import MqttTarget, Settings
-from glucover.db import ensure_login_role, migrate, with_credentials
+from glucover.db import SERVICE_LOGINS, ensure_login_role, login_name, migrate, with_credentials
 from glucover.servers import LocalMosquitto, LocalPostgres, wait_for_port
 
-SERVICE_ROLES = {"ingest": "glucover_ingest", "pricing": "glucover_pricing",
-                 "dashboard": "glucover_dashboard"}
 DEMO_PASSWORD = "demo"  # noqa: S105 - printed for the demo; real deployments create their own
 DEMO_POLICYHOLDERS = 3
 DASHBOARD_START_TIMEOUT_S = 60
@@ -50,8 +48,8 @@ def _db_password(secret: str, role: str) -> str:
 def service_urls(admin_url: str, secret: str) -> dict[str, str]:
     """A login per service in its group role; the admin URL where roles cannot be made."""
     urls = {}
-    for service, group in SERVICE_ROLES.items():
-        login = f"{group}_svc"
+    for service, group in SERVICE_LOGINS.items():
+        login = login_name(service)
         password = _db_password(secret, login)
         try:
             ensure_login_role(admin_url, group, login, password)
