@@ -146,3 +146,17 @@ def test_dashboard_inputs_cannot_inject_sql(db_url: str, monkeypatch: pytest.Mon
         names = [str(r[0]) for r in conn.execute("select name from rulesets")]
     assert INJECTIONS[1] in names  # stored as a name, nothing executed
 
+
+
+def test_migrate_creates_service_logins_from_the_environment(
+        fresh_db: str, settings: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", fresh_db)
+    monkeypatch.setenv("GLUCOVER_DB_PASSWORD_INGEST", "ingest-pw")
+    assert main(["migrate"]) == 0
+    ingest = with_credentials(fresh_db, "glucover_ingest_svc", "ingest-pw")
+    assert allowed(ingest, READING)
+    assert not allowed(ingest, "update readings set value = 1")
+    with psycopg.connect(fresh_db) as conn:
+        others = conn.execute("select count(*) from pg_roles where rolname in "
+                              "('glucover_pricing_svc', 'glucover_dashboard_svc')").fetchone()
+    assert others == (0,)  # no password given, no login made
