@@ -114,6 +114,7 @@ class RejectReason(StrEnum):
     VALUE_OUT_OF_RANGE = "value_out_of_range"
     TIMESTAMP_IMPLAUSIBLE = "timestamp_implausible"
     CONFLICTING_DUPLICATE = "conflicting_duplicate"
+    STORAGE_ERROR = "storage_error"  # valid on the wire, refused by the database
 
 
 class Flag(StrEnum):

@@ -31,7 +31,7 @@ from devices import wire
 from glucover import broker
 from glucover.config import MqttTarget, Settings
 from ingest import metrics
-from ingest.store import Batch, Rejection, prepare, write_batch
+from ingest.store import Batch, Rejection, WriteResult, prepare, write_batch
 
 log = logging.getLogger("glucover.ingest")
 
@@ -138,6 +138,13 @@ def decode(messages: list[Received], trust_sent_at: bool) -> Batch:
     return batch
 
 
+def _combine(a: WriteResult, b: WriteResult) -> WriteResult:
+    rejected = dict(a.rejected)
+    for reason, count in b.rejected.items():
+        rejected[reason] = rejected.get(reason, 0) + count
+    return WriteResult(a.stored + b.stored, a.duplicates + b.duplicates, rejected)
+
+
 def drop_unknown_devices(batch: Batch, known: set[str]) -> None:
     keep = [i for i, r in enumerate(batch.readings) if r.device_id in known]
     if len(keep) == len(batch.readings):
@@ -231,10 +238,8 @@ class IngestWorker:
                 break
         return batch
 
-    def _write(self, messages: list[Received]) -> None:
-        """Write until it commits (retrying through database outages), then acknowledge."""
-        started = time.monotonic()
-        decoded = decode(messages, self.config.trust_sent_at)
+    def _commit(self, decoded: Batch, size: int) -> WriteResult:
+        """One transaction for a decoded batch, retried through database outages."""
         delay = DB_RETRY_MIN_S
         while True:
             try:
@@ -247,16 +252,42 @@ class IngestWorker:
                 drop_unknown_devices(batch, self.devices.check(self.conn, ids))
                 result = write_batch(self.conn, batch)
                 self.conn.commit()
-                break
+                return result
             except psycopg.OperationalError as exc:
                 log.warning("database write failed (%s); batch of %d kept, retrying in %.1fs",
-                            exc, len(messages), delay)
+                            exc, size, delay)
                 metrics.DB_ERRORS.inc()
                 if self.conn is not None:
                     self.conn.close()
                 self.conn = None
                 time.sleep(delay)
                 delay = min(delay * 2, DB_RETRY_MAX_S)
+
+    def _store(self, messages: list[Received]) -> WriteResult:
+        """Store a batch. One the database refuses for any reason but an outage is split in
+        halves until the message it refuses is alone; that one is recorded as a storage_error
+        and the rest are stored, so no message can stop the ones behind it."""
+        try:
+            return self._commit(decode(messages, self.config.trust_sent_at), len(messages))
+        except psycopg.Error as exc:
+            assert self.conn is not None
+            self.conn.rollback()
+            metrics.DB_ERRORS.inc()
+            if len(messages) > 1:
+                half = len(messages) // 2
+                return _combine(self._store(messages[:half]), self._store(messages[half:]))
+            msg = messages[0]
+            log.error("database refused a message on %s: %s", msg.topic, exc)
+            found = wire.topic_device(msg.topic)
+            refused = Batch(rejections=[Rejection(
+                msg.topic, found[0] if found else None, wire.RejectReason.STORAGE_ERROR,
+                f"{type(exc).__name__}: {exc}", msg.payload, msg.received_at)])
+            return self._commit(refused, 1)
+
+    def _write(self, messages: list[Received]) -> None:
+        """Store a batch (see _store), then acknowledge it."""
+        started = time.monotonic()
+        result = self._store(messages)
         for msg in messages:  # in arrival order, as MQTT asks
             self.client.ack(msg.mid, msg.qos)
         metrics.MESSAGES.inc(len(messages))

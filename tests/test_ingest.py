@@ -6,6 +6,7 @@ import json
 import signal
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -149,3 +150,44 @@ def test_two_workers_share_the_subscription(stack: Stack, tmp_path: Path) -> Non
     assert sum(shares) == len(messages) + len(by_device(messages))
     rows = stored_readings(stack.db_url)
     assert len(rows) == len(set(rows)) == len(expected)
+
+
+def test_a_message_the_database_refuses_costs_only_itself(stack: Stack) -> None:
+    people = provision(stack, 3, seed=6)
+    with psycopg.connect(stack.db_url) as conn:  # a rule the wire format knows nothing of
+        conn.execute("""create function refuse_1313() returns trigger language plpgsql as $$
+            begin
+                if new.value = 13.13 then raise exception 'value 13.13 is refused'; end if;
+                return new;
+            end $$""")
+        conn.execute("create trigger refuse_1313 before insert on readings for each row "
+                     "execute function refuse_1313()")
+        conn.commit()
+    devices = [p.device_id for p in people]
+    messages = [wire.ReadingsMessage(d, datetime.now(UTC), (wire.Record(
+        seq=seq, measured_at=datetime.now(UTC) - timedelta(minutes=seq),
+        value=13.13 if (d, seq) == (devices[1], 5) else 6.0),)).encode()
+        for seq in range(10) for d in devices]
+    worker = start_worker(stack, batch_size=1000, flush_ms=500)
+    from glucover import broker
+
+    try:
+        for i, payload in enumerate(messages):
+            device = devices[i % 3]
+            assert try_publish(stack.broker, device, broker.derive_password(TEST_SECRET, device),
+                               wire.readings_topic(device), payload)[1] == "accepted"
+        assert wait_for_rows(stack.db_url, 29, 30) == 29
+        late = wire.ReadingsMessage(devices[0], datetime.now(UTC), (wire.Record(
+            seq=99, measured_at=datetime.now(UTC), value=6.5),)).encode()
+        try_publish(stack.broker, devices[0], broker.derive_password(TEST_SECRET, devices[0]),
+                    wire.readings_topic(devices[0]), late)
+        assert wait_for_rows(stack.db_url, 30, 30) == 30  # the worker carries on
+    finally:
+        worker.stop()
+    with psycopg.connect(stack.db_url) as conn:
+        rejects = conn.execute("select reason, device_id, detail from rejected_messages"
+                               ).fetchall()
+    assert len(rejects) == 1
+    reason, device, detail = rejects[0]
+    assert (reason, device) == ("storage_error", devices[1])
+    assert "value 13.13 is refused" in detail
