@@ -66,9 +66,11 @@ def test_plain_postgresql_backend(plain_pg: LocalPostgres, settings: Settings,
     assert summary is not None and summary[0] == 8 * 20 and summary[1] > 0
 
 
-def test_timescaledb_backend(timescale_pg: LocalPostgres, settings: Settings) -> None:
+def test_timescaledb_backend(timescale_pg: LocalPostgres, settings: Settings,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GLUCOVER_TIMESCALE", "on")  # this test is about the extension
     url = timescale_pg.url()
-    result = migrate(url, settings)
+    result = migrate(url, Settings.from_env())
     assert result.backend == "timescaledb"
     assert "0002_readings_storage.timescale" in result.applied
     _priced_fleet(url)
