@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +19,9 @@ def command(port: int, address: str) -> list[str]:
 
 
 def dashboard_cli(args: argparse.Namespace, settings: Settings) -> int:
+    """Become the Streamlit server (exec), so signals meant for the dashboard reach it."""
     settings.require_database_url()
     address = os.environ.get("GLUCOVER_DASHBOARD_ADDRESS", "0.0.0.0")  # noqa: S104
-    return subprocess.call(command(args.port, address))
+    argv = command(args.port, address)
+    os.execv(argv[0], argv)  # noqa: S606 - our own interpreter and arguments
+    return 0  # not reached

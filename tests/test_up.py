@@ -62,3 +62,7 @@ def test_up_reaches_a_healthy_dashboard_with_data_flowing() -> None:
     assert code == 0
     leftovers = subprocess.run(["pgrep", "-f", str(home)], capture_output=True, text=True)
     assert leftovers.stdout.strip() == "", "servers or children left running"
+    streamlit = subprocess.run(["pgrep", "-f", "--", f"--server.port {port} "],
+                               capture_output=True,
+                               text=True)
+    assert streamlit.stdout.strip() == "", "the dashboard server was left running"
