@@ -201,8 +201,9 @@ class IngestWorker:
             log.warning("broker connection lost (%s); reconnecting", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        # Hot path (paho's network thread, once per message): the queue-depth gauge is set by
+        # the writer once per batch instead.
         self.inbox.put(Received(msg.topic, bytes(msg.payload), msg.mid, msg.qos, datetime.now(UTC)))
-        metrics.QUEUE_DEPTH.set(self.inbox.qsize())
 
     # ------------------------------------------------------------ database side (writer thread)
 
