@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,6 +60,7 @@ def test_up_reaches_a_healthy_dashboard_with_data_flowing() -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(60)
+        shutil.rmtree(home, ignore_errors=True)
     assert code == 0
     leftovers = subprocess.run(["pgrep", "-f", str(home)], capture_output=True, text=True)
     assert leftovers.stdout.strip() == "", "servers or children left running"
