@@ -211,7 +211,10 @@ class IngestWorker:
         delay = DB_RETRY_MIN_S
         while True:
             try:
-                conn = psycopg.connect(self.config.database_url, connect_timeout=5)
+                # No server-side prepared statements: the generic plan TimescaleDB gives the
+                # batch insert is 2.8x slower than planning it afresh (about 0.5 ms a batch).
+                conn = psycopg.connect(self.config.database_url, connect_timeout=5,
+                                       prepare_threshold=None)
                 prepare(conn)
                 self.devices.refresh(conn)
                 conn.commit()
