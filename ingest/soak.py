@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,15 @@ import psycopg
 from devices.wire import ReadingsMessage, Record, readings_topic
 from glucover import broker
 from glucover.config import Settings
-from ingest.bench import LOADGEN_ACCOUNT, _spawn, _start_servers, _stop, ingest_env, seed_devices
+from ingest.bench import (
+    LOADGEN_ACCOUNT,
+    _spawn,
+    _start_servers,
+    _stop,
+    ingest_env,
+    recent_base,
+    seed_devices,
+)
 from ingest.loadgen import publish_raw
 
 SAMPLE_EVERY_S = 5.0
@@ -34,7 +42,7 @@ DEVICES = 2000
 def steady_messages(seed: int = 3) -> Iterator[tuple[str, bytes]]:
     """Single-record messages from DEVICES meters, forever, every identity new."""
     rng = np.random.default_rng(seed)
-    base = datetime(2026, 6, 1, tzinfo=UTC)
+    base = recent_base()
     i = 0
     while True:
         values = np.round(rng.uniform(3.5, 14.0, 10_000), 1)
