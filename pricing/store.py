@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from datetime import date, datetime
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import psycopg
+from psycopg import sql
 
 from pricing import ruleset as rulesets
 from pricing.ruleset import Ruleset, RulesetError
@@ -38,23 +39,33 @@ def load_policies(conn: Conn, policy_ids: list[str] | None = None
 def load_readings(conn: Conn, device_ids: list[str], since: datetime | None = None,
                   until: datetime | None = None) -> pd.DataFrame:
     """Readings of these meters measured in [since, until) (open ends when None)."""
-    columns = ["device_id", "seq", "measured_at", "received_at", "value_mmol", "meal", "sample",
-               "source", "status"]
-    with conn.cursor() as cur:
-        cur.execute(
-            "select device_id, seq, measured_at, received_at, value_mmol, meal, sample, source,"
-            " status from readings where device_id = any(%(devices)s)"
-            " and (%(since)s::timestamptz is null or measured_at >= %(since)s)"
-            " and (%(until)s::timestamptz is null or measured_at < %(until)s)",
-            {"devices": device_ids, "since": since, "until": until})
-        frame = pd.DataFrame(cur.fetchall(), columns=columns)
-    frame["measured_at"] = pd.to_datetime(frame["measured_at"], utc=True)
-    frame["received_at"] = pd.to_datetime(frame["received_at"], utc=True)
-    frame["seq"] = frame["seq"].astype(np.int64)
-    frame["status"] = frame["status"].astype(np.int64)
-    frame["value_mmol"] = frame["value_mmol"].astype(float)
-    for column in ("meal", "sample", "source"):
-        frame[column] = frame[column].astype("category")
+    # COPY to CSV parsed by pandas' C reader: no Python object per row, so tens of millions of
+    # readings load in seconds. COPY takes no bind parameters; the values are quoted literals.
+    # Times travel as integer microseconds since the epoch (exact).
+    query = sql.SQL(
+        "copy (select device_id, seq,"
+        " (extract(epoch from measured_at) * 1000000)::bigint,"
+        " (extract(epoch from received_at) * 1000000)::bigint,"
+        " value_mmol, meal, sample, source, status from readings"
+        " where device_id = any({devices}) and ({since}::timestamptz is null or measured_at >="
+        " {since}) and ({until}::timestamptz is null or measured_at < {until}))"
+        " to stdout (format csv)").format(
+            devices=sql.Literal(list(device_ids)), since=sql.Literal(since),
+            until=sql.Literal(until))
+    buffer = io.BytesIO()
+    with conn.cursor() as cur, cur.copy(query) as copy:
+        for block in copy:
+            buffer.write(block)
+    buffer.seek(0)
+    dtypes = {"device_id": "category", "seq": "int64", "measured_at": "int64",
+              "received_at": "int64", "value_mmol": "float64", "meal": "category",
+              "sample": "category", "source": "category", "status": "int64"}
+    if buffer.getbuffer().nbytes:
+        frame = pd.read_csv(buffer, header=None, names=list(dtypes), dtype=dtypes)
+    else:
+        frame = pd.DataFrame({c: pd.Series(dtype=t) for c, t in dtypes.items()})
+    for column in ("measured_at", "received_at"):
+        frame[column] = pd.to_datetime(frame[column], unit="us", utc=True)
     return frame
 
 

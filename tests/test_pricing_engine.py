@@ -262,3 +262,33 @@ def test_price_run_needs_a_database(settings: object, capsys: pytest.CaptureFixt
     assert main(["price", "run"]) == 2
     assert "DATABASE_URL is not set" in capsys.readouterr().err
 
+
+
+def test_readings_load_exactly_as_stored(db_url: str) -> None:
+    from pricing import store
+
+    measured = datetime(2026, 3, 5, 6, 59, 59, 123456).astimezone()
+    payload = wire.ReadingsMessage("GM-Z", measured, (
+        wire.Record(seq=65535, measured_at=measured, value=0.1 + 0.2),
+        wire.Record(seq=0, measured_at=measured + timedelta(microseconds=1), value=123,
+                    unit=wire.Unit.MG_DL, status=("battery_low", "time_fault"),
+                    sample=wire.Sample.CONTROL_SOLUTION),
+    )).encode()
+    with psycopg.connect(db_url) as conn:
+        conn.execute("insert into devices (device_id) values ('GM-Z')")
+        conn.commit()
+    received = measured + timedelta(seconds=7, microseconds=654321)
+    store_messages(db_url, [(wire.readings_topic("GM-Z"), payload, received)])
+    with psycopg.connect(db_url) as conn:
+        frame = store.load_readings(conn, ["GM-Z"]).sort_values("seq")
+        empty = store.load_readings(conn, ["nobody"])
+        later = store.load_readings(conn, ["GM-Z"], since=measured + timedelta(microseconds=1))
+    assert list(frame["seq"]) == [0, 65535]
+    assert list(frame["measured_at"]) == [pd.Timestamp(measured + timedelta(microseconds=1)),
+                                          pd.Timestamp(measured)]
+    assert set(frame["received_at"]) == {pd.Timestamp(received)}
+    assert list(frame["value_mmol"]) == [123 / wire.MGDL_PER_MMOL, 0.1 + 0.2]
+    assert list(frame["status"]) == [wire.status_bits(["battery_low", "time_fault"]), 0]
+    assert list(frame["sample"].astype(str)) == ["control_solution", "capillary_plasma"]
+    assert empty.empty and list(empty.columns) == list(frame.columns)
+    assert list(later["seq"]) == [0]
