@@ -101,8 +101,10 @@ def _local_day_numbers(measured_ns: npt.NDArray[np.int64], zone_code: npt.NDArra
     return out
 
 
-def exclusion_codes(readings: pd.DataFrame, ruleset: Ruleset) -> npt.NDArray[np.int8]:
-    """The first policy-independent rule each reading fails (index into EXCLUSION_REASONS)."""
+def exclusion_codes(readings: pd.DataFrame, ruleset: Ruleset,
+                    measured: npt.NDArray[np.int64] | None = None) -> npt.NDArray[np.int8]:
+    """The first policy-independent rule each reading fails (index into EXCLUSION_REASONS).
+    `measured`: measured_at in UTC nanoseconds, when the caller has it already."""
     n = len(readings)
     code = np.zeros(n, dtype=np.int8)
 
@@ -115,7 +117,7 @@ def exclusion_codes(readings: pd.DataFrame, ruleset: Ruleset) -> npt.NDArray[np.
     mark((status & ruleset.excluded_status_mask) != 0, "error_status")
     mmol = readings["value_mmol"].to_numpy(dtype=np.float64)
     mark(~((mmol >= ruleset.min_mmol) & (mmol <= ruleset.max_mmol)), "outside_meter_range")
-    measured = _ns(readings["measured_at"])
+    measured = _ns(readings["measured_at"]) if measured is None else measured
     received = _ns(readings["received_at"])
     mark(measured - received > ruleset.future_tolerance_seconds * 10**9, "future_clock")
     mark(received - measured > ruleset.late_tolerance_seconds * 10**9, "too_late")
@@ -136,6 +138,7 @@ class AssignedReadings:
     row: npt.NDArray[np.int64]  # index into the readings frame
     policy: npt.NDArray[np.int64]
     day_offset: npt.NDArray[np.int64]
+    measured_ns: npt.NDArray[np.int64]  # measured_at of each, UTC nanoseconds
 
 
 def assign_readings(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFrame,
@@ -143,13 +146,13 @@ def assign_readings(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd
                     ) -> tuple[AssignedReadings, npt.NDArray[np.int8]]:
     """Rule 1: which reading counts for which policy-day. Returns the valid readings and each
     reading's exclusion code (before_start / not_bound_device included)."""
-    code = exclusion_codes(readings, ruleset)
+    measured = _ns(readings["measured_at"])
+    code = exclusion_codes(readings, ruleset, measured)
     policy_index = pd.Index(policies["policy_id"])
     b_policy = policy_index.get_indexer(pd.Index(bindings["policy_id"]))
     devices = pd.Index(pd.unique(bindings["device_id"].astype(str)))
     r_device = _positions(readings["device_id"], devices)
     b_device = _positions(bindings["device_id"], devices)
-    measured = _ns(readings["measured_at"])
     lo = _bound_ns(bindings["bound_from"], np.iinfo(np.int64).min)
     hi = _bound_ns(bindings["bound_to"], np.iinfo(np.int64).max)
 
@@ -179,7 +182,7 @@ def assign_readings(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd
     before = offset < 0
     code[row[before & (code[row] == 0)]] = EXCLUSION_REASONS.index("before_start")
     ok = (code[row] == 0) & (offset >= 0) & (offset < n_days[policy])
-    return AssignedReadings(row[ok], policy[ok], offset[ok]), code
+    return AssignedReadings(row[ok], policy[ok], offset[ok], measured[row[ok]]), code
 
 
 def _expand(r_device: npt.NDArray[np.int64], b_device: npt.NDArray[np.int64], n_devices: int
@@ -272,7 +275,7 @@ def evaluate(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFr
     meal_ok = np.asarray(readings["meal"].isin(ruleset.qualifying_meals))[assigned.row]
     rows = assigned.row[meal_ok]
     cell = assigned.policy[meal_ok] * width + assigned.day_offset[meal_ok]
-    measured = _ns(readings["measured_at"])[rows]
+    measured = assigned.measured_ns[meal_ok]
     seqs = readings["seq"].to_numpy(dtype=np.int64)[rows]
     first_time = np.full(n_policies * width, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first_time, cell, measured)
