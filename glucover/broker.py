@@ -57,13 +57,6 @@ def hash_password(password: str, salt: bytes | None = None) -> str:
             f"{base64.b64encode(digest).decode()}")
 
 
-def verify_password(password: str, encoded: str) -> bool:
-    _, _, iterations, salt, digest = encoded.split("$")
-    computed = hashlib.pbkdf2_hmac("sha512", password.encode(), base64.b64decode(salt),
-                                   int(iterations))
-    return hmac.compare_digest(base64.b64encode(computed).decode(), digest)
-
-
 def write_passwd(path: Path, entries: Iterable[tuple[str, str]]) -> int:
     """Write `account:hash` lines atomically; returns how many accounts the file holds."""
     lines = [f"{account}:{encoded}\n" for account, encoded in entries]

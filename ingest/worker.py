@@ -18,7 +18,6 @@ import signal
 import socket
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -89,7 +88,7 @@ class DeviceRegistry:
 def decode(messages: list[Received], trust_sent_at: bool) -> Batch:
     """Parse, validate and normalise a batch; never raises for anything a device sends."""
     batch = Batch()
-    seen: OrderedDict[tuple[str, int, datetime], int] = OrderedDict()
+    seen: dict[tuple[str, int, datetime], int] = {}
     for msg in messages:
         found = wire.topic_device(msg.topic)
         if found is None:

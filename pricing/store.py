@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -115,6 +115,3 @@ def _is_builtin_version(conn: Conn, name: str, version: int) -> bool:
                        (name, version)).fetchone()
     return bool(row and row[0] == "glucover")
 
-
-def day_of(value: Any) -> date:
-    return pd.Timestamp(value).date()
