@@ -52,14 +52,18 @@ class RunSummary:
 
 def _resume_points(conn: psycopg.Connection[Any], policies: pd.DataFrame, through: date,
                    since: datetime | None) -> pd.DataFrame:
-    """Per policy: the first day to compute, and the ledger's state the day before it."""
+    """Per policy: the first day to compute (through `through`). With no earlier run, every
+    policy from its start; otherwise the day after its ledger ends, or the earliest local day of
+    readings ingested since `since` when that is earlier."""
     ids = list(policies["policy_id"])
-    last = dict(conn.execute(  # type: ignore[arg-type]
-        "select policy_id, max(day) from sum_insured_ledger where policy_id = any(%s) "
-        "group by policy_id", (ids,)).fetchall())
-    changed: dict[str, date] = {}
-    if since is not None:
-        changed = dict(conn.execute(  # type: ignore[arg-type]
+    starts = policies["start_date"].dt.date
+    if since is None:
+        first = list(starts)
+    else:
+        last = dict(conn.execute(  # type: ignore[arg-type]
+            "select policy_id, max(day) from sum_insured_ledger where policy_id = any(%s) "
+            "group by policy_id", (ids,)).fetchall())
+        changed: dict[str, date] = dict(conn.execute(  # type: ignore[arg-type]
             """select pd.policy_id, min((r.measured_at at time zone p.timezone)::date)
                from readings r
                join policy_devices pd on pd.device_id = r.device_id
@@ -68,16 +72,14 @@ def _resume_points(conn: psycopg.Connection[Any], policies: pd.DataFrame, throug
                join policies p on p.policy_id = pd.policy_id
                where r.ingested_at >= %s and pd.policy_id = any(%s)
                group by pd.policy_id""", (since, ids)).fetchall())
-    out = []
-    for pid, start in zip(policies["policy_id"], policies["start_date"].dt.date, strict=True):
-        first = start if pid not in last else last[pid] + timedelta(days=1)
-        if pid in changed and since is not None:
-            first = min(first, max(changed[pid], start))
-        if since is None:
-            first = start  # no earlier run: rate everything
-        out.append((pid, max(first, start)))
-    frame = pd.DataFrame(out, columns=["policy_id", "resume_day"])
-    frame["start_date"] = policies["start_date"].dt.date.to_numpy()
+        first = []
+        for pid, start in zip(ids, starts, strict=True):
+            day = last[pid] + timedelta(days=1) if pid in last else start
+            if pid in changed:
+                day = min(day, max(changed[pid], start))
+            first.append(day)
+    frame = pd.DataFrame({"policy_id": ids, "resume_day": first,
+                          "start_date": starts.to_numpy()})
     return frame[frame["resume_day"] <= through].reset_index(drop=True)
 
 
