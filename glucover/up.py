@@ -123,7 +123,6 @@ def up_cli(args: argparse.Namespace, settings: Settings) -> int:
 
         if settings.mqtt_url:
             target = settings.require_mqtt()
-            mq: LocalMosquitto | None = None
             print("[up] broker: MQTT_URL", flush=True)
         else:
             mq = LocalMosquitto(settings.broker_dir)
@@ -135,9 +134,8 @@ def up_cli(args: argparse.Namespace, settings: Settings) -> int:
             target = MqttTarget("127.0.0.1", mq.port)
             print(f"[up] broker: private Mosquitto on port {mq.port} (no anonymous access)",
                   flush=True)
+        # Provisioning rewrites the broker's files and signals it to reload (pid file).
         logins = provision_demo(admin_url, settings, args.policies, args.seed, args.days)
-        if mq is not None:
-            mq.reload()
 
         base_env = {**os.environ, "GLUCOVER_SECRET": secret,
                     "GLUCOVER_HOME": str(settings.home),
