@@ -26,6 +26,8 @@ from datetime import UTC, datetime, timedelta
 from enum import IntEnum, StrEnum
 from typing import Any, NamedTuple
 
+import orjson
+
 WIRE_VERSION = 1
 TOPIC_ROOT = "glucover/v1/devices"
 READINGS_QOS = 1
@@ -115,6 +117,7 @@ class RejectReason(StrEnum):
     TIMESTAMP_IMPLAUSIBLE = "timestamp_implausible"
     CONFLICTING_DUPLICATE = "conflicting_duplicate"
     STORAGE_ERROR = "storage_error"  # valid on the wire, refused by the database
+    DECODER_ERROR = "decoder_error"  # our bug, not the device's: kept for review, never fatal
 
 
 class Flag(StrEnum):
@@ -262,26 +265,22 @@ class WireError(ValueError):
         return self.problems[0].reason
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-# Built once: json.loads(..., parse_constant=f) would build a decoder per message.
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
-
-
 def parse(payload: bytes) -> Any:
-    """Step 1: bytes to JSON. Raises WireError(payload_too_large|invalid_utf8|invalid_json)."""
+    """Step 1: bytes to JSON. Raises WireError(payload_too_large|invalid_utf8|invalid_json).
+
+    orjson accepts only what RFC 8259 allows: no NaN or Infinity, no number that overflows a
+    double, no lone surrogate escape, at most 1024 levels of nesting (Python's json module
+    raised RecursionError on deep nesting and let lone surrogates through to the database)."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise WireError([Problem(RejectReason.PAYLOAD_TOO_LARGE, "$",
                                  f"{len(payload)} bytes, limit {MAX_PAYLOAD_BYTES}")])
     try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise WireError([Problem(RejectReason.INVALID_UTF8, "$", str(exc))]) from None
-    try:
-        return _DECODER.decode(text)
-    except ValueError as exc:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        try:
+            payload.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            raise WireError([Problem(RejectReason.INVALID_UTF8, "$", str(bad))]) from None
         raise WireError([Problem(RejectReason.INVALID_JSON, "$", str(exc))]) from None
 
 
@@ -335,8 +334,8 @@ def validate_envelope(doc: Any, topic_device_id: str) -> list[Any]:
     elif len(records) > MAX_RECORDS:
         problems.append(Problem(RejectReason.INVALID_ENVELOPE, "$.records",
                                 f"{len(records)} records, limit {MAX_RECORDS}"))
-    unknown = set(doc) - {"device_id", "sent_at", "records", "version"}
-    if unknown:
+    if not doc.keys() <= _ENVELOPE_FIELDS:
+        unknown = doc.keys() - _ENVELOPE_FIELDS
         problems.append(Problem(RejectReason.INVALID_ENVELOPE, "$",
                                 f"unknown fields {sorted(unknown)[:5]}"))
     if problems:
@@ -347,6 +346,7 @@ def validate_envelope(doc: Any, topic_device_id: str) -> list[Any]:
     return records
 
 
+_ENVELOPE_FIELDS = frozenset({"device_id", "sent_at", "records", "version"})
 RECORD_FIELDS = frozenset({"seq", "measured_at", "value", "unit", "meal", "sample", "source",
                            "status"})
 
@@ -359,9 +359,45 @@ _STATUS_BIT = {s.name: 1 << s.value for s in Status}
 _METER_MIN_MMOL, _METER_MAX_MMOL = 20 / MGDL_PER_MMOL, 600 / MGDL_PER_MMOL
 
 
-def normalise_record(raw: Any, index: int, device_id: str, received_at: datetime) -> Reading:
-    """Steps 2b and 3 for one record: validate every field, then normalise to mmol/L and UTC.
-    The common, valid case takes the fast path; field paths are built only for errors."""
+_IMPLAUSIBLY_AHEAD = timedelta(days=366)
+_LATE = -LATE_TOLERANCE
+
+
+# seq, measured_at, value, unit, meal, sample, source, status bits
+_Checked = tuple[int, datetime, float, str, str, str, str, int]
+
+
+def _check_fast(raw: Any) -> _Checked | None:
+    """Step 2b for the common case, a valid record, without building anything for errors.
+    None means "not obviously valid": the thorough check below then names every problem."""
+    if type(raw) is not dict or raw.keys() != RECORD_FIELDS:
+        return None
+    seq, value, status = raw["seq"], raw["value"], raw["status"]
+    unit, meal, sample, source = raw["unit"], raw["meal"], raw["sample"], raw["source"]
+    if not (type(seq) is int and 0 <= seq <= 0xFFFF and type(value) in (int, float)
+            and math.isfinite(value) and unit in _UNITS and meal in _MEALS
+            and sample in _SAMPLES and source in _SOURCES and type(status) is list):
+        return None
+    bits = 0
+    for name in status:
+        bit = _STATUS_BIT.get(name) if type(name) is str else None
+        if bit is None:
+            return None
+        bits |= bit
+    text = raw["measured_at"]
+    if type(text) is not str:
+        return None
+    try:
+        measured_at = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if measured_at.utcoffset() is None:
+        return None
+    return seq, measured_at, float(value), unit, meal, sample, source, bits
+
+
+def _check_thorough(raw: Any, index: int) -> _Checked:
+    """Step 2b, naming every problem with its field path. Raises WireError."""
     p = f"$.records[{index}]"
     if not isinstance(raw, dict):
         raise WireError([Problem(RejectReason.INVALID_RECORD, p, "must be an object")])
@@ -410,30 +446,37 @@ def normalise_record(raw: Any, index: int, device_id: str, received_at: datetime
     assert measured_at is not None and value is not None and type(seq) is int
     assert isinstance(unit, str) and isinstance(meal, str) and isinstance(sample, str)
     assert isinstance(source, str)
+    return seq, measured_at, float(value), unit, meal, sample, source, bits
 
-    mmol = float(value) / MGDL_PER_MMOL if unit == "mg/dL" else float(value)
+
+def normalise_record(raw: Any, index: int, device_id: str, received_at: datetime) -> Reading:
+    """Steps 2b and 3 for one record: validate every field, then normalise to mmol/L and UTC."""
+    checked = _check_fast(raw) or _check_thorough(raw, index)
+    seq, measured_at, value, unit, meal, sample, source, bits = checked
+    mmol = value / MGDL_PER_MMOL if unit == "mg/dL" else value
     if not 0 < mmol <= ABSOLUTE_MAX_MMOL:
-        raise WireError([Problem(RejectReason.VALUE_OUT_OF_RANGE, f"{p}.value",
-                                 f"{value} {unit} is no possible blood glucose")])
+        raise WireError([Problem(RejectReason.VALUE_OUT_OF_RANGE, f"$.records[{index}].value",
+                                 f"{raw['value']} {unit} is no possible blood glucose")])
     utc = measured_at.astimezone(UTC)
-    if utc < EARLIEST_PLAUSIBLE or utc > received_at + timedelta(days=366):
-        raise WireError([Problem(RejectReason.TIMESTAMP_IMPLAUSIBLE, f"{p}.measured_at",
+    ahead = utc - received_at  # how far the meter's clock says it is ahead of us
+    if utc < EARLIEST_PLAUSIBLE or ahead > _IMPLAUSIBLY_AHEAD:
+        raise WireError([Problem(RejectReason.TIMESTAMP_IMPLAUSIBLE,
+                                 f"$.records[{index}].measured_at",
                                  f"{raw['measured_at']} is too far from the receive time "
                                  f"{received_at.isoformat()}")])
     flags: tuple[str, ...] = ()
     if (sample == "control_solution" or source == "manual" or bits & ERROR_STATUS_MASK
-            or utc > received_at + FUTURE_CLOCK_TOLERANCE
-            or received_at - utc > LATE_TOLERANCE
+            or ahead > FUTURE_CLOCK_TOLERANCE or ahead < _LATE
             or not _METER_MIN_MMOL <= mmol <= _METER_MAX_MMOL):
-        flags = _flags(sample, source, bits, utc, received_at, mmol)
+        flags = _flags(sample, source, bits, ahead, mmol)
     offset = measured_at.utcoffset()
     assert offset is not None
     return Reading(device_id, seq, utc, int(offset.total_seconds() // 60), received_at,
-                   float(value), unit, mmol, meal, sample, source, bits, flags)
+                   value, unit, mmol, meal, sample, source, bits, flags)
 
 
-def _flags(sample: str, source: str, bits: int, utc: datetime, received_at: datetime,
-           mmol: float) -> tuple[str, ...]:
+def _flags(sample: str, source: str, bits: int, ahead: timedelta, mmol: float
+           ) -> tuple[str, ...]:
     flags: list[str] = []
     if sample == Sample.CONTROL_SOLUTION:
         flags.append(Flag.CONTROL_SOLUTION)
@@ -441,9 +484,9 @@ def _flags(sample: str, source: str, bits: int, utc: datetime, received_at: date
         flags.append(Flag.MANUAL)
     if bits & ERROR_STATUS_MASK:
         flags.append(Flag.ERROR_STATUS)
-    if utc > received_at + FUTURE_CLOCK_TOLERANCE:
+    if ahead > FUTURE_CLOCK_TOLERANCE:
         flags.append(Flag.FUTURE_CLOCK)
-    if received_at - utc > LATE_TOLERANCE:
+    if ahead < _LATE:
         flags.append(Flag.TOO_LATE)
     if not _METER_MIN_MMOL <= mmol <= _METER_MAX_MMOL:
         flags.append(Flag.OUTSIDE_METER_RANGE)

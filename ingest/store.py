@@ -30,19 +30,27 @@ create temp table if not exists ingest_staging (
 -- {_COLS}
 """
 
-# One statement: insert what is new, then report how many rows went in (item -1) and every
-# staged row whose identity was already stored with other content (a conflicting duplicate).
-# The join sees the table as it was before this statement, so it meets only earlier rows.
+# A meter revoked a moment ago is refused here, in the same statement, whatever the worker's
+# cache of known meters says (a partial index keeps the revoked few in a tiny hash).
 INSERT_SQL = f"""
-with inserted as (
-    insert into readings ({_COLS})
-    select {_COLS} from ingest_staging
-    on conflict (device_id, seq, measured_at) do nothing
-    returning 1
-)
-select -1, (select count(*) from inserted)::float8, null::text, null::text, null::text,
-       null::text, null::integer
-union all
+insert into readings ({_COLS})
+select {_COLS} from ingest_staging s
+where not exists (select 1 from devices d
+                  where d.device_id = s.device_id and d.revoked_at is not null)
+on conflict (device_id, seq, measured_at) do nothing
+"""
+
+# The slow path, run only when some staged rows were not inserted: which were a revoked meter's.
+REVOKED_SQL = """
+select s.item from ingest_staging s join devices d using (device_id)
+where d.revoked_at is not null
+"""
+
+# Run only when some staged rows were not inserted (re-sends, mostly): which of them carry
+# other content than the row already stored under their identity (conflicting duplicates).
+# Rows this transaction just inserted match themselves and drop out. Skipping this join when
+# every row went in halves the database's work per batch on a hypertable (measured).
+CONFLICTS_SQL = """
 select s.item, r.value, r.unit, r.meal, r.sample, r.source, r.status
 from ingest_staging s
 join readings r using (device_id, seq, measured_at)
@@ -53,7 +61,8 @@ where (r.value, r.unit, r.meal, r.sample, r.source, r.status)
 STATUS_SQL = """
 insert into device_status (device_id, state, battery_pct, firmware, clock_offset_s, sent_at,
                            updated_at)
-values (%s, %s, %s, %s, %s, %s, now())
+select %s, %s, %s, %s, %s, %s, now()
+where not exists (select 1 from devices where device_id = %s and revoked_at is not null)
 on conflict (device_id) do update set
     state = excluded.state,
     battery_pct = coalesce(excluded.battery_pct, device_status.battery_pct),
@@ -103,6 +112,7 @@ def write_batch(conn: psycopg.Connection[Any], batch: Batch) -> WriteResult:
     rejections = list(batch.rejections)
     stored = 0
     conflicts: list[tuple[Any, ...]] = []
+    revoked: set[int] = set()
     if batch.readings:
         with conn.cursor() as cur:
             with cur.copy(f"copy ingest_staging (item, {_COLS}) from stdin (format binary)"
@@ -112,9 +122,16 @@ def write_batch(conn: psycopg.Connection[Any], batch: Batch) -> WriteResult:
                     copy.write_row((i, r.device_id, r.seq, r.measured_at, r.utc_offset_min,
                                     r.received_at, r.value, r.unit, r.value_mmol, r.meal,
                                     r.sample, r.source, r.status, list(r.flags)))
-            rows = cur.execute(INSERT_SQL).fetchall()
-            stored = int(rows[0][1])
-            conflicts = rows[1:]
+            stored = cur.execute(INSERT_SQL).rowcount
+            if stored < len(batch.readings):
+                revoked = {int(row[0]) for row in cur.execute(REVOKED_SQL)}
+                for item in sorted(revoked):
+                    r = batch.readings[item]
+                    rejections.append(Rejection(
+                        batch.reading_topics[item], r.device_id, RejectReason.UNKNOWN_DEVICE,
+                        f"device {r.device_id!r} was revoked", batch.reading_payloads[item],
+                        r.received_at))
+                conflicts = [c for c in cur.execute(CONFLICTS_SQL) if c[0] not in revoked]
             for item, value, unit, meal, sample, source, status in conflicts:
                 r = batch.readings[item]
                 rejections.append(Rejection(
@@ -133,9 +150,10 @@ def write_batch(conn: psycopg.Connection[Any], batch: Batch) -> WriteResult:
                   j.payload[:REJECT_PAYLOAD_CAP], len(j.payload)) for j in rejections])
     if batch.statuses:
         with conn.cursor() as cur:
-            cur.executemany(STATUS_SQL, batch.statuses)
+            cur.executemany(STATUS_SQL, [(*status, status[0]) for status in batch.statuses])
     counts: dict[str, int] = {}
     for j in rejections:
         counts[str(j.reason)] = counts.get(str(j.reason), 0) + 1
-    duplicates = batch.duplicates + len(batch.readings) - stored - len(conflicts)
+    duplicates = (batch.duplicates + len(batch.readings) - stored - len(conflicts)
+                  - len(revoked))
     return WriteResult(stored, duplicates, counts)

@@ -46,9 +46,10 @@ def case_payloads(case: dict[str, Any], index: int, me: str, other: str, now: da
                   ) -> list[bytes]:
     if "payload_hex" in case:
         first = bytes.fromhex(case["payload_hex"])
-    elif "payload_repeat" in case:
-        char, count = case["payload_repeat"]
-        first = char.encode() * count
+    elif "payload_repeat" in case:  # [text, count] pieces, concatenated
+        first = b"".join(text.encode() * count for text, count in case["payload_repeat"])
+    elif case.get("verbatim"):  # sent exactly as written (a rejected case stores nothing)
+        first = _materialise(case["payload"], me, other, now)
     else:
         first = _shift_seqs(_materialise(case["payload"], me, other, now), 1000 * index)
     out = [first]

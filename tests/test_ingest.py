@@ -8,8 +8,10 @@ import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
+import pytest
 
 from devices import wire
 from tests.conftest import TEST_SECRET, Stack
@@ -191,3 +193,64 @@ def test_a_message_the_database_refuses_costs_only_itself(stack: Stack) -> None:
     reason, device, detail = rejects[0]
     assert (reason, device) == ("storage_error", devices[1])
     assert "value 13.13 is refused" in detail
+
+
+def test_a_revoked_meter_is_refused_at_once(stack: Stack) -> None:
+    """Revocation takes effect with the next batch, not when the worker's cache of known
+    meters next expires: the insert itself refuses a revoked meter."""
+    from devices.provisioning import revoke
+    from glucover import broker
+
+    people = provision(stack, 2, seed=7)
+    gone, kept = people[0].device_id, people[1].device_id
+
+    def send(device: str, seq: int) -> None:
+        payload = wire.ReadingsMessage(device, datetime.now(UTC), (wire.Record(
+            seq=seq, measured_at=datetime.now(UTC) - timedelta(minutes=1), value=6.1),)).encode()
+        # The broker account is left in place: ingest must refuse on its own.
+        assert try_publish(stack.broker, device, broker.derive_password(TEST_SECRET, device),
+                           wire.readings_topic(device), payload)[1] == "accepted"
+
+    worker = start_worker(stack)
+    try:
+        send(gone, 1)
+        assert wait_for_rows(stack.db_url, 1, 20) == 1
+        with psycopg.connect(stack.db_url) as conn:
+            revoke(conn, gone)
+            conn.commit()
+        send(gone, 2)
+        send(kept, 3)
+        assert wait_for_rows(stack.db_url, 2, 20) == 2
+        time.sleep(0.5)
+        assert gone in worker.devices.known  # the cache still says yes; the database said no
+    finally:
+        worker.stop()
+    with psycopg.connect(stack.db_url) as conn:
+        stored = conn.execute("select device_id, seq from readings order by seq").fetchall()
+        rejects = conn.execute("select reason, device_id, detail from rejected_messages"
+                               ).fetchall()
+    assert stored == [(gone, 1), (kept, 3)]
+    assert rejects == [("unknown_device", gone, f"device {gone!r} was revoked")]
+
+
+def test_a_decoder_failure_costs_only_its_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should decoding itself fail (a bug of ours), the message is recorded, not fatal."""
+    from ingest.worker import Received, decode
+
+    real = wire.decode_readings
+
+    def flaky(payload: bytes, *args: Any) -> wire.Decoded:
+        if b"boom" in payload:
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(payload, *args)
+
+    monkeypatch.setattr(wire, "decode_readings", flaky)
+    now = datetime.now(UTC)
+    good = _payload("GM-1", measured_at=now.isoformat())
+    bad = good.replace(b'"meter"', b'"boom"')
+    batch = decode([Received(wire.readings_topic("GM-1"), p, i, 1, now)
+                    for i, p in enumerate([bad, good])], trust_sent_at=False)
+    assert [r.seq for r in batch.readings] == [1]
+    assert [(j.reason, j.device_id, j.payload) for j in batch.rejections] == [
+        (wire.RejectReason.DECODER_ERROR, "GM-1", bad)]
+    assert "RecursionError" in batch.rejections[0].detail

@@ -1,0 +1,109 @@
+"""ingest/subscriber.py's batched reads and acknowledgements, against a real Mosquitto."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from devices import wire
+from glucover import broker
+from glucover.servers import LocalMosquitto
+from ingest.loadgen import publish_raw
+from ingest.subscriber import READ_CHUNK, BatchingClient
+from tests.conftest import TEST_SECRET
+from tests.mqtt_helpers import add_accounts
+
+METER = "GM-SUB-1"
+
+
+def test_the_paho_internals_it_relies_on_are_there() -> None:
+    """An upgrade of paho that renames or reshapes these must fail here, not in production."""
+    assert list(inspect.signature(mqtt.Client._sock_recv).parameters) == ["self", "bufsize"]
+    assert list(inspect.signature(mqtt.Client._packet_read).parameters) == ["self"]
+    assert list(inspect.signature(mqtt.Client._packet_queue).parameters)[:5] == [
+        "self", "command", "packet", "mid", "qos"]
+    assert callable(mqtt.Client._loop_rc_handle)
+    assert "_in_packet" in inspect.getsource(mqtt.Client.reconnect)
+
+
+class Receiver:
+    """A persistent-session BatchingClient that records (mid, payload) and acks on request."""
+
+    def __init__(self, server: LocalMosquitto) -> None:
+        self.got: list[tuple[int, bytes]] = []
+        self.lock = threading.Lock()
+        self.subscribed = threading.Event()
+        self.client = BatchingClient(CallbackAPIVersion.VERSION2, client_id="sub-test",
+                                     protocol=mqtt.MQTTv311, clean_session=False,
+                                     manual_ack=True)
+        account = broker.INGEST_ACCOUNT
+        self.client.username_pw_set(account, broker.derive_password(TEST_SECRET, account))
+
+        def on_connect(c: Any, u: Any, f: Any, reason: Any, p: Any) -> None:
+            c.subscribe(wire.readings_topic("+"), qos=1)
+
+        def on_subscribe(c: Any, u: Any, mid: Any, reasons: Any, p: Any) -> None:
+            self.subscribed.set()
+
+        def on_message(c: Any, u: Any, msg: mqtt.MQTTMessage) -> None:
+            with self.lock:
+                self.got.append((msg.mid, msg.payload))
+
+        self.client.on_connect = on_connect
+        self.client.on_subscribe = on_subscribe
+        self.client.on_message = on_message
+        self.client.connect("127.0.0.1", server.port)
+        self.client.loop_start()
+        assert self.subscribed.wait(10)
+
+    def wait_for(self, count: int, timeout: float = 30) -> list[tuple[int, bytes]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.got) >= count:
+                    break
+            time.sleep(0.05)
+        time.sleep(0.3)  # anything beyond `count` would show up now
+        with self.lock:
+            return list(self.got)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_batched_reads_deliver_every_message_and_ack_all_settles_them(
+        mosquitto: LocalMosquitto) -> None:
+    add_accounts(mosquitto, METER)
+    topic = wire.readings_topic(METER)
+    # Thousands of small messages (many per read) around a few larger than one read.
+    payloads = [f"reading {i}".encode() for i in range(3000)]
+    for i in (10, 1500, 2999):
+        payloads[i] = bytes([65 + i % 26]) * (READ_CHUNK * 2 + 17)
+    receiver = Receiver(mosquitto)
+    try:
+        load = publish_raw("127.0.0.1", mosquitto.port, METER,
+                           broker.derive_password(TEST_SECRET, METER),
+                           [(topic, p) for p in payloads])
+        assert load.acked == len(payloads)
+        got = receiver.wait_for(len(payloads))
+        assert [p for _, p in got] == payloads  # all, whole, once, in order
+        keep = 100
+        receiver.client.ack_all(mid for mid, _ in got[:-keep])
+        time.sleep(0.5)
+    finally:
+        receiver.close()
+    # The session resumes: the broker re-sends exactly what was not acknowledged.
+    again = Receiver(mosquitto)
+    try:
+        redelivered = again.wait_for(keep, timeout=10)
+        again.client.ack_all(mid for mid, _ in redelivered)
+        time.sleep(0.3)
+    finally:
+        again.close()
+    assert [p for _, p in redelivered] == payloads[-keep:]
