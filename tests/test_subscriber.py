@@ -9,6 +9,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.matcher import MQTTMatcher
 
 from devices import wire
 from glucover import broker
@@ -29,6 +30,10 @@ def test_the_paho_internals_it_relies_on_are_there() -> None:
         "self", "command", "packet", "mid", "qos"]
     assert callable(mqtt.Client._loop_rc_handle)
     assert "_in_packet" in inspect.getsource(mqtt.Client.reconnect)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
+    assert type(client._on_message_filtered) is MQTTMatcher
+    assert client._on_message_filtered._root._children == {}
+    assert "_on_message_filtered.iter_match" in inspect.getsource(mqtt.Client._handle_on_message)
 
 
 class Receiver:
@@ -107,3 +112,23 @@ def test_batched_reads_deliver_every_message_and_ack_all_settles_them(
     finally:
         again.close()
     assert [p for _, p in redelivered] == payloads[-keep:]
+
+
+def test_per_topic_callbacks_still_work(mosquitto: LocalMosquitto) -> None:
+    add_accounts(mosquitto, METER)
+    receiver = Receiver(mosquitto)
+    routed: list[bytes] = []
+    receiver.client.message_callback_add(wire.readings_topic(METER),
+                                         lambda c, u, msg: routed.append(msg.payload))
+    try:
+        load = publish_raw("127.0.0.1", mosquitto.port, METER,
+                           broker.derive_password(TEST_SECRET, METER),
+                           [(wire.readings_topic(METER), b"routed")])
+        assert load.acked == 1
+        deadline = time.monotonic() + 10
+        while not routed and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        receiver.close()
+    assert routed == [b"routed"]
+    assert receiver.got == []  # paho's rule: a matching per-topic callback replaces on_message
