@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--worker-name", default="ingest-1")
     p.add_argument("--batch-size", type=int, default=2000)
-    p.add_argument("--flush-ms", type=int, default=50)
+    p.add_argument("--flush-ms", type=int, default=5,
+                   help="how long a batch waits for more messages after its first")
     p.add_argument("--metrics-port", type=int, default=0, help="Prometheus port (0: off)")
     p.add_argument("--trust-sent-at", action="store_true",
                    help="replays only: take the gateway's sent_at as the receive time")
@@ -218,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--readings", type=int, default=60_000)
     p.add_argument("--workers", type=int, default=2,
                    help="ingest processes sharing the subscription")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="rounds of each flat-out scenario; figures are the median round's")
+    p.add_argument("--paced-rate", type=int, default=10_000,
+                   help="readings/s offered in the paced latency run")
     p.add_argument("--json", action="store_true")
     p = add("dashboard", "dashboard.bench:bench_cli", "server time per page, a year of data",
             bsub)

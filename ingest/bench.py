@@ -125,14 +125,17 @@ def _commit_times(db_url: str) -> dict[tuple[str, int], float]:
 
 
 def run_scenario(servers: Servers, messages: list[tuple[str, bytes]], readings: int,
-                 per_message: int) -> dict[str, Any]:
+                 per_message: int, rate: float | None = None) -> dict[str, Any]:
+    """Publish `messages` (flat out, or paced at `rate` messages/s) and measure until every
+    reading is committed."""
     _reset(servers.db_url)
     result: dict[str, Any] = {}
     poller = threading.Thread(target=lambda: result.setdefault(
         "seen", _poll(servers.db_url, readings, 300)))
     poller.start()
     load = publish_raw("127.0.0.1", servers.mqtt_port, LOADGEN_ACCOUNT,
-                       broker.derive_password(servers.secret, LOADGEN_ACCOUNT), messages)
+                       broker.derive_password(servers.secret, LOADGEN_ACCOUNT), messages,
+                       rate=rate)
     poller.join()
     final = result["seen"][-1][1]
     committed = _commit_times(servers.db_url)
@@ -191,12 +194,25 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     terminate(proc, signal.SIGTERM, 30)
 
 
+PACED_SECONDS = 5
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median throughput (the upper one of an even count)."""
+    return sorted(runs, key=lambda r: r["readings_per_s"])[len(runs) // 2]
+
+
 def run_bench(devices: int, readings: int, workers: int, settings: Settings,
-              progress: bool = True) -> dict[str, Any]:
+              repeat: int = 1, paced_rate: int = 10_000, progress: bool = True
+              ) -> dict[str, Any]:
+    """Each flat-out scenario runs `repeat` times (single and batched alternating, so drifts of
+    this VM's speed hit both alike); figures are the median run's. A paced run then measures
+    latency at `paced_rate` readings/s, a load the workers keep up with."""
     def say(text: str) -> None:
         if progress:
             print(text, file=sys.stderr, flush=True)
 
+    runs: dict[str, list[dict[str, Any]]] = {"single": [], "batched": [], "naive": []}
     with ExitStack() as stack:
         servers = _start_servers(stack, settings)
         seed_devices(servers.db_url, devices)
@@ -207,24 +223,32 @@ def run_bench(devices: int, readings: int, workers: int, settings: Settings,
                          f"bench-{i}"], env, servers.root / f"ingest-{i}.log", "connected to")
                  for i in range(workers)]
         try:
-            say(f"single-record: {len(single):,} messages from {devices:,} meters")
-            results = {"single": run_scenario(servers, single, readings, 1)}
-            say(f"batched: {len(batched):,} messages of 20 records")
-            results["batched"] = run_scenario(servers, batched, readings, 20)
+            for round_no in range(1, repeat + 1):
+                tag = f" (round {round_no}/{repeat})" if repeat > 1 else ""
+                say(f"single-record: {len(single):,} messages from {devices:,} meters{tag}")
+                runs["single"].append(run_scenario(servers, single, readings, 1))
+                say(f"batched: {len(batched):,} messages of 20 records{tag}")
+                runs["batched"].append(run_scenario(servers, batched, readings, 20))
+            paced_n = min(paced_rate * PACED_SECONDS, readings)
+            say(f"paced: {paced_n:,} single-record messages at {paced_rate:,}/s")
+            paced = run_scenario(servers, single[:paced_n], paced_n, 1, rate=paced_rate)
         finally:
             for proc in procs:
                 _stop(proc)
         naive_n = max(readings // 4, 1000)
-        say(f"naive bridge: {naive_n:,} single-record messages")
         naive = _spawn([sys.executable, "-m", "ingest.naive", servers.db_url, env["MQTT_URL"]], env,
                        servers.root / "naive.log", "subscribed")
         try:
-            results["naive"] = run_scenario(servers, single[:naive_n], naive_n, 1)
+            for round_no in range(1, repeat + 1):
+                tag = f" (round {round_no}/{repeat})" if repeat > 1 else ""
+                say(f"naive bridge: {naive_n:,} single-record messages{tag}")
+                runs["naive"].append(run_scenario(servers, single[:naive_n], naive_n, 1))
         finally:
             _stop(naive)
-    s, b, n = results["single"], results["batched"], results["naive"]
+    s, b, n = (_median_run(runs[k]) for k in ("single", "batched", "naive"))
+    every = [r for k in runs for r in runs[k]] + [paced]
     return {
-        "devices": devices, "readings": readings, "workers": workers,
+        "devices": devices, "readings": readings, "workers": workers, "repeat": repeat,
         "single_readings_per_s": s["readings_per_s"],
         "batched_readings_per_s": b["readings_per_s"],
         "naive_readings_per_s": n["readings_per_s"],
@@ -233,23 +257,34 @@ def run_bench(devices: int, readings: int, workers: int, settings: Settings,
         "p50_latency_ms": s["p50_latency_ms"], "p99_latency_ms": s["p99_latency_ms"],
         "batched_p50_latency_ms": b["p50_latency_ms"],
         "batched_p99_latency_ms": b["p99_latency_ms"],
-        "lost": s["lost"] + b["lost"], "duplicated": s["duplicated"] + b["duplicated"],
-        "scenarios": results,
+        "paced_rate": paced_rate, "paced_readings_per_s": paced["readings_per_s"],
+        "paced_p50_latency_ms": paced["p50_latency_ms"],
+        "paced_p99_latency_ms": paced["p99_latency_ms"],
+        "lost": sum(r["lost"] for r in every),
+        "duplicated": sum(r["duplicated"] for r in every),
+        "scenarios": {"single": s, "batched": b, "naive": n, "paced": paced},
+        "rounds": {k: [r["readings_per_s"] for r in v] for k, v in runs.items()},
     }
 
 
 def bench_cli(args: argparse.Namespace, settings: Settings) -> int:
-    report = run_bench(args.devices, args.readings, args.workers, settings)
+    report = run_bench(args.devices, args.readings, args.workers, settings, args.repeat,
+                       args.paced_rate)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(f"ingest, {report['devices']:,} meters, {report['readings']:,} readings, "
-              f"{report['workers']} worker(s)")
-        for name in ("single", "batched", "naive"):
+              f"{report['workers']} worker(s)"
+              + (f", median of {report['repeat']} rounds" if report["repeat"] > 1 else ""))
+        for name in ("single", "batched", "naive", "paced"):
             r = report["scenarios"][name]
             print(f"  {name:8s} {r['readings_per_s']:>9,} readings/s  p50 {r['p50_latency_ms']:>7}"
                   f" ms  p99 {r['p99_latency_ms']:>7} ms  lost {r['lost']}  duplicated "
                   f"{r['duplicated']}")
         print(f"  single vs naive: {report['ratio_vs_naive']}x, batched vs naive: "
-              f"{report['batched_ratio_vs_naive']}x")
+              f"{report['batched_ratio_vs_naive']}x; paced = single-record at "
+              f"{report['paced_rate']:,}/s offered")
+        if report["repeat"] > 1:
+            for name, values in report["rounds"].items():
+                print(f"  {name} rounds: " + ", ".join(f"{v:,}" for v in values))
     return 0 if report["lost"] == 0 and report["duplicated"] == 0 else 1

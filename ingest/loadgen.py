@@ -82,6 +82,8 @@ def publish_raw(host: str, port: int, username: str, password: str,
     source = iter(messages)
     began = time.monotonic()
     sent = 0
+    if rate:  # paced: a chunk every 10 ms or so, not bursts
+        chunk = max(1, min(chunk, int(rate // 100)))
     while stop is None or not stop.is_set():
         part = [publish_packet(t, p, (sent + k) % 65535 + 1)
                 for k, (t, p) in enumerate(itertools.islice(source, chunk))]

@@ -24,13 +24,20 @@ def test_bench_pricing_small(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_bench_ingest_small(settings: object, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "ingest", "--devices", "200", "--readings", "4000", "--workers", "1",
-                 "--json"]) == 0
+                 "--repeat", "2", "--paced-rate", "500", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["lost"] == 0 and report["duplicated"] == 0
     for key in ("single_readings_per_s", "batched_readings_per_s", "naive_readings_per_s",
-                "ratio_vs_naive", "p50_latency_ms", "p99_latency_ms"):
+                "ratio_vs_naive", "p50_latency_ms", "p99_latency_ms", "paced_p50_latency_ms",
+                "paced_p99_latency_ms"):
         assert report[key] > 0
     assert report["scenarios"]["batched"]["stored"] == 4000
+    assert report["scenarios"]["paced"]["stored"] == 2500  # five seconds at 500/s
+    # Paced, the publisher takes five seconds: the rate achieved is about the rate offered.
+    assert 350 < report["paced_readings_per_s"] <= 520
+    assert {k: len(v) for k, v in report["rounds"].items()} == {
+        "single": 2, "batched": 2, "naive": 2}
+    assert report["single_readings_per_s"] in report["rounds"]["single"]
 
 
 def test_bench_soak_reports_throughput_and_memory_over_time(settings: object) -> None:
