@@ -3,10 +3,9 @@
 Threads: paho's network loop (ingest/subscriber.py: batched reads) appends messages to an inbox;
 one writer thread takes batches off it (up to `batch_size` messages or `flush_ms` after the
 first), decodes them, writes them in one transaction and then acknowledges them, in arrival
-order, in one write. The broker sends a client at most
-`max_inflight_messages` unacknowledged messages (20,000 in the configs glucover writes), which
-bounds the queue: when the database is slow or down, messages wait in the broker's persistent
-session for us, not in our memory.
+order, in one write. The broker sends a client at most `max_inflight_messages` unacknowledged
+messages (20,000 in the configs glucover writes), which bounds the inbox: when the database is
+slow or down, messages wait in the broker's persistent session for us, not in our memory.
 """
 
 from __future__ import annotations
