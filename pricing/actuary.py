@@ -35,6 +35,10 @@ from pricing.synthetic import (
 
 CHUNK_POLICIES = 20_000  # back-tests evaluate this many policies at a time (progress, memory)
 
+# Readings for a back-test: a frame holding them all, or a loader giving those of some meters
+# (a back-test of a stored portfolio then holds one chunk's readings at a time).
+ReadingsSource = pd.DataFrame | Callable[[list[str]], pd.DataFrame]
+
 
 def final_day(ledger: Ledger) -> pd.DataFrame:
     """Each policy's last ledger row (rows come grouped by policy, days in order)."""
@@ -108,21 +112,25 @@ class BacktestResult:
                              "policies": counts})
 
 
-def backtest(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFrame,
+def backtest(policies: pd.DataFrame, bindings: pd.DataFrame, readings: ReadingsSource,
              candidate: Ruleset, baseline: Ruleset, through: date,
-             progress: Callable[[float], None] | None = None, keep_paths: int = 200
-             ) -> BacktestResult:
-    """Replay the history under `candidate` and `baseline` with the pricing evaluator."""
+             progress: Callable[[float], None] | None = None, keep_paths: int = 200,
+             chunk_policies: int = CHUNK_POLICIES) -> BacktestResult:
+    """Replay the history under `candidate` and `baseline` with the pricing evaluator, a chunk
+    of `chunk_policies` policies at a time."""
     glycaemia: list[pd.DataFrame] = []
     finals: list[pd.DataFrame] = []
     finals_base: list[pd.DataFrame] = []
     path_frame = pd.DataFrame(columns=["policy_id", "day", "sum_insured",
                                        "sum_insured_baseline"])
     n = len(policies)
-    for start in range(0, max(n, 1), CHUNK_POLICIES):
-        chunk = policies.iloc[start:start + CHUNK_POLICIES].reset_index(drop=True)
+    for start in range(0, max(n, 1), chunk_policies):
+        chunk = policies.iloc[start:start + chunk_policies].reset_index(drop=True)
         b = bindings[bindings["policy_id"].isin(set(chunk["policy_id"]))]
-        r = readings[readings["device_id"].isin(set(b["device_id"]))]
+        if callable(readings):
+            r = readings(sorted(set(b["device_id"])))
+        else:
+            r = readings[readings["device_id"].isin(set(b["device_id"]))]
         # Rule 1 once per chunk when both rulesets accept the same readings.
         n_days = policy_day_counts(chunk, through)
         assigned, _ = assign_readings(chunk, b, r, candidate, n_days)
@@ -142,7 +150,7 @@ def backtest(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFr
                 "day": cand_ledger.day[mask], "sum_insured": cand_ledger.sum_insured[mask],
                 "sum_insured_baseline": base_ledger.sum_insured[mask]})
         if progress:
-            progress(min((start + CHUNK_POLICIES) / max(n, 1), 1.0))
+            progress(min((start + chunk_policies) / max(n, 1), 1.0))
     cand = pd.concat(finals) if finals else pd.DataFrame(columns=["policy_id", "bonus",
                                                                    "sum_insured"])
     base = pd.concat(finals_base) if finals_base else cand.iloc[0:0]

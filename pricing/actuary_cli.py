@@ -20,6 +20,10 @@ from pricing.synthetic import HAZARD_RATIO_PER_A1C, synthetic_portfolio
 SYNTHETIC_DAYS = 365
 
 
+NO_POLICIES = ("no policies in the database: run `glucover simulate` or `glucover up` first, "
+               "or pass --synthetic N")
+
+
 def stored_portfolio(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     import psycopg
 
@@ -27,8 +31,7 @@ def stored_portfolio(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame, pd
         policies, bindings = store.load_policies(conn)
         readings = store.load_readings(conn, sorted(set(bindings["device_id"])))
     if policies.empty:
-        raise UserError("no policies in the database: run `glucover simulate` or "
-                        "`glucover up` first, or pass --synthetic N")
+        raise UserError(NO_POLICIES)
     return policies, bindings, readings
 
 
@@ -58,12 +61,31 @@ def _export(out: str | None, frames: dict[str, pd.DataFrame]) -> None:
     print(f"wrote {', '.join(f'{n}.csv' for n in frames)} to {folder}", file=sys.stderr)
 
 
+def _run_backtest(args: argparse.Namespace, settings: Settings, candidate: rulesets.Ruleset,
+                  baseline: rulesets.Ruleset) -> tuple[actuary.BacktestResult, date]:
+    if getattr(args, "synthetic", 0):
+        policies, bindings, frame, through = _portfolio(args, settings)
+        progress = _progress if len(policies) > actuary.CHUNK_POLICIES else None
+        return actuary.backtest(policies, bindings, frame, candidate, baseline, through,
+                                progress=progress), through
+    import psycopg
+
+    # A stored portfolio's readings are loaded a chunk of policies at a time, so memory is
+    # bounded by the chunk, not the portfolio.
+    with psycopg.connect(settings.require_database_url()) as conn:
+        policies, bindings = store.load_policies(conn)
+        if policies.empty:
+            raise UserError(NO_POLICIES)
+        through = args.through or (datetime.now(UTC).date() - timedelta(days=1))
+        progress = _progress if len(policies) > actuary.CHUNK_POLICIES else None
+        return actuary.backtest(policies, bindings, lambda ids: store.load_readings(conn, ids),
+                                candidate, baseline, through, progress=progress), through
+
+
 def backtest_cli(args: argparse.Namespace, settings: Settings) -> int:
     candidate = rulesets.load(args.ruleset)
     baseline = rulesets.load(args.baseline)
-    policies, bindings, readings, through = _portfolio(args, settings)
-    result = actuary.backtest(policies, bindings, readings, candidate, baseline, through,
-                              progress=_progress if len(policies) > 20_000 else None)
+    result, through = _run_backtest(args, settings, candidate, baseline)
     summary = {"ruleset": candidate.name, "baseline": baseline.name,
                "through": through.isoformat(), **result.summary()}
     _export(args.out, {"per_policy": result.per_policy, "by_segment": result.by_segment,

@@ -90,3 +90,25 @@ def test_gaming_cli_sees_clock_backdating_in_stored_readings(
     report = json.loads(capsys.readouterr().out)
     inverted = {r["device_id"] for r in report["clock_inversions"]}
     assert inverted and inverted <= clock_gamers
+
+
+def test_backtest_loading_readings_a_chunk_at_a_time_changes_nothing() -> None:
+    """A stored portfolio's back-test loads one chunk of policies' readings at a time; the
+    result must be the same as with every reading in memory, and each load must ask only for
+    its chunk's meters."""
+    p = synthetic_portfolio(300, 60, seed=5, with_claims=False)
+    through = (p.policies["start_date"].min() + pd.Timedelta(days=59)).date()
+    generous = DEFAULT.with_parameters(name="generous", delta_in_target=150.0)
+    whole = actuary.backtest(p.policies, p.bindings, p.readings, generous, DEFAULT, through)
+    asked: list[list[str]] = []
+
+    def load(device_ids: list[str]) -> pd.DataFrame:
+        asked.append(device_ids)
+        return p.readings[p.readings["device_id"].isin(device_ids)]
+
+    chunked = actuary.backtest(p.policies, p.bindings, load, generous, DEFAULT, through,
+                               chunk_policies=70)
+    assert [len(ids) for ids in asked] == [70, 70, 70, 70, 20]  # one meter per policy here
+    assert sorted(d for ids in asked for d in ids) == sorted(p.bindings["device_id"])
+    pd.testing.assert_frame_equal(chunked.per_policy, whole.per_policy)
+    pd.testing.assert_frame_equal(chunked.by_segment, whole.by_segment)

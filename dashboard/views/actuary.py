@@ -115,14 +115,14 @@ def ruleset_editor(user: User) -> Ruleset | None:
 
 
 def backtest_section(candidate: Ruleset | None) -> None:
-    url = db.database_url()
     baseline = _published("default")
     rules = candidate or baseline
     st.write(f"Candidate **{rules.name}** against published **{baseline.name}** "
              f"v{baseline.version or 'built-in'}")
     if not st.button("Run back-test"):
         return
-    policies, bindings, readings = stored(url)
+    with db.pool().connection() as conn:
+        policies, bindings = store.load_policies(conn)
     if policies.empty:
         st.warning("No policies stored yet.")
         return
@@ -131,7 +131,11 @@ def backtest_section(candidate: Ruleset | None) -> None:
     def progress(fraction: float) -> None:
         bar.progress(fraction, text=f"Back-testing… {fraction:.0%}")
 
-    result = actuary.backtest(policies, bindings, readings, rules, baseline, through,
+    def chunk_readings(device_ids: list[str]) -> pd.DataFrame:  # a chunk at a time
+        with db.pool().connection() as conn:
+            return store.load_readings(conn, device_ids)
+
+    result = actuary.backtest(policies, bindings, chunk_readings, rules, baseline, through,
                               progress=progress)
     summary = result.summary()
     c1, c2, c3 = st.columns(3)
