@@ -14,9 +14,9 @@ wake-up of the network thread per PUBACK. This subclass changes only how bytes m
   no longer walks paho's topic matcher (a twelfth of the worker's time in a profile).
 
 It relies on a few of paho's internals (`_sock_recv`, `_packet_read`, `_packet_queue`,
-`_on_message_filtered`), which
-is why pyproject pins paho-mqtt below 3 and tests/test_ingest.py checks they exist: an upgrade
-that renames them fails there, loudly, not in production.
+`_on_message_filtered`), which is why pyproject pins paho-mqtt below 3 and
+tests/test_subscriber.py checks they exist: an upgrade that renames them fails there, loudly,
+not in production.
 """
 
 from __future__ import annotations

@@ -254,3 +254,28 @@ def test_a_decoder_failure_costs_only_its_message(monkeypatch: pytest.MonkeyPatc
     assert [(j.reason, j.device_id, j.payload) for j in batch.rejections] == [
         (wire.RejectReason.DECODER_ERROR, "GM-1", bad)]
     assert "RecursionError" in batch.rejections[0].detail
+
+
+def test_the_inbox_wakes_the_writer_batches_and_keeps_order() -> None:
+    import threading
+
+    from ingest.worker import Inbox, Received
+
+    inbox = Inbox()
+    now = datetime.now(UTC)
+
+    def item(i: int) -> Received:
+        return Received("t", b"", i, 1, now)
+
+    assert inbox.take(10, 0.0, 0.05) == []  # nothing came: empty after the timeout
+    threading.Timer(0.1, lambda: inbox.put(item(1))).start()
+    started = time.monotonic()
+    assert [m.mid for m in inbox.take(10, 0.0, 5.0)] == [1]
+    assert time.monotonic() - started < 2.0  # woken by the put, not by the timeout
+    for i in range(2, 30):
+        inbox.put(item(i))
+    assert [m.mid for m in inbox.take(10, 0.0, 1.0)] == list(range(2, 12))  # limit, in order
+    threading.Timer(0.05, lambda: inbox.put(item(99))).start()
+    # Lingering lets a batch gather what arrives shortly after its first message.
+    assert [m.mid for m in inbox.take(100, 0.5, 1.0)][-1] == 99
+    assert len(inbox) == 0
