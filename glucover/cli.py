@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--readings", type=int, default=60_000)
     p.add_argument("--workers", type=int, default=2,
                    help="ingest processes sharing the subscription")
-    p.add_argument("--repeat", type=int, default=1,
+    p.add_argument("--repeat", type=int, default=3,
                    help="rounds of each flat-out scenario; figures are the median round's")
     p.add_argument("--paced-rate", type=int, default=10_000,
                    help="readings/s offered in the paced latency run")

@@ -206,7 +206,7 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_bench(devices: int, readings: int, workers: int, settings: Settings,
-              repeat: int = 1, paced_rate: int = 10_000, progress: bool = True
+              repeat: int = 3, paced_rate: int = 10_000, progress: bool = True
               ) -> dict[str, Any]:
     """Each flat-out scenario runs `repeat` times (single and batched alternating, so drifts of
     this VM's speed hit both alike); figures are the median run's. A paced run then measures
