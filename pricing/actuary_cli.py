@@ -42,8 +42,13 @@ def _portfolio(args: argparse.Namespace, settings: Settings
         through = (p.policies["start_date"].min() + pd.Timedelta(days=SYNTHETIC_DAYS - 1)).date()
         return p.policies, p.bindings, p.readings, through
     policies, bindings, readings = stored_portfolio(settings)
-    through = getattr(args, "through", None) or (datetime.now(UTC).date() - timedelta(days=1))
-    return policies, bindings, readings, through
+    return policies, bindings, readings, _stored_through(args)
+
+
+def _stored_through(args: argparse.Namespace) -> date:
+    """The last day a stored portfolio is replayed through: --through, else yesterday."""
+    through: date | None = getattr(args, "through", None)
+    return through or (datetime.now(UTC).date() - timedelta(days=1))
 
 
 def _progress(fraction: float) -> None:
@@ -63,11 +68,14 @@ def _export(out: str | None, frames: dict[str, pd.DataFrame]) -> None:
 
 def _run_backtest(args: argparse.Namespace, settings: Settings, candidate: rulesets.Ruleset,
                   baseline: rulesets.Ruleset) -> tuple[actuary.BacktestResult, date]:
-    if getattr(args, "synthetic", 0):
-        policies, bindings, frame, through = _portfolio(args, settings)
+    def run(policies: pd.DataFrame, bindings: pd.DataFrame, readings: actuary.ReadingsSource,
+            through: date) -> tuple[actuary.BacktestResult, date]:
         progress = _progress if len(policies) > actuary.CHUNK_POLICIES else None
-        return actuary.backtest(policies, bindings, frame, candidate, baseline, through,
+        return actuary.backtest(policies, bindings, readings, candidate, baseline, through,
                                 progress=progress), through
+
+    if getattr(args, "synthetic", 0):
+        return run(*_portfolio(args, settings))
     import psycopg
 
     # A stored portfolio's readings are loaded a chunk of policies at a time, so memory is
@@ -76,10 +84,8 @@ def _run_backtest(args: argparse.Namespace, settings: Settings, candidate: rules
         policies, bindings = store.load_policies(conn)
         if policies.empty:
             raise UserError(NO_POLICIES)
-        through = args.through or (datetime.now(UTC).date() - timedelta(days=1))
-        progress = _progress if len(policies) > actuary.CHUNK_POLICIES else None
-        return actuary.backtest(policies, bindings, lambda ids: store.load_readings(conn, ids),
-                                candidate, baseline, through, progress=progress), through
+        return run(policies, bindings, lambda ids: store.load_readings(conn, ids),
+                   _stored_through(args))
 
 
 def backtest_cli(args: argparse.Namespace, settings: Settings) -> int:
