@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -215,6 +216,10 @@ def run_bench(devices: int, readings: int, workers: int, settings: Settings,
         if progress:
             print(text, file=sys.stderr, flush=True)
 
+    def rounds() -> Iterator[str]:
+        for number in range(1, repeat + 1):
+            yield f" (round {number}/{repeat})" if repeat > 1 else ""
+
     runs: dict[str, list[dict[str, Any]]] = {"single": [], "batched": [], "naive": []}
     with ExitStack() as stack:
         servers = _start_servers(stack, settings)
@@ -226,8 +231,7 @@ def run_bench(devices: int, readings: int, workers: int, settings: Settings,
                          f"bench-{i}"], env, servers.root / f"ingest-{i}.log", "connected to")
                  for i in range(workers)]
         try:
-            for round_no in range(1, repeat + 1):
-                tag = f" (round {round_no}/{repeat})" if repeat > 1 else ""
+            for tag in rounds():
                 say(f"single-record: {len(single):,} messages from {devices:,} meters{tag}")
                 runs["single"].append(run_scenario(servers, single, readings, 1))
                 say(f"batched: {len(batched):,} messages of 20 records{tag}")
@@ -242,8 +246,7 @@ def run_bench(devices: int, readings: int, workers: int, settings: Settings,
         naive = _spawn([sys.executable, "-m", "ingest.naive", servers.db_url, env["MQTT_URL"]], env,
                        servers.root / "naive.log", "subscribed")
         try:
-            for round_no in range(1, repeat + 1):
-                tag = f" (round {round_no}/{repeat})" if repeat > 1 else ""
+            for tag in rounds():
                 say(f"naive bridge: {naive_n:,} single-record messages{tag}")
                 runs["naive"].append(run_scenario(servers, single[:naive_n], naive_n, 1))
         finally:
