@@ -344,6 +344,8 @@ class IngestWorker:
         metrics.MESSAGES.inc(len(messages))
         metrics.READINGS.inc(result.stored)
         metrics.DUPLICATES.inc(result.duplicates)
+        if result.merged:
+            metrics.MERGED_BATCHES.inc()
         for reason, count in result.rejected.items():
             metrics.REJECTS.labels(reason).inc(count)
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)
