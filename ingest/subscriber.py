@@ -11,18 +11,23 @@ wake-up of the network thread per PUBACK. This subclass changes only how bytes m
   still parses, so a packet split across reads resumes as before;
 - `ack_all` queues the PUBACKs of a committed batch as one write, in the order given;
 - per-topic callbacks (`message_callback_add`) still work, but with none registered a message
-  no longer walks paho's topic matcher (a twelfth of the worker's time in a profile).
+  no longer walks paho's topic matcher (a twelfth of the worker's time in a profile);
+- with `on_qos1_message` set (MQTT 3.1.1, no per-topic callbacks), each complete QoS 1 PUBLISH
+  in the chunk is decoded in one pass and handed over as (topic, payload, message id), without
+  paho's per-packet state, MQTTMessage, locks and logging; anything else, or a packet the read
+  cut in two, goes through paho as before.
 
 It relies on a few of paho's internals (`_sock_recv`, `_packet_read`, `_packet_queue`,
-`_on_message_filtered`), which is why pyproject pins paho-mqtt below 3 and
-tests/test_subscriber.py checks they exist: an upgrade that renames them fails there, loudly,
-not in production.
+`_on_message_filtered`, `_in_packet`, `_protocol`, `_msgtime_mutex`, `_last_bytes_received`),
+which is why pyproject pins paho-mqtt below 3 and tests/test_subscriber.py checks they exist: an
+upgrade that renames them fails there, loudly, not in production.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -32,6 +37,8 @@ from paho.mqtt.matcher import MQTTMatcher
 READ_CHUNK = 262_144
 PUBACK = 0x40
 _PUBACK = struct.Struct("!BBH")
+QOS1_PUBLISH = 0x32  # PUBLISH at QoS 1; its DUP (0x08) and RETAIN (0x01) bits may be set
+_QOS_BITS_KEPT = 0xF6
 
 
 class _Callbacks(MQTTMatcher):  # type: ignore[misc]
@@ -52,6 +59,8 @@ class BatchingClient(mqtt.Client):
         self._chunk = b""
         self._chunk_pos = 0
         self._recv_budget = 0
+        # (topic, payload, message id) of each QoS 1 message, instead of on_message; see above.
+        self.on_qos1_message: Callable[[str, bytes, int], None] | None = None
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if self._chunk_pos >= len(self._chunk):
@@ -73,6 +82,10 @@ class BatchingClient(mqtt.Client):
             while True:
                 if self._sock is None:
                     return MQTTErrorCode.MQTT_ERR_NO_CONN
+                if (self.on_qos1_message is not None and self._in_packet["command"] == 0
+                        and self._protocol != mqtt.MQTTv5
+                        and not self._on_message_filtered._root._children):
+                    self._take_publishes(self.on_qos1_message)
                 rc = self._packet_read()
                 if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
                     return MQTTErrorCode.MQTT_ERR_SUCCESS
@@ -81,6 +94,43 @@ class BatchingClient(mqtt.Client):
                     return self._loop_rc_handle(rc)
         finally:
             self._recv_budget = 0
+
+    def _take_publishes(self, deliver: Callable[[str, bytes, int], None]) -> None:
+        """Deliver every complete, well-formed QoS 1 PUBLISH at the head of the chunk; stop at
+        the first other packet, cut or odd one, which paho's state machine then reads."""
+        chunk, pos, end = self._chunk, self._chunk_pos, len(self._chunk)
+        taken = pos
+        while pos + 1 < end and chunk[pos] & _QOS_BITS_KEPT == QOS1_PUBLISH:
+            length, shift, i = 0, 0, pos + 1  # remaining length: up to 4 bytes, 7 bits each
+            while True:
+                if i >= end or shift > 21:
+                    return self._taken(taken)
+                byte = chunk[i]
+                i += 1
+                length |= (byte & 0x7F) << shift
+                shift += 7
+                if byte < 0x80:
+                    break
+            body_end = i + length
+            if body_end > end or length < 4:
+                break
+            topic_end = i + 2 + (chunk[i] << 8 | chunk[i + 1])
+            if topic_end == i + 2 or topic_end + 2 > body_end:
+                break  # an empty or overlong topic: paho refuses the packet
+            try:
+                topic = chunk[i + 2:topic_end].decode()
+            except UnicodeDecodeError:
+                break
+            mid = chunk[topic_end] << 8 | chunk[topic_end + 1]
+            deliver(topic, chunk[topic_end + 2:body_end], mid)
+            pos = taken = body_end
+        return self._taken(taken)
+
+    def _taken(self, pos: int) -> None:
+        if pos != self._chunk_pos:
+            self._chunk_pos = pos
+            with self._msgtime_mutex:
+                self._last_bytes_received = time.monotonic()  # paho's keepalive clock
 
     def reconnect(self) -> MQTTErrorCode:
         self._drop_chunk()  # bytes of the old connection mean nothing on the new one

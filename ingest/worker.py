@@ -241,6 +241,7 @@ class IngestWorker:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_qos1_message = self._on_qos1_message
         self.connected = threading.Event()
 
     # ------------------------------------------------------------ MQTT side (network thread)
@@ -265,6 +266,9 @@ class IngestWorker:
         # Hot path (paho's network thread, once per message): the queue-depth gauge is set by
         # the writer once per batch instead.
         self.inbox.put(Received(msg.topic, bytes(msg.payload), msg.mid, msg.qos, datetime.now(UTC)))
+
+    def _on_qos1_message(self, topic: str, payload: bytes, mid: int) -> None:
+        self.inbox.put(Received(topic, payload, mid, 1, datetime.now(UTC)))
 
     # ------------------------------------------------------------ database side (writer thread)
 

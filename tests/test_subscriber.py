@@ -8,13 +8,14 @@ import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.matcher import MQTTMatcher
 
 from devices import wire
 from glucover import broker
 from glucover.servers import LocalMosquitto
-from ingest.loadgen import publish_raw
+from ingest.loadgen import publish_packet, publish_raw
 from ingest.subscriber import READ_CHUNK, BatchingClient
 from tests.conftest import TEST_SECRET
 from tests.mqtt_helpers import add_accounts
@@ -34,13 +35,19 @@ def test_the_paho_internals_it_relies_on_are_there() -> None:
     assert type(client._on_message_filtered) is MQTTMatcher
     assert client._on_message_filtered._root._children == {}
     assert "_on_message_filtered.iter_match" in inspect.getsource(mqtt.Client._handle_on_message)
+    assert client._in_packet["command"] == 0 and client._protocol == mqtt.MQTTv311
+    assert "self._last_bytes_received = time_func()" in inspect.getsource(
+        mqtt.Client._packet_read)
+    assert mqtt.time_func is time.monotonic
 
 
 class Receiver:
-    """A persistent-session BatchingClient that records (mid, payload) and acks on request."""
+    """A persistent-session BatchingClient that records (mid, payload) and acks on request;
+    `fast`: through on_qos1_message (counted in `fast_count`), else through on_message."""
 
-    def __init__(self, server: LocalMosquitto) -> None:
+    def __init__(self, server: LocalMosquitto, fast: bool = False) -> None:
         self.got: list[tuple[int, bytes]] = []
+        self.fast_count = 0
         self.lock = threading.Lock()
         self.subscribed = threading.Event()
         self.client = BatchingClient(CallbackAPIVersion.VERSION2, client_id="sub-test",
@@ -61,7 +68,15 @@ class Receiver:
 
         self.client.on_connect = on_connect
         self.client.on_subscribe = on_subscribe
+        def on_qos1_message(topic: str, payload: bytes, mid: int) -> None:
+            assert topic == wire.readings_topic(METER)
+            with self.lock:
+                self.got.append((mid, payload))
+                self.fast_count += 1
+
         self.client.on_message = on_message
+        if fast:
+            self.client.on_qos1_message = on_qos1_message
         self.client.connect("127.0.0.1", server.port)
         self.client.loop_start()
         assert self.subscribed.wait(10)
@@ -82,15 +97,16 @@ class Receiver:
         self.client.loop_stop()
 
 
+@pytest.mark.parametrize("fast", [False, True], ids=["on_message", "on_qos1_message"])
 def test_batched_reads_deliver_every_message_and_ack_all_settles_them(
-        mosquitto: LocalMosquitto) -> None:
+        mosquitto: LocalMosquitto, fast: bool) -> None:
     add_accounts(mosquitto, METER)
     topic = wire.readings_topic(METER)
     # Thousands of small messages (many per read) around a few larger than one read.
     payloads = [f"reading {i}".encode() for i in range(3000)]
     for i in (10, 1500, 2999):
         payloads[i] = bytes([65 + i % 26]) * (READ_CHUNK * 2 + 17)
-    receiver = Receiver(mosquitto)
+    receiver = Receiver(mosquitto, fast)
     try:
         load = publish_raw("127.0.0.1", mosquitto.port, METER,
                            broker.derive_password(TEST_SECRET, METER),
@@ -98,13 +114,16 @@ def test_batched_reads_deliver_every_message_and_ack_all_settles_them(
         assert load.acked == len(payloads)
         got = receiver.wait_for(len(payloads))
         assert [p for _, p in got] == payloads  # all, whole, once, in order
+        # Packets cut by a read (the large ones, at least) go through paho's on_message.
+        assert (0 < receiver.fast_count < len(payloads) - 2) if fast else \
+            receiver.fast_count == 0
         keep = 100
         receiver.client.ack_all(mid for mid, _ in got[:-keep])
         time.sleep(0.5)
     finally:
         receiver.close()
     # The session resumes: the broker re-sends exactly what was not acknowledged.
-    again = Receiver(mosquitto)
+    again = Receiver(mosquitto, fast)
     try:
         redelivered = again.wait_for(keep, timeout=10)
         again.client.ack_all(mid for mid, _ in redelivered)
@@ -114,9 +133,35 @@ def test_batched_reads_deliver_every_message_and_ack_all_settles_them(
     assert [p for _, p in redelivered] == payloads[-keep:]
 
 
+def test_one_pass_decoding_takes_whole_qos1_publishes_and_leaves_the_rest_to_paho() -> None:
+    client = BatchingClient(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    got: list[tuple[str, bytes, int]] = []
+    long_payload = b"x" * 300  # a remaining length of two bytes
+    packets = [
+        publish_packet("gm/GM-1/readings", b"first", 1),
+        bytes([0x3B]) + publish_packet("gm/GM-2/readings", long_payload, 65535)[1:],  # DUP, RETAIN
+        publish_packet("gm/GM-3/readings", b"", 7),  # an empty payload is a message too
+        b"\x32\x07\x00\x03\xff\xfe\xfd\x00\x09",  # a topic that is not UTF-8: paho's case
+        publish_packet("gm/GM-4/readings", b"after", 8),
+    ]
+    client._chunk = b"".join(packets)
+    client._take_publishes(lambda topic, payload, mid: got.append((topic, payload, mid)))
+    assert got == [("gm/GM-1/readings", b"first", 1), ("gm/GM-2/readings", long_payload, 65535),
+                   ("gm/GM-3/readings", b"", 7)]
+    assert client._chunk_pos == sum(map(len, packets[:3]))
+
+    # A packet the read cut in two, or any other packet type, is left where it starts.
+    whole = publish_packet("gm/GM-5/readings", b"cut", 9)
+    for chunk in (whole[:-1], whole[:1], b"\xd0\x00" + whole):  # the last leads with PINGRESP
+        got.clear()
+        client._chunk, client._chunk_pos = chunk, 0
+        client._take_publishes(lambda topic, payload, mid: got.append((topic, payload, mid)))
+        assert (got, client._chunk_pos) == ([], 0)
+
+
 def test_per_topic_callbacks_still_work(mosquitto: LocalMosquitto) -> None:
     add_accounts(mosquitto, METER)
-    receiver = Receiver(mosquitto)
+    receiver = Receiver(mosquitto, fast=True)
     routed: list[bytes] = []
     receiver.client.message_callback_add(wire.readings_topic(METER),
                                          lambda c, u, msg: routed.append(msg.payload))
