@@ -66,14 +66,14 @@ class Receiver:
             with self.lock:
                 self.got.append((msg.mid, msg.payload))
 
-        self.client.on_connect = on_connect
-        self.client.on_subscribe = on_subscribe
         def on_qos1_message(topic: str, payload: bytes, mid: int) -> None:
             assert topic == wire.readings_topic(METER)
             with self.lock:
                 self.got.append((mid, payload))
                 self.fast_count += 1
 
+        self.client.on_connect = on_connect
+        self.client.on_subscribe = on_subscribe
         self.client.on_message = on_message
         if fast:
             self.client.on_qos1_message = on_qos1_message
