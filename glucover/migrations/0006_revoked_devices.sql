@@ -1,3 +1,3 @@
--- Ingest refuses a revoked meter's readings in the insert itself (ingest/store.py), by an
--- anti-join on the few revoked meters: this index holds only those.
+-- Ingest asks, in each batch's transaction, which of the batch's meters are revoked
+-- (ingest/store.py) and writes none of their readings: this index holds only the revoked few.
 create index if not exists devices_revoked on devices (device_id) where revoked_at is not null;
