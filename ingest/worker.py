@@ -203,7 +203,8 @@ def _combine(a: WriteResult, b: WriteResult) -> WriteResult:
     rejected = dict(a.rejected)
     for reason, count in b.rejected.items():
         rejected[reason] = rejected.get(reason, 0) + count
-    return WriteResult(a.stored + b.stored, a.duplicates + b.duplicates, rejected)
+    return WriteResult(a.stored + b.stored, a.duplicates + b.duplicates, rejected,
+                       a.merged or b.merged)
 
 
 def drop_unknown_devices(batch: Batch, known: set[str]) -> None:
