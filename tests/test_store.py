@@ -76,3 +76,13 @@ def test_a_revoked_meter_is_refused_on_either_path(db_url: str) -> None:
     assert _stored(db_url) == [("GM-A", 1, 6.2), ("GM-B", 1, 6.2), ("GM-B", 2, 6.2),
                                ("GM-B", 3, 6.2)]
     assert _rejects(db_url) == [("unknown_device", "GM-A")] * 2
+
+
+def test_a_split_batch_is_merged_when_either_half_was() -> None:
+    from ingest.worker import _combine
+
+    halves = (WriteResult(3, 1, {"unknown_device": 1}, merged=True),
+              WriteResult(2, 0, {"unknown_device": 2, "invalid_json": 1}))
+    for a, b in (halves, halves[::-1]):
+        assert _combine(a, b) == WriteResult(5, 1, {"unknown_device": 3, "invalid_json": 1},
+                                             merged=True)
