@@ -9,6 +9,7 @@ COPY ingest ./ingest
 COPY pricing ./pricing
 COPY dashboard ./dashboard
 COPY devices ./devices
+COPY bench ./bench
 RUN pip install --no-cache-dir .
 USER glucover
 EXPOSE 8501 9108

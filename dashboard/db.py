@@ -3,21 +3,19 @@ queries only, results as DataFrames."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 from psycopg_pool import ConnectionPool
 
+from glucover.config import Settings
+
 POOL_MAX = 8
 
 
 def database_url() -> str:
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        raise RuntimeError("DATABASE_URL is not set for the dashboard")
-    return url
+    return Settings.from_env().require_database_url()
 
 
 @st.cache_resource(show_spinner=False)

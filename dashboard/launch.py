@@ -21,7 +21,6 @@ def command(port: int, address: str) -> list[str]:
 def dashboard_cli(args: argparse.Namespace, settings: Settings) -> int:
     """Become the Streamlit server (exec), so signals meant for the dashboard reach it."""
     settings.require_database_url()
-    address = os.environ.get("GLUCOVER_DASHBOARD_ADDRESS", "0.0.0.0")  # noqa: S104
-    argv = command(args.port, address)
+    argv = command(args.port, settings.dashboard_address)
     os.execv(argv[0], argv)  # noqa: S606 - our own interpreter and arguments
     return 0  # not reached

@@ -15,11 +15,10 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from pricing import store
+from pricing import glycaemia, store
 from pricing.claims import payout_on
 from pricing.evaluator import Resume, evaluate
 from pricing.ruleset import Ruleset, RulesetError, load_builtin
-from pricing.synthetic import estimated_a1c
 
 HISTORY_DAYS = 90  # readings chart, estimated HbA1c and time in range
 LEDGER_ROWS = 366
@@ -64,54 +63,18 @@ def load_summary(conn: psycopg.Connection[Any], policy_id: str,
         raise LookupError(f"no policy {policy_id}")
     p = policies.iloc[0]
     zone = ZoneInfo(str(p["timezone"]))
-    now = now or datetime.now(UTC)
-    today = now.astimezone(zone).date()
+    today = (now or datetime.now(UTC)).astimezone(zone).date()
     ruleset = _ruleset(conn, str(p["ruleset_name"]))
-    rows = conn.execute(
-        "select day, day_status, reading_seq, delta::float8, bonus::float8, sum_insured::float8"
-        " from current_ledger where policy_id = %s and day > %s order by day",
-        (policy_id, today - timedelta(days=LEDGER_ROWS))).fetchall()
-    ledger = pd.DataFrame(rows, columns=["day", "day_status", "reading_seq", "delta", "bonus",
-                                         "sum_insured"])
-    # Readings for the chart and for every ledger line shown (which may be older).
-    first_day = today - timedelta(days=HISTORY_DAYS)
-    if len(ledger):
-        first_day = min(first_day, ledger["day"].iloc[-min(EXPLAINED_ROWS, len(ledger))])
-    since = datetime.combine(first_day - timedelta(days=1), datetime.min.time(), zone)
-    readings = store.load_readings(conn, sorted(set(bindings["device_id"])), since=since)
+    ledger = _ledger(conn, policy_id, today)
+    readings = _readings(conn, bindings, ledger, today, zone)
     base = float(p["base_sum_insured"])
     bonus = float(ledger["bonus"].iloc[-1]) if len(ledger) else 0.0
-
-    # Today, provisionally: resume from yesterday's ledger state.
-    start = p["start_date"].date()
-    today_status, today_delta = None, 0.0
-    if today >= start and (ledger.empty or ledger["day"].iloc[-1] < today):
-        yesterday_ok = not ledger.empty and ledger["day"].iloc[-1] == today - timedelta(days=1)
-        if yesterday_ok or today == start:
-            offset = (today - start).days
-            block_start = start + timedelta(days=offset // ruleset.block_days
-                                            * ruleset.block_days)
-            measured = int(((ledger["day"] >= block_start) &
-                            (ledger["day_status"] != "missed")).sum()) if len(ledger) else 0
-            resume = Resume(np.array([offset]), np.array([bonus]), np.array([measured]))
-            row = evaluate(policies, bindings, readings, ruleset, today, resume).to_frame()
-            if len(row):
-                status = str(row["day_status"].iloc[-1])
-                today_status = None if status == "missed" else status
-                today_delta = float(row["delta"].iloc[-1]) if today_status else 0.0
+    today_status, today_delta = _provisional_today(policies, bindings, readings, ledger,
+                                                   ruleset, today, bonus)
     week = ledger[ledger["day"] > today - timedelta(days=7)]
-    streak = 0
-    for status in reversed(list(ledger["day_status"])):
-        if status != "in_target":
-            break
-        streak += 1
     recent = readings[readings["measured_at"] >= readings["measured_at"].max()
                       - timedelta(days=HISTORY_DAYS)] if len(readings) else readings
-    valid = recent[(recent["sample"] != "control_solution") & (recent["source"] == "meter")
-                   & (recent["status"] == 0)]
-    mean = float(valid["value_mmol"].mean()) if len(valid) else None
-    tir = float(((valid["value_mmol"] >= 3.9) & (valid["value_mmol"] <= 10.0)).mean()) \
-        if len(valid) else None
+    figures = glycaemia.of_readings(recent, ruleset)
     try:
         claim: float | None = payout_on(conn, policy_id, today)[1]
     except ValueError:
@@ -124,5 +87,58 @@ def load_summary(conn: psycopg.Connection[Any], policy_id: str,
         today_status=today_status, today_delta=today_delta,
         sum_insured=base + bonus + today_delta,
         week_change=float(week["delta"].sum()) + today_delta, bonus=bonus + today_delta,
-        streak=streak, est_a1c=float(estimated_a1c(mean)) if mean is not None else None,
-        time_in_range=tir, claim_today=claim)
+        streak=in_target_streak(ledger), est_a1c=figures.est_a1c,
+        time_in_range=figures.time_in_range, claim_today=claim)
+
+
+def _ledger(conn: psycopg.Connection[Any], policy_id: str, today: date) -> pd.DataFrame:
+    """The policy's current ledger over the last LEDGER_ROWS days."""
+    rows = conn.execute(
+        "select day, day_status, reading_seq, delta::float8, bonus::float8, sum_insured::float8"
+        " from current_ledger where policy_id = %s and day > %s order by day",
+        (policy_id, today - timedelta(days=LEDGER_ROWS))).fetchall()
+    return pd.DataFrame(rows, columns=["day", "day_status", "reading_seq", "delta", "bonus",
+                                       "sum_insured"])
+
+
+def _readings(conn: psycopg.Connection[Any], bindings: pd.DataFrame, ledger: pd.DataFrame,
+              today: date, zone: ZoneInfo) -> pd.DataFrame:
+    """Readings for the chart and for every ledger line shown (which may be older)."""
+    first_day = today - timedelta(days=HISTORY_DAYS)
+    if len(ledger):
+        first_day = min(first_day, ledger["day"].iloc[-min(EXPLAINED_ROWS, len(ledger))])
+    since = datetime.combine(first_day - timedelta(days=1), datetime.min.time(), zone)
+    return store.load_readings(conn, sorted(set(bindings["device_id"])), since=since)
+
+
+def _provisional_today(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFrame,
+                       ledger: pd.DataFrame, ruleset: Ruleset, today: date, bonus: float
+                       ) -> tuple[str | None, float]:
+    """Today's status and change, provisionally: the evaluator resumed from yesterday's ledger
+    state, as tonight's run will compute it. (None, 0) before any reading today, or when the
+    ledger does not reach yesterday yet."""
+    start = policies["start_date"].iloc[0].date()
+    if today < start or (len(ledger) and ledger["day"].iloc[-1] >= today):
+        return None, 0.0
+    yesterday_ok = not ledger.empty and ledger["day"].iloc[-1] == today - timedelta(days=1)
+    if not (yesterday_ok or today == start):
+        return None, 0.0
+    offset = (today - start).days
+    block_start = start + timedelta(days=offset // ruleset.block_days * ruleset.block_days)
+    measured = int(((ledger["day"] >= block_start) &
+                    (ledger["day_status"] != "missed")).sum()) if len(ledger) else 0
+    resume = Resume(np.array([offset]), np.array([bonus]), np.array([measured]))
+    row = evaluate(policies, bindings, readings, ruleset, today, resume).to_frame()
+    if not len(row) or str(row["day_status"].iloc[-1]) == "missed":
+        return None, 0.0
+    return str(row["day_status"].iloc[-1]), float(row["delta"].iloc[-1])
+
+
+def in_target_streak(ledger: pd.DataFrame) -> int:
+    """Days in target in a row, up to the ledger's last day."""
+    streak = 0
+    for status in reversed(list(ledger["day_status"])):
+        if status != "in_target":
+            break
+        streak += 1
+    return streak

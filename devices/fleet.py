@@ -18,16 +18,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from devices.personas import PERSONAS, Persona
-from devices.wire import (
-    MGDL_PER_MMOL,
-    DeviceStatus,
-    Meal,
-    ReadingsMessage,
-    Record,
-    Sample,
-    Source,
-    Unit,
-)
+from devices.wire.messages import DeviceStatus, ReadingsMessage, Record
+from devices.wire.vocabulary import MGDL_PER_MMOL, Meal, Sample, Source, Unit
 
 # Where the demo portfolio lives, and in what unit its meters display.
 TIMEZONES = (("Asia/Shanghai", 0.70, Unit.MMOL_L), ("Asia/Hong_Kong", 0.10, Unit.MMOL_L),
@@ -117,89 +109,125 @@ def _value(mmol: float, unit: Unit) -> float:
     return round(mmol, 1)
 
 
+# Measurements later in the day: (hour, meal, mean rise over fasting in mmol/L, chance on a day
+# the policyholder measures at all).
+LATER_MEASUREMENTS = ((9.0, Meal.POSTPRANDIAL, 2.8, 0.45), (13.5, Meal.PREPRANDIAL, 0.6, 0.25),
+                      (19.5, Meal.POSTPRANDIAL, 3.0, 0.35), (22.0, Meal.BEDTIME, 1.2, 0.25))
+SYNC_BATCH = 200  # records per message when a meter syncs its memory
+
+
 def meter_messages(person: Policyholder, seed: int, days: int | None = None
                    ) -> Iterator[Outgoing]:
     """Every message one meter sends from the policy start, in send order; lazily, forever when
     `days` is None. A day's messages do not depend on how many days are asked for."""
-    rng = _rng(seed, "meter", person.index)
-    zone = ZoneInfo(person.timezone)
-    p = person.persona
-    state = MeterState(seq=int(rng.integers(0, 65536)), clock_offset_s=float(rng.normal(0, 40)),
-                       drift_s_per_day=float(rng.normal(0, 1.5)),
-                       battery=float(rng.uniform(60, 100)),
-                       firmware=str(rng.choice(FIRMWARE)))
-    order = 0
-
-    def record(true_local: datetime, mmol: float, meal: Meal, *, sample: Sample =
-               Sample.CAPILLARY_PLASMA, source: Source = Source.METER,
-               status: tuple[str, ...] = (), clock_shift: timedelta = timedelta()) -> Record:
-        stamp = true_local + timedelta(seconds=state.clock_offset_s) + clock_shift
-        flags = list(status)
-        if state.battery < LOW_BATTERY_PCT and "battery_low" not in flags:
-            flags.append("battery_low")
-        # seq is given when the meter stores the record, in the order of true time (below).
-        return Record(seq=-1, measured_at=stamp.replace(microsecond=0), value=_value(
-            mmol, person.unit), unit=person.unit, meal=meal, sample=sample, source=source,
-            status=tuple(flags))
-
-    d = -1
-    while days is None or d < days - 1:
+    meter = _Meter(person, _rng(seed, "meter", person.index))
+    d = 0
+    while days is None or d < days:
+        yield from meter.day(d)
         d += 1
-        today = person.start_date + timedelta(days=d)
+
+
+Measured = list[tuple[datetime, Record]]  # (true local time, record as the meter stamps it)
+
+
+class _Meter:
+    """One simulated meter and the person using it, day after day. Each step draws from the
+    meter's own random stream in a fixed order, so its messages depend only on the seed."""
+
+    def __init__(self, person: Policyholder, rng: np.random.Generator) -> None:
+        self.person, self.rng = person, rng
+        self.zone = ZoneInfo(person.timezone)
+        self.state = MeterState(
+            seq=int(rng.integers(0, 65536)), clock_offset_s=float(rng.normal(0, 40)),
+            drift_s_per_day=float(rng.normal(0, 1.5)), battery=float(rng.uniform(60, 100)),
+            firmware=str(rng.choice(FIRMWARE)))
+        self.order = 0
+
+    def day(self, d: int) -> Iterator[Outgoing]:
+        p, rng = self.person.persona, self.rng
+        today = self.person.start_date + timedelta(days=d)
         frac = min(d / (TREND_DAYS - 1), 1.0)
         fasting_mean = p.fasting_start + (p.fasting_end - p.fasting_start) * frac
         adherence = p.adherence_start + (p.adherence_end - p.adherence_start) * frac
         fasting = float(rng.normal(fasting_mean, p.day_sd))
-        day_records: list[tuple[datetime, Record]] = []
-
-        def at(hour: float, spread_min: float, today: date = today) -> datetime:
-            minutes = hour * 60 + float(rng.normal(0, spread_min))
-            minutes = min(max(minutes, 0), 24 * 60 - 1)
-            return datetime.combine(today, time(), zone) + timedelta(minutes=minutes)
-
-        measures = rng.random() < adherence
-        if measures:
-            when = at(7.0, 35)
-            if p.control_solution_rate and rng.random() < p.control_solution_rate:
-                day_records.append((when, record(when, float(rng.normal(5.9, 0.2)), Meal.FASTING,
-                                                 sample=Sample.CONTROL_SOLUTION)))
-                when += timedelta(minutes=float(rng.uniform(2, 10)))
-            if p.manual_rate and rng.random() < p.manual_rate:
-                day_records.append((when, record(when - timedelta(minutes=5), float(
-                    rng.normal(5.8, 0.3)), Meal.FASTING, source=Source.MANUAL)))
-            if rng.random() < STRIP_ERROR_RATE:
-                error = str(rng.choice(["strip_insertion_error", "sample_size_insufficient"]))
-                day_records.append((when, record(when, fasting, Meal.FASTING, status=(error,))))
-                when += timedelta(minutes=2)
-            day_records.append((when, record(when, fasting, Meal.FASTING)))
-            if p.retest:
-                tries = 0
-                while not 4.4 <= fasting <= 7.0 and tries < 3:
-                    when += timedelta(minutes=float(rng.uniform(3, 12)))
-                    fasting = float(rng.normal(fasting_mean - 0.8, p.day_sd))
-                    day_records.append((when, record(when, fasting, Meal.FASTING)))
-                    tries += 1
+        measured: Measured = []
+        if rng.random() < adherence:
+            fasting = self._morning(today, fasting, fasting_mean, measured)
         elif p.clock_backdate_rate and d > 0 and rng.random() < p.clock_backdate_rate:
-            # Missed the morning: measure at noon with the clock set back to "yesterday 07:00"
-            # (the meter sometimes notices and raises time_fault).
-            when = at(12.5, 30)
-            shift = (datetime.combine(today - timedelta(days=1), time(7), zone)) - when
-            status = ("time_fault",) if rng.random() < 0.5 else ()
-            day_records.append((when, record(when, float(rng.normal(5.9, 0.3)), Meal.FASTING,
-                                             status=status, clock_shift=shift)))
-        for hour, meal, rise, chance in ((9.0, Meal.POSTPRANDIAL, 2.8, 0.45),
-                                         (13.5, Meal.PREPRANDIAL, 0.6, 0.25),
-                                         (19.5, Meal.POSTPRANDIAL, 3.0, 0.35),
-                                         (22.0, Meal.BEDTIME, 1.2, 0.25)):
-            if rng.random() < chance * adherence:
-                when = at(hour, 40)
-                value = fasting + float(rng.normal(rise, 1.0))
-                day_records.append((when, record(when, value, meal)))
-        if rng.random() < p.hypo_rate:
-            when = at(float(rng.uniform(10, 23)), 10)
-            day_records.append((when, record(when, float(rng.uniform(2.4, 3.8)), Meal.CASUAL)))
+            self._backdated_morning(today, measured)
+        self._later_in_the_day(today, fasting, adherence, measured)
+        self._moves_on(today)
+        yield from self._deliver(today, measured)
 
-        # Meter state moves on; offline spells decide when records reach the broker.
+    def _record(self, true_local: datetime, mmol: float, meal: Meal, *,
+                sample: Sample = Sample.CAPILLARY_PLASMA, source: Source = Source.METER,
+                status: tuple[str, ...] = (), clock_shift: timedelta = timedelta()) -> Record:
+        stamp = true_local + timedelta(seconds=self.state.clock_offset_s) + clock_shift
+        flags = list(status)
+        if self.state.battery < LOW_BATTERY_PCT and "battery_low" not in flags:
+            flags.append("battery_low")
+        # seq is given when the meter stores the record, in the order of true time (_deliver).
+        return Record(seq=-1, measured_at=stamp.replace(microsecond=0), value=_value(
+            mmol, self.person.unit), unit=self.person.unit, meal=meal, sample=sample,
+            source=source, status=tuple(flags))
+
+    def _at(self, today: date, hour: float, spread_min: float) -> datetime:
+        minutes = hour * 60 + float(self.rng.normal(0, spread_min))
+        minutes = min(max(minutes, 0), 24 * 60 - 1)
+        return datetime.combine(today, time(), self.zone) + timedelta(minutes=minutes)
+
+    def _morning(self, today: date, fasting: float, fasting_mean: float,
+                 measured: Measured) -> float:
+        """The fasting measurement, and what some personas do around it; returns the fasting
+        value the rest of the day builds on (a retester's last try)."""
+        p, rng = self.person.persona, self.rng
+        when = self._at(today, 7.0, 35)
+        if p.control_solution_rate and rng.random() < p.control_solution_rate:
+            measured.append((when, self._record(when, float(rng.normal(5.9, 0.2)), Meal.FASTING,
+                                                sample=Sample.CONTROL_SOLUTION)))
+            when += timedelta(minutes=float(rng.uniform(2, 10)))
+        if p.manual_rate and rng.random() < p.manual_rate:
+            measured.append((when, self._record(when - timedelta(minutes=5), float(
+                rng.normal(5.8, 0.3)), Meal.FASTING, source=Source.MANUAL)))
+        if rng.random() < STRIP_ERROR_RATE:
+            error = str(rng.choice(["strip_insertion_error", "sample_size_insufficient"]))
+            measured.append((when, self._record(when, fasting, Meal.FASTING, status=(error,))))
+            when += timedelta(minutes=2)
+        measured.append((when, self._record(when, fasting, Meal.FASTING)))
+        if p.retest:
+            tries = 0
+            while not 4.4 <= fasting <= 7.0 and tries < 3:
+                when += timedelta(minutes=float(rng.uniform(3, 12)))
+                fasting = float(rng.normal(fasting_mean - 0.8, p.day_sd))
+                measured.append((when, self._record(when, fasting, Meal.FASTING)))
+                tries += 1
+        return fasting
+
+    def _backdated_morning(self, today: date, measured: Measured) -> None:
+        """Missed the morning: measure at noon with the clock set back to "yesterday 07:00"
+        (the meter sometimes notices and raises time_fault)."""
+        when = self._at(today, 12.5, 30)
+        shift = (datetime.combine(today - timedelta(days=1), time(7), self.zone)) - when
+        status = ("time_fault",) if self.rng.random() < 0.5 else ()
+        measured.append((when, self._record(when, float(self.rng.normal(5.9, 0.3)),
+                                            Meal.FASTING, status=status, clock_shift=shift)))
+
+    def _later_in_the_day(self, today: date, fasting: float, adherence: float,
+                          measured: Measured) -> None:
+        rng = self.rng
+        for hour, meal, rise, chance in LATER_MEASUREMENTS:
+            if rng.random() < chance * adherence:
+                when = self._at(today, hour, 40)
+                measured.append((when, self._record(when, fasting + float(rng.normal(rise, 1.0)),
+                                                    meal)))
+        if rng.random() < self.person.persona.hypo_rate:
+            when = self._at(today, float(rng.uniform(10, 23)), 10)
+            measured.append((when, self._record(when, float(rng.uniform(2.4, 3.8)),
+                                                Meal.CASUAL)))
+
+    def _moves_on(self, today: date) -> None:
+        """The meter's clock drifts, its battery drains; sometimes the phone goes away."""
+        state, rng = self.state, self.rng
         state.clock_offset_s += state.drift_s_per_day
         state.battery -= float(rng.uniform(*BATTERY_DRAIN_PER_DAY))
         if state.battery < 3:
@@ -207,9 +235,14 @@ def meter_messages(person: Policyholder, seed: int, days: int | None = None
         if state.offline_until is None and rng.random() < OFFLINE_START_RATE:
             state.offline_until = today + timedelta(days=int(rng.integers(*OFFLINE_DAYS)))
 
-        day_records.sort(key=lambda pair: pair[0])
+    def _deliver(self, today: date, measured: Measured) -> Iterator[Outgoing]:
+        """The meter stores the day's records in true-time order (each takes the next seq) and
+        sends each soon after it, or keeps them while offline and syncs them in batches in the
+        evening it is back."""
+        state = self.state
+        measured.sort(key=lambda pair: pair[0])
         stored_records = []
-        for when, rec in day_records:
+        for when, rec in measured:
             stored_records.append((when, replace(rec, seq=state.seq)))
             state.seq = (state.seq + 1) % 65536
         last_true = stored_records[-1][0] if stored_records else None
@@ -217,24 +250,24 @@ def meter_messages(person: Policyholder, seed: int, days: int | None = None
             if state.offline_until is not None:
                 state.stored.append(rec)
                 continue
-            sent = when.astimezone(UTC) + timedelta(seconds=float(rng.uniform(1, 20)))
+            sent = when.astimezone(UTC) + timedelta(seconds=float(self.rng.uniform(1, 20)))
             if state.last_sent is not None and sent <= state.last_sent:
                 sent = state.last_sent + timedelta(seconds=1)
             state.last_sent = sent
-            yield from _send(person, state, sent, (rec,), order, rng)
-            order += 3
+            yield from self._send(sent, (rec,))
         if state.offline_until is not None and today >= state.offline_until:
-            # Back online in the evening, after the day's last measurement.
-            sync = datetime.combine(today, time(20), zone)
+            sync = datetime.combine(today, time(20), self.zone)
             if last_true is not None and last_true >= sync:
                 sync = last_true + timedelta(minutes=5)
-            sync = sync.astimezone(UTC)
             batch = tuple(state.stored)
             state.stored.clear()
             state.offline_until = None
-            for i in range(0, len(batch), 200):
-                yield from _send(person, state, sync, batch[i:i + 200], order, rng)
-                order += 3
+            for i in range(0, len(batch), SYNC_BATCH):
+                yield from self._send(sync.astimezone(UTC), batch[i:i + SYNC_BATCH])
+
+    def _send(self, sent: datetime, records: tuple[Record, ...]) -> Iterator[Outgoing]:
+        yield from _send(self.person, self.state, sent, records, self.order, self.rng)
+        self.order += 3
 
 
 def _send(person: Policyholder, state: MeterState, sent: datetime, records: tuple[Record, ...],

@@ -1,7 +1,8 @@
 """Who the simulated policyholders are: glycaemic control, habits, and the ways some game rules.
 
 All glucose figures are mmol/L. Means and spreads follow the clinical facts in
-shared/domain.md (fasting target 4.4-7.0, high above 10.0, post-meal rise of 2-4 mmol/L).
+docs/domain.md#clinical-thresholds (fasting target 4.4-7.0, high above 10.0; post-meal rise of
+2-4 mmol/L).
 """
 
 from __future__ import annotations
@@ -39,4 +40,3 @@ PERSONAS: tuple[Persona, ...] = (
     Persona("gamer_clock", 0.05, 6.2, 6.2, 0.8, 0.55, 0.55, clock_backdate_rate=0.8,
             gamer=True),
 )
-BY_NAME = {p.name: p for p in PERSONAS}

@@ -23,7 +23,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from devices.fleet import Outgoing
-from devices.wire import READINGS_QOS, DeviceStatus
+from devices.wire.messages import DeviceStatus
+from devices.wire.topics import READINGS_QOS
 from glucover import broker
 from glucover.config import MqttTarget
 

@@ -9,7 +9,8 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any
 
-from glucover.config import ConfigError, Settings
+from glucover.config import Settings
+from glucover.servers import ServerError
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -35,21 +36,38 @@ def _load(target: str) -> Handler:
 # ------------------------------------------------------------------ parser
 
 
+def _add(parent: Any, name: str, handler: str | None, help: str) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = parent.add_parser(name, help=help, description=help)
+    p.set_defaults(handler=handler)
+    return p
+
+
+def _subcommands(p: argparse.ArgumentParser, dest: str, metavar: str) -> Any:
+    return p.add_subparsers(dest=dest, required=True, metavar=metavar)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="glucover",
         description="Usage-based diabetes insurance: meters -> MQTT -> TimescaleDB -> pricing.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_commands in (
+        _system_commands,
+        _device_commands,
+        _ingest_commands,
+        _pricing_commands,
+        _actuary_commands,
+        _bench_commands,
+    ):
+        add_commands(sub)
+    return parser
 
-    def add(
-        name: str, handler: str | None, help: str, parent: Any = sub
-    ) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = parent.add_parser(name, help=help, description=help)
-        p.set_defaults(handler=handler)
-        return p
 
-    p = add(
+def _system_commands(sub: Any) -> None:
+    """The whole system, the schema, health checks."""
+    p = _add(
+        sub,
         "up",
         "glucover.up:up_cli",
         "run the whole system on embedded defaults (or DATABASE_URL/MQTT_URL)",
@@ -61,16 +79,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--price-every", type=float, default=60.0, help="seconds between pricing runs")
     p.add_argument("--no-live", action="store_true", help="stop publishing after the backfill")
 
-    add("migrate", "glucover.db:migrate_cli", "apply the database schema (idempotent)")
-    p = add(
+    _add(sub, "migrate", "glucover.db:migrate_cli", "apply the database schema (idempotent)")
+    p = _add(
+        sub,
         "doctor",
         "glucover.doctor:doctor_cli",
         "say which backend and features are active; check reachability",
     )
     p.add_argument("--json", action="store_true")
 
-    p = add(
-        "simulate", "devices.simulator_cli:simulate_cli", "publish a realistic glucose-meter fleet"
+
+def _device_commands(sub: Any) -> None:
+    """The simulated fleet and meter credentials."""
+    p = _add(
+        sub,
+        "simulate",
+        "devices.simulator_cli:simulate_cli",
+        "publish a realistic glucose-meter fleet",
     )
     p.add_argument("--policies", type=int, default=50)
     p.add_argument("--days", type=int, default=30)
@@ -91,49 +116,68 @@ def build_parser() -> argparse.ArgumentParser:
         help="provision policies, meters and broker accounts, publish nothing",
     )
 
-    devices = add("devices", None, "manage meter credentials and broker ACLs")
+    devices = _add(sub, "devices", None, "manage meter credentials and broker ACLs")
     dsub = devices.add_subparsers(dest="devices_command", required=True, metavar="ACTION")
-    p = add(
+    p = _add(
+        dsub,
         "provision",
         "devices.provisioning:provision_cli",
         "create N meters with broker accounts",
-        dsub,
     )
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--prefix", default="meter")
-    p = add("revoke", "devices.provisioning:revoke_cli", "revoke a meter's broker account", dsub)
+    p = _add(dsub, "revoke", "devices.provisioning:revoke_cli", "revoke a meter's broker account")
     p.add_argument("device_id")
-    add(
+    _add(
+        dsub,
         "sync-broker",
         "devices.provisioning:sync_cli",
         "rewrite the broker's password and ACL files from the database",
-        dsub,
     )
 
-    p = add("ingest", "ingest.worker:ingest_cli", "run an ingest worker (MQTT -> database)")
+
+def _ingest_commands(sub: Any) -> None:
+    """The ingest worker."""
+    p = _add(sub, "ingest", "ingest.worker:ingest_cli", "run an ingest worker (MQTT -> database)")
     p.add_argument(
         "--client-id",
         default=None,
-        help="persistent session id (default: host-pid based, stable per --worker-name)",
+        help="MQTT client id of the persistent session (default: glucover-WORKER_NAME)",
     )
     p.add_argument("--worker-name", default="ingest-1")
     p.add_argument("--batch-size", type=int, default=2000)
-    p.add_argument("--flush-ms", type=int, default=5,
-                   help="how long a batch waits for more messages after its first")
+    p.add_argument(
+        "--flush-ms",
+        type=int,
+        default=5,
+        help="how long a batch waits for more messages after its first",
+    )
     p.add_argument("--metrics-port", type=int, default=0, help="Prometheus port (0: off)")
-    p.add_argument("--trust-sent-at", action="store_true",
-                   help="replays only: take the gateway's sent_at as the receive time")
+    p.add_argument(
+        "--trust-sent-at",
+        action="store_true",
+        help="replays only: take the gateway's sent_at as the receive time",
+    )
 
-    price = add("price", None, "the pricing engine")
+
+def _pricing_commands(sub: Any) -> None:
+    """Pricing, claims and the dashboard."""
+    price = _add(sub, "price", None, "the pricing engine")
     psub = price.add_subparsers(dest="price_command", required=True, metavar="ACTION")
-    p = add("evaluate", "pricing.cli:evaluate_cli", "evaluate CSV files, no database", psub)
+    p = _add(psub, "evaluate", "pricing.cli:evaluate_cli", "evaluate CSV files, no database")
     p.add_argument("--policies", required=True)
     p.add_argument("--readings", required=True)
     p.add_argument("--ruleset", default="default", help="built-in name or TOML file")
     p.add_argument("--through", type=_date, required=True)
     p.add_argument("--format", choices=("csv", "json"), default="csv")
     p.add_argument("--out", help="file (default: standard output)")
-    p = add("run", "pricing.cli:run_cli", "incremental, idempotent run against the database", psub)
+    _add(
+        psub,
+        "parameters",
+        "pricing.cli:parameters_cli",
+        "the ruleset parameters: unit, default, bounds, meaning (Markdown)",
+    )
+    p = _add(psub, "run", "pricing.cli:run_cli", "incremental, idempotent run against the database")
     p.add_argument("--through", type=_date, default=None, help="default: yesterday in UTC")
     p.add_argument("--ruleset", default=None, help="override every policy's ruleset (name)")
     p.add_argument(
@@ -144,30 +188,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true")
 
-    claims = add("claims", None, "claims")
+    claims = _add(sub, "claims", None, "claims")
     csub = claims.add_subparsers(dest="claims_command", required=True, metavar="ACTION")
-    p = add(
+    p = _add(
+        csub,
         "file",
         "pricing.cli:claim_cli",
         "record a claim; pays the sum insured of the day before",
-        csub,
     )
     p.add_argument("--policy", required=True)
     p.add_argument("--date", type=_date, required=True)
     p.add_argument("--reason", required=True)
 
-    p = add("dashboard", "dashboard.launch:dashboard_cli", "serve the Streamlit dashboard")
+    p = _add(sub, "dashboard", "dashboard.launch:dashboard_cli", "serve the Streamlit dashboard")
     p.add_argument("--port", type=int, default=8501)
 
-    actuary = add(
-        "actuary", "pricing.actuary_cli:actuary_cli", "back-tests, GLMs and the gaming report"
+
+def _actuary_commands(sub: Any) -> None:
+    """The actuaries' workbench."""
+    actuary = _add(
+        sub, "actuary", "pricing.actuary_cli:actuary_cli", "back-tests, GLMs and the gaming report"
     )
     asub = actuary.add_subparsers(dest="actuary_command", required=True, metavar="ACTION")
-    p = add(
+    p = _add(
+        asub,
         "backtest",
         "pricing.actuary_cli:actuary_cli",
         "replay stored history under a candidate ruleset",
-        asub,
     )
     p.add_argument("--ruleset", required=True)
     p.add_argument("--baseline", default="default")
@@ -180,29 +227,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", help="directory for CSV exports")
-    p = add(
+    p = _add(
+        asub,
         "glm",
         "pricing.actuary_cli:actuary_cli",
         "claim frequency GLM (Poisson, log link, exposure)",
-        asub,
     )
     p.add_argument("--policies", type=int, default=20000, help="synthetic portfolio size")
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--json", action="store_true")
-    p = add(
+    p = _add(
+        asub,
         "gaming",
         "pricing.actuary_cli:actuary_cli",
         "what gaming personas would obtain; exclusions by reason",
-        asub,
     )
     p.add_argument("--ruleset", default="default")
     p.add_argument("--synthetic", type=int, default=0)
     p.add_argument("--through", type=_date, default=None)
     p.add_argument("--json", action="store_true")
 
-    bench = add("bench", None, "benchmarks that print side-by-side figures")
+
+def _bench_commands(sub: Any) -> None:
+    """The benchmarks."""
+    bench = _add(sub, "bench", None, "benchmarks that print side-by-side figures")
     bsub = bench.add_subparsers(dest="bench_command", required=True, metavar="WHICH")
-    p = add("pricing", "pricing.bench:bench_cli", "vectorised evaluator vs a per-policy loop", bsub)
+    p = _add(
+        bsub, "pricing", "bench.pricing:bench_cli", "vectorised evaluator vs a per-policy loop"
+    )
     p.add_argument("--policies", type=int, default=100_000)
     p.add_argument("--days", type=int, default=365)
     p.add_argument(
@@ -212,29 +264,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="policies the loop baseline runs on (its rate is per policy-day)",
     )
     p.add_argument("--json", action="store_true")
-    p = add(
-        "ingest", "ingest.bench:bench_cli", "end-to-end ingest throughput vs a naive bridge", bsub
+    p = _add(
+        bsub, "ingest", "bench.ingest:bench_cli", "end-to-end ingest throughput vs a naive bridge"
     )
     p.add_argument("--devices", type=int, default=2000)
     p.add_argument("--readings", type=int, default=60_000)
-    p.add_argument("--workers", type=int, default=2,
-                   help="ingest processes sharing the subscription")
-    p.add_argument("--repeat", type=int, default=3,
-                   help="rounds of each flat-out scenario; figures are the median round's")
-    p.add_argument("--paced-rate", type=int, default=10_000,
-                   help="readings/s offered in the paced latency run")
+    p.add_argument(
+        "--workers", type=int, default=2, help="ingest processes sharing the subscription"
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="rounds of each flat-out scenario; figures are the median round's",
+    )
+    p.add_argument(
+        "--paced-rate", type=int, default=10_000, help="readings/s offered in the paced latency run"
+    )
     p.add_argument("--json", action="store_true")
-    p = add("dashboard", "dashboard.bench:bench_cli", "server time per page, a year of data",
-            bsub)
+    p = _add(bsub, "dashboard", "bench.dashboard:bench_cli", "server time per page, a year of data")
     p.add_argument("--policies", type=int, default=50)
     p.add_argument("--days", type=int, default=365)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--json", action="store_true")
-    p = add("soak", "ingest.soak:soak_cli", "steady load; throughput and memory over time", bsub)
+    p = _add(bsub, "soak", "bench.soak:soak_cli", "steady load; throughput and memory over time")
     p.add_argument("--minutes", type=float, default=5.0)
     p.add_argument("--rate", type=int, default=2000, help="readings per second offered")
     p.add_argument("--json", action="store_true")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -243,24 +299,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         return _load(args.handler)(args, settings)
-    except ConfigError as exc:
-        print(f"glucover: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        # Errors a user can cause are ValueErrors with a message that says what to do.
-        from psycopg import OperationalError
+        message = user_message(exc)
+        if message is None:
+            raise  # our bug: the stack trace is for us
+        print(f"glucover: {message}", file=sys.stderr)
+        return 2
 
-        if isinstance(exc, OperationalError):
-            print(f"glucover: cannot reach the database: {exc}", file=sys.stderr)
-            return 2
-        from glucover.errors import UserError
 
-        if isinstance(exc, UserError):
-            print(f"glucover: {exc}", file=sys.stderr)
-            return 2
-        raise
+def user_message(exc: BaseException) -> str | None:
+    """The one line to print for an error a user can cause (a bad file or setting, a server
+    that cannot start or be reached), or None for our own bugs."""
+    from psycopg import OperationalError
+
+    from glucover.errors import UserError
+
+    if isinstance(exc, OperationalError):
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return (
+            f"cannot reach the database: {first} (check DATABASE_URL, or run `glucover up` "
+            "for a private one)"
+        )
+    if isinstance(exc, UserError):
+        return " ".join(str(exc).split("\n")[:1]) if isinstance(exc, ServerError) else str(exc)
+    return None
 
 
 if __name__ == "__main__":

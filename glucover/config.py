@@ -1,23 +1,17 @@
 """Configuration from the environment: the one place that reads it.
 
-Every setting has an embedded default so that `glucover up` runs with nothing set.
-
-| variable                  | meaning                                                        |
-|---------------------------|----------------------------------------------------------------|
-| DATABASE_URL              | postgresql://... ; unset: a private cluster under GLUCOVER_HOME |
-| MQTT_URL                  | mqtt://[user:pass@]host:port ; unset: a private Mosquitto       |
-| GLUCOVER_HOME             | state directory (default ./.glucover)                          |
-| GLUCOVER_SECRET           | secret that device and service passwords derive from           |
-| GLUCOVER_TIMESCALE        | auto (default), on (fail without it) or off                    |
-| GLUCOVER_COMPRESS_AFTER   | age after which TimescaleDB compresses readings (default 30 days) |
-| GLUCOVER_BROKER_DIR       | broker password and ACL files (default GLUCOVER_HOME/mosquitto)  |
+Every variable is declared once in VARIABLES (name, meaning, default); `Settings.from_env` reads
+them into one typed object, and the README's table is generated from the declarations
+(`markdown_table`, held to the README by tests/test_config.py). Every setting has an embedded
+default so that `glucover up` runs with nothing set.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -58,6 +52,47 @@ class MqttTarget:
 
 
 @dataclass(frozen=True)
+class Variable:
+    name: str
+    meaning: str
+    default: str
+
+
+SERVICES = ("ingest", "pricing", "dashboard")  # services with a database login of their own
+
+VARIABLES = (
+    Variable("DATABASE_URL", "`postgresql://user:pass@host:port/db`",
+             "a private cluster under `GLUCOVER_HOME`"),
+    Variable("MQTT_URL", "`mqtt://[user:pass@]host:port`",
+             "a private Mosquitto under `GLUCOVER_HOME`"),
+    Variable("GLUCOVER_HOME", "state directory", "`./.glucover`"),
+    Variable("GLUCOVER_SECRET", "secret that device and service broker passwords derive from",
+             "generated once in `GLUCOVER_HOME/secrets`"),
+    Variable("GLUCOVER_TIMESCALE", "`auto`, `on` (fail without TimescaleDB) or `off`", "`auto`"),
+    Variable("GLUCOVER_COMPRESS_AFTER", "age after which TimescaleDB compresses readings",
+             "`30 days`"),
+    Variable("GLUCOVER_BROKER_DIR", "the broker's password and ACL files",
+             "`GLUCOVER_HOME/mosquitto`"),
+    Variable("GLUCOVER_PG_BIN", "directory of `initdb`/`postgres` for private clusters",
+             "newest `/usr/lib/postgresql/*/bin`"),
+    Variable("GLUCOVER_TRUST_SENT_AT", "`1`: ingest takes a message's `sent_at` as its receive "
+             "time when earlier (replays of recorded or simulated history only)", "off"),
+    Variable("GLUCOVER_DASHBOARD_ADDRESS", "address `glucover dashboard` listens on",
+             "`0.0.0.0`"),
+    *(Variable(f"GLUCOVER_DB_PASSWORD_{service.upper()}",
+               f"`glucover migrate` creates the {service} service's database login with this "
+               "password", "no login") for service in SERVICES),
+)
+
+
+def markdown_table() -> str:
+    """The README's table of settings, generated from VARIABLES."""
+    rows = ["| variable | meaning | default |", "|---|---|---|"]
+    rows += [f"| `{v.name}` | {v.meaning} | {v.default} |" for v in VARIABLES]
+    return "\n".join(rows) + "\n"
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     database_url: str | None
@@ -65,20 +100,35 @@ class Settings:
     timescale: str
     compress_after: str
     broker_dir: Path
+    secret_value: str | None = None
+    pg_bin: Path | None = None
+    trust_sent_at: bool = False
+    dashboard_address: str = "0.0.0.0"  # noqa: S104 - a server's, in a container
+    db_passwords: dict[str, str] = field(default_factory=dict)  # service -> login password
 
     @classmethod
-    def from_env(cls) -> Settings:
-        home = Path(os.environ.get("GLUCOVER_HOME", ".glucover")).absolute()
-        timescale = os.environ.get("GLUCOVER_TIMESCALE", "auto").lower()
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        home = Path(env.get("GLUCOVER_HOME", ".glucover")).absolute()
+        timescale = env.get("GLUCOVER_TIMESCALE", "auto").lower()
         if timescale not in ("auto", "on", "off"):
             raise ConfigError("GLUCOVER_TIMESCALE must be auto, on or off")
+        trust = env.get("GLUCOVER_TRUST_SENT_AT", "0")
+        if trust not in ("0", "1"):
+            raise ConfigError("GLUCOVER_TRUST_SENT_AT must be 0 or 1")
         return cls(
             home=home,
-            database_url=os.environ.get("DATABASE_URL") or None,
-            mqtt_url=os.environ.get("MQTT_URL") or None,
+            database_url=env.get("DATABASE_URL") or None,
+            mqtt_url=env.get("MQTT_URL") or None,
             timescale=timescale,
-            compress_after=os.environ.get("GLUCOVER_COMPRESS_AFTER", "30 days"),
-            broker_dir=Path(os.environ.get("GLUCOVER_BROKER_DIR", str(home / "mosquitto"))),
+            compress_after=env.get("GLUCOVER_COMPRESS_AFTER", "30 days"),
+            broker_dir=Path(env.get("GLUCOVER_BROKER_DIR", str(home / "mosquitto"))),
+            secret_value=env.get("GLUCOVER_SECRET") or None,
+            pg_bin=Path(env["GLUCOVER_PG_BIN"]) if env.get("GLUCOVER_PG_BIN") else None,
+            trust_sent_at=trust == "1",
+            dashboard_address=env.get("GLUCOVER_DASHBOARD_ADDRESS", "0.0.0.0"),  # noqa: S104
+            db_passwords={s: pw for s in SERVICES
+                          if (pw := env.get(f"GLUCOVER_DB_PASSWORD_{s.upper()}"))},
         )
 
     def require_database_url(self) -> str:
@@ -102,9 +152,8 @@ class Settings:
 
         GLUCOVER_SECRET wins; otherwise one is generated once under GLUCOVER_HOME (mode 0600).
         """
-        env = os.environ.get("GLUCOVER_SECRET")
-        if env:
-            return env
+        if self.secret_value:
+            return self.secret_value
         path = self.home / "secrets" / "glucover.secret"
         if path.exists():
             return path.read_text().strip()

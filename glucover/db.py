@@ -12,7 +12,7 @@ from importlib import resources
 import psycopg
 from psycopg import sql
 
-from glucover.config import Settings
+from glucover.config import ConfigError, Settings
 
 MIGRATION_LOCK_KEY = 0x6C7563  # advisory lock: one migrator at a time
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(timescale|plain))?\.sql$")
@@ -83,8 +83,9 @@ def _migrate_locked(conn: psycopg.Connection[tuple[object, ...]],
     if backend == "unmigrated":
         want_ts = settings.timescale != "off" and timescale_available(conn)
         if settings.timescale == "on" and not want_ts:
-            raise RuntimeError("GLUCOVER_TIMESCALE=on but the timescaledb extension is not "
-                               "installed and preloaded on this server")
+            raise ConfigError("GLUCOVER_TIMESCALE=on but the timescaledb extension is not "
+                              "installed and preloaded on this server: install it and add it "
+                              "to shared_preload_libraries, or set GLUCOVER_TIMESCALE=auto")
         if want_ts:
             conn.execute("create extension if not exists timescaledb")
         backend = "timescaledb" if want_ts else "postgresql"
@@ -95,7 +96,7 @@ def _migrate_locked(conn: psycopg.Connection[tuple[object, ...]],
     for m in load_migrations():
         if m.version in done or (m.variant and m.variant != variant):
             continue
-        text = m.text.replace("{compress_after}", _interval(settings.compress_after))
+        text = _fill(m.text, backend, settings)
         with conn.transaction():
             conn.execute(text.encode())
             conn.execute("insert into schema_migrations (version, name, variant) values "
@@ -104,9 +105,33 @@ def _migrate_locked(conn: psycopg.Connection[tuple[object, ...]],
     return MigrateResult(backend, applied)
 
 
+# The two spellings of what differs between the backends, for a migration written once for both.
+_SPELLINGS = {
+    "timescaledb": {
+        "{day_bucket}": "time_bucket(interval '1 day', measured_at)",
+        "{continuous_aggregate}": "with (timescaledb.continuous, "
+                                  "timescaledb.materialized_only = false)",
+    },
+    "postgresql": {
+        "{day_bucket}": "date_bin(interval '1 day', measured_at, "
+                        "timestamptz '2000-01-01 00:00+00')",
+        "{continuous_aggregate}": "",
+    },
+}
+
+
+def _fill(text: str, backend: str, settings: Settings) -> str:
+    """A migration's placeholders filled in for this backend and these settings."""
+    if "{compress_after}" in text:
+        text = text.replace("{compress_after}", _interval(settings.compress_after))
+    for placeholder, spelling in _SPELLINGS[backend].items():
+        text = text.replace(placeholder, spelling)
+    return text
+
+
 def _interval(text: str) -> str:
     if not re.fullmatch(r"\d+\s*(minutes?|hours?|days?|weeks?|months?)", text.strip()):
-        raise ValueError(f"GLUCOVER_COMPRESS_AFTER must look like '30 days', got {text!r}")
+        raise ConfigError(f"GLUCOVER_COMPRESS_AFTER must look like '30 days', got {text!r}")
     return text.strip()
 
 
@@ -143,14 +168,13 @@ def login_name(service: str) -> str:
 
 
 def migrate_cli(args: object, settings: Settings) -> int:
-    import os
 
     url = settings.require_database_url()
     result = migrate(url, settings)
     print(f"backend: {result.backend}")
     print("applied: " + (", ".join(result.applied) if result.applied else "nothing (up to date)"))
     for service, group in SERVICE_LOGINS.items():
-        password = os.environ.get(f"GLUCOVER_DB_PASSWORD_{service.upper()}")
+        password = settings.db_passwords.get(service)
         if password:
             ensure_login_role(url, group, login_name(service), password)
             print(f"login {login_name(service)} in role {group}")

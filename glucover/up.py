@@ -108,93 +108,122 @@ def up_cli(args: argparse.Namespace, settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with ExitStack() as stack:
-        if settings.database_url:
-            admin_url = settings.database_url
-            print("[up] database: DATABASE_URL", flush=True)
-        else:
-            pg = LocalPostgres(settings.home / "postgres" / "data").start()
-            stack.callback(pg.stop)
-            admin_url = pg.url()
-            print(f"[up] database: private PostgreSQL on port {pg.port}", flush=True)
-        result = migrate(admin_url, settings)
-        print(f"[up] schema: backend {result.backend}, applied "
-              f"{', '.join(result.applied) or 'nothing new'}", flush=True)
+        admin_url = _database(stack, settings)
         urls = service_urls(admin_url, secret)
-
-        if settings.mqtt_url:
-            target = settings.require_mqtt()
-            print("[up] broker: MQTT_URL", flush=True)
-        else:
-            mq = LocalMosquitto(settings.broker_dir)
-            mq.write_config()
-            files = broker.BrokerFiles(settings.broker_dir)
-            broker.write_passwd(files.passwd, broker.service_entries(secret))
-            mq.start()
-            stack.callback(mq.stop)
-            target = MqttTarget("127.0.0.1", mq.port)
-            print(f"[up] broker: private Mosquitto on port {mq.port} (no anonymous access)",
-                  flush=True)
+        target = _broker(stack, settings, secret)
         # Provisioning rewrites the broker's files and signals it to reload (pid file).
         logins = provision_demo(admin_url, settings, args.policies, args.seed, args.days)
-
-        base_env = {**os.environ, "GLUCOVER_SECRET": secret,
-                    "GLUCOVER_HOME": str(settings.home),
-                    "GLUCOVER_BROKER_DIR": str(settings.broker_dir)}
-        ingest_pw = broker.derive_password(secret, broker.INGEST_ACCOUNT)
-        ingest_mqtt = target.with_credentials(broker.INGEST_ACCOUNT, ingest_pw).url()
-        device_mqtt = MqttTarget(target.host, target.port).url()
-        child, _ = spawn("ingest", ["ingest", "--worker-name", "up-1", "--trust-sent-at"],
-                         {**base_env, "DATABASE_URL": urls["ingest"], "MQTT_URL": ingest_mqtt})
-        children.append(child)
-        sim_args = ["simulate", "--policies", str(args.policies), "--days", str(args.days),
-                    "--seed", str(args.seed), "--no-provision"]
-        if not args.no_live:
-            sim_args += ["--live"]
-        child, history_done = spawn("simulator", sim_args,
-                                    {**base_env, "DATABASE_URL": admin_url,
-                                     "MQTT_URL": device_mqtt}, marker="acknowledged")
-        children.append(child)
-        dash_env = {**base_env, "DATABASE_URL": urls["dashboard"],
-                    "GLUCOVER_DASHBOARD_ADDRESS": "127.0.0.1"}
-        child, _ = spawn("dashboard", ["dashboard", "--port", str(args.dashboard_port)],
-                         dash_env)
-        children.append(child)
+        env = {**os.environ, "GLUCOVER_SECRET": secret, "GLUCOVER_HOME": str(settings.home),
+               "GLUCOVER_BROKER_DIR": str(settings.broker_dir)}
         try:
-            wait_for_port(args.dashboard_port, DASHBOARD_START_TIMEOUT_S, child.proc)
+            history_done = _start_services(args, env, admin_url, urls, target, children)
         except Exception as exc:  # noqa: BLE001 - reported, and everything is stopped below
             print(f"[up] the dashboard did not start: {exc}", flush=True)
             stop.set()
-        print("\n".join([
-            "", "glucover is up",
-            f"  dashboard:  http://127.0.0.1:{args.dashboard_port}",
-            f"  database:   {admin_url}",
-            f"  broker:     mqtt://{target.host}:{target.port}",
-            f"  logins:     {', '.join(logins)} (password: {DEMO_PASSWORD!r})",
-            f"  state:      {settings.home}",
-            "  Ctrl-C stops everything.", ""]), flush=True)
-        pricing_started = False
-        while not stop.wait(0.5):
-            if not pricing_started and history_done.is_set():
-                time.sleep(3)  # let ingest commit the last of the history
-                child, _ = spawn("pricing", ["price", "run", "--every", str(args.price_every)],
-                                 {**base_env, "DATABASE_URL": urls["pricing"]})
-                children.append(child)
-                pricing_started = True
-            dead = [c for c in children if c.proc.poll() not in (None, 0)]
-            if dead:
-                print(f"[up] {dead[0].name} exited with {dead[0].proc.returncode}; stopping",
-                      flush=True)
-                break
-        print("[up] stopping", flush=True)
-        for c in reversed(children):
-            if c.proc.poll() is None:
-                c.proc.send_signal(signal.SIGTERM)
-        for c in reversed(children):
-            try:
-                c.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                c.proc.kill()
+            history_done = threading.Event()
+        _print_banner(args, admin_url, target, logins, settings)
+        _supervise(args, env, urls, children, history_done, stop)
+        _stop_children(children)
     return 0
+
+
+def _database(stack: ExitStack, settings: Settings) -> str:
+    """DATABASE_URL, or a private PostgreSQL cluster; migrated. Its admin URL."""
+    if settings.database_url:
+        admin_url = settings.database_url
+        print("[up] database: DATABASE_URL", flush=True)
+    else:
+        pg = LocalPostgres(settings.home / "postgres" / "data").start()
+        stack.callback(pg.stop)
+        admin_url = pg.url()
+        print(f"[up] database: private PostgreSQL on port {pg.port}", flush=True)
+    result = migrate(admin_url, settings)
+    print(f"[up] schema: backend {result.backend}, applied "
+          f"{', '.join(result.applied) or 'nothing new'}", flush=True)
+    return admin_url
+
+
+def _broker(stack: ExitStack, settings: Settings, secret: str) -> MqttTarget:
+    """MQTT_URL, or a private Mosquitto with the service accounts (no anonymous access)."""
+    if settings.mqtt_url:
+        print("[up] broker: MQTT_URL", flush=True)
+        return settings.require_mqtt()
+    mq = LocalMosquitto(settings.broker_dir)
+    mq.write_config()
+    files = broker.BrokerFiles(settings.broker_dir)
+    broker.write_passwd(files.passwd, broker.service_entries(secret))
+    mq.start()
+    stack.callback(mq.stop)
+    print(f"[up] broker: private Mosquitto on port {mq.port} (no anonymous access)", flush=True)
+    return MqttTarget("127.0.0.1", mq.port)
+
+
+def _start_services(args: argparse.Namespace, env: dict[str, str], admin_url: str,
+                    urls: dict[str, str], target: MqttTarget, children: list[Child]
+                    ) -> threading.Event:
+    """Ingest, the simulator and the dashboard, each with its own login; returns the event set
+    when the simulator's history is acknowledged. Raises when the dashboard does not start."""
+    ingest_pw = broker.derive_password(env["GLUCOVER_SECRET"], broker.INGEST_ACCOUNT)
+    ingest_mqtt = target.with_credentials(broker.INGEST_ACCOUNT, ingest_pw).url()
+    child, _ = spawn("ingest", ["ingest", "--worker-name", "up-1", "--trust-sent-at"],
+                     {**env, "DATABASE_URL": urls["ingest"], "MQTT_URL": ingest_mqtt})
+    children.append(child)
+    sim_args = ["simulate", "--policies", str(args.policies), "--days", str(args.days),
+                "--seed", str(args.seed), "--no-provision"]
+    if not args.no_live:
+        sim_args += ["--live"]
+    device_mqtt = MqttTarget(target.host, target.port).url()
+    child, history_done = spawn("simulator", sim_args, {
+        **env, "DATABASE_URL": admin_url, "MQTT_URL": device_mqtt}, marker="acknowledged")
+    children.append(child)
+    child, _ = spawn("dashboard", ["dashboard", "--port", str(args.dashboard_port)], {
+        **env, "DATABASE_URL": urls["dashboard"], "GLUCOVER_DASHBOARD_ADDRESS": "127.0.0.1"})
+    children.append(child)
+    wait_for_port(args.dashboard_port, DASHBOARD_START_TIMEOUT_S, child.proc)
+    return history_done
+
+
+def _print_banner(args: argparse.Namespace, admin_url: str, target: MqttTarget,
+                  logins: list[str], settings: Settings) -> None:
+    print("\n".join([
+        "", "glucover is up",
+        f"  dashboard:  http://127.0.0.1:{args.dashboard_port}",
+        f"  database:   {admin_url}",
+        f"  broker:     mqtt://{target.host}:{target.port}",
+        f"  logins:     {', '.join(logins)} (password: {DEMO_PASSWORD!r})",
+        f"  state:      {settings.home}",
+        "  Ctrl-C stops everything.", ""]), flush=True)
+
+
+def _supervise(args: argparse.Namespace, env: dict[str, str], urls: dict[str, str],
+               children: list[Child], history_done: threading.Event,
+               stop: threading.Event) -> None:
+    """Start pricing once the history is in; stop when asked or when a service dies."""
+    pricing_started = False
+    while not stop.wait(0.5):
+        if not pricing_started and history_done.is_set():
+            time.sleep(3)  # let ingest commit the last of the history
+            child, _ = spawn("pricing", ["price", "run", "--every", str(args.price_every)],
+                             {**env, "DATABASE_URL": urls["pricing"]})
+            children.append(child)
+            pricing_started = True
+        dead = [c for c in children if c.proc.poll() not in (None, 0)]
+        if dead:
+            print(f"[up] {dead[0].name} exited with {dead[0].proc.returncode}; stopping",
+                  flush=True)
+            break
+
+
+def _stop_children(children: list[Child]) -> None:
+    print("[up] stopping", flush=True)
+    for c in reversed(children):
+        if c.proc.poll() is None:
+            c.proc.send_signal(signal.SIGTERM)
+    for c in reversed(children):
+        try:
+            c.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            c.proc.kill()
 
 
 

@@ -7,27 +7,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 import psycopg
 
-from devices.wire import Reading, RejectReason
+from devices.wire.decoding import Reading, RejectReason
 
 REJECT_PAYLOAD_CAP = 65_536  # bytes of a refused payload kept for review
 
-READING_COLUMNS = ("device_id", "seq", "measured_at", "utc_offset_min", "received_at", "value",
-                   "unit", "value_mmol", "meal", "sample", "source", "status", "flags")
+# A decoded Reading is a row of readings: its fields are the columns, in order.
+READING_COLUMNS = Reading._fields
+# A reading's identity, and the content two copies of one identity must share; anything else
+# (the receive time) may differ between a reading and its re-sent copy.
+IDENTITY_COLUMNS = ("device_id", "seq", "measured_at")
+CONTENT_COLUMNS = ("value", "unit", "meal", "sample", "source", "status")
+identity = attrgetter(*IDENTITY_COLUMNS)
+content = attrgetter(*CONTENT_COLUMNS)
 _COLS = ", ".join(READING_COLUMNS)
 
 READING_TYPES = ("text", "int4", "timestamptz", "int2", "timestamptz", "float8", "text", "float8",
-                 "text", "text", "text", "int4", "text[]")
+                 "text", "text", "text", "int4")
 STAGING_TYPES = ("int4", *READING_TYPES)
 STAGING_DDL = f"""
 create temp table if not exists ingest_staging (
     item integer not null,
     device_id text, seq integer, measured_at timestamptz, utc_offset_min smallint,
     received_at timestamptz, value double precision, unit text, value_mmol double precision,
-    meal text, sample text, source text, status integer, flags text[]
+    meal text, sample text, source text, status integer
 ) on commit delete rows;
 -- {_COLS}
 """
@@ -50,19 +57,19 @@ COPY_READINGS_SQL = f"copy readings ({_COLS}) from stdin (format binary)"
 INSERT_SQL = f"""
 insert into readings ({_COLS})
 select {_COLS} from ingest_staging
-on conflict (device_id, seq, measured_at) do nothing
+on conflict ({", ".join(IDENTITY_COLUMNS)}) do nothing
 """
 
 # Run only when some staged rows were not inserted (re-sends, mostly): which of them carry
 # other content than the row already stored under their identity (conflicting duplicates).
 # Rows this transaction just inserted match themselves and drop out. Skipping this join when
 # every row went in halves the database's work per batch on a hypertable (measured).
-CONFLICTS_SQL = """
-select s.item, r.value, r.unit, r.meal, r.sample, r.source, r.status
+CONFLICTS_SQL = f"""
+select s.item, {", ".join(f"r.{c}" for c in CONTENT_COLUMNS)}
 from ingest_staging s
-join readings r using (device_id, seq, measured_at)
-where (r.value, r.unit, r.meal, r.sample, r.source, r.status)
-      is distinct from (s.value, s.unit, s.meal, s.sample, s.source, s.status)
+join readings r using ({", ".join(IDENTITY_COLUMNS)})
+where ({", ".join(f"r.{c}" for c in CONTENT_COLUMNS)})
+      is distinct from ({", ".join(f"s.{c}" for c in CONTENT_COLUMNS)})
 """
 
 STATUS_SQL = """
@@ -115,11 +122,6 @@ def prepare(conn: psycopg.Connection[Any]) -> None:
     conn.commit()
 
 
-def _row(r: Reading) -> tuple[Any, ...]:
-    return (r.device_id, r.seq, r.measured_at, r.utc_offset_min, r.received_at, r.value, r.unit,
-            r.value_mmol, r.meal, r.sample, r.source, r.status, list(r.flags))
-
-
 def _copy_readings(conn: psycopg.Connection[Any], readings: list[Reading],
                    items: list[int]) -> bool:
     """The fast path: COPY readings[items] straight into readings. False, with nothing written,
@@ -130,7 +132,7 @@ def _copy_readings(conn: psycopg.Connection[Any], readings: list[Reading],
             with cur.copy(COPY_READINGS_SQL) as copy:
                 copy.set_types(READING_TYPES)
                 for i in items:
-                    copy.write_row(_row(readings[i]))
+                    copy.write_row(readings[i])
         except psycopg.errors.UniqueViolation:
             cur.execute("rollback to savepoint copy_readings")
             return False
@@ -146,7 +148,7 @@ def _merge_readings(conn: psycopg.Connection[Any], readings: list[Reading], item
         with cur.copy(f"copy ingest_staging (item, {_COLS}) from stdin (format binary)") as copy:
             copy.set_types(STAGING_TYPES)
             for i in items:
-                copy.write_row((i, *_row(readings[i])))
+                copy.write_row((i, *readings[i]))
         stored = cur.execute(INSERT_SQL).rowcount
         if stored < len(items):
             conflicts = cur.execute(CONFLICTS_SQL).fetchall()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
-import os
 import signal
 import socket
 import threading
@@ -27,18 +26,19 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
-from devices import wire
+from devices.wire import decoding, topics
 from glucover import broker
 from glucover.config import MqttTarget, Settings
 from ingest import metrics
+from ingest.decode import Received, decode
 from ingest.store import Batch, Rejection, WriteResult, prepare, write_batch
 from ingest.subscriber import BatchingClient
 
 log = logging.getLogger("glucover.ingest")
 
 SHARE_GROUP = "ingest"
-SUBSCRIPTIONS = (f"$share/{SHARE_GROUP}/{wire.TOPIC_ROOT}/+/readings",
-                 f"$share/{SHARE_GROUP}/{wire.TOPIC_ROOT}/+/status")
+SUBSCRIPTIONS = (f"$share/{SHARE_GROUP}/{topics.TOPIC_ROOT}/+/readings",
+                 f"$share/{SHARE_GROUP}/{topics.TOPIC_ROOT}/+/status")
 KEEPALIVE_S = 30
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
 DB_RETRY_MIN_S, DB_RETRY_MAX_S = 0.2, 10.0
@@ -50,17 +50,6 @@ LINGER_POLL_S = 0.002
 # difference in flat-out throughput beyond this VM's noise (glucover bench ingest, 4 runs).
 DEFAULT_FLUSH_MS = 5
 GC_THRESHOLD = 200_000
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    """A message as it came off the broker (paho reuses nothing; we keep what we need)."""
-
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    received_at: datetime
 
 
 @dataclass
@@ -133,72 +122,6 @@ class DeviceRegistry:
         return device_ids & self.known
 
 
-def decode(messages: list[Received], trust_sent_at: bool) -> Batch:
-    """Parse, validate and normalise a batch; never raises for anything a device sends. Should
-    the decoder itself fail on a message (a bug of ours), that message is recorded as a
-    decoder_error with its payload and the rest of the batch goes on."""
-    batch = Batch()
-    seen: dict[tuple[str, int, datetime], int] = {}
-    for msg in messages:
-        try:
-            _decode_message(msg, trust_sent_at, batch, seen)
-        except Exception as exc:  # the guard that keeps the worker alive
-            log.exception("decoder failed on a message on %s", msg.topic)
-            found = wire.topic_device(msg.topic)
-            batch.rejections.append(Rejection(
-                msg.topic, found[0] if found else None, wire.RejectReason.DECODER_ERROR,
-                f"{type(exc).__name__}: {exc}", msg.payload, msg.received_at))
-    return batch
-
-
-def _decode_message(msg: Received, trust_sent_at: bool, batch: Batch,
-                    seen: dict[tuple[str, int, datetime], int]) -> None:
-    """Decode one message into `batch`: its readings, its rejections, or its status."""
-    found = wire.topic_device(msg.topic)
-    if found is None:
-        batch.rejections.append(Rejection(msg.topic, None, wire.RejectReason.UNKNOWN_TOPIC,
-                                          "not a glucover v1 topic", msg.payload,
-                                          msg.received_at))
-        return
-    device_id, kind = found
-    try:
-        if kind == "status":
-            doc = wire.decode_status(msg.payload, device_id)
-            sent = wire.parse_timestamp(doc.get("sent_at"), "$.sent_at", [])
-            batch.statuses.append((device_id, doc["state"], doc.get("battery_pct"),
-                                   doc.get("firmware"), doc.get("clock_offset_s"),
-                                   sent or msg.received_at))
-            return
-        decoded = wire.decode_readings(msg.payload, device_id, msg.received_at, trust_sent_at)
-    except wire.WireError as exc:
-        batch.rejections.append(Rejection(msg.topic, device_id, exc.reason, str(exc),
-                                          msg.payload, msg.received_at))
-        return
-    for err in decoded.rejected:
-        batch.rejections.append(Rejection(msg.topic, device_id, err.reason, str(err),
-                                          msg.payload, msg.received_at))
-    for reading in decoded.readings:
-        key = (reading.device_id, reading.seq, reading.measured_at)
-        first = seen.get(key)
-        if first is not None:
-            earlier = batch.readings[first]
-            if (earlier.value, earlier.unit, earlier.meal, earlier.sample, earlier.source,
-                    earlier.status) == (reading.value, reading.unit, reading.meal,
-                                        reading.sample, reading.source, reading.status):
-                batch.duplicates += 1
-            else:
-                batch.rejections.append(Rejection(
-                    msg.topic, device_id, wire.RejectReason.CONFLICTING_DUPLICATE,
-                    f"seq {reading.seq} at {reading.measured_at.isoformat()} came twice in "
-                    f"one batch with different content ({earlier.value} vs {reading.value} "
-                    f"{reading.unit})", msg.payload, msg.received_at))
-            continue
-        seen[key] = len(batch.readings)
-        batch.readings.append(reading)
-        batch.reading_topics.append(msg.topic)
-        batch.reading_payloads.append(msg.payload)
-
-
 def _combine(a: WriteResult, b: WriteResult) -> WriteResult:
     rejected = dict(a.rejected)
     for reason, count in b.rejected.items():
@@ -214,7 +137,7 @@ def drop_unknown_devices(batch: Batch, known: set[str]) -> None:
     for i, r in enumerate(batch.readings):
         if r.device_id not in known:
             batch.rejections.append(Rejection(
-                batch.reading_topics[i], r.device_id, wire.RejectReason.UNKNOWN_DEVICE,
+                batch.reading_topics[i], r.device_id, decoding.RejectReason.UNKNOWN_DEVICE,
                 f"device {r.device_id!r} is not provisioned or was revoked",
                 batch.reading_payloads[i], r.received_at))
     batch.readings = [batch.readings[i] for i in keep]
@@ -335,9 +258,9 @@ class IngestWorker:
                 return _combine(self._store(messages[:half]), self._store(messages[half:]))
             msg = messages[0]
             log.error("database refused a message on %s: %s", msg.topic, exc)
-            found = wire.topic_device(msg.topic)
+            found = topics.topic_device(msg.topic)
             refused = Batch(rejections=[Rejection(
-                msg.topic, found[0] if found else None, wire.RejectReason.STORAGE_ERROR,
+                msg.topic, found[0] if found else None, decoding.RejectReason.STORAGE_ERROR,
                 f"{type(exc).__name__}: {exc}", msg.payload, msg.received_at)])
             return self._commit(refused, 1)
 
@@ -405,7 +328,7 @@ def ingest_cli(args: argparse.Namespace, settings: Settings) -> int:
         mqtt=ingest_target(settings),
         client_id=args.client_id or f"glucover-{args.worker_name}",
         batch_size=args.batch_size, flush_ms=args.flush_ms,
-        trust_sent_at=args.trust_sent_at or os.environ.get("GLUCOVER_TRUST_SENT_AT") == "1",
+        trust_sent_at=args.trust_sent_at or settings.trust_sent_at,
         metrics_port=args.metrics_port,
     )
     if config.metrics_port:

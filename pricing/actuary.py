@@ -1,8 +1,8 @@
 """Actuarial workbench: what-if back-tests, expected liability, the claim-frequency GLM and the
 gaming report. Pure functions over the evaluator's frames; I/O lives in the CLI and dashboard.
 
-Quantities (see shared/domain.md):
-- estimated HbA1c (ADAG): A1c = (mean glucose mg/dL + 46.7) / 28.7
+Quantities (see docs/domain.md):
+- estimated HbA1c and time in range: pricing/glycaemia.py
 - annual payout probability: 1 - exp(-rate), rate = base rate x 1.59^(A1c - 7) (UKPDS 35)
 - expected liability: sum over policies of payout probability x sum insured at period end
 """
@@ -25,13 +25,9 @@ from pricing.evaluator import (
     policy_day_counts,
     validity_key,
 )
+from pricing.glycaemia import estimated_a1c, in_range
 from pricing.ruleset import Ruleset
-from pricing.synthetic import (
-    BASE_ANNUAL_CLAIM_RATE,
-    HAZARD_RATIO_PER_A1C,
-    Portfolio,
-    estimated_a1c,
-)
+from pricing.synthetic import BASE_ANNUAL_CLAIM_RATE, HAZARD_RATIO_PER_A1C, Portfolio
 
 CHUNK_POLICIES = 20_000  # back-tests evaluate this many policies at a time (progress, memory)
 
@@ -57,8 +53,9 @@ def payout_probability(a1c: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
 def policy_glycaemia(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFrame,
                      ruleset: Ruleset, through: date,
                      assigned: AssignedReadings | None = None) -> pd.DataFrame:
-    """Per policy: mean glucose of its valid readings, estimated HbA1c, time in range
-    (3.9-10.0 mmol/L) and adherence (share of days with a qualifying reading)."""
+    """Per policy: mean glucose of its valid readings, estimated HbA1c, time in range (all three
+    as pricing/glycaemia.py defines them) and adherence (share of days with a qualifying
+    reading)."""
     n_days = policy_day_counts(policies, through)
     if assigned is None:
         assigned, _ = assign_readings(policies, bindings, readings, ruleset, n_days)
@@ -66,8 +63,7 @@ def policy_glycaemia(policies: pd.DataFrame, bindings: pd.DataFrame, readings: p
     n = len(policies)
     count = np.bincount(assigned.policy, minlength=n)
     total = np.bincount(assigned.policy, weights=values, minlength=n)
-    in_range = np.bincount(assigned.policy, weights=(values >= 3.9) & (values <= 10.0),
-                           minlength=n)
+    in_range_count = np.bincount(assigned.policy, weights=in_range(values), minlength=n)
     meal_ok = np.asarray(readings["meal"].isin(ruleset.qualifying_meals))[assigned.row]
     width = max(int(n_days.max()) if n else 0, 1)
     grid = np.zeros(n * width, dtype=bool)
@@ -79,7 +75,7 @@ def policy_glycaemia(policies: pd.DataFrame, bindings: pd.DataFrame, readings: p
             "policy_id": policies["policy_id"].to_numpy(),
             "readings": count, "mean_mmol": mean,
             "est_a1c": estimated_a1c(mean),
-            "time_in_range": in_range / count,
+            "time_in_range": in_range_count / count,
             "adherence": measured_days / np.maximum(n_days, 1),
         })
     return out

@@ -57,3 +57,9 @@ def claim_cli(args: argparse.Namespace, settings: Settings) -> int:
     print(f"claim {claim.claim_id}: policy {claim.policy_id}, event {claim.event_date}, payout "
           f"{claim.payout:,.2f} (sum insured at the end of {claim.basis_day})")
     return 0
+
+
+def parameters_cli(args: argparse.Namespace, settings: Settings) -> int:
+    """The ruleset parameters as a Markdown table (the README's is this output)."""
+    sys.stdout.write(rulesets.markdown_table())
+    return 0

@@ -47,10 +47,6 @@ EXCLUSION_REASONS = (
 #   bindings: policy_id, device_id, bound_from, bound_to (UTC datetimes; NaT = open)
 #   readings: device_id, seq (int), measured_at, received_at (UTC datetime64[ns]),
 #             value_mmol (float), meal, sample, source (str or category), status (int bits)
-POLICY_COLUMNS = ("policy_id", "start_date", "base_sum_insured", "timezone")
-BINDING_COLUMNS = ("policy_id", "device_id", "bound_from", "bound_to")
-READING_COLUMNS = ("device_id", "seq", "measured_at", "received_at", "value_mmol", "meal",
-                   "sample", "source", "status")
 
 
 @dataclass(frozen=True)
@@ -269,9 +265,18 @@ def evaluate(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFr
                         np.zeros(n_policies, np.int64))
     if assigned is None:
         assigned, _ = assign_readings(policies, bindings, readings, ruleset, n_days)
+    values, seq_grid = _qualifying_readings(readings, assigned, ruleset, n_policies, width)
+    status, step = _day_statuses(values, ruleset)
+    bonus, delta = _running_bonus(step, status != MISSED, ruleset, resume)
+    return _ledger(policies, n_days, resume, status, seq_grid, bonus, delta)
 
-    # Rule 2: earliest qualifying reading per policy-day, without sorting: a scatter-min on
-    # measured_at, then on seq among the readings that tie on it.
+
+def _qualifying_readings(readings: pd.DataFrame, assigned: AssignedReadings, ruleset: Ruleset,
+                         n_policies: int, width: int
+                         ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int32]]:
+    """Rule 2: the value and seq of each policy-day's qualifying reading (NaN and -1 when
+    none), as (policies x days) grids. The earliest qualifying reading, found without sorting:
+    a scatter-min on measured_at, then on seq among the readings that tie on it."""
     meal_ok = np.asarray(readings["meal"].isin(ruleset.qualifying_meals))[assigned.row]
     rows = assigned.row[meal_ok]
     cell = assigned.policy[meal_ok] * width + assigned.day_offset[meal_ok]
@@ -290,20 +295,28 @@ def evaluate(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFr
     value[cell] = readings["value_mmol"].to_numpy(dtype=np.float64)[rows]
     seq_of_day = np.full(n_policies * width, -1, dtype=np.int32)
     seq_of_day[cell] = readings["seq"].to_numpy(dtype=np.int32)[rows]
-    values = value.reshape(n_policies, width)
-    seq_grid = seq_of_day.reshape(n_policies, width)
+    return value.reshape(n_policies, width), seq_of_day.reshape(n_policies, width)
 
-    # Rule 3.
-    status = np.full((n_policies, width), OUT_OF_TARGET, dtype=np.int8)
+
+def _day_statuses(values: npt.NDArray[np.float64], ruleset: Ruleset
+                  ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float64]]:
+    """Rule 3: each policy-day's status and the step it adds to the bonus."""
+    status = np.full(values.shape, OUT_OF_TARGET, dtype=np.int8)
     status[np.isnan(values)] = MISSED
     with np.errstate(invalid="ignore"):
         status[(values >= ruleset.target_low) & (values <= ruleset.target_high)] = IN_TARGET
         status[values > ruleset.high_above] = HIGH
     step = np.array([ruleset.delta_missed, ruleset.delta_in_target, ruleset.delta_high,
                      ruleset.delta_out_of_target])[status]
-    measured_day = status != MISSED
+    return status, step
 
-    # Rules 4-5: the running, clamped bonus, all policies at once, one day column at a time.
+
+def _running_bonus(step: npt.NDArray[np.float64], measured_day: npt.NDArray[np.bool_],
+                   ruleset: Ruleset, resume: Resume
+                   ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Rules 4-5: the running, clamped bonus with the weekly adherence penalty, all policies at
+    once, one day column at a time; and each day's change (rule 6's delta)."""
+    n_policies, width = step.shape
     bonus = np.empty((n_policies, width))
     running = np.zeros(n_policies)
     block = ruleset.block_days
@@ -327,8 +340,15 @@ def evaluate(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFr
     rows_at = np.flatnonzero(at_resume)
     delta[rows_at, resume.offset[rows_at]] = (bonus[rows_at, resume.offset[rows_at]]
                                               - resume.bonus[rows_at])
+    return bonus, delta
 
-    # Rule 6: flatten the live cells (each policy's columns from its resume day to n_days).
+
+def _ledger(policies: pd.DataFrame, n_days: npt.NDArray[np.int64], resume: Resume,
+            status: npt.NDArray[np.int8], seq_grid: npt.NDArray[np.int32],
+            bonus: npt.NDArray[np.float64], delta: npt.NDArray[np.float64]) -> Ledger:
+    """Rule 6: one row per live policy-day (each policy's columns from its resume day to its
+    last day)."""
+    n_policies, width = status.shape
     columns = np.arange(width)[None, :]
     live = (columns < n_days[:, None]) & (columns >= resume.offset[:, None])
     policy_of_cell = np.broadcast_to(np.arange(n_policies)[:, None], live.shape)[live]

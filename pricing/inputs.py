@@ -15,7 +15,7 @@ from zoneinfo import available_timezones
 import numpy as np
 import pandas as pd
 
-from devices.wire import MGDL_PER_MMOL, Meal, Sample, Source, Status, Unit
+from devices.wire.vocabulary import MGDL_PER_MMOL, Meal, Sample, Source, Status, Unit
 from glucover.errors import UserError
 
 POLICY_CSV_COLUMNS = ("policy_id", "device_id", "start_date", "base_sum_insured", "timezone")

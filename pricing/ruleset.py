@@ -1,21 +1,28 @@
-"""Rulesets: the parameters of the floating sum insured, loaded from TOML and validated.
+"""Rulesets: the parameters of the floating sum insured, declared once, loaded from TOML and
+validated.
 
 The structure (validity -> qualifying reading -> day status -> clamped bonus -> weekly adherence)
 is fixed by pricing/evaluator.py; a ruleset only sets its numbers. `default.toml` in
 pricing/rulesets/ is the 糖小贝 ruleset.
+
+Each parameter is one field of `Ruleset`, declared with `parameter(...)`: its TOML section and
+key, default, unit, bounds, allowed names, labels in English and Chinese and help. Reading and
+writing TOML, validation, the dashboard's editor form and the README's table
+(`glucover price parameters`) are all generated from these declarations, so adding a parameter
+is one edit. A TOML file may leave a parameter out; it then takes the declared default.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import Field, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
-from devices.wire import MGDL_PER_MMOL, Meal, Sample, Source, Status
+from devices.wire.vocabulary import MGDL_PER_MMOL, Meal, Sample, Source, Status
 from glucover.errors import UserError
 
 
@@ -24,31 +31,115 @@ class RulesetError(UserError):
 
 
 @dataclass(frozen=True)
+class Parameter:
+    """What a ruleset parameter is, for everything generated from the declarations."""
+
+    section: str
+    key: str
+    unit: str
+    label_en: str
+    label_zh: str
+    help: str
+    low: float | None = None  # inclusive bounds of a number
+    high: float | None = None
+    choices: tuple[str, ...] = ()  # the names a list parameter may hold
+
+    @property
+    def path(self) -> str:
+        return f"{self.section}.{self.key}"
+
+
+def parameter(section: str, key: str, default: Any, *, label: tuple[str, str], help: str,
+              unit: str = "", low: float | None = None, high: float | None = None,
+              choices: tuple[str, ...] = ()) -> Any:
+    """A dataclass field carrying its Parameter declaration."""
+    declared = Parameter(section, key, unit, label[0], label[1], help, low, high, choices)
+    return field(default=default, metadata={"parameter": declared})
+
+
+_SAMPLES = tuple(s.value for s in Sample)
+_SOURCES = tuple(s.value for s in Source)
+_STATUSES = tuple(s.name for s in Status)
+_MEALS = tuple(m.value for m in Meal)
+
+
+@dataclass(frozen=True)
 class Ruleset:
-    name: str
-    description: str = ""
-    version: int = 0  # 0: not published (a file or a draft)
-    excluded_samples: tuple[str, ...] = ("control_solution",)
-    allowed_sources: tuple[str, ...] = ("meter",)
-    excluded_status: tuple[str, ...] = tuple(s.name for s in Status if s.name != "battery_low")
-    min_mgdl: float = 20.0
-    max_mgdl: float = 600.0
-    future_tolerance_seconds: int = 300
-    late_tolerance_seconds: int = 7 * 86400
-    qualifying_meals: tuple[str, ...] = ("fasting", "preprandial")
-    target_low: float = 4.4
-    target_high: float = 7.0
-    high_above: float = 10.0
-    delta_in_target: float = 100.0
-    delta_high: float = -100.0
-    delta_out_of_target: float = 0.0
-    delta_missed: float = 0.0
-    bonus_min: float = -5000.0
-    bonus_max: float = 20000.0
-    block_days: int = 7
-    min_measured_days: int = 5
-    adherence_penalty: float = -200.0
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    name: str = parameter("ruleset", "name", "", label=("Name", "名称"),
+                          help="Identifies the ruleset; published versions are numbered per name.")
+    description: str = parameter("ruleset", "description", "",
+                                 label=("Description", "说明"), help="What the ruleset does.")
+    version: int = 0  # 0: not published (a file or a draft); set by publishing, not by TOML
+    excluded_samples: tuple[str, ...] = parameter(
+        "validity", "excluded_samples", ("control_solution",), choices=_SAMPLES,
+        label=("Excluded samples", "排除的样本类型"),
+        help="Sample types that never count (control solution is not blood).")
+    allowed_sources: tuple[str, ...] = parameter(
+        "validity", "allowed_sources", ("meter",), choices=_SOURCES,
+        label=("Allowed sources", "允许的来源"),
+        help="Only meter-sent readings count; manual entries do not.")
+    excluded_status: tuple[str, ...] = parameter(
+        "validity", "excluded_status", tuple(s for s in _STATUSES if s != "battery_low"),
+        choices=_STATUSES, label=("Excluded meter statuses", "排除的仪器状态"),
+        help="GLS annunciations that void a reading (battery_low is harmless).")
+    min_mgdl: float = parameter(
+        "validity", "min_mgdl", 20.0, unit="mg/dL", low=0.0,
+        label=("Meter range from", "仪器量程下限"),
+        help="The meter's measuring range; compared in mmol/L (mg/dL / 18.0156, unrounded).")
+    max_mgdl: float = parameter(
+        "validity", "max_mgdl", 600.0, unit="mg/dL", low=0.0,
+        label=("Meter range to", "仪器量程上限"), help="Upper end of the meter's range.")
+    future_tolerance_seconds: int = parameter(
+        "validity", "future_tolerance_seconds", 300, unit="s", low=0,
+        label=("Clock ahead tolerance", "时钟超前容差"),
+        help="measured_at may be at most this far after received_at (meter clock ahead).")
+    late_tolerance_seconds: int = parameter(
+        "validity", "late_tolerance_seconds", 7 * 86400, unit="s", low=0,
+        label=("Late sync tolerance", "延迟同步容差"),
+        help="received_at may be at most this far after measured_at (late sync).")
+    qualifying_meals: tuple[str, ...] = parameter(
+        "qualifying", "meals", ("fasting", "preprandial"), choices=_MEALS,
+        label=("Qualifying meal contexts", "计入的测量时段"),
+        help="The first valid reading of the day in one of these contexts decides the day.")
+    target_low: float = parameter(
+        "bands", "target_low", 4.4, unit="mmol/L", low=0.0,
+        label=("In target from", "达标下限"), help="in_target: target_low <= v <= target_high.")
+    target_high: float = parameter(
+        "bands", "target_high", 7.0, unit="mmol/L", low=0.0,
+        label=("In target up to", "达标上限"), help="Upper end of the target band.")
+    high_above: float = parameter(
+        "bands", "high_above", 10.0, unit="mmol/L", low=0.0, label=("High above", "偏高阈值"),
+        help="high: v > high_above; between the band and this: out_of_target.")
+    delta_in_target: float = parameter(
+        "deltas", "in_target", 100.0, unit="RMB", label=("Step when in target", "达标变动"),
+        help="Change of the sum insured on an in-target day.")
+    delta_high: float = parameter(
+        "deltas", "high", -100.0, unit="RMB", label=("Step when high", "偏高变动"),
+        help="Change on a high day.")
+    delta_out_of_target: float = parameter(
+        "deltas", "out_of_target", 0.0, unit="RMB",
+        label=("Step when out of target", "未达标变动"), help="Change on an out-of-target day.")
+    delta_missed: float = parameter(
+        "deltas", "missed", 0.0, unit="RMB", label=("Step when missed", "未测量变动"),
+        help="Change on a day without a qualifying reading.")
+    bonus_min: float = parameter(
+        "bonus", "min", -5000.0, unit="RMB", high=0.0, label=("Bonus floor", "奖励下限"),
+        help="The running bonus is clamped to [min, max] after every day.")
+    bonus_max: float = parameter(
+        "bonus", "max", 20000.0, unit="RMB", low=0.0, label=("Bonus cap", "奖励上限"),
+        help="The most the sum insured can rise above its base.")
+    block_days: int = parameter(
+        "adherence", "block_days", 7, unit="days", low=1, high=366,
+        label=("Adherence block", "依从性周期"),
+        help="Adherence is judged in blocks of this many days from the start date.")
+    min_measured_days: int = parameter(
+        "adherence", "min_measured_days", 5, unit="days", low=0,
+        label=("Measured days needed", "所需测量天数"),
+        help="Fewer days with a qualifying reading in a block costs the penalty.")
+    adherence_penalty: float = parameter(
+        "adherence", "penalty", -200.0, unit="RMB", high=0.0,
+        label=("Weekly shortfall penalty", "周未达标扣减"),
+        help="Added on a block's last day when it had too few measured days.")
 
     @property
     def min_mmol(self) -> float:
@@ -66,35 +157,20 @@ class Ruleset:
         return mask
 
     def validate(self) -> Ruleset:
-        problems = []
+        problems = [p for f in declared_fields() if (p := _check(f, getattr(self, f.name)))]
 
         def check(ok: bool, message: str) -> None:
             if not ok:
                 problems.append(message)
 
+        # Rules that relate two parameters; each parameter's own bounds are declared above.
         check(bool(self.name.strip()), "ruleset.name must not be empty")
-        for value in self.excluded_samples:
-            check(value in Sample._value2member_map_, f"validity.excluded_samples: {value!r} "
-                  "is not a sample type")
-        for value in self.allowed_sources:
-            check(value in Source._value2member_map_, f"validity.allowed_sources: {value!r} "
-                  "is not a source")
-        for value in self.excluded_status:
-            check(value in Status.__members__, f"validity.excluded_status: {value!r} is not a "
-                  "GLS status name")
-        for value in self.qualifying_meals:
-            check(value in Meal._value2member_map_, f"qualifying.meals: {value!r} is not a "
-                  "meal context")
         check(bool(self.qualifying_meals), "qualifying.meals must name at least one context")
-        check(0 < self.min_mgdl < self.max_mgdl, "validity: need 0 < min_mgdl < max_mgdl")
-        check(self.future_tolerance_seconds >= 0, "validity.future_tolerance_seconds >= 0")
-        check(self.late_tolerance_seconds >= 0, "validity.late_tolerance_seconds >= 0")
+        check(self.min_mgdl < self.max_mgdl, "validity: need min_mgdl < max_mgdl")
         check(0 < self.target_low <= self.target_high, "bands: need 0 < target_low <= "
               "target_high")
         check(self.high_above >= self.target_high, "bands: high_above must be >= target_high")
-        check(self.bonus_min <= 0 <= self.bonus_max, "bonus: need min <= 0 <= max")
-        check(1 <= self.block_days <= 366, "adherence.block_days must be 1..366")
-        check(0 <= self.min_measured_days <= self.block_days,
+        check(self.min_measured_days <= self.block_days,
               "adherence.min_measured_days must be 0..block_days")
         if problems:
             raise RulesetError("; ".join(problems))
@@ -103,26 +179,11 @@ class Ruleset:
     # ------------------------------------------------------------ TOML
 
     def to_toml(self) -> str:
-        doc = {
-            "ruleset": {"name": self.name, "description": self.description},
-            "validity": {
-                "excluded_samples": list(self.excluded_samples),
-                "allowed_sources": list(self.allowed_sources),
-                "excluded_status": list(self.excluded_status),
-                "min_mgdl": self.min_mgdl, "max_mgdl": self.max_mgdl,
-                "future_tolerance_seconds": self.future_tolerance_seconds,
-                "late_tolerance_seconds": self.late_tolerance_seconds,
-            },
-            "qualifying": {"meals": list(self.qualifying_meals)},
-            "bands": {"target_low": self.target_low, "target_high": self.target_high,
-                      "high_above": self.high_above},
-            "deltas": {"in_target": self.delta_in_target, "high": self.delta_high,
-                       "out_of_target": self.delta_out_of_target, "missed": self.delta_missed},
-            "bonus": {"min": self.bonus_min, "max": self.bonus_max},
-            "adherence": {"block_days": self.block_days,
-                          "min_measured_days": self.min_measured_days,
-                          "penalty": self.adherence_penalty},
-        }
+        doc: dict[str, dict[str, Any]] = {}
+        for f in declared_fields():
+            value = getattr(self, f.name)
+            doc.setdefault(declaration(f).section, {})[declaration(f).key] = (
+                list(value) if isinstance(value, tuple) else value)
         return tomli_w.dumps(doc)
 
     @classmethod
@@ -131,25 +192,7 @@ class Ruleset:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise RulesetError(f"not valid TOML: {exc}") from None
-        known = {
-            ("ruleset", "name"): "name", ("ruleset", "description"): "description",
-            ("validity", "excluded_samples"): "excluded_samples",
-            ("validity", "allowed_sources"): "allowed_sources",
-            ("validity", "excluded_status"): "excluded_status",
-            ("validity", "min_mgdl"): "min_mgdl", ("validity", "max_mgdl"): "max_mgdl",
-            ("validity", "future_tolerance_seconds"): "future_tolerance_seconds",
-            ("validity", "late_tolerance_seconds"): "late_tolerance_seconds",
-            ("qualifying", "meals"): "qualifying_meals",
-            ("bands", "target_low"): "target_low", ("bands", "target_high"): "target_high",
-            ("bands", "high_above"): "high_above",
-            ("deltas", "in_target"): "delta_in_target", ("deltas", "high"): "delta_high",
-            ("deltas", "out_of_target"): "delta_out_of_target",
-            ("deltas", "missed"): "delta_missed",
-            ("bonus", "min"): "bonus_min", ("bonus", "max"): "bonus_max",
-            ("adherence", "block_days"): "block_days",
-            ("adherence", "min_measured_days"): "min_measured_days",
-            ("adherence", "penalty"): "adherence_penalty",
-        }
+        by_path = {declaration(f).path: f for f in declared_fields()}
         kwargs: dict[str, Any] = {"version": version}
         unknown = []
         for section, table in doc.items():
@@ -157,41 +200,85 @@ class Ruleset:
                 unknown.append(section)
                 continue
             for key, value in table.items():
-                attr = known.get((section, key))
-                if attr is None:
+                f = by_path.get(f"{section}.{key}")
+                if f is None:
                     unknown.append(f"{section}.{key}")
                 else:
-                    kwargs[attr] = value
+                    kwargs[f.name] = _typed(f, value)
         if unknown:
             raise RulesetError(f"unknown parameters: {', '.join(unknown)}")
         if "name" not in kwargs:
             raise RulesetError("ruleset.name is missing")
-        types = {f.name: f.type for f in fields(cls)}
-        for attr, value in list(kwargs.items()):
-            kind = str(types[attr])
-            if kind.startswith("tuple"):
-                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                    raise RulesetError(f"{attr} must be a list of names")
-                kwargs[attr] = tuple(value)
-            elif kind == "float":
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    raise RulesetError(f"{attr} must be a number, got {value!r}")
-                kwargs[attr] = float(value)
-            elif kind == "int":
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise RulesetError(f"{attr} must be a whole number, got {value!r}")
-            elif kind == "str" and not isinstance(value, str):
-                raise RulesetError(f"{attr} must be text")
         return cls(**kwargs).validate()
 
     def parameters(self) -> dict[str, Any]:
         """Flat parameter dict (for forms and diffs)."""
-        out = asdict(self)
-        out.pop("extra")
-        return out
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def with_parameters(self, **changes: Any) -> Ruleset:
         return replace(self, **changes).validate()
+
+
+def declared_fields() -> tuple[Field[Any], ...]:
+    """The Ruleset fields that are parameters, in declaration order."""
+    return tuple(f for f in fields(Ruleset) if "parameter" in f.metadata)
+
+
+def declaration(f: Field[Any]) -> Parameter:
+    found: Parameter = f.metadata["parameter"]
+    return found
+
+
+def _typed(f: Field[Any], value: Any) -> Any:
+    """A TOML value as the field's type (that of its default), or a RulesetError naming it."""
+    path, default = declaration(f).path, f.default
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise RulesetError(f"{path} must be a list of names")
+        return tuple(value)
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise RulesetError(f"{path} must be a number, got {value!r}")
+        return float(value)
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RulesetError(f"{path} must be a whole number, got {value!r}")
+        return value
+    if not isinstance(value, str):
+        raise RulesetError(f"{path} must be text")
+    return value
+
+
+def _check(f: Field[Any], value: Any) -> str | None:
+    """What is wrong with one parameter's value against its declaration, if anything."""
+    p = declaration(f)
+    if p.choices:
+        bad = [v for v in value if v not in p.choices]
+        return f"{p.path}: {bad[0]!r} is not one of {', '.join(p.choices)}" if bad else None
+    if p.low is not None and value < p.low:
+        return f"{p.path} must be >= {p.low:g}"
+    if p.high is not None and value > p.high:
+        return f"{p.path} must be <= {p.high:g}"
+    return None
+
+
+def markdown_table() -> str:
+    """The README's table of ruleset parameters, generated from the declarations."""
+    defaults = Ruleset()
+    rows = ["| parameter | unit | default | bounds | meaning |", "|---|---|---|---|---|"]
+    for f in declared_fields():
+        p = declaration(f)
+        value = getattr(defaults, f.name)
+        shown = ", ".join(value) if isinstance(value, tuple) else f"{value}"
+        bounds = (f"one of {', '.join(p.choices)}" if p.choices else
+                  " ".join(part for part in (
+                      f">= {p.low:g}" if p.low is not None else "",
+                      f"<= {p.high:g}" if p.high is not None else "") if part).replace(
+                          " <=", ", <="))
+        shown = shown or ("(required)" if f.name == "name" else '""')
+        rows.append(f"| `{p.path}` | {p.unit} | {shown} | {bounds} | "
+                    f"{p.label_en}: {p.help} |")
+    return "\n".join(rows) + "\n"
 
 
 def builtin_names() -> list[str]:

@@ -2,8 +2,8 @@
 
 Each policyholder has a persona (devices/personas.py), a mean fasting glucose and a measuring
 habit; their meter's readings follow. Claims (severe complications needing surgery) arrive as a
-Poisson process whose rate rises with glycaemic control as published (shared/domain.md):
-estimated HbA1c from mean glucose by ADAG, A1c = (mean mg/dL + 46.7) / 28.7, and a hazard ratio
+Poisson process whose rate rises with glycaemic control as published (docs/domain.md):
+estimated HbA1c from mean glucose by ADAG (pricing/glycaemia.py), and a hazard ratio
 of about 1.59 per +1% HbA1c (UKPDS 35, microvascular).
 """
 
@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from devices.personas import PERSONAS
-from devices.wire import MGDL_PER_MMOL, Status
+from devices.wire.vocabulary import Status
+from pricing.glycaemia import estimated_a1c
 
 ZONES = ("Asia/Shanghai", "Europe/London", "America/New_York")
 ZONE_WEIGHTS = (0.7, 0.15, 0.15)
@@ -24,11 +25,6 @@ BASE_ANNUAL_CLAIM_RATE = 0.02  # at HbA1c 7%, age band 50-64
 AGE_BAND_RATE_RATIO = {"<50": 0.7, "50-64": 1.0, "65+": 1.6}
 POST_MEAL_RISE = 2.6  # mmol/L, mean of the post-meal readings above fasting
 POST_MEAL_SHARE = 0.5  # post-meal readings per measured day
-
-
-def estimated_a1c(mean_mmol: np.ndarray | float) -> np.ndarray | float:  # type: ignore[type-arg]
-    """ADAG (Nathan 2008): eAG mg/dL = 28.7 x A1c - 46.7, solved for A1c."""
-    return (np.asarray(mean_mmol) * MGDL_PER_MMOL + 46.7) / 28.7
 
 
 @dataclass

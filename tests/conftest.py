@@ -20,12 +20,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from devices.wire import topics
 from glucover import broker
 from glucover.config import Settings
 from glucover.db import migrate
 from glucover.servers import LocalMosquitto, LocalPostgres
-
-TEST_SECRET = "test-secret-not-for-production"
+from tests.helpers import TEST_SECRET
 
 
 def _state_dir(prefix: str) -> Path:
@@ -103,7 +103,7 @@ def db_url(fresh_db: str, settings: Settings) -> str:
 def mosquitto() -> Iterator[LocalMosquitto]:
     """A broker with the service accounts; tests add devices through devices.provisioning."""
     root = _state_dir("glucover-test-mqtt-")
-    server = LocalMosquitto(root / "broker")
+    server = LocalMosquitto(root / "broker", acl=topics.acl(broker.SERVICE_ACCOUNTS))
     server.write_config()
     broker.write_passwd(broker.BrokerFiles(server.confdir).passwd,
                         broker.service_entries(TEST_SECRET))

@@ -8,7 +8,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,8 @@ from devices.provisioning import add_portfolio, sync_broker
 from devices.publisher import publish_fleet
 from glucover.config import MqttTarget
 from ingest.worker import IngestWorker, WorkerConfig, ingest_target
-from tests.conftest import TEST_SECRET, Stack
-
-START = date(2026, 2, 2)
+from tests.conftest import Stack
+from tests.helpers import START, TEST_SECRET
 
 
 def provision(stack: Stack, policies: int, seed: int) -> list[Policyholder]:
@@ -111,3 +110,16 @@ def spawn_worker(stack: Stack, log: Path, *args: str) -> subprocess.Popen[bytes]
             break
         time.sleep(0.1)
     raise AssertionError("ingest worker did not connect:\n" + log.read_text(errors="replace"))
+
+
+def stored_exclusions(conn: psycopg.Connection[Any]) -> list[tuple[int, str]]:
+    """(seq, what the pricing evaluator makes of it under the default ruleset) of every stored
+    reading: 'ok' or the first exclusion reason it meets."""
+    from pricing import store
+    from pricing.evaluator import EXCLUSION_REASONS, exclusion_codes
+    from pricing.ruleset import load_builtin
+
+    devices = [str(d) for (d,) in conn.execute("select distinct device_id from readings")]
+    readings = store.load_readings(conn, devices)
+    codes = exclusion_codes(readings, load_builtin("default"))
+    return [(int(s), EXCLUSION_REASONS[c]) for s, c in zip(readings["seq"], codes, strict=True)]

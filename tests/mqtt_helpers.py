@@ -14,7 +14,7 @@ from paho.mqtt.properties import Properties
 
 from glucover import broker
 from glucover.servers import LocalMosquitto
-from tests.conftest import TEST_SECRET
+from tests.helpers import TEST_SECRET
 
 
 def add_accounts(server: LocalMosquitto, *device_ids: str) -> None:
@@ -53,7 +53,7 @@ class Collector:
 
         def on_message(c: Any, u: Any, msg: mqtt.MQTTMessage) -> None:
             with self.lock:
-                self.payloads.append(msg.payload)
+                self.payloads.append(bytes(msg.payload))
 
         self.client.on_connect = on_connect
         self.client.on_subscribe = on_subscribe

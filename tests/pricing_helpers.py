@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from devices.wire import Status
+from devices.wire.vocabulary import Status
 
 
 def policies(*rows: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -23,8 +23,8 @@ def policies(*rows: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
     bindings = pd.DataFrame({
         "policy_id": [r["policy_id"] for r in full],
         "device_id": [r.get("device_id", "D-" + r["policy_id"]) for r in full],
-        "bound_from": pd.to_datetime([r.get("bound_from") for r in full], utc=True),
-        "bound_to": pd.to_datetime([r.get("bound_to") for r in full], utc=True),
+        "bound_from": pd.to_datetime(pd.Series([r.get("bound_from") for r in full]), utc=True),
+        "bound_to": pd.to_datetime(pd.Series([r.get("bound_to") for r in full]), utc=True),
     })
     return frame, bindings
 
@@ -72,7 +72,7 @@ def random_portfolio(seed: int, n_policies: int = 12, n_readings: int = 1500, da
     })
     # Some policies change meter half way; one meter is bound to nobody.
     switch = pd.Timestamp("2026-03-20", tz="UTC")
-    bind_rows = []
+    bind_rows: list[tuple[str, str, Any, Any]] = []
     for i in range(n_policies):
         if i % 4 == 0:
             bind_rows.append((f"P{i}", f"D{i}", pd.NaT, switch))

@@ -14,7 +14,7 @@ from glucover.cli import main
 from pricing import actuary
 from pricing.ruleset import load_builtin
 from pricing.synthetic import HAZARD_RATIO_PER_A1C, synthetic_portfolio
-from tests.test_pricing_engine import START, current_ledger, load_fleet
+from tests.helpers import START, current_ledger, load_fleet
 
 DEFAULT = load_builtin("default")
 

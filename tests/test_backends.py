@@ -16,7 +16,7 @@ from glucover.config import Settings
 from glucover.db import migrate
 from glucover.doctor import database_facts
 from glucover.servers import LocalPostgres, timescale_installed
-from tests.test_pricing_engine import START, current_ledger, load_fleet
+from tests.helpers import START, current_ledger, load_fleet
 
 
 def _cluster(timescale: bool) -> Iterator[LocalPostgres]:

@@ -41,8 +41,8 @@ def test_bench_ingest_small(settings: object, capsys: pytest.CaptureFixture[str]
 
 
 def test_bench_soak_reports_throughput_and_memory_over_time(settings: object) -> None:
+    from bench.soak import run_soak
     from glucover.config import Settings
-    from ingest.soak import run_soak
 
     assert isinstance(settings, Settings)
     report = run_soak(0.4, 500, settings, progress=False)

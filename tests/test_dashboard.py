@@ -17,9 +17,8 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.auth import create_user
 from glucover.servers import free_port, wait_for_port
-from tests.test_pricing_engine import START, load_fleet
+from tests.helpers import APP, START, load_fleet
 
-APP = str(Path(__file__).parent.parent / "dashboard" / "app.py")
 PASSWORD = "correct horse"
 
 

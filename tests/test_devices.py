@@ -6,7 +6,7 @@ import json
 import threading
 import time
 from collections import defaultdict
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +14,16 @@ import jsonschema
 import numpy as np
 import pytest
 
-from devices import wire
+from devices import wire as wire_package
 from devices.fleet import fleet_messages, portfolio
 from devices.publisher import meter_session
+from devices.wire import decoding, topics, vocabulary
 from glucover.cli import main
 from glucover.servers import LocalMosquitto
-from tests.conftest import TEST_SECRET
+from tests.helpers import START, TEST_SECRET
 from tests.mqtt_helpers import Collector, add_accounts, try_publish
 
-SCHEMA = json.loads((Path(wire.__file__).parent / "wire_v1.schema.json").read_text())
-START = date(2026, 1, 5)
+SCHEMA = json.loads((Path(wire_package.__file__).parent / "wire_v1.schema.json").read_text())
 
 
 def dry_run(tmp_path: Path, name: str, *args: str) -> list[dict[str, Any]]:
@@ -49,16 +49,16 @@ def test_every_generated_message_is_valid_v1(tmp_path: Path, settings: Any) -> N
     kinds: dict[str, int] = defaultdict(int)
     for m in messages:
         validator.validate(m["payload"])
-        device_id, kind = wire.topic_device(m["topic"]) or ("", "")
+        device_id, kind = topics.topic_device(m["topic"]) or ("", "")
         kinds[kind] += 1
         raw = json.dumps(m["payload"]).encode()
         if kind == "readings":
-            decoded = wire.decode_readings(raw, device_id, datetime.now(UTC))
+            decoded = decoding.decode_readings(raw, device_id, datetime.now(UTC))
             assert decoded.rejected == []
             assert decoded.readings
         else:
             assert m["retain"] is True
-            wire.decode_status(raw, device_id)
+            decoding.decode_status(raw, device_id)
     assert kinds["readings"] > 0
     assert kinds["status"] > 0
 
@@ -85,7 +85,7 @@ def test_personas_and_meter_behaviour_are_realistic() -> None:
             seqs[doc["device_id"]].append(r["seq"])
             samples[name].add(r["sample"])
             sources[name].add(r["source"])
-            mmol = r["value"] / wire.MGDL_PER_MMOL if r["unit"] == "mg/dL" else r["value"]
+            mmol = r["value"] / vocabulary.MGDL_PER_MMOL if r["unit"] == "mg/dL" else r["value"]
             if r["meal"] == "fasting" and r["sample"] != "control_solution" and r[
                     "source"] == "meter" and not r["status"]:
                 day = (datetime.fromisoformat(r["measured_at"]).date() - START).days
@@ -124,13 +124,13 @@ def test_device_cannot_publish_for_another_and_strangers_are_refused(
     collector = Collector(mosquitto, "glucover/v1/devices/+/readings")
     try:
         pw_a = broker.derive_password(TEST_SECRET, "GM-A")
-        assert try_publish(mosquitto, "GM-A", pw_a, wire.readings_topic("GM-B"), b"x") == (
+        assert try_publish(mosquitto, "GM-A", pw_a, topics.readings_topic("GM-B"), b"x") == (
             "ok", "Not authorized")
-        assert try_publish(mosquitto, "GM-A", pw_a, wire.readings_topic("GM-A"), b"mine") == (
+        assert try_publish(mosquitto, "GM-A", pw_a, topics.readings_topic("GM-A"), b"mine") == (
             "ok", "accepted")
         assert collector.wait_for(1, 5) == [b"mine"]
-        assert try_publish(mosquitto, None, None, wire.readings_topic("GM-A"), b"x")[0] != "ok"
-        assert try_publish(mosquitto, "GM-A", "wrong", wire.readings_topic("GM-A"), b"x")[
+        assert try_publish(mosquitto, None, None, topics.readings_topic("GM-A"), b"x")[0] != "ok"
+        assert try_publish(mosquitto, "GM-A", "wrong", topics.readings_topic("GM-A"), b"x")[
             0] != "ok"
         time.sleep(0.3)
         assert collector.wait_for(1, 1) == [b"mine"]
@@ -150,7 +150,7 @@ def test_provision_and_revoke_through_the_cli(db_url: str, mosquitto: LocalMosqu
     assert "meter-000001 .. meter-000003" in out and "mode 0600" in out
     time.sleep(0.3)
     password = broker.derive_password(TEST_SECRET, "meter-000002")
-    topic = wire.readings_topic("meter-000002")
+    topic = topics.readings_topic("meter-000002")
     assert try_publish(mosquitto, "meter-000002", password, topic, b"x") == ("ok", "accepted")
     assert main(["devices", "revoke", "meter-000002"]) == 0
     time.sleep(0.3)

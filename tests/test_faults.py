@@ -20,8 +20,8 @@ from glucover.servers import LocalPostgres
 from pricing.evaluator import evaluate
 from pricing.ruleset import load_builtin
 from tests.conftest import Stack
+from tests.helpers import START, comparable, current_ledger
 from tests.ingest_helpers import (
-    START,
     distinct_readings,
     history,
     provision,
@@ -30,7 +30,6 @@ from tests.ingest_helpers import (
     stored_readings,
     wait_for_rows,
 )
-from tests.test_pricing_engine import comparable, current_ledger
 
 pytestmark = pytest.mark.fault
 DAYS = 30
@@ -52,7 +51,7 @@ def clean_ledger(people: list[Policyholder], messages: list[Outgoing]) -> pd.Dat
             if key in seen:
                 continue
             seen.add(key)
-            from devices.wire import MGDL_PER_MMOL, status_bits
+            from devices.wire.vocabulary import MGDL_PER_MMOL, status_bits
 
             mmol = r["value"] / MGDL_PER_MMOL if r["unit"] == "mg/dL" else r["value"]
             rows.append({"device_id": doc["device_id"], "seq": r["seq"], "measured_at": measured,

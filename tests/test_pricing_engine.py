@@ -11,45 +11,9 @@ import pandas as pd
 import psycopg
 import pytest
 
-from devices import wire
-from devices.fleet import fleet_messages, portfolio
-from devices.provisioning import add_portfolio
+from devices.wire import messages, topics, vocabulary
 from glucover.cli import main
-from ingest.store import prepare, write_batch
-from ingest.worker import Received, decode
-from pricing.evaluator import Ledger
-from tests.conftest import TEST_SECRET
-
-START = date(2026, 3, 2)
-
-
-def store_messages(db_url: str, messages: list[tuple[str, bytes, datetime]]) -> None:
-    """Messages through ingest's own decode and write (no broker), received when stated."""
-    with psycopg.connect(db_url) as conn:
-        prepare(conn)
-        batch = decode([Received(t, p, i, 1, at) for i, (t, p, at) in enumerate(messages)],
-                       trust_sent_at=False)
-        write_batch(conn, batch)
-        conn.commit()
-
-
-def load_fleet(db_url: str, n: int = 25, days: int = 45, seed: int = 3) -> None:
-    people = portfolio(n, seed, START)
-    with psycopg.connect(db_url) as conn:
-        add_portfolio(conn, people, TEST_SECRET)
-        conn.commit()
-    # Received when sent: a meter's gateway time stands in for the broker's here.
-    store_messages(db_url, [(m.topic, m.payload, m.at) for m in fleet_messages(people, seed, days)
-                            if m.topic.endswith("readings")])
-
-
-def current_ledger(db_url: str) -> pd.DataFrame:
-    with psycopg.connect(db_url) as conn:
-        rows = conn.execute("select policy_id, day, day_status, reading_seq, delta::float8, "
-                            "bonus::float8, sum_insured::float8 from current_ledger "
-                            "order by policy_id, day").fetchall()
-    return pd.DataFrame(rows, columns=["policy_id", "day", "day_status", "reading_seq", "delta",
-                                       "bonus", "sum_insured"])
+from tests.helpers import START, comparable, current_ledger, load_fleet, store_messages
 
 
 def export_csv(db_url: str, tmp_path: Path) -> tuple[Path, Path]:
@@ -70,7 +34,7 @@ def export_csv(db_url: str, tmp_path: Path) -> tuple[Path, Path]:
                 *head, bits = row
                 head[2] = head[2].isoformat()
                 head[3] = head[3].isoformat()
-                w.writerow([*head, ";".join(wire.status_names(int(str(bits))))])
+                w.writerow([*head, ";".join(vocabulary.status_names(int(str(bits))))])
     return policies, readings
 
 
@@ -126,9 +90,9 @@ def test_late_reading_reopens_days_and_keeps_the_superseded_rows(db_url: str) ->
     assert row is not None
     device, zone = str(row[0]), str(row[1])
     measured = pd.Timestamp(f"{late_day}T06:00", tz=zone).to_pydatetime()
-    payload = wire.ReadingsMessage(device, measured, (wire.Record(
-        seq=40000, measured_at=measured, value=5.6, meal=wire.Meal.FASTING),)).encode()
-    store_messages(db_url, [(wire.readings_topic(device), payload,
+    payload = messages.ReadingsMessage(device, measured, (messages.Record(
+        seq=40000, measured_at=measured, value=5.6, meal=vocabulary.Meal.FASTING),)).encode()
+    store_messages(db_url, [(topics.readings_topic(device), payload,
                              measured + timedelta(days=3))])
     summary = run_pricing(db_url, through)
     assert summary.policies_evaluated == 1
@@ -161,16 +125,6 @@ def _full_evaluation(db_url: str, through: date) -> pd.DataFrame:
         policies, bindings = store.load_policies(conn)
         readings = store.load_readings(conn, sorted(set(bindings["device_id"])))
     return comparable(evaluate(policies, bindings, readings, load_builtin("default"), through))
-
-
-def comparable(ledger: Ledger) -> pd.DataFrame:
-    """The evaluator's ledger in the dtypes `current_ledger()` reads from the database."""
-    frame = ledger.to_frame()
-    frame["policy_id"] = frame["policy_id"].astype(str)
-    frame["day_status"] = frame["day_status"].astype(str)
-    frame["day"] = frame["day"].dt.date
-    frame["reading_seq"] = frame["reading_seq"].astype("Int64")
-    return frame
 
 
 def test_advancing_day_by_day_equals_one_run(db_url: str) -> None:
@@ -268,17 +222,17 @@ def test_readings_load_exactly_as_stored(db_url: str) -> None:
     from pricing import store
 
     measured = datetime(2026, 3, 5, 6, 59, 59, 123456).astimezone()
-    payload = wire.ReadingsMessage("GM-Z", measured, (
-        wire.Record(seq=65535, measured_at=measured, value=0.1 + 0.2),
-        wire.Record(seq=0, measured_at=measured + timedelta(microseconds=1), value=123,
-                    unit=wire.Unit.MG_DL, status=("battery_low", "time_fault"),
-                    sample=wire.Sample.CONTROL_SOLUTION),
+    payload = messages.ReadingsMessage("GM-Z", measured, (
+        messages.Record(seq=65535, measured_at=measured, value=0.1 + 0.2),
+        messages.Record(seq=0, measured_at=measured + timedelta(microseconds=1), value=123,
+                    unit=vocabulary.Unit.MG_DL, status=("battery_low", "time_fault"),
+                    sample=vocabulary.Sample.CONTROL_SOLUTION),
     )).encode()
     with psycopg.connect(db_url) as conn:
         conn.execute("insert into devices (device_id) values ('GM-Z')")
         conn.commit()
     received = measured + timedelta(seconds=7, microseconds=654321)
-    store_messages(db_url, [(wire.readings_topic("GM-Z"), payload, received)])
+    store_messages(db_url, [(topics.readings_topic("GM-Z"), payload, received)])
     with psycopg.connect(db_url) as conn:
         frame = store.load_readings(conn, ["GM-Z"]).sort_values("seq")
         empty = store.load_readings(conn, ["nobody"])
@@ -287,8 +241,8 @@ def test_readings_load_exactly_as_stored(db_url: str) -> None:
     assert list(frame["measured_at"]) == [pd.Timestamp(measured + timedelta(microseconds=1)),
                                           pd.Timestamp(measured)]
     assert set(frame["received_at"]) == {pd.Timestamp(received)}
-    assert list(frame["value_mmol"]) == [123 / wire.MGDL_PER_MMOL, 0.1 + 0.2]
-    assert list(frame["status"]) == [wire.status_bits(["battery_low", "time_fault"]), 0]
+    assert list(frame["value_mmol"]) == [123 / vocabulary.MGDL_PER_MMOL, 0.1 + 0.2]
+    assert list(frame["status"]) == [vocabulary.status_bits(["battery_low", "time_fault"]), 0]
     assert list(frame["sample"].astype(str)) == ["control_solution", "capillary_plasma"]
     assert empty.empty and list(empty.columns) == list(frame.columns)
     assert list(later["seq"]) == [0]

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from bench.reference import evaluate_loop
 from pricing.evaluator import EXCLUSION_REASONS, assign_readings, evaluate, policy_day_counts
-from pricing.reference import evaluate_loop
-from pricing.ruleset import Ruleset, RulesetError, load_builtin
+from pricing.ruleset import (
+    Ruleset,
+    RulesetError,
+    declaration,
+    declared_fields,
+    load_builtin,
+    markdown_table,
+)
 from tests.pricing_helpers import policies, random_portfolio, reading, readings
 
 DEFAULT = load_builtin("default")
@@ -208,3 +217,34 @@ def test_ruleset_validation_names_the_parameter() -> None:
         Ruleset.from_toml('[ruleset]\nname = "x"\n[bonus]\nmaximum = 3\n')
     with pytest.raises(RulesetError, match=r"qualifying\.meals: 'lunch'"):
         Ruleset.from_toml('[ruleset]\nname = "x"\n[qualifying]\nmeals = ["lunch"]\n')
+    with pytest.raises(RulesetError, match=r"adherence\.block_days must be <= 366"):
+        DEFAULT.with_parameters(block_days=400)
+    with pytest.raises(RulesetError, match=r"bonus\.max must be a number"):
+        Ruleset.from_toml('[ruleset]\nname = "x"\n[bonus]\nmax = "lots"\n')
+
+
+def test_every_parameter_is_declared_once_and_round_trips() -> None:
+    """Reading, writing and the defaults come from the one declaration per parameter: each
+    parameter survives TOML with a changed value, default.toml holds exactly the declared
+    defaults, and a file that leaves a parameter out gets its declared default."""
+    declared = declared_fields()
+    assert {f.name for f in fields(Ruleset)} - {f.name for f in declared} == {"version"}
+    changed: dict[str, object] = {}
+    for f in declared:
+        value = getattr(DEFAULT, f.name)
+        if isinstance(value, tuple):
+            changed[f.name] = tuple(declaration(f).choices[:1])
+        elif isinstance(value, str):
+            changed[f.name] = value + "-changed"
+    changed.update(delta_in_target=150.5, delta_missed=-3.0, late_tolerance_seconds=3600,
+                   min_measured_days=4, target_high=7.5)
+    rules = DEFAULT.with_parameters(**changed)
+    assert Ruleset.from_toml(rules.to_toml()) == rules
+    assert Ruleset(name="default", description=DEFAULT.description) == DEFAULT
+    short = Ruleset.from_toml('[ruleset]\nname = "short"\n[bonus]\nmax = 500\n')
+    assert (short.bonus_max, short.target_low) == (500.0, DEFAULT.target_low)
+
+
+def test_readme_lists_the_declared_parameters() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert markdown_table() in readme, "README's parameter table: paste `glucover price parameters`"

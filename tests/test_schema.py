@@ -68,7 +68,7 @@ def test_doctor_reports_backend_and_broker(db_url: str, settings: Settings, mosq
                                            capsys: pytest.CaptureFixture[str]) -> None:
     from glucover import broker
     from glucover.servers import LocalMosquitto
-    from tests.conftest import TEST_SECRET
+    from tests.helpers import TEST_SECRET
 
     assert isinstance(mosquitto, LocalMosquitto)
     password = broker.derive_password(TEST_SECRET, broker.INGEST_ACCOUNT)

@@ -10,7 +10,7 @@ from psycopg import errors
 
 from glucover.cli import main
 from glucover.db import ensure_login_role, with_credentials
-from tests.test_pricing_engine import START, load_fleet
+from tests.helpers import START, load_fleet
 
 READING = ("insert into readings (device_id, seq, measured_at, utc_offset_min, received_at, "
            "value, unit, value_mmol, meal, sample, source) values ('GM-X', 1, now(), 0, now(), "
@@ -110,7 +110,7 @@ def test_dashboard_inputs_cannot_inject_sql(db_url: str, monkeypatch: pytest.Mon
     from streamlit.testing.v1 import AppTest
 
     from dashboard.auth import create_user
-    from tests.test_dashboard import APP
+    from tests.helpers import APP
 
     load_fleet(db_url, n=2, days=5, seed=23)
     with psycopg.connect(db_url) as conn:

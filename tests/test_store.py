@@ -7,17 +7,18 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from devices import wire
+from devices.wire import topics
+from devices.wire.messages import ReadingsMessage, Record
+from ingest.decode import Received, decode
 from ingest.store import WriteResult, prepare, write_batch
-from ingest.worker import Received, decode
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 def _message(device: str, seq: int, value: float = 6.2) -> Received:
-    payload = wire.ReadingsMessage(device, NOW, (wire.Record(
+    payload = ReadingsMessage(device, NOW, (Record(
         seq=seq, measured_at=NOW - timedelta(minutes=seq), value=value),)).encode()
-    return Received(wire.readings_topic(device), payload, seq + 1, 1, NOW)
+    return Received(topics.readings_topic(device), payload, seq + 1, 1, NOW)
 
 
 def _write(db_url: str, messages: list[Received]) -> WriteResult:

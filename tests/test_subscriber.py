@@ -12,12 +12,12 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.matcher import MQTTMatcher
 
-from devices import wire
+from bench.loadgen import publish_packet, publish_raw
+from devices.wire import topics
 from glucover import broker
 from glucover.servers import LocalMosquitto
-from ingest.loadgen import publish_packet, publish_raw
 from ingest.subscriber import READ_CHUNK, BatchingClient
-from tests.conftest import TEST_SECRET
+from tests.helpers import TEST_SECRET
 from tests.mqtt_helpers import add_accounts
 
 METER = "GM-SUB-1"
@@ -57,17 +57,17 @@ class Receiver:
         self.client.username_pw_set(account, broker.derive_password(TEST_SECRET, account))
 
         def on_connect(c: Any, u: Any, f: Any, reason: Any, p: Any) -> None:
-            c.subscribe(wire.readings_topic("+"), qos=1)
+            c.subscribe(topics.readings_topic("+"), qos=1)
 
         def on_subscribe(c: Any, u: Any, mid: Any, reasons: Any, p: Any) -> None:
             self.subscribed.set()
 
         def on_message(c: Any, u: Any, msg: mqtt.MQTTMessage) -> None:
             with self.lock:
-                self.got.append((msg.mid, msg.payload))
+                self.got.append((msg.mid, bytes(msg.payload)))
 
         def on_qos1_message(topic: str, payload: bytes, mid: int) -> None:
-            assert topic == wire.readings_topic(METER)
+            assert topic == topics.readings_topic(METER)
             with self.lock:
                 self.got.append((mid, payload))
                 self.fast_count += 1
@@ -101,7 +101,7 @@ class Receiver:
 def test_batched_reads_deliver_every_message_and_ack_all_settles_them(
         mosquitto: LocalMosquitto, fast: bool) -> None:
     add_accounts(mosquitto, METER)
-    topic = wire.readings_topic(METER)
+    topic = topics.readings_topic(METER)
     # Thousands of small messages (many per read) around a few larger than one read.
     payloads = [f"reading {i}".encode() for i in range(3000)]
     for i in (10, 1500, 2999):
@@ -163,12 +163,12 @@ def test_per_topic_callbacks_still_work(mosquitto: LocalMosquitto) -> None:
     add_accounts(mosquitto, METER)
     receiver = Receiver(mosquitto, fast=True)
     routed: list[bytes] = []
-    receiver.client.message_callback_add(wire.readings_topic(METER),
-                                         lambda c, u, msg: routed.append(msg.payload))
+    receiver.client.message_callback_add(topics.readings_topic(METER),
+                                         lambda c, u, msg: routed.append(bytes(msg.payload)))
     try:
         load = publish_raw("127.0.0.1", mosquitto.port, METER,
                            broker.derive_password(TEST_SECRET, METER),
-                           [(wire.readings_topic(METER), b"routed")])
+                           [(topics.readings_topic(METER), b"routed")])
         assert load.acked == 1
         deadline = time.monotonic() + 10
         while not routed and time.monotonic() < deadline:

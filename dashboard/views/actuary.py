@@ -11,24 +11,16 @@ import streamlit as st
 
 from dashboard import db
 from dashboard.auth import User
-from devices.wire import Meal, Sample, Source, Status
 from pricing import actuary, store
-from pricing.ruleset import Ruleset, RulesetError, diff, load_builtin
+from pricing.ruleset import (
+    Ruleset,
+    RulesetError,
+    declaration,
+    declared_fields,
+    diff,
+    load_builtin,
+)
 from pricing.synthetic import synthetic_portfolio
-
-NUMBER_FIELDS = (
-    ("target_low", "In target from (mmol/L)"), ("target_high", "In target up to (mmol/L)"),
-    ("high_above", "High above (mmol/L)"), ("delta_in_target", "Step when in target"),
-    ("delta_high", "Step when high"), ("delta_out_of_target", "Step when out of target"),
-    ("delta_missed", "Step when missed"), ("bonus_min", "Bonus floor"),
-    ("bonus_max", "Bonus cap"), ("adherence_penalty", "Weekly shortfall penalty"),
-    ("min_mgdl", "Meter range from (mg/dL)"), ("max_mgdl", "Meter range to (mg/dL)"),
-)
-INT_FIELDS = (
-    ("block_days", "Adherence block (days)"), ("min_measured_days", "Measured days needed"),
-    ("future_tolerance_seconds", "Clock ahead tolerance (s)"),
-    ("late_tolerance_seconds", "Late sync tolerance (s)"),
-)
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -59,6 +51,32 @@ def _published(name: str) -> Ruleset:
     return found or load_builtin("default")
 
 
+def parameter_inputs(base: Ruleset) -> dict[str, Any]:
+    """One input per declared ruleset parameter (pricing/ruleset.py), with its label, unit,
+    bounds and help: numbers three to a row, then the lists of names."""
+    values: dict[str, Any] = {}
+    declared = [f for f in declared_fields() if declaration(f).section != "ruleset"]
+    cols = st.columns(3)
+    numbers = [f for f in declared if not declaration(f).choices]
+    for i, f in enumerate(numbers):
+        p, current = declaration(f), getattr(base, f.name)
+        label = f"{p.label_en} ({p.unit})" if p.unit else p.label_en
+        whole = isinstance(f.default, int)
+        kind: type = int if whole else float
+        value = cols[i % 3].number_input(
+            label, value=kind(current), step=kind(1 if whole else 0.1), help=p.help,
+            min_value=None if p.low is None else kind(p.low),
+            max_value=None if p.high is None else kind(p.high), key=f"rs_{f.name}")
+        values[f.name] = kind(value)
+    for f in declared:
+        p = declaration(f)
+        if p.choices:
+            values[f.name] = tuple(st.multiselect(p.label_en, list(p.choices),
+                                                  list(getattr(base, f.name)), help=p.help,
+                                                  key=f"rs_{f.name}"))
+    return values
+
+
 def ruleset_editor(user: User) -> Ruleset | None:
     names = list(db.frame("select distinct name from rulesets order by name")["name"]) or [
         "default"]
@@ -66,22 +84,7 @@ def ruleset_editor(user: User) -> Ruleset | None:
     base = _published(name)
     st.caption(f"published version {base.version or 'built-in'}")
     with st.form("ruleset"):
-        values: dict[str, Any] = {}
-        cols = st.columns(3)
-        for i, (field, label) in enumerate(NUMBER_FIELDS):
-            values[field] = cols[i % 3].number_input(label, value=float(getattr(base, field)),
-                                                     step=0.1, key=f"rs_{field}")
-        for i, (field, label) in enumerate(INT_FIELDS):
-            values[field] = int(cols[i % 3].number_input(label, value=int(getattr(base, field)),
-                                                         step=1, key=f"rs_{field}"))
-        values["qualifying_meals"] = tuple(st.multiselect(
-            "Qualifying meal contexts", [m.value for m in Meal], list(base.qualifying_meals)))
-        values["excluded_samples"] = tuple(st.multiselect(
-            "Excluded samples", [s.value for s in Sample], list(base.excluded_samples)))
-        values["allowed_sources"] = tuple(st.multiselect(
-            "Allowed sources", [s.value for s in Source], list(base.allowed_sources)))
-        values["excluded_status"] = tuple(st.multiselect(
-            "Excluded meter statuses", [s.name for s in Status], list(base.excluded_status)))
+        values = parameter_inputs(base)
         new_name = st.text_input("Name", value=base.name)
         submitted = st.form_submit_button("Validate")
     if not submitted and "candidate" not in st.session_state:

@@ -5,7 +5,6 @@ resident memory after a warm-up is reported and judged against a bound."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
@@ -18,19 +17,22 @@ import numpy as np
 import psutil
 import psycopg
 
-from devices.wire import ReadingsMessage, Record, readings_topic
-from glucover import broker
-from glucover.config import Settings
-from ingest.bench import (
+from bench.harness import (
     LOADGEN_ACCOUNT,
-    _spawn,
-    _start_servers,
-    _stop,
+    bench_device,
+    emit,
     ingest_env,
+    loadgen_password,
+    private_servers,
     recent_base,
     seed_devices,
+    spawn_glucover,
+    stop,
 )
-from ingest.loadgen import publish_raw
+from bench.loadgen import publish_raw
+from devices.wire.messages import ReadingsMessage, Record
+from devices.wire.topics import readings_topic
+from glucover.config import Settings
 
 SAMPLE_EVERY_S = 5.0
 WARMUP_FRACTION = 0.25  # memory slope is fitted after this share of the run...
@@ -47,7 +49,7 @@ def steady_messages(seed: int = 3) -> Iterator[tuple[str, bytes]]:
     while True:
         values = np.round(rng.uniform(3.5, 14.0, 10_000), 1)
         for value in values:
-            device = f"BENCH-{i % DEVICES:06d}"
+            device = bench_device(i % DEVICES)
             n = i // DEVICES
             msg = ReadingsMessage(device, base, (Record(
                 seq=n % 65536, measured_at=base + timedelta(minutes=n), value=float(value)),))
@@ -58,17 +60,16 @@ def steady_messages(seed: int = 3) -> Iterator[tuple[str, bytes]]:
 def run_soak(minutes: float, rate: int, settings: Settings, progress: bool = True
              ) -> dict[str, Any]:
     with ExitStack() as stack:
-        servers = _start_servers(stack, settings)
+        servers = private_servers(stack, settings)
         seed_devices(servers.db_url, DEVICES)
         env = ingest_env(servers)
-        worker = _spawn([sys.executable, "-m", "glucover.cli", "ingest", "--worker-name",
-                         "soak"], env, servers.root / "ingest.log", "connected to")
-        stop = threading.Event()
+        worker = spawn_glucover(["ingest", "--worker-name", "soak"], env,
+                                servers.root / "ingest.log", "connected to")
+        halt = threading.Event()
         result: dict[str, Any] = {}
         load = threading.Thread(target=lambda: result.setdefault("load", publish_raw(
-            "127.0.0.1", servers.mqtt_port, LOADGEN_ACCOUNT,
-            broker.derive_password(servers.secret, LOADGEN_ACCOUNT), steady_messages(),
-            rate=rate, stop=stop)))
+            "127.0.0.1", servers.mqtt_port, LOADGEN_ACCOUNT, loadgen_password(servers),
+            steady_messages(), rate=rate, stop=halt)))
         proc = psutil.Process(worker.pid)
         broker_proc = _broker_process(servers.mqtt_port)
         samples: list[dict[str, Any]] = []
@@ -96,9 +97,9 @@ def run_soak(minutes: float, rate: int, settings: Settings, progress: bool = Tru
                               f"worker {sample['worker_rss_mb']} MB  broker "
                               f"{sample['broker_rss_mb']} MB", file=sys.stderr, flush=True)
         finally:
-            stop.set()
+            halt.set()
             load.join(120)
-            _stop(worker)
+            stop(worker)
     sent = result["load"].sent if "load" in result else 0
     t = np.array([s["t_s"] for s in samples])
     rss = np.array([float(s["worker_rss_mb"]) for s in samples])
@@ -128,13 +129,14 @@ def _broker_process(port: int) -> psutil.Process | None:
 
 def soak_cli(args: argparse.Namespace, settings: Settings) -> int:
     report = run_soak(args.minutes, args.rate, settings)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(f"soak {report['minutes']} min at {report['offered_per_s']:,} readings/s offered: "
-              f"{report['mean_readings_per_s']:,}/s stored on average (min "
-              f"{report['min_readings_per_s']:,}/s); worker RSS {report['worker_rss_start_mb']}"
-              f" -> {report['worker_rss_end_mb']} MB (max {report['worker_rss_max_mb']}), slope "
-              f"{report['worker_rss_slope_mb_per_min']} MB/min: "
-              f"{'flat' if report['memory_flat'] else 'GROWING'}")
+    emit(report, args.json, print_report)
     return 0 if report["memory_flat"] else 1
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(f"soak {report['minutes']} min at {report['offered_per_s']:,} readings/s offered: "
+          f"{report['mean_readings_per_s']:,}/s stored on average (min "
+          f"{report['min_readings_per_s']:,}/s); worker RSS {report['worker_rss_start_mb']}"
+          f" -> {report['worker_rss_end_mb']} MB (max {report['worker_rss_max_mb']}), slope "
+          f"{report['worker_rss_slope_mb_per_min']} MB/min: "
+          f"{'flat' if report['memory_flat'] else 'GROWING'}")

@@ -5,28 +5,26 @@ server-side, queries included, no browser), best and median of several."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import statistics
-import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from bench.harness import emit, private_postgres, private_root
 from dashboard.auth import create_user
 from devices.fleet import fleet_messages, portfolio
 from devices.provisioning import add_portfolio
 from glucover.config import Settings
-from glucover.db import migrate
-from glucover.servers import LocalPostgres
+from ingest.decode import Received, decode
 from ingest.store import prepare, write_batch
-from ingest.worker import Received, decode
 
-APP = str(Path(__file__).with_name("app.py"))
+APP = str(Path(__file__).parent.parent / "dashboard" / "app.py")
 PASSWORD = "bench-password"  # noqa: S105 - a throwaway private database
 
 
@@ -72,45 +70,41 @@ def _time_page(username: str, runs: int) -> dict[str, float]:
 def run_bench(policies: int, days: int, runs: int, settings: Settings) -> dict[str, Any]:
     from pricing.engine import run_pricing
 
-    root = Path(tempfile.mkdtemp(prefix="glucover-bench-dash-"))
-    os.chmod(root, 0o755)  # noqa: S103 - the server user must reach it
-    pg = LocalPostgres(root / "pg").start()
-    try:
-        url = pg.url()
-        migrate(url, settings)
+    with ExitStack() as stack:
+        url = private_postgres(stack, private_root(stack, "glucover-bench-dash-"), settings)
         _load_year(url, policies, days)
         run_pricing(url, datetime.now(UTC).date() - timedelta(days=1))
         with psycopg.connect(url) as conn:
             row = conn.execute("select count(*) from readings").fetchone()
-        previous = os.environ.get("DATABASE_URL")
-        os.environ["DATABASE_URL"] = url  # the app reads it, as under `glucover dashboard`
-        try:
-            pages = {name: _time_page(user, runs) for name, user in (
-                ("policyholder", "holder"), ("actuary", "actuary"),
-                ("operations", "operations"))}
-        finally:
-            if previous is None:
-                os.environ.pop("DATABASE_URL", None)
-            else:
-                os.environ["DATABASE_URL"] = previous
-        return {"policies": policies, "days": days, "readings": int(row[0]) if row else 0,
-                "pages": pages,
-                "all_under_1s": all(p["median_s"] < 1.0 for p in pages.values())}
+        stack.enter_context(_environment("DATABASE_URL", url))  # the app reads it
+        pages = {name: _time_page(user, runs) for name, user in (
+            ("policyholder", "holder"), ("actuary", "actuary"), ("operations", "operations"))}
+    return {"policies": policies, "days": days, "readings": int(row[0]) if row else 0,
+            "pages": pages, "all_under_1s": all(p["median_s"] < 1.0 for p in pages.values())}
+
+
+@contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    """The variable set to `value` for the block, as under `glucover dashboard`; restored."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
     finally:
-        pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
 
 
 def bench_cli(args: argparse.Namespace, settings: Settings) -> int:
     report = run_bench(args.policies, args.days, args.runs, settings)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(f"dashboard, {report['policies']} policies x {report['days']} days "
-              f"({report['readings']:,} readings)")
-        for name, t in report["pages"].items():
-            print(f"  {name:13s} median {t['median_s']:.3f}s  best {t['best_s']:.3f}s")
+    emit(report, args.json, print_report)
     return 0 if report["all_under_1s"] else 1
 
 
-
+def print_report(report: dict[str, Any]) -> None:
+    print(f"dashboard, {report['policies']} policies x {report['days']} days "
+          f"({report['readings']:,} readings)")
+    for name, t in report["pages"].items():
+        print(f"  {name:13s} median {t['median_s']:.3f}s  best {t['best_s']:.3f}s")

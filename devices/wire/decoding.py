@@ -1,105 +1,32 @@
-"""Wire format v1: what a glucose meter (or its phone gateway) publishes. Defined here, once.
+"""Ingest's side of wire format v1, in three steps (Tidepool's habit): `parse` bytes into JSON,
+`validate` collecting every problem with its JSON path, `normalise` into a `Reading` in mmol/L
+and UTC. Pure: no I/O, so it is tested on its own and imported without the threaded worker.
 
-Topics (the version is in the topic, so v2 can run beside v1):
-- `glucover/v1/devices/{device_id}/readings`, QoS 1, not retained. Payload (UTF-8 JSON):
-  {"device_id": str, "sent_at": ISO-8601, "records": [record, ...]} with 1..MAX_RECORDS records,
-  one for a live reading or a batch when a meter syncs its memory after being offline.
-  record = {"seq": 0..65535 (wraps), "measured_at": ISO-8601 with the meter's UTC offset,
-            "value": number > 0, "unit": "mmol/L" | "mg/dL", "meal": Meal, "sample": Sample,
-            "source": "meter" | "manual", "status": [GLS annunciation names]}
-- `glucover/v1/devices/{device_id}/status`, QoS 1, retained; also the Last Will ("offline"):
-  {"device_id", "sent_at", "state": "online"|"offline", "battery_pct"?: 0..100,
-   "firmware"?: str, "clock_offset_s"?: number}
-
-`wire_v1.schema.json` beside this module is the same contract as JSON Schema (tests hold the two
-together). Ingest validates in three steps (Tidepool's habit): `parse` bytes into JSON, `validate`
-collecting every problem with its field path, `normalise` into a `Reading` in mmol/L and UTC.
+A record that passes is stored as it came; whether it counts for pricing (control solution,
+manual entries, error statuses, the meter's range, the clock) is the ruleset's business
+(pricing/ruleset.py). Here only what can never be a reading is refused.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from typing import Any, NamedTuple
 
 import orjson
 
-WIRE_VERSION = 1
-TOPIC_ROOT = "glucover/v1/devices"
-READINGS_QOS = 1
-MAX_RECORDS = 1000
-MAX_PAYLOAD_BYTES = 1_048_576
-DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+from devices.wire.messages import ENVELOPE_FIELDS, MAX_PAYLOAD_BYTES, MAX_RECORDS, RECORD_FIELDS
+from devices.wire.vocabulary import MGDL_PER_MMOL, Meal, Sample, Source, Status, Unit
 
-# 1 mmol/L = 18.0156 mg/dL (glucose molar mass 180.156 g/mol), see shared/domain.md.
-MGDL_PER_MMOL = 18.0156
 # A reading outside this is physically impossible for a capillary meter and is refused at ingest;
 # the narrower meter range (20-600 mg/dL) is the pricing ruleset's business.
 ABSOLUTE_MAX_MMOL = 100.0
-# Clock sanity at ingest; the exact tolerances that matter for money live in the ruleset.
+# A measured_at before this, or more than a year ahead of the receive time, is no reading at all
+# (a reset clock); the tolerances that matter for money are the ruleset's.
 EARLIEST_PLAUSIBLE = datetime(2000, 1, 1, tzinfo=UTC)
-FUTURE_CLOCK_TOLERANCE = timedelta(minutes=5)
-LATE_TOLERANCE = timedelta(days=7)
-
-
-class Unit(StrEnum):
-    MMOL_L = "mmol/L"
-    MG_DL = "mg/dL"
-
-
-class Meal(StrEnum):
-    FASTING = "fasting"
-    PREPRANDIAL = "preprandial"
-    POSTPRANDIAL = "postprandial"
-    CASUAL = "casual"
-    BEDTIME = "bedtime"
-    UNKNOWN = "unknown"
-
-
-class Sample(StrEnum):
-    CAPILLARY_WHOLE_BLOOD = "capillary_whole_blood"
-    CAPILLARY_PLASMA = "capillary_plasma"
-    VENOUS_WHOLE_BLOOD = "venous_whole_blood"
-    VENOUS_PLASMA = "venous_plasma"
-    INTERSTITIAL_FLUID = "interstitial_fluid"
-    CONTROL_SOLUTION = "control_solution"
-
-
-class Source(StrEnum):
-    METER = "meter"
-    MANUAL = "manual"
-
-
-class Status(IntEnum):
-    """GLS sensor status annunciation: the bit number of each flag in the 16-bit field."""
-
-    battery_low = 0
-    sensor_malfunction = 1
-    sample_size_insufficient = 2
-    strip_insertion_error = 3
-    strip_type_incorrect = 4
-    result_too_high = 5
-    result_too_low = 6
-    temperature_too_high = 7
-    temperature_too_low = 8
-    read_interrupted = 9
-    general_device_fault = 10
-    time_fault = 11
-
-
-def status_bits(names: list[str] | tuple[str, ...]) -> int:
-    bits = 0
-    for name in names:
-        bits |= 1 << Status[name].value
-    return bits
-
-
-def status_names(bits: int) -> list[str]:
-    return [s.name for s in Status if bits >> s.value & 1]
+IMPLAUSIBLY_AHEAD = timedelta(days=366)
 
 
 class RejectReason(StrEnum):
@@ -118,110 +45,6 @@ class RejectReason(StrEnum):
     CONFLICTING_DUPLICATE = "conflicting_duplicate"
     STORAGE_ERROR = "storage_error"  # valid on the wire, refused by the database
     DECODER_ERROR = "decoder_error"  # our bug, not the device's: kept for review, never fatal
-
-
-class Flag(StrEnum):
-    """What ingest noticed about a stored reading, for pricing exclusions and review."""
-
-    CONTROL_SOLUTION = "control_solution"
-    MANUAL = "manual"
-    ERROR_STATUS = "error_status"
-    FUTURE_CLOCK = "future_clock"
-    TOO_LATE = "too_late"
-    OUTSIDE_METER_RANGE = "outside_meter_range"
-
-
-ERROR_STATUS_MASK = status_bits([s.name for s in Status if s is not Status.battery_low])
-
-
-# ---------------------------------------------------------------- topics
-
-
-def readings_topic(device_id: str) -> str:
-    return f"{TOPIC_ROOT}/{device_id}/readings"
-
-
-def status_topic(device_id: str) -> str:
-    return f"{TOPIC_ROOT}/{device_id}/status"
-
-
-def topic_device(topic: str) -> tuple[str, str] | None:
-    """(device_id, kind) of a v1 topic, or None when the topic is not ours."""
-    parts = topic.split("/")
-    if len(parts) != 5 or "/".join(parts[:3]) != TOPIC_ROOT or parts[4] not in (
-            "readings", "status"):
-        return None
-    return parts[3], parts[4]
-
-
-# ---------------------------------------------------------------- messages (sender side)
-
-
-@dataclass(frozen=True)
-class Record:
-    seq: int
-    measured_at: datetime
-    value: float
-    unit: Unit = Unit.MMOL_L
-    meal: Meal = Meal.UNKNOWN
-    sample: Sample = Sample.CAPILLARY_PLASMA
-    source: Source = Source.METER
-    status: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "measured_at": self.measured_at.isoformat(),
-            "value": self.value,
-            "unit": str(self.unit),
-            "meal": str(self.meal),
-            "sample": str(self.sample),
-            "source": str(self.source),
-            "status": list(self.status),
-        }
-
-
-@dataclass(frozen=True)
-class ReadingsMessage:
-    device_id: str
-    sent_at: datetime
-    records: tuple[Record, ...]
-
-    @property
-    def topic(self) -> str:
-        return readings_topic(self.device_id)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"device_id": self.device_id, "sent_at": self.sent_at.isoformat(),
-                "records": [r.to_json() for r in self.records]}
-
-    def encode(self) -> bytes:
-        return json.dumps(self.to_json(), separators=(",", ":")).encode()
-
-
-@dataclass(frozen=True)
-class DeviceStatus:
-    device_id: str
-    sent_at: datetime
-    state: str
-    battery_pct: int | None = None
-    firmware: str | None = None
-    clock_offset_s: float | None = None
-
-    @property
-    def topic(self) -> str:
-        return status_topic(self.device_id)
-
-    def encode(self) -> bytes:
-        doc: dict[str, Any] = {"device_id": self.device_id, "sent_at": self.sent_at.isoformat(),
-                               "state": self.state}
-        for key in ("battery_pct", "firmware", "clock_offset_s"):
-            if (value := getattr(self, key)) is not None:
-                doc[key] = value
-        return json.dumps(doc, separators=(",", ":")).encode()
-
-
-# ---------------------------------------------------------------- receiving side
 
 
 @dataclass(frozen=True)
@@ -252,7 +75,6 @@ class Reading(NamedTuple):
     sample: str
     source: str
     status: int
-    flags: tuple[str, ...] = ()
 
 
 class WireError(ValueError):
@@ -334,8 +156,8 @@ def validate_envelope(doc: Any, topic_device_id: str) -> list[Any]:
     elif len(records) > MAX_RECORDS:
         problems.append(Problem(RejectReason.INVALID_ENVELOPE, "$.records",
                                 f"{len(records)} records, limit {MAX_RECORDS}"))
-    if not doc.keys() <= _ENVELOPE_FIELDS:
-        unknown = doc.keys() - _ENVELOPE_FIELDS
+    if not doc.keys() <= ENVELOPE_FIELDS:
+        unknown = doc.keys() - ENVELOPE_FIELDS
         problems.append(Problem(RejectReason.INVALID_ENVELOPE, "$",
                                 f"unknown fields {sorted(unknown)[:5]}"))
     if problems:
@@ -346,28 +168,18 @@ def validate_envelope(doc: Any, topic_device_id: str) -> list[Any]:
     return records
 
 
-_ENVELOPE_FIELDS = frozenset({"device_id", "sent_at", "records", "version"})
-RECORD_FIELDS = frozenset({"seq", "measured_at", "value", "unit", "meal", "sample", "source",
-                           "status"})
-
-
 _UNITS = frozenset(m.value for m in Unit)
 _MEALS = frozenset(m.value for m in Meal)
 _SAMPLES = frozenset(m.value for m in Sample)
 _SOURCES = frozenset(m.value for m in Source)
 _STATUS_BIT = {s.name: 1 << s.value for s in Status}
-_METER_MIN_MMOL, _METER_MAX_MMOL = 20 / MGDL_PER_MMOL, 600 / MGDL_PER_MMOL
-
-
-_IMPLAUSIBLY_AHEAD = timedelta(days=366)
-_LATE = -LATE_TOLERANCE
 
 
 # seq, measured_at, value, unit, meal, sample, source, status bits
 _Checked = tuple[int, datetime, float, str, str, str, str, int]
 
 
-def _check_fast(raw: Any) -> _Checked | None:
+def check_fast(raw: Any) -> _Checked | None:
     """Step 2b for the common case, a valid record, without building anything for errors.
     None means "not obviously valid": the thorough check below then names every problem."""
     if type(raw) is not dict or raw.keys() != RECORD_FIELDS:
@@ -375,8 +187,10 @@ def _check_fast(raw: Any) -> _Checked | None:
     seq, value, status = raw["seq"], raw["value"], raw["status"]
     unit, meal, sample, source = raw["unit"], raw["meal"], raw["sample"], raw["source"]
     if not (type(seq) is int and 0 <= seq <= 0xFFFF and type(value) in (int, float)
-            and math.isfinite(value) and unit in _UNITS and meal in _MEALS
-            and sample in _SAMPLES and source in _SOURCES and type(status) is list):
+            and math.isfinite(value) and type(unit) is str and unit in _UNITS
+            and type(meal) is str and meal in _MEALS and type(sample) is str
+            and sample in _SAMPLES and type(source) is str and source in _SOURCES
+            and type(status) is list):
         return None
     bits = 0
     for name in status:
@@ -396,7 +210,7 @@ def _check_fast(raw: Any) -> _Checked | None:
     return seq, measured_at, float(value), unit, meal, sample, source, bits
 
 
-def _check_thorough(raw: Any, index: int) -> _Checked:
+def check_thorough(raw: Any, index: int) -> _Checked:
     """Step 2b, naming every problem with its field path. Raises WireError."""
     p = f"$.records[{index}]"
     if not isinstance(raw, dict):
@@ -421,13 +235,13 @@ def _check_thorough(raw: Any, index: int) -> _Checked:
         value = None
     unit, meal, sample, source = raw.get("unit"), raw.get("meal"), raw.get("sample"), raw.get(
         "source")
-    if unit not in _UNITS:
+    if not (isinstance(unit, str) and unit in _UNITS):
         _enum(unit, Unit, f"{p}.unit", problems)
-    if meal not in _MEALS:
+    if not (isinstance(meal, str) and meal in _MEALS):
         _enum(meal, Meal, f"{p}.meal", problems)
-    if sample not in _SAMPLES:
+    if not (isinstance(sample, str) and sample in _SAMPLES):
         _enum(sample, Sample, f"{p}.sample", problems)
-    if source not in _SOURCES:
+    if not (isinstance(source, str) and source in _SOURCES):
         _enum(source, Source, f"{p}.source", problems)
     status = raw.get("status")
     bits = 0
@@ -451,7 +265,7 @@ def _check_thorough(raw: Any, index: int) -> _Checked:
 
 def normalise_record(raw: Any, index: int, device_id: str, received_at: datetime) -> Reading:
     """Steps 2b and 3 for one record: validate every field, then normalise to mmol/L and UTC."""
-    checked = _check_fast(raw) or _check_thorough(raw, index)
+    checked = check_fast(raw) or check_thorough(raw, index)
     seq, measured_at, value, unit, meal, sample, source, bits = checked
     mmol = value / MGDL_PER_MMOL if unit == "mg/dL" else value
     if not 0 < mmol <= ABSOLUTE_MAX_MMOL:
@@ -459,38 +273,15 @@ def normalise_record(raw: Any, index: int, device_id: str, received_at: datetime
                                  f"{raw['value']} {unit} is no possible blood glucose")])
     utc = measured_at.astimezone(UTC)
     ahead = utc - received_at  # how far the meter's clock says it is ahead of us
-    if utc < EARLIEST_PLAUSIBLE or ahead > _IMPLAUSIBLY_AHEAD:
+    if utc < EARLIEST_PLAUSIBLE or ahead > IMPLAUSIBLY_AHEAD:
         raise WireError([Problem(RejectReason.TIMESTAMP_IMPLAUSIBLE,
                                  f"$.records[{index}].measured_at",
                                  f"{raw['measured_at']} is too far from the receive time "
                                  f"{received_at.isoformat()}")])
-    flags: tuple[str, ...] = ()
-    if (sample == "control_solution" or source == "manual" or bits & ERROR_STATUS_MASK
-            or ahead > FUTURE_CLOCK_TOLERANCE or ahead < _LATE
-            or not _METER_MIN_MMOL <= mmol <= _METER_MAX_MMOL):
-        flags = _flags(sample, source, bits, ahead, mmol)
     offset = measured_at.utcoffset()
     assert offset is not None
     return Reading(device_id, seq, utc, int(offset.total_seconds() // 60), received_at,
-                   value, unit, mmol, meal, sample, source, bits, flags)
-
-
-def _flags(sample: str, source: str, bits: int, ahead: timedelta, mmol: float
-           ) -> tuple[str, ...]:
-    flags: list[str] = []
-    if sample == Sample.CONTROL_SOLUTION:
-        flags.append(Flag.CONTROL_SOLUTION)
-    if source == Source.MANUAL:
-        flags.append(Flag.MANUAL)
-    if bits & ERROR_STATUS_MASK:
-        flags.append(Flag.ERROR_STATUS)
-    if ahead > FUTURE_CLOCK_TOLERANCE:
-        flags.append(Flag.FUTURE_CLOCK)
-    if ahead < _LATE:
-        flags.append(Flag.TOO_LATE)
-    if not _METER_MIN_MMOL <= mmol <= _METER_MAX_MMOL:
-        flags.append(Flag.OUTSIDE_METER_RANGE)
-    return tuple(flags)
+                   value, unit, mmol, meal, sample, source, bits)
 
 
 @dataclass

@@ -6,70 +6,42 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import psycopg
 
-from devices.wire import ReadingsMessage, Record, readings_topic
-from glucover import broker
+from bench.harness import (
+    LOADGEN_ACCOUNT,
+    Servers,
+    bench_device,
+    emit,
+    ingest_env,
+    loadgen_password,
+    median_run,
+    private_servers,
+    progress,
+    recent_base,
+    rounds,
+    seed_devices,
+    spawn,
+    spawn_glucover,
+    stop,
+)
+from bench.loadgen import publish_raw
+from devices.wire.messages import ReadingsMessage, Record
+from devices.wire.topics import readings_topic
 from glucover.config import Settings
-from glucover.db import migrate
-from glucover.servers import LocalMosquitto, LocalPostgres, terminate
-from ingest.loadgen import publish_raw
 
-LOADGEN_ACCOUNT = "glucover-bench-loadgen"
 # Completion check only: throughput and latencies come from commit timestamps. A count(*) over
 # 60,000 readings costs the database ~8 ms, so polling every 0.1 s took a few percent of the
 # database's CPU from the workload being measured.
 POLL_S = 0.5
-
-
-@dataclass
-class Servers:
-    db_url: str
-    mqtt_port: int
-    secret: str
-    root: Path
-
-
-def _start_servers(stack: ExitStack, settings: Settings) -> Servers:
-    root = Path(tempfile.mkdtemp(prefix="glucover-bench-"))
-    os.chmod(root, 0o755)  # noqa: S103 - the server users must traverse it
-    stack.callback(shutil.rmtree, root, True)
-    secret = "bench-" + os.urandom(8).hex()
-    pg = LocalPostgres(root / "pg").start()
-    stack.callback(pg.stop)
-    mq = LocalMosquitto(root / "mqtt")
-    mq.write_config()
-    files = broker.BrokerFiles(mq.confdir)
-    broker.write_acl(files.acl, load_generators=(LOADGEN_ACCOUNT,))
-    loadgen = broker.hash_password(broker.derive_password(secret, LOADGEN_ACCOUNT))
-    broker.write_passwd(files.passwd, [*broker.service_entries(secret), (LOADGEN_ACCOUNT, loadgen)])
-    mq.start()
-    stack.callback(mq.stop)
-    migrate(pg.url(), settings)
-    return Servers(pg.url(), mq.port, secret, root)
-
-
-def recent_base() -> datetime:
-    """Benchmarks measure live traffic: readings from the last day or so. (Months-old readings
-    would also meet TimescaleDB's compression policy in the middle of a run.)"""
-    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    return now - timedelta(days=2)
 
 
 def workload(devices: int, readings: int, per_message: int, seed: int) -> list[tuple[str, bytes]]:
@@ -80,7 +52,7 @@ def workload(devices: int, readings: int, per_message: int, seed: int) -> list[t
     values = np.round(rng.uniform(3.5, 14.0, readings), 1)
     messages = []
     for j in range(-(-readings // per_message)):
-        device = f"BENCH-{j % devices:06d}"
+        device = bench_device(j % devices)
         first_seq = (j // devices) * per_message
         count = min(per_message, readings - j * per_message)
         records = tuple(
@@ -129,7 +101,7 @@ def _commit_times(db_url: str) -> dict[tuple[str, int], float]:
 
 
 def run_scenario(servers: Servers, messages: list[tuple[str, bytes]], readings: int,
-                 per_message: int, rate: float | None = None) -> dict[str, Any]:
+                 rate: float | None = None) -> dict[str, Any]:
     """Publish `messages` (flat out, or paced at `rate` messages/s) and measure until every
     reading is committed."""
     _reset(servers.db_url)
@@ -137,9 +109,8 @@ def run_scenario(servers: Servers, messages: list[tuple[str, bytes]], readings: 
     poller = threading.Thread(target=lambda: result.setdefault(
         "seen", _poll(servers.db_url, readings, 300)))
     poller.start()
-    load = publish_raw("127.0.0.1", servers.mqtt_port, LOADGEN_ACCOUNT,
-                       broker.derive_password(servers.secret, LOADGEN_ACCOUNT), messages,
-                       rate=rate)
+    load = publish_raw("127.0.0.1", servers.mqtt_port, LOADGEN_ACCOUNT, loadgen_password(servers),
+                       messages, rate=rate)
     poller.join()
     final = result["seen"][-1][1]
     committed = _commit_times(servers.db_url)
@@ -163,95 +134,48 @@ def run_scenario(servers: Servers, messages: list[tuple[str, bytes]], readings: 
     }
 
 
-def seed_devices(db_url: str, count: int) -> None:
-    """The benchmark meters BENCH-000000.. exist in the database (ingest refuses strangers)."""
-    with psycopg.connect(db_url) as conn, conn.cursor() as cur, cur.copy(
-            "copy devices (device_id) from stdin") as copy:
-        for i in range(count):
-            copy.write_row((f"BENCH-{i:06d}",))
-
-
-def ingest_env(servers: Servers) -> dict[str, str]:
-    """Environment for `glucover ingest` on the benchmark's private servers."""
-    password = broker.derive_password(servers.secret, broker.INGEST_ACCOUNT)
-    return {**os.environ, "DATABASE_URL": servers.db_url,
-            "MQTT_URL": f"mqtt://{broker.INGEST_ACCOUNT}:{password}@127.0.0.1:{servers.mqtt_port}",
-            "GLUCOVER_SECRET": servers.secret}
-
-
-def _spawn(args: list[str], env: dict[str, str], log: Path, ready: str) -> subprocess.Popen[bytes]:
-    out = log.open("ab")
-    proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
-    out.close()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if ready in log.read_text(errors="replace"):
-            time.sleep(0.3)
-            return proc
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    raise RuntimeError(f"{args[2:4]} did not start:\n{log.read_text(errors='replace')[-2000:]}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    terminate(proc, signal.SIGTERM, 30)
-
-
 PACED_SECONDS = 5
 
 
-def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run with the median throughput (the upper one of an even count)."""
-    return sorted(runs, key=lambda r: r["readings_per_s"])[len(runs) // 2]
-
-
 def run_bench(devices: int, readings: int, workers: int, settings: Settings,
-              repeat: int = 3, paced_rate: int = 10_000, progress: bool = True
+              repeat: int = 3, paced_rate: int = 10_000, show_progress: bool = True
               ) -> dict[str, Any]:
     """Each flat-out scenario runs `repeat` times (single and batched alternating, so drifts of
     this VM's speed hit both alike); figures are the median run's. A paced run then measures
     latency at `paced_rate` readings/s, a load the workers keep up with."""
-    def say(text: str) -> None:
-        if progress:
-            print(text, file=sys.stderr, flush=True)
-
-    def rounds() -> Iterator[str]:
-        for number in range(1, repeat + 1):
-            yield f" (round {number}/{repeat})" if repeat > 1 else ""
-
+    say = progress(show_progress)
     runs: dict[str, list[dict[str, Any]]] = {"single": [], "batched": [], "naive": []}
     with ExitStack() as stack:
-        servers = _start_servers(stack, settings)
+        servers = private_servers(stack, settings)
         seed_devices(servers.db_url, devices)
         env = ingest_env(servers)
         single = workload(devices, readings, 1, seed=1)
         batched = workload(devices, readings, 20, seed=2)
-        procs = [_spawn([sys.executable, "-m", "glucover.cli", "ingest", "--worker-name",
-                         f"bench-{i}"], env, servers.root / f"ingest-{i}.log", "connected to")
+        procs = [spawn_glucover(["ingest", "--worker-name", f"bench-{i}"], env,
+                                servers.root / f"ingest-{i}.log", "connected to")
                  for i in range(workers)]
         try:
-            for tag in rounds():
+            for tag in rounds(repeat):
                 say(f"single-record: {len(single):,} messages from {devices:,} meters{tag}")
-                runs["single"].append(run_scenario(servers, single, readings, 1))
+                runs["single"].append(run_scenario(servers, single, readings))
                 say(f"batched: {len(batched):,} messages of 20 records{tag}")
-                runs["batched"].append(run_scenario(servers, batched, readings, 20))
+                runs["batched"].append(run_scenario(servers, batched, readings))
             paced_n = min(paced_rate * PACED_SECONDS, readings)
             say(f"paced: {paced_n:,} single-record messages at {paced_rate:,}/s")
-            paced = run_scenario(servers, single[:paced_n], paced_n, 1, rate=paced_rate)
+            paced = run_scenario(servers, single[:paced_n], paced_n, rate=paced_rate)
         finally:
             for proc in procs:
-                _stop(proc)
+                stop(proc)
         naive_n = max(readings // 4, 1000)
-        naive = _spawn([sys.executable, "-m", "ingest.naive", servers.db_url, env["MQTT_URL"]], env,
-                       servers.root / "naive.log", "subscribed")
+        naive = spawn([sys.executable, "-m", "bench.naive", servers.db_url, env["MQTT_URL"]], env,
+                      servers.root / "naive.log", "subscribed")
         try:
-            for tag in rounds():
+            for tag in rounds(repeat):
                 say(f"naive bridge: {naive_n:,} single-record messages{tag}")
-                runs["naive"].append(run_scenario(servers, single[:naive_n], naive_n, 1))
+                runs["naive"].append(run_scenario(servers, single[:naive_n], naive_n))
         finally:
-            _stop(naive)
-    s, b, n = (_median_run(runs[k]) for k in ("single", "batched", "naive"))
+            stop(naive)
+    s, b, n = (median_run(runs[k], "readings_per_s") for k in ("single", "batched", "naive"))
     every = [r for k in runs for r in runs[k]] + [paced]
     return {
         "devices": devices, "readings": readings, "workers": workers, "repeat": repeat,
@@ -276,21 +200,22 @@ def run_bench(devices: int, readings: int, workers: int, settings: Settings,
 def bench_cli(args: argparse.Namespace, settings: Settings) -> int:
     report = run_bench(args.devices, args.readings, args.workers, settings, args.repeat,
                        args.paced_rate)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(f"ingest, {report['devices']:,} meters, {report['readings']:,} readings, "
-              f"{report['workers']} worker(s)"
-              + (f", median of {report['repeat']} rounds" if report["repeat"] > 1 else ""))
-        for name in ("single", "batched", "naive", "paced"):
-            r = report["scenarios"][name]
-            print(f"  {name:8s} {r['readings_per_s']:>9,} readings/s  p50 {r['p50_latency_ms']:>7}"
-                  f" ms  p99 {r['p99_latency_ms']:>7} ms  lost {r['lost']}  duplicated "
-                  f"{r['duplicated']}")
-        print(f"  single vs naive: {report['ratio_vs_naive']}x, batched vs naive: "
-              f"{report['batched_ratio_vs_naive']}x; paced = single-record at "
-              f"{report['paced_rate']:,}/s offered")
-        if report["repeat"] > 1:
-            for name, values in report["rounds"].items():
-                print(f"  {name} rounds: " + ", ".join(f"{v:,}" for v in values))
+    emit(report, args.json, print_report)
     return 0 if report["lost"] == 0 and report["duplicated"] == 0 else 1
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(f"ingest, {report['devices']:,} meters, {report['readings']:,} readings, "
+          f"{report['workers']} worker(s)"
+          + (f", median of {report['repeat']} rounds" if report["repeat"] > 1 else ""))
+    for name in ("single", "batched", "naive", "paced"):
+        r = report["scenarios"][name]
+        print(f"  {name:8s} {r['readings_per_s']:>9,} readings/s  p50 {r['p50_latency_ms']:>7}"
+              f" ms  p99 {r['p99_latency_ms']:>7} ms  lost {r['lost']}  duplicated "
+              f"{r['duplicated']}")
+    print(f"  single vs naive: {report['ratio_vs_naive']}x, batched vs naive: "
+          f"{report['batched_ratio_vs_naive']}x; paced = single-record at "
+          f"{report['paced_rate']:,}/s offered")
+    if report["repeat"] > 1:
+        for name, values in report["rounds"].items():
+            print(f"  {name} rounds: " + ", ".join(f"{v:,}" for v in values))

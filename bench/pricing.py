@@ -1,36 +1,27 @@
 """`glucover bench pricing`: full re-rating of a synthetic portfolio by the vectorised evaluator
-against the per-policy Python loop (pricing/reference.py), in one run. The loop runs on a
+against the per-policy Python loop (bench/reference.py), in one run. The loop runs on a
 sample of the same portfolio (it would take hours on all of it); its rate is per policy-day,
 and the two ledgers are asserted equal on that sample."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import sys
 import time
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from bench.harness import emit, peak_rss_mb, progress
+from bench.reference import evaluate_loop
 from pricing.evaluator import evaluate
-from pricing.reference import evaluate_loop
 from pricing.ruleset import load_builtin
 from pricing.synthetic import synthetic_portfolio
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def run_bench(n_policies: int, days: int, loop_policies: int, seed: int = 1,
-              progress: bool = True) -> dict[str, Any]:
-    def say(text: str) -> None:
-        if progress:
-            print(text, file=sys.stderr, flush=True)
-
+              show_progress: bool = True) -> dict[str, Any]:
+    say = progress(show_progress)
     ruleset = load_builtin("default")
     started = time.perf_counter()
     portfolio = synthetic_portfolio(n_policies, days, seed, with_claims=False)
@@ -70,7 +61,7 @@ def run_bench(n_policies: int, days: int, loop_policies: int, seed: int = 1,
         "policy_days": len(ledger), "seconds": round(seconds, 3),
         "policy_days_per_s": round(rate), "loop_policy_days_per_s": round(loop_rate),
         "loop_sample_policies": len(pol), "ratio_vs_loop": round(rate / loop_rate, 1),
-        "ledgers_equal_on_sample": True, "peak_rss_mb": round(_peak_rss_mb()),
+        "ledgers_equal_on_sample": True, "peak_rss_mb": round(peak_rss_mb()),
         "day_status_counts": dict(zip(("missed", "in_target", "high", "out_of_target"),
                                       statuses.tolist(), strict=True)),
     }
@@ -78,14 +69,15 @@ def run_bench(n_policies: int, days: int, loop_policies: int, seed: int = 1,
 
 def bench_cli(args: argparse.Namespace, settings: object) -> int:
     report = run_bench(args.policies, args.days, args.loop_policies)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(f"pricing, {report['policies']:,} policies x {report['days']} days "
-              f"({report['readings']:,} readings)")
-        print(f"  vectorised {report['policy_days_per_s']:>12,} policy-days/s "
-              f"({report['seconds']}s for {report['policy_days']:,})")
-        print(f"  loop       {report['loop_policy_days_per_s']:>12,} policy-days/s "
-              f"(on {report['loop_sample_policies']:,} policies; ledgers equal)")
-        print(f"  ratio {report['ratio_vs_loop']}x, peak RSS {report['peak_rss_mb']:,} MB")
+    emit(report, args.json, print_report)
     return 0
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(f"pricing, {report['policies']:,} policies x {report['days']} days "
+          f"({report['readings']:,} readings)")
+    print(f"  vectorised {report['policy_days_per_s']:>12,} policy-days/s "
+          f"({report['seconds']}s for {report['policy_days']:,})")
+    print(f"  loop       {report['loop_policy_days_per_s']:>12,} policy-days/s "
+          f"(on {report['loop_sample_policies']:,} policies; ledgers equal)")
+    print(f"  ratio {report['ratio_vs_loop']}x, peak RSS {report['peak_rss_mb']:,} MB")

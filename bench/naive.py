@@ -13,7 +13,8 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
-from devices.wire import MGDL_PER_MMOL, TOPIC_ROOT
+from devices.wire.topics import TOPIC_ROOT
+from devices.wire.vocabulary import MGDL_PER_MMOL
 from glucover.config import MqttTarget
 
 

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from devices.wire import Status
+from devices.wire.vocabulary import Status
 from pricing.ruleset import Ruleset
 
 

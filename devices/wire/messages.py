@@ -1,0 +1,92 @@
+"""What a meter sends (wire format v1), as frozen dataclasses that encode themselves.
+
+ReadingsMessage payload (UTF-8 JSON) on the readings topic:
+  {"device_id": str, "sent_at": ISO-8601, "records": [record, ...]} with 1..MAX_RECORDS records,
+  one for a live reading or a batch when a meter syncs its memory after being offline.
+  record = {"seq": 0..65535 (wraps), "measured_at": ISO-8601 with the meter's UTC offset,
+            "value": number > 0, "unit": Unit, "meal": Meal, "sample": Sample,
+            "source": Source, "status": [GLS annunciation names]}
+DeviceStatus payload on the status topic (retained; the Last Will says "offline"):
+  {"device_id", "sent_at", "state": "online"|"offline", "battery_pct"?: 0..100,
+   "firmware"?: str, "clock_offset_s"?: number}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from devices.wire.topics import readings_topic, status_topic
+from devices.wire.vocabulary import Meal, Sample, Source, Unit
+
+MAX_RECORDS = 1000  # records in one message: a meter's memory synced in one go
+MAX_PAYLOAD_BYTES = 1_048_576
+RECORD_FIELDS = frozenset({"seq", "measured_at", "value", "unit", "meal", "sample", "source",
+                           "status"})
+ENVELOPE_FIELDS = frozenset({"device_id", "sent_at", "records", "version"})
+
+
+@dataclass(frozen=True)
+class Record:
+    seq: int
+    measured_at: datetime
+    value: float
+    unit: Unit = Unit.MMOL_L
+    meal: Meal = Meal.UNKNOWN
+    sample: Sample = Sample.CAPILLARY_PLASMA
+    source: Source = Source.METER
+    status: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "measured_at": self.measured_at.isoformat(),
+            "value": self.value,
+            "unit": str(self.unit),
+            "meal": str(self.meal),
+            "sample": str(self.sample),
+            "source": str(self.source),
+            "status": list(self.status),
+        }
+
+
+@dataclass(frozen=True)
+class ReadingsMessage:
+    device_id: str
+    sent_at: datetime
+    records: tuple[Record, ...]
+
+    @property
+    def topic(self) -> str:
+        return readings_topic(self.device_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"device_id": self.device_id, "sent_at": self.sent_at.isoformat(),
+                "records": [r.to_json() for r in self.records]}
+
+    def encode(self) -> bytes:
+        return json.dumps(self.to_json(), separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class DeviceStatus:
+    device_id: str
+    sent_at: datetime
+    state: str
+    battery_pct: int | None = None
+    firmware: str | None = None
+    clock_offset_s: float | None = None
+
+    @property
+    def topic(self) -> str:
+        return status_topic(self.device_id)
+
+    def encode(self) -> bytes:
+        doc: dict[str, Any] = {"device_id": self.device_id, "sent_at": self.sent_at.isoformat(),
+                               "state": self.state}
+        for key in ("battery_pct", "firmware", "clock_offset_s"):
+            if (value := getattr(self, key)) is not None:
+                doc[key] = value
+        return json.dumps(doc, separators=(",", ":")).encode()

@@ -1,0 +1,103 @@
+"""Builders the test modules share (no test module imports another): the one START of every
+synthetic history, and ways to load a fleet into a database without a broker."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import psycopg
+
+from devices.fleet import fleet_messages, portfolio
+from devices.provisioning import add_portfolio
+from ingest.decode import Received, decode
+from ingest.store import prepare, write_batch
+from pricing.evaluator import Ledger
+
+TEST_SECRET = "test-secret-not-for-production"
+START = date(2026, 3, 2)  # first day of every synthetic history in the tests
+APP = str(Path(__file__).parent.parent / "dashboard" / "app.py")
+
+
+def store_messages(db_url: str, messages: list[tuple[str, bytes, datetime]]) -> None:
+    """Messages through ingest's own decode and write (no broker), received when stated."""
+    with psycopg.connect(db_url) as conn:
+        prepare(conn)
+        batch = decode([Received(t, p, i, 1, at) for i, (t, p, at) in enumerate(messages)],
+                       trust_sent_at=False)
+        write_batch(conn, batch)
+        conn.commit()
+
+
+def load_fleet(db_url: str, n: int = 25, days: int = 45, seed: int = 3) -> None:
+    people = portfolio(n, seed, START)
+    with psycopg.connect(db_url) as conn:
+        add_portfolio(conn, people, TEST_SECRET)
+        conn.commit()
+    # Received when sent: a meter's gateway time stands in for the broker's here.
+    store_messages(db_url, [(m.topic, m.payload, m.at) for m in fleet_messages(people, seed, days)
+                            if m.topic.endswith("readings")])
+
+
+def current_ledger(db_url: str) -> pd.DataFrame:
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("select policy_id, day, day_status, reading_seq, delta::float8, "
+                            "bonus::float8, sum_insured::float8 from current_ledger "
+                            "order by policy_id, day").fetchall()
+    return pd.DataFrame(rows, columns=["policy_id", "day", "day_status", "reading_seq", "delta",
+                                       "bonus", "sum_insured"])
+
+
+def comparable(ledger: Ledger) -> pd.DataFrame:
+    """The evaluator's ledger in the dtypes `current_ledger()` reads from the database."""
+    frame = ledger.to_frame()
+    frame["policy_id"] = frame["policy_id"].astype(str)
+    frame["day_status"] = frame["day_status"].astype(str)
+    frame["day"] = frame["day"].dt.date
+    frame["reading_seq"] = frame["reading_seq"].astype("Int64")
+    return frame
+
+
+# The bad-input corpus: each case with the outcome ingest must give it (see its "about").
+CORPUS = json.loads((Path(__file__).parent / "corpus" / "bad_input.json").read_text())
+
+
+def _shift_seqs(payload: bytes, offset: int) -> bytes:
+    """Give each case its own seq range so cases never collide on identity."""
+    try:
+        doc = json.loads(payload)
+    except ValueError:
+        return payload
+    if isinstance(doc, dict) and isinstance(doc.get("records"), list):
+        for r in doc["records"]:
+            if isinstance(r, dict) and type(r.get("seq")) is int and 0 <= r["seq"] < 1000:
+                r["seq"] += offset
+        return json.dumps(doc).encode()
+    return payload
+
+
+def _materialise(text: str, me: str, other: str, now: datetime) -> bytes:
+    return (text.replace("$SELF", me).replace("$OTHER", other).replace("$NOW", now.isoformat())
+            .replace("$TOMORROW", (now + timedelta(days=1)).isoformat())
+            .replace("$TEN_DAYS_AGO", (now - timedelta(days=10)).isoformat())).encode()
+
+
+def case_payloads(case: dict[str, Any], index: int, me: str, other: str, now: datetime
+                  ) -> list[bytes]:
+    if "payload_hex" in case:
+        first = bytes.fromhex(case["payload_hex"])
+    elif "payload_repeat" in case:  # [text, count] pieces, concatenated
+        first = b"".join(text.encode() * count for text, count in case["payload_repeat"])
+    elif case.get("verbatim"):  # sent exactly as written (a rejected case stores nothing)
+        first = _materialise(case["payload"], me, other, now)
+    else:
+        first = _shift_seqs(_materialise(case["payload"], me, other, now), 1000 * index)
+    out = [first]
+    if case.get("send_twice"):
+        out.append(first)
+    if "then" in case:
+        out.append(_shift_seqs(_materialise(case["then"], me, other, now), 1000 * index))
+    return out

@@ -1,0 +1,108 @@
+"""Ingest's decoding without a broker or database: every case of the bad-input corpus as its own
+fast test (the same corpus runs end to end in tests/test_bad_input.py), and a property test that
+the fast and the thorough record validators agree on any record."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from devices.wire import decoding
+from devices.wire.messages import RECORD_FIELDS
+from devices.wire.topics import readings_topic
+from devices.wire.vocabulary import Meal, Sample, Source, Status, Unit
+from ingest.decode import Received, decode
+from pricing.evaluator import EXCLUSION_REASONS, exclusion_codes
+from pricing.ruleset import load_builtin
+from tests.helpers import CORPUS
+
+ME, OTHER = "meter-000001", "meter-000002"
+# Reasons that need the database: the registry of meters, or a stored copy to conflict with.
+NEEDS_DATABASE = {"unknown_device", "storage_error"}
+
+
+def _decoded(case: dict[str, Any], now: datetime) -> tuple[list[str], pd.DataFrame]:
+    from tests.helpers import case_payloads
+
+    payloads = case_payloads(case, 0, ME, OTHER, now)
+    batch = decode([Received(readings_topic(ME), p, i, 1, now) for i, p in enumerate(payloads)],
+                   trust_sent_at=False)
+    frame = pd.DataFrame([r._asdict() for r in batch.readings])
+    return [str(r.reason) for r in batch.rejections], frame
+
+
+@pytest.mark.parametrize("case", CORPUS["cases"], ids=[c["name"] for c in CORPUS["cases"]])
+def test_corpus_case_decodes_to_its_outcome(case: dict[str, Any]) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    reasons, stored = _decoded(case, now)
+    expect = case["expect"]
+    if expect.get("rejected") in NEEDS_DATABASE:
+        pytest.skip("decided by the database: tests/test_bad_input.py")
+    if "rejected" in expect:
+        assert expect["rejected"] in reasons
+    else:
+        assert reasons == []
+    if "stored" in expect:
+        assert len(stored) > 0
+        frame = stored.assign(measured_at=pd.to_datetime(stored["measured_at"], utc=True),
+                              received_at=pd.to_datetime(stored["received_at"], utc=True))
+        codes = exclusion_codes(frame, load_builtin("default"))
+        assert {EXCLUSION_REASONS[c] for c in codes} == {expect["stored"]}
+    else:
+        assert stored.empty
+
+
+def test_every_corpus_reason_is_a_reject_reason() -> None:
+    known = {r.value for r in decoding.RejectReason}
+    assert {c["expect"]["rejected"] for c in CORPUS["cases"] if "rejected" in c["expect"]} <= known
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                  max_size=3),
+    max_leaves=6)
+
+
+def _field(valid: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(valid, valid, valid, json_values)  # mostly valid, sometimes anything
+
+
+timestamps = st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2040, 1, 1),
+                          timezones=st.sampled_from([UTC, None]))
+records = st.fixed_dictionaries({
+    "seq": _field(st.integers(-5, 70_000)),
+    "measured_at": _field(timestamps.map(lambda t: t.isoformat())
+                          | st.sampled_from(["2026-01-02", "yesterday", "2026-13-01T00:00Z"])),
+    "value": _field(st.floats(0.1, 700) | st.integers(1, 700)),
+    "unit": _field(st.sampled_from([u.value for u in Unit] + ["mmol"])),
+    "meal": _field(st.sampled_from([m.value for m in Meal])),
+    "sample": _field(st.sampled_from([s.value for s in Sample])),
+    "source": _field(st.sampled_from([s.value for s in Source])),
+    "status": _field(st.lists(st.sampled_from([s.name for s in Status] + ["bogus"]),
+                              max_size=3)),
+}, optional={"extra": json_values})
+
+
+@settings(max_examples=400, deadline=None)
+@given(record=records, drop=st.sets(st.sampled_from(sorted(RECORD_FIELDS)), max_size=1))
+def test_fast_and_thorough_validators_agree(record: dict[str, Any], drop: set[str]) -> None:
+    raw = {k: v for k, v in record.items() if k not in drop}
+    fast = decoding.check_fast(raw)
+    verdict: decoding.WireError | tuple[Any, ...]
+    try:
+        verdict = decoding.check_thorough(raw, 0)
+    except decoding.WireError as refused:
+        verdict = refused
+    if isinstance(verdict, decoding.WireError):
+        assert fast is None, f"fast path accepted what the thorough check refuses: {verdict}"
+        assert verdict.problems
+        assert all(p.path.startswith("$.records[0]") for p in verdict.problems)
+    else:
+        assert fast == verdict
