@@ -45,9 +45,9 @@ DB_RETRY_MIN_S, DB_RETRY_MAX_S = 0.2, 10.0
 DEVICE_CACHE_TTL_S = 60.0
 LINGER_POLL_S = 0.002
 # How long a batch waits for more messages after its first. Under load, batches fill while the
-# previous one commits, so this only sets the latency floor at low rates: at 10,000 readings/s
-# offered, 5 ms gave p50/p99 of 15-19/30-43 ms end to end and 50 ms gave 55/96-114 ms, with no
-# difference in flat-out throughput beyond this VM's noise (glucover bench ingest, 4 runs).
+# previous one commits, so this only sets the latency floor at low rates (the paced run of
+# `glucover bench ingest` measures it; figures in the README). 50 ms cost several times the
+# latency at 10,000 readings/s offered and gained no flat-out throughput.
 DEFAULT_FLUSH_MS = 5
 GC_THRESHOLD = 200_000
 

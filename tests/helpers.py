@@ -4,6 +4,8 @@ synthetic history, and ways to load a fleet into a database without a broker."""
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -101,3 +103,15 @@ def case_payloads(case: dict[str, Any], index: int, me: str, other: str, now: da
     if "then" in case:
         out.append(_shift_seqs(_materialise(case["then"], me, other, now), 1000 * index))
     return out
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0, every_s: float = 0.1
+               ) -> bool:
+    """Poll `condition` until it holds or `timeout_s` passes; whether it held."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if condition():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every_s)

@@ -11,12 +11,16 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import pandas as pd
 import psycopg
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.auth import create_user
+from dashboard.views.actuary import TIR_WINDOW_DAYS
 from glucover.servers import free_port, wait_for_port
+from pricing import glycaemia, store
+from pricing.ruleset import load_builtin
 from tests.helpers import APP, START, load_fleet
 
 PASSWORD = "correct horse"
@@ -117,6 +121,15 @@ def test_actuary_workbench_editor_backtest_and_glm(dashboard_db: str) -> None:
     at = signed_in("ann")
     assert at.title[0].value == "Actuary workbench"
     assert at.metric[0].value == "6"
+    # The portfolio's time in range from the daily summary, as the glycaemia module has it.
+    with psycopg.connect(dashboard_db) as conn:
+        readings = store.load_readings(conn, [str(d) for (d,) in conn.execute(
+            "select device_id from devices")])
+    day = readings["measured_at"].dt.floor("D")
+    window = readings[day > day.max() - pd.Timedelta(days=TIR_WINDOW_DAYS)]
+    tir = glycaemia.of_readings(window, load_builtin("default")).time_in_range
+    assert tir is not None
+    assert f"last {TIR_WINDOW_DAYS} days of readings: {tir:.1%}" in at.caption[0].value
     at.number_input(key="rs_delta_in_target").set_value(150.0)
     at.button(key="FormSubmitter:ruleset-Validate").click()
     at.run()

@@ -17,7 +17,7 @@ import pytest
 from devices.wire import decoding, topics
 from devices.wire.messages import ReadingsMessage, Record
 from tests.conftest import Stack
-from tests.helpers import TEST_SECRET
+from tests.helpers import TEST_SECRET, wait_until
 from tests.ingest_helpers import (
     by_device,
     distinct_readings,
@@ -148,14 +148,18 @@ def test_two_workers_share_the_subscription(stack: Stack, tmp_path: Path) -> Non
     try:
         publish(stack, messages)
         assert wait_for_rows(stack.db_url, len(expected)) == len(expected)
+        # Every message once, plus each meter's "offline" status when its session ends (those
+        # may reach the workers a moment after the last reading is stored).
+        everything = len(messages) + len(by_device(messages))
+        assert wait_until(lambda: sum(_metric(port, "glucover_ingest_messages_total")
+                                      for port in ports) >= everything, timeout_s=30)
         shares = [_metric(port, "glucover_ingest_messages_total") for port in ports]
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
         assert [proc.wait(30) for proc in procs] == [0, 0]
     assert all(share > 0.1 * len(messages) for share in shares), shares
-    # Every message once, plus each meter's "offline" status when its session ends.
-    assert sum(shares) == len(messages) + len(by_device(messages))
+    assert sum(shares) == everything
     rows = stored_readings(stack.db_url)
     assert len(rows) == len(set(rows)) == len(expected)
 

@@ -7,11 +7,12 @@ from typing import Any
 
 import altair as alt
 import pandas as pd
+import psycopg
 import streamlit as st
 
 from dashboard import db
 from dashboard.auth import User
-from pricing import actuary, store
+from pricing import actuary, glycaemia, store
 from pricing.ruleset import (
     Ruleset,
     RulesetError,
@@ -34,7 +35,25 @@ def kpis(url: str) -> dict[str, Any]:
     claims = db.one("select count(*) from claims")
     policies = db.one("select count(*) from policies")
     first: dict[str, Any] = {str(k): v for k, v in row.iloc[0].to_dict().items()}
-    return {**first, "claims": claims, "all_policies": policies}
+    return {**first, "claims": claims, "all_policies": policies,
+            "time_in_range": portfolio_time_in_range()}
+
+
+TIR_WINDOW_DAYS = 30
+
+
+def portfolio_time_in_range() -> float | None:
+    """Share of the portfolio's valid readings in range over the last TIR_WINDOW_DAYS days of
+    data, from the daily summary (readings_daily: validity and band as pricing/glycaemia.py).
+    None before the summary has data (plain PostgreSQL: before the first pricing run)."""
+    try:
+        value = db.one(
+            "select sum(in_range_readings)::float8 / nullif(sum(readings), 0) from readings_daily"
+            " where day > (select max(day) from readings_daily) - make_interval(days => %s)",
+            (TIR_WINDOW_DAYS,))
+    except psycopg.errors.ObjectNotInPrerequisiteState:  # never refreshed
+        return None
+    return None if value is None else float(value)
 
 
 @st.cache_data(ttl=60, show_spinner="Loading the stored portfolio…")
@@ -203,6 +222,10 @@ def render(user: User) -> None:
     c2.metric("Total sum insured", f"{k['total']:,.0f}")
     c3.metric("Mean bonus", f"{k['mean_bonus']:,.0f}")
     c4.metric("In target on the last priced day", f"{k['in_target_share']:.0%}")
+    tir = k["time_in_range"]
+    st.caption(f"Time in range ({glycaemia.TIR_LOW_MMOL}–{glycaemia.TIR_HIGH_MMOL} mmol/L), "
+               f"last {TIR_WINDOW_DAYS} days of readings: "
+               + ("no data yet" if tir is None else f"{tir:.1%}"))
     tabs = st.tabs(["Ruleset", "Back-test", "GLM", "Gaming"])
     with tabs[0]:
         candidate = ruleset_editor(user)
