@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from devices.wire import decoding, topics
-from ingest.store import Batch, Rejection, content, identity
+from ingest.store import Batch, Item, Rejection, StatusUpdate, content, identity
 
 log = logging.getLogger("glucover.ingest")
 
@@ -57,9 +57,9 @@ def _decode_message(msg: Received, trust_sent_at: bool, batch: Batch,
         if kind == "status":
             doc = decoding.decode_status(msg.payload, device_id)
             sent = decoding.parse_timestamp(doc.get("sent_at"), "$.sent_at", [])
-            batch.statuses.append((device_id, doc["state"], doc.get("battery_pct"),
-                                   doc.get("firmware"), doc.get("clock_offset_s"),
-                                   sent or msg.received_at))
+            batch.statuses.append(StatusUpdate(
+                device_id, doc["state"], doc.get("battery_pct"), doc.get("firmware"),
+                doc.get("clock_offset_s"), sent or msg.received_at))
             return
         decoded = decoding.decode_readings(msg.payload, device_id, msg.received_at, trust_sent_at)
     except decoding.WireError as exc:
@@ -73,7 +73,7 @@ def _decode_message(msg: Received, trust_sent_at: bool, batch: Batch,
         key = identity(reading)
         first = seen.get(key)
         if first is not None:
-            earlier = batch.readings[first]
+            earlier = batch.items[first].reading
             if content(earlier) == content(reading):
                 batch.duplicates += 1
             else:
@@ -83,7 +83,5 @@ def _decode_message(msg: Received, trust_sent_at: bool, batch: Batch,
                     f"one batch with different content ({earlier.value} vs {reading.value} "
                     f"{reading.unit})", msg.payload, msg.received_at))
             continue
-        seen[key] = len(batch.readings)
-        batch.readings.append(reading)
-        batch.reading_topics.append(msg.topic)
-        batch.reading_payloads.append(msg.payload)
+        seen[key] = len(batch.items)
+        batch.items.append(Item(reading, msg.topic, msg.payload))

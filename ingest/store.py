@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 
@@ -75,8 +75,7 @@ where ({", ".join(f"r.{c}" for c in CONTENT_COLUMNS)})
 STATUS_SQL = """
 insert into device_status (device_id, state, battery_pct, firmware, clock_offset_s, sent_at,
                            updated_at)
-select %s, %s, %s, %s, %s, %s, now()
-where not exists (select 1 from devices where device_id = %s and revoked_at is not null)
+values (%s, %s, %s, %s, %s, %s, now())
 on conflict (device_id) do update set
     state = excluded.state,
     battery_pct = coalesce(excluded.battery_pct, device_status.battery_pct),
@@ -97,16 +96,53 @@ class Rejection:
     received_at: datetime
 
 
+class Item(NamedTuple):
+    """A reading to store, with the message it came in (for a rejection's record)."""
+
+    reading: Reading
+    topic: str
+    payload: bytes
+
+
+class StatusUpdate(NamedTuple):
+    """A meter's status message, as device_status stores it."""
+
+    device_id: str
+    state: str
+    battery_pct: int | None
+    firmware: str | None
+    clock_offset_s: float | None
+    sent_at: datetime
+
+
 @dataclass
 class Batch:
     """What a batch of messages came to, before it is written."""
 
-    readings: list[Reading] = field(default_factory=list)
-    reading_topics: list[str] = field(default_factory=list)
-    reading_payloads: list[bytes] = field(default_factory=list)
+    items: list[Item] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
-    statuses: list[tuple[Any, ...]] = field(default_factory=list)
+    statuses: list[StatusUpdate] = field(default_factory=list)
     duplicates: int = 0
+
+    def device_ids(self) -> set[str]:
+        return {i.reading.device_id for i in self.items} | {s.device_id for s in self.statuses}
+
+    def refuse_devices(self, refused: set[str], why: str) -> None:
+        """Drop the readings and statuses of `refused` meters, recording each reading as an
+        unknown_device rejection."""
+        if not refused:
+            return
+        keep = [i for i in self.items if i.reading.device_id not in refused]
+        self.rejections += [Rejection(
+            i.topic, i.reading.device_id, RejectReason.UNKNOWN_DEVICE,
+            f"device {i.reading.device_id!r} {why}", i.payload, i.reading.received_at)
+            for i in self.items if i.reading.device_id in refused]
+        self.items = keep
+        self.statuses = [s for s in self.statuses if s.device_id not in refused]
+
+    def copy(self) -> Batch:
+        return Batch(list(self.items), list(self.rejections), list(self.statuses),
+                     self.duplicates)
 
 
 @dataclass(frozen=True)
@@ -122,71 +158,70 @@ def prepare(conn: psycopg.Connection[Any]) -> None:
     conn.commit()
 
 
-def _copy_readings(conn: psycopg.Connection[Any], readings: list[Reading],
-                   items: list[int]) -> bool:
-    """The fast path: COPY readings[items] straight into readings. False, with nothing written,
-    when one of them is stored already."""
+def _copy_readings(conn: psycopg.Connection[Any], items: list[Item]) -> bool:
+    """The fast path: COPY the items' readings straight into readings. False, with nothing
+    written, when one of them is stored already."""
     with conn.cursor() as cur:
         cur.execute("savepoint copy_readings")
         try:
             with cur.copy(COPY_READINGS_SQL) as copy:
                 copy.set_types(READING_TYPES)
-                for i in items:
-                    copy.write_row(readings[i])
+                for item in items:
+                    copy.write_row(item.reading)
         except psycopg.errors.UniqueViolation:
             cur.execute("rollback to savepoint copy_readings")
             return False
     return True
 
 
-def _merge_readings(conn: psycopg.Connection[Any], readings: list[Reading], items: list[int]
+def _merge_readings(conn: psycopg.Connection[Any], items: list[Item]
                     ) -> tuple[int, list[tuple[Any, ...]]]:
-    """The slow path, for readings[items] when some are re-sent: staging table, then INSERT ...
-    ON CONFLICT DO NOTHING. Returns (stored, conflicting duplicates)."""
+    """The slow path, when some readings are re-sent: staging table, then INSERT ... ON
+    CONFLICT DO NOTHING. Returns (stored, conflicting duplicates as (item index, stored
+    content...))."""
     conflicts: list[tuple[Any, ...]] = []
     with conn.cursor() as cur:
         with cur.copy(f"copy ingest_staging (item, {_COLS}) from stdin (format binary)") as copy:
             copy.set_types(STAGING_TYPES)
-            for i in items:
-                copy.write_row((i, *readings[i]))
+            for i, item in enumerate(items):
+                copy.write_row((i, *item.reading))
         stored = cur.execute(INSERT_SQL).rowcount
         if stored < len(items):
             conflicts = cur.execute(CONFLICTS_SQL).fetchall()
     return stored, conflicts
 
 
-def write_batch(conn: psycopg.Connection[Any], batch: Batch) -> WriteResult:
-    """One transaction: readings, conflicting duplicates, rejections, statuses. Caller commits."""
-    rejections = list(batch.rejections)
+def write_batch(conn: psycopg.Connection[Any], batch: Batch,
+                known: set[str] | None = None) -> WriteResult:
+    """One transaction: readings, conflicting duplicates, rejections, statuses. Caller commits.
+
+    The one check of the batch's meters: those not in `known` (the worker's cache of
+    provisioned meters, when it has one) and those revoked as of this transaction (a revocation
+    counts from the moment it commits) are refused, readings and statuses alike."""
+    batch = batch.copy()
+    ids = batch.device_ids()
+    unknown = ids - known if known is not None else set()
+    revoked = {str(row[0]) for row in conn.execute(REVOKED_AMONG_SQL, ([*(ids - unknown)],))}
+    batch.refuse_devices(unknown, "is not provisioned or was revoked")
+    batch.refuse_devices(revoked, "was revoked")
+    rejections = batch.rejections
     stored = 0
     conflicts: list[tuple[Any, ...]] = []
-    revoked: set[int] = set()
     merged = False
-    if batch.readings:
-        revoked_ids = {str(row[0]) for row in conn.execute(
-            REVOKED_AMONG_SQL, ([*{r.device_id for r in batch.readings}],))}
-        revoked = {i for i, r in enumerate(batch.readings) if r.device_id in revoked_ids}
-        items = [i for i in range(len(batch.readings)) if i not in revoked]
-        if _copy_readings(conn, batch.readings, items):
-            stored = len(items)
+    if batch.items:
+        if _copy_readings(conn, batch.items):
+            stored = len(batch.items)
         else:
             merged = True
-            stored, conflicts = _merge_readings(conn, batch.readings, items)
-        for item in sorted(revoked):
-            r = batch.readings[item]
+            stored, conflicts = _merge_readings(conn, batch.items)
+        for index, value, unit, meal, sample, source, status in conflicts:
+            r, topic, payload = batch.items[index]
             rejections.append(Rejection(
-                batch.reading_topics[item], r.device_id, RejectReason.UNKNOWN_DEVICE,
-                f"device {r.device_id!r} was revoked", batch.reading_payloads[item],
-                r.received_at))
-        for item, value, unit, meal, sample, source, status in conflicts:
-            r = batch.readings[item]
-            rejections.append(Rejection(
-                batch.reading_topics[item], r.device_id,
-                RejectReason.CONFLICTING_DUPLICATE,
+                topic, r.device_id, RejectReason.CONFLICTING_DUPLICATE,
                 f"seq {r.seq} at {r.measured_at.isoformat()} is stored as {value} {unit} "
                 f"{meal}/{sample}/{source}/status {status}; this copy says {r.value} "
                 f"{r.unit} {r.meal}/{r.sample}/{r.source}/status {r.status}",
-                batch.reading_payloads[item], r.received_at))
+                payload, r.received_at))
     if rejections:
         with conn.cursor() as cur:
             cur.executemany(
@@ -196,10 +231,9 @@ def write_batch(conn: psycopg.Connection[Any], batch: Batch) -> WriteResult:
                   j.payload[:REJECT_PAYLOAD_CAP], len(j.payload)) for j in rejections])
     if batch.statuses:
         with conn.cursor() as cur:
-            cur.executemany(STATUS_SQL, [(*status, status[0]) for status in batch.statuses])
+            cur.executemany(STATUS_SQL, batch.statuses)
     counts: dict[str, int] = {}
     for j in rejections:
         counts[str(j.reason)] = counts.get(str(j.reason), 0) + 1
-    duplicates = (batch.duplicates + len(batch.readings) - stored - len(conflicts)
-                  - len(revoked))
+    duplicates = batch.duplicates + len(batch.items) - stored - len(conflicts)
     return WriteResult(stored, duplicates, counts, merged)

@@ -130,22 +130,6 @@ def _combine(a: WriteResult, b: WriteResult) -> WriteResult:
                        a.merged or b.merged)
 
 
-def drop_unknown_devices(batch: Batch, known: set[str]) -> None:
-    keep = [i for i, r in enumerate(batch.readings) if r.device_id in known]
-    if len(keep) == len(batch.readings):
-        return
-    for i, r in enumerate(batch.readings):
-        if r.device_id not in known:
-            batch.rejections.append(Rejection(
-                batch.reading_topics[i], r.device_id, decoding.RejectReason.UNKNOWN_DEVICE,
-                f"device {r.device_id!r} is not provisioned or was revoked",
-                batch.reading_payloads[i], r.received_at))
-    batch.readings = [batch.readings[i] for i in keep]
-    batch.reading_topics = [batch.reading_topics[i] for i in keep]
-    batch.reading_payloads = [batch.reading_payloads[i] for i in keep]
-    batch.statuses = [s for s in batch.statuses if s[0] in known]
-
-
 class IngestWorker:
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
@@ -225,12 +209,8 @@ class IngestWorker:
             try:
                 if self.conn is None or self.conn.closed:
                     self.conn = self._connect_db()
-                batch = Batch(list(decoded.readings), list(decoded.reading_topics),
-                              list(decoded.reading_payloads), list(decoded.rejections),
-                              list(decoded.statuses), decoded.duplicates)
-                ids = {r.device_id for r in batch.readings} | {s[0] for s in batch.statuses}
-                drop_unknown_devices(batch, self.devices.check(self.conn, ids))
-                result = write_batch(self.conn, batch)
+                known = self.devices.check(self.conn, decoded.device_ids())
+                result = write_batch(self.conn, decoded, known)
                 self.conn.commit()
                 return result
             except psycopg.OperationalError as exc:

@@ -32,7 +32,7 @@ def _decoded(case: dict[str, Any], now: datetime) -> tuple[list[str], pd.DataFra
     payloads = case_payloads(case, 0, ME, OTHER, now)
     batch = decode([Received(readings_topic(ME), p, i, 1, now) for i, p in enumerate(payloads)],
                    trust_sent_at=False)
-    frame = pd.DataFrame([r._asdict() for r in batch.readings])
+    frame = pd.DataFrame([i.reading._asdict() for i in batch.items])
     return [str(r.reason) for r in batch.rejections], frame
 
 
