@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,12 +53,25 @@ class _Session:
     connected: threading.Event = field(default_factory=threading.Event)
     refused: str | None = None
     connects: int = 0
+    # PUBACKs counted by message id, from on_publish: a message published while the connection
+    # was down keeps its id and is sent after the reconnect, but its MQTTMessageInfo then raises
+    # on is_published(), so delivery is tracked here. (Ids wrap at 65535; paho reuses one only
+    # after its message is acknowledged, hence counts.)
+    acked: Counter[int] = field(default_factory=Counter)
+
+    def all_acked(self, mids: Counter[int]) -> bool:
+        return all(self.acked[mid] >= n for mid, n in mids.items())
 
 
 def meter_session(target: MqttTarget, secret: str, device_id: str,
                   messages: Sequence[Outgoing], password: str | None = None,
                   timeout: float = ACK_TIMEOUT_S) -> SessionStats:
-    """Publish `messages` as meter `device_id`; returns once all are acknowledged."""
+    """Publish `messages` as meter `device_id`; returns once all are acknowledged.
+
+    The meter rides out broker restarts: it connects in the background (a broker that is down
+    when the meter starts is retried), paho keeps every unacknowledged QoS 1 message and sends
+    it again after reconnecting, and the goodbye status is best effort (the Last Will says the
+    same). Raises PublishError when the broker refuses the meter or `timeout` passes."""
     pending = _Session()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id,
                          protocol=mqtt.MQTTv5)
@@ -75,49 +89,90 @@ def meter_session(target: MqttTarget, secret: str, device_id: str,
             pending.connects += 1
             pending.connected.set()
 
+    def on_disconnect(c: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                      props: Any) -> None:
+        pending.connected.clear()
+
+    def on_publish(c: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        pending.acked[mid] += 1
+
     client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
+    client.on_publish = on_publish
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = SESSION_EXPIRY_S
-    client.connect(target.host, target.port, keepalive=30, clean_start=False, properties=props)
+    client.connect_async(target.host, target.port, keepalive=30, clean_start=False,
+                         properties=props)
     client.loop_start()
+    deadline = time.monotonic() + timeout
     try:
-        deadline = time.monotonic() + timeout
-        while not pending.connected.wait(0.05):
-            if pending.refused:
-                raise PublishError(f"broker refused meter {device_id}: {pending.refused}")
-            if time.monotonic() > deadline:
-                raise PublishError(f"meter {device_id}: no connection within {timeout:.0f}s")
-        # paho keeps unacknowledged QoS 1 messages and re-sends them after a reconnect; its
-        # MQTTMessageInfo says when the PUBACK came.
-        infos = [client.publish(m.topic, m.payload, qos=READINGS_QOS, retain=m.retain)
-                 for m in messages]
-        while True:
-            left = sum(not info.is_published() for info in infos)
-            if not left:
-                break
-            if pending.refused:
-                raise PublishError(f"broker refused meter {device_id}: {pending.refused}")
-            if time.monotonic() > deadline:
-                raise PublishError(f"meter {device_id}: {left} messages unacknowledged after "
-                                   f"{timeout:.0f}s")
-            time.sleep(0.01)
-        bye = DeviceStatus(device_id, datetime.now(UTC), "offline")
-        client.publish(bye.topic, bye.encode(), qos=1, retain=True).wait_for_publish(10)
-        client.disconnect()
+        _wait(lambda: pending.connected.is_set(), pending, device_id, deadline,
+              "no connection")
+        # paho keeps unacknowledged QoS 1 messages, those published while the connection was
+        # down included, and sends them again after a reconnect.
+        mids = Counter(client.publish(m.topic, m.payload, qos=READINGS_QOS, retain=m.retain).mid
+                       for m in messages)
+        _wait(lambda: pending.all_acked(mids), pending, device_id, deadline,
+              "messages unacknowledged")
+        _say_goodbye(client, device_id, pending)
     finally:
+        client.disconnect()
         client.loop_stop()
-    return SessionStats(len(messages), len(infos), max(pending.connects - 1, 0))
+    return SessionStats(len(messages), mids.total(), max(pending.connects - 1, 0))
+
+
+GOODBYE_TIMEOUT_S = 10.0
+
+
+def _wait(done: Callable[[], bool], pending: _Session, device_id: str, deadline: float,
+          what: str) -> None:
+    while not done():
+        if pending.refused:
+            raise PublishError(f"broker refused meter {device_id}: {pending.refused}")
+        if time.monotonic() > deadline:
+            raise PublishError(f"meter {device_id}: {what} before the deadline")
+        time.sleep(0.01)
+
+
+def _say_goodbye(client: mqtt.Client, device_id: str, pending: _Session) -> None:
+    """The retained "offline" status, best effort: when the broker is away for longer than
+    GOODBYE_TIMEOUT_S, the Last Will it holds says the same."""
+    bye = DeviceStatus(device_id, datetime.now(UTC), "offline")
+    mids = Counter([client.publish(bye.topic, bye.encode(), qos=1, retain=True).mid])
+    deadline = time.monotonic() + GOODBYE_TIMEOUT_S
+    while not pending.all_acked(mids) and time.monotonic() < deadline and not pending.refused:
+        time.sleep(0.01)
+
+
+@dataclass
+class FleetResult:
+    """What publishing a fleet came to: totals, and the meters that could not deliver."""
+
+    published: int = 0
+    acknowledged: int = 0
+    reconnects: int = 0
+    meters: int = 0
+    failed: dict[str, str] = field(default_factory=dict)  # device_id -> why
 
 
 def publish_fleet(target: MqttTarget, secret: str, by_device: dict[str, list[Outgoing]],
-                  concurrency: int = 8) -> SessionStats:
-    """Each meter's messages in its own session, `concurrency` meters at a time."""
-    total = SessionStats()
+                  concurrency: int = 8, timeout: float = ACK_TIMEOUT_S) -> FleetResult:
+    """Each meter's messages in its own session, `concurrency` meters at a time. One meter's
+    failure is recorded and the others go on."""
+    total = FleetResult()
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="meter") as pool:
-        futures = [pool.submit(meter_session, target, secret, device_id, messages)
-                   for device_id, messages in by_device.items() if messages]
-        for future in futures:
-            stats = future.result()
+        futures = {device_id: pool.submit(meter_session, target, secret, device_id, messages,
+                                          timeout=timeout)
+                   for device_id, messages in by_device.items() if messages}
+        for device_id, future in futures.items():
+            total.meters += 1
+            try:
+                stats = future.result()
+            except (PublishError, OSError) as exc:
+                log.warning("meter %s could not deliver: %s", device_id, exc)
+                total.failed[device_id] = str(exc)
+                total.published += len(by_device[device_id])
+                continue
             total.published += stats.published
             total.acknowledged += stats.acknowledged
             total.reconnects += stats.reconnects

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 from devices.fleet import Outgoing, Policyholder, fleet_messages, meter_messages, portfolio
-from devices.publisher import meter_session, publish_fleet
+from devices.publisher import PublishError, meter_session, publish_fleet
 from glucover.config import Settings
 from glucover.db import connect
 from glucover.errors import UserError
@@ -45,6 +45,9 @@ def provision(settings: Settings, people: list[Policyholder]) -> None:
           f"broker accounts: {result.accounts}" + (", reloaded" if result.reloaded else ""))
 
 
+LIVE_SESSION_TIMEOUT_S = 15.0  # a live meter gives up this session and retries with the next
+
+
 def _live(people: list[Policyholder], seed: int, after: datetime, speed: float,
           settings: Settings) -> None:
     target = settings.require_mqtt()
@@ -54,11 +57,19 @@ def _live(people: list[Policyholder], seed: int, after: datetime, speed: float,
     merged = heapq.merge(*streams, key=lambda m: (m.at, m.topic, m.order))
     origin_sim, origin_real = after, time.monotonic()
     batch: list[Outgoing] = []
+    undelivered: dict[str, list[Outgoing]] = {}  # kept by a meter until its next session
     for message in merged:
         due = origin_real + (message.at - origin_sim).total_seconds() / speed
         if batch and (message.topic.split("/")[3] != batch[0].topic.split("/")[3]
                       or message.at != batch[0].at):
-            meter_session(target, secret, batch[0].topic.split("/")[3], batch)
+            device = batch[0].topic.split("/")[3]
+            batch = undelivered.pop(device, []) + batch
+            try:
+                meter_session(target, secret, device, batch, timeout=LIVE_SESSION_TIMEOUT_S)
+            except PublishError as exc:
+                print(f"live: meter {device} keeps {len(batch)} messages for later: {exc}",
+                      flush=True)
+                undelivered[device] = batch
             batch = []
         delay = due - time.monotonic()
         if delay > 0:
@@ -95,7 +106,10 @@ def simulate_cli(args: argparse.Namespace, settings: Settings) -> int:
           f"{len(by_device)} meters, {stats.acknowledged} acknowledged, {stats.reconnects} "
           f"reconnects, {elapsed:.1f}s ({stats.published / max(elapsed, 1e-9):,.0f} msg/s)",
           flush=True)
+    print(f"{len(stats.failed)} of {stats.meters} meters could not deliver"
+          + "".join(f"\n  {device}: {why}" for device, why in sorted(stats.failed.items())),
+          flush=True)
     if args.live:
         print(f"live: publishing in real time (x{args.speed:g}); Ctrl-C to stop", flush=True)
         _live(people, args.seed, history_end, args.speed, settings)
-    return 0 if stats.acknowledged == stats.published else 1
+    return 0 if not stats.failed and stats.acknowledged == stats.published else 1

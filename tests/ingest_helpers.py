@@ -48,6 +48,7 @@ def by_device(messages: Iterable[Outgoing]) -> dict[str, list[Outgoing]]:
 def publish(stack: Stack, messages: list[Outgoing], concurrency: int = 8) -> None:
     stats = publish_fleet(MqttTarget("127.0.0.1", stack.broker.port), TEST_SECRET,
                           by_device(messages), concurrency)
+    assert stats.failed == {}
     assert stats.acknowledged == stats.published == len(messages)
 
 
