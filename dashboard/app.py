@@ -11,13 +11,13 @@ import streamlit as st
 
 from dashboard import db
 from dashboard.auth import User, authenticate, close_session, open_session
-from dashboard.i18n import t
+from dashboard.i18n import initial_language, t
 from dashboard.views import actuary, operations, policyholder
 
 
 def sign_in() -> None:
-    lang = st.session_state.get("lang", "en")
     st.title("glucover")
+    lang = policyholder.language_picker("signin")
     with st.form("sign_in"):
         username = st.text_input(t("username", lang))
         password = st.text_input(t("password", lang), type="password")
@@ -45,11 +45,14 @@ def sign_out() -> None:
 
 def main() -> None:
     st.set_page_config(page_title="glucover", page_icon="🩸", layout="wide")
-    policyholder.language_picker()
+    if "lang" not in st.session_state:  # ?lang=zh, else the browser's language
+        st.session_state["lang"] = initial_language(
+            st.query_params.get("lang"), st.context.headers.get("Accept-Language"))
     user: User | None = st.session_state.get("user")
     if user is None:
         st.navigation([st.Page(sign_in, title="Sign in", url_path="signin")]).run()
         return
+    policyholder.language_picker()
     st.sidebar.write(f"**{user.username}** ({user.role})")
     st.sidebar.button(t("sign_out", st.session_state.get("lang", "en")), on_click=sign_out)
     pages = {

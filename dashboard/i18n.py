@@ -15,6 +15,15 @@ TEXT: dict[str, dict[str, str]] = {
     "week_change": {"en": "This week", "zh": "本周变化"},
     "progress_to_cap": {"en": "Reward earned: {bonus:,.0f} of {cap:,.0f}",
                         "zh": "已获奖励：{bonus:,.0f} / {cap:,.0f}"},
+    "below_base": {"en": "Bonus {bonus:+,.0f}: your sum insured is below its base of "
+                         "{base:,.0f}. Good readings raise it again.",
+                   "zh": "奖励 {bonus:+,.0f}：当前保额低于基础保额 {base:,.0f}。"
+                         "血糖达标即可回升。"},
+    "col_day": {"en": "Day", "zh": "日期"},
+    "col_what": {"en": "What happened", "zh": "说明"},
+    "col_change": {"en": "Change", "zh": "变动"},
+    "axis_time": {"en": "Time", "zh": "时间"},
+    "axis_meal": {"en": "Meal", "zh": "时段"},
     "task_measure": {"en": "Measure before breakfast today to earn +{amount:,.0f}.",
                      "zh": "今天早餐前测一次血糖，可增加 {amount:,.0f} 元保额。"},
     "task_done": {"en": "Done for today: your morning reading was {status}.",
@@ -41,7 +50,33 @@ TEXT: dict[str, dict[str, str]] = {
                      "zh": "；本周测量少于 {n} 天"},
     "fasting": {"en": "fasting", "zh": "空腹"},
     "preprandial": {"en": "pre-meal", "zh": "餐前"},
+    "postprandial": {"en": "after a meal", "zh": "餐后"},
+    "casual": {"en": "any time", "zh": "随机"},
+    "bedtime": {"en": "bedtime", "zh": "睡前"},
+    "unknown": {"en": "not said", "zh": "未注明"},
 }
+
+
+def initial_language(query: str | None, accept_language: str | None) -> str:
+    """The language to start in: `?lang=` when it names one we have, else the browser's first
+    preference we have (Accept-Language, by its q weights), else English."""
+    if query in LANGUAGES:
+        return query
+    ranked: list[tuple[float, int, str]] = []
+    for i, part in enumerate((accept_language or "").split(",")):
+        tag, _, params = part.strip().partition(";")
+        weight = 1.0
+        if params.strip().startswith("q="):
+            try:
+                weight = float(params.strip()[2:])
+            except ValueError:
+                weight = 0.0  # unreadable: not counted
+        if weight > 0:  # q=0: not acceptable
+            ranked.append((-weight, i, tag.strip().lower().split("-")[0]))
+    for _, _, code in sorted(ranked):
+        if code in LANGUAGES:
+            return code
+    return "en"
 
 
 def t(key: str, lang: str, **values: object) -> str:

@@ -15,7 +15,9 @@ APP = Path(__file__).with_name("app.py")
 def command(port: int, address: str) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port),
             "--server.address", address, "--server.headless", "true",
-            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+            # No developer toolbar ("Deploy", rerun, settings) for the people using it.
+            "--client.toolbarMode", "minimal"]
 
 
 def dashboard_cli(args: argparse.Namespace, settings: Settings) -> int:

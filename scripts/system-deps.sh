@@ -12,6 +12,8 @@ if [ "${1:-}" = "--test" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
   command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+  # Chinese in the browser tests' screenshots.
+  [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)
 fi
 
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -8,12 +8,15 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import psycopg
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from dashboard.auth import create_user
@@ -21,7 +24,7 @@ from dashboard.views.actuary import TIR_WINDOW_DAYS
 from glucover.servers import free_port, wait_for_port
 from pricing import glycaemia, store
 from pricing.ruleset import load_builtin
-from tests.helpers import APP, START, load_fleet
+from tests.helpers import APP, START, load_fleet, wait_until
 
 PASSWORD = "correct horse"
 
@@ -89,14 +92,17 @@ def test_policyholder_sees_their_own_policy(dashboard_db: str) -> None:
     assert {"This week", "A claim today would pay", "Estimated HbA1c", "Time in range",
             "In-target streak"} <= labels
     assert at.info[0].value.startswith("Measure before breakfast today to earn +100")
-    ledger = at.dataframe[0].value
+    ledger = at.table[0].value
     assert len(ledger) > 30
+    assert list(ledger.columns) == ["What happened", "Change", "Sum insured"]
+    change = ledger["Change"].str.replace(",", "").astype(float)
     # Each line in words; a day that earned its step names the reading that earned it.
-    earned = ledger[ledger["change"] == 100]
+    earned = ledger[change == 100]
     assert len(earned) > 0
-    assert earned.iloc[:, 1].str.contains(r"\d\d:\d\d fasting reading .* mmol/L: in target").all()
-    missed = ledger[ledger.iloc[:, 1] == "no pre-meal reading"]
-    assert (missed["change"] <= 0).all()
+    assert earned["What happened"].str.contains(
+        r"\d\d:\d\d fasting reading .* mmol/L: in target").all()
+    missed = ledger[ledger["What happened"] == "no pre-meal reading"]
+    assert (change[missed.index] <= 0).all()
     with psycopg.connect(dashboard_db) as conn:
         assert conn.execute("select count(*) from dashboard_sessions where username = 'alice'"
                             ).fetchone() == (1,)
@@ -111,7 +117,7 @@ def test_policyholder_cannot_open_another_policy(dashboard_db: str) -> None:
 
 def test_policyholder_page_in_chinese(dashboard_db: str) -> None:
     at = signed_in("bob")
-    at.selectbox(key="lang").set_value("zh")
+    at.selectbox(key="lang_sidebar").set_value("zh")
     at.run()
     assert at.metric[0].label == "保额"
     assert "早餐前" in at.info[0].value
@@ -187,14 +193,11 @@ def served_dashboard(dashboard_db: str) -> Iterator[str]:
         proc.wait(20)
 
 
-@pytest.mark.browser
-def test_real_browser_policyholder_finds_the_sum_insured(served_dashboard: str,
-                                                          dashboard_db: str) -> None:
+@contextmanager
+def chromium(width: int, height: int) -> Iterator[Any]:
+    """A headless Debian Chromium with a fresh profile, its viewport `width` x `height`."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
     profile = tempfile.mkdtemp(prefix="glucover-chromium-")
     options = webdriver.ChromeOptions()
@@ -202,35 +205,147 @@ def test_real_browser_policyholder_finds_the_sum_insured(served_dashboard: str,
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                 f"--user-data-dir={profile}", "--window-size=1400,1000"):
+                 f"--user-data-dir={profile}", f"--window-size={width},{height}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(
         shutil.which("chromedriver") or "/usr/bin/chromedriver"))
     try:
-        wait = WebDriverWait(driver, 60)
-        driver.get(served_dashboard)
-        user = wait.until(ec.presence_of_element_located(
-            (By.CSS_SELECTOR, "input[aria-label='Username']")))
-        user.send_keys("alice")
-        driver.find_element(By.CSS_SELECTOR, "input[aria-label='Password']").send_keys(PASSWORD)
-        driver.find_element(By.XPATH, "//button[.//p[text()='Sign in']]").click()
-        expected = f"{sum_insured_from_ledger(dashboard_db, 'POL-006-000001'):,.0f}"
-        wait.until(ec.presence_of_element_located(
-            (By.CSS_SELECTOR, "[data-testid='stMetricValue']")))
-        deadline = time.monotonic() + 30
-        values: list[str] = []
-        while time.monotonic() < deadline:
-            values = [e.text for e in driver.find_elements(
-                By.CSS_SELECTOR, "[data-testid='stMetricValue']")]
-            if expected in values:
-                break
-            time.sleep(0.5)
-        assert expected in values
-        assert "Sum insured" in driver.page_source
-        driver.save_screenshot(str(Path(tempfile.gettempdir()) / "glucover-policyholder.png"))
+        driver.set_window_size(width, height)
+        yield driver
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
 
 
+def _metric_values(driver: Any) -> list[str]:
+    from selenium.webdriver.common.by import By
 
+    return [e.text for e in driver.find_elements(By.CSS_SELECTOR,
+                                                  "[data-testid='stMetricValue']")]
+
+
+SIGN_IN = {"en": ("Username", "Password", "Sign in", "Sum insured"),
+           "zh": ("用户名", "密码", "登录", "保额")}
+SCREENS = {"desktop": (1400, 1000), "phone": (390, 844)}
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("lang", ["en", "zh"])
+@pytest.mark.parametrize("screen", ["desktop", "phone"])
+def test_real_browser_policyholder_page(served_dashboard: str, dashboard_db: str,
+                                        screen: str, lang: str) -> None:
+    """Sign in through the page as a person would, at desktop and phone width, in both
+    languages: the sum insured shows, no exception box, no developer toolbar, and on a phone
+    nothing needs scrolling sideways. Screenshots land in the temporary directory."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    username, password, button, headline = SIGN_IN[lang]
+    width, height = SCREENS[screen]
+    with chromium(width, height) as driver:
+        wait = WebDriverWait(driver, 60)
+        driver.get(f"{served_dashboard}/?lang={lang}")
+        wait.until(ec.presence_of_element_located(
+            (By.CSS_SELECTOR, f"input[aria-label='{username}']"))).send_keys("alice")
+        driver.find_element(By.CSS_SELECTOR, f"input[aria-label='{password}']"
+                            ).send_keys(PASSWORD)
+        driver.find_element(By.XPATH, f"//button[.//p[text()='{button}']]").click()
+        expected = f"{sum_insured_from_ledger(dashboard_db, 'POL-006-000001'):,.0f}"
+        assert wait_until(lambda: expected in _metric_values(driver), 60), \
+            _metric_values(driver)
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "[data-testid='stTable']")))
+        time.sleep(1.0)  # let the chart and table settle before measuring and the screenshot
+        assert headline in driver.page_source
+        assert not driver.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
+        assert "Deploy" not in driver.find_element(By.TAG_NAME, "body").text
+        overflow = driver.execute_script(
+            "return document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"{overflow} px to scroll sideways at {width} px"
+        shots = Path(tempfile.gettempdir())
+        driver.save_screenshot(str(shots / f"glucover-policyholder-{screen}-{lang}.png"))
+        table = driver.find_element(By.CSS_SELECTOR, "[data-testid='stTable']")
+        driver.execute_script("arguments[0].scrollIntoView()", table)
+        time.sleep(0.5)
+        driver.save_screenshot(str(shots / f"glucover-ledger-{screen}-{lang}.png"))
+
+
+@pytest.mark.browser
+def test_real_browser_every_role_page_renders(served_dashboard: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    for user, title in (("ann", "Actuary workbench"), ("otto", "Operations")):
+        with chromium(1400, 1000) as driver:
+            wait = WebDriverWait(driver, 60)
+            driver.get(served_dashboard)
+            wait.until(ec.presence_of_element_located(
+                (By.CSS_SELECTOR, "input[aria-label='Username']"))).send_keys(user)
+            driver.find_element(By.CSS_SELECTOR, "input[aria-label='Password']"
+                                ).send_keys(PASSWORD)
+            driver.find_element(By.XPATH, "//button[.//p[text()='Sign in']]").click()
+            wait.until(ec.presence_of_element_located(
+                (By.XPATH, f"//h1[contains(., '{title}')]")))
+            time.sleep(1.0)
+            assert not driver.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
+            driver.save_screenshot(str(Path(tempfile.gettempdir()) / f"glucover-{user}.png"))
+
+
+def test_sign_in_offers_the_language_and_keeps_it(dashboard_db: str) -> None:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["lang"] = "zh"
+    at.run()
+    assert at.radio(key="lang_signin").value == "zh"
+    assert [i.label for i in at.text_input] == ["用户名", "密码"]
+    at.radio(key="lang_signin").set_value("en").run()
+    assert [i.label for i in at.text_input] == ["Username", "Password"]
+    at.radio(key="lang_signin").set_value("zh").run()
+    at.text_input[0].input("bob")
+    at.text_input[1].input(PASSWORD)
+    at.button[0].click()
+    at.run()
+    assert not at.exception
+    assert at.metric[0].label == "保额"  # the choice made before signing in holds
+    assert at.selectbox(key="lang_sidebar").value == "zh"
+    assert list(at.table[0].value.columns) == ["说明", "变动", "保额"]
+
+
+def test_operations_tells_ingest_lag_from_history_age(dashboard_db: str) -> None:
+    at = signed_in("otto")
+    metrics = {m.label: m.value for m in at.metric}
+    # The fixture's readings are a replayed history: none was received in the last minutes,
+    # so there is no live lag to show, and their age when stored is months.
+    assert metrics["Ingest lag"] == "—"
+    assert metrics["Reading age"].endswith(" d")
+    with psycopg.connect(dashboard_db) as conn:  # a reading received a moment ago, stored now
+        conn.execute("insert into readings (device_id, seq, measured_at, utc_offset_min, "
+                     "received_at, ingested_at, value, unit, value_mmol, meal, sample, source) "
+                     "select device_id, 60000, now() - interval '1 minute', 0, "
+                     "now() - interval '250 milliseconds', now(), 5.5, 'mmol/L', 5.5, "
+                     "'fasting', 'capillary_plasma', 'meter' from devices limit 1")
+        conn.commit()
+    st.cache_data.clear()  # the page caches its figures for a few seconds
+    at = signed_in("otto")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Ingest lag"] == "250 ms"
+    assert metrics["Reading age"].endswith(" d")  # still the history's
+
+
+def test_a_policy_below_its_base_shows_the_signed_bonus(dashboard_db: str) -> None:
+    with psycopg.connect(dashboard_db) as conn:
+        base = float(str(conn.execute(
+            "select base_sum_insured from policies where policy_id = 'POL-006-000001'"
+        ).fetchone()[0]))  # type: ignore[index]
+        conn.execute(
+            "insert into sum_insured_ledger (policy_id, day, day_status, delta, bonus, "
+            "sum_insured, ruleset_name, ruleset_version, run_id) "
+            "select policy_id, day + 1, 'high', -100, -300, %s - 300, ruleset_name, "
+            "ruleset_version, run_id from sum_insured_ledger where policy_id = "
+            "'POL-006-000001' order by day desc limit 1", (base,))
+        conn.commit()
+    at = signed_in("alice")
+    assert not at.exception
+    assert [w.value for w in at.warning] == [
+        f"Bonus -300: your sum insured is below its base of {base:,.0f}. "
+        "Good readings raise it again."]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import db
+from dashboard.format import duration
 
 OFFLINE_AFTER_HOURS = 48
 LOW_BATTERY_PCT = 20
@@ -12,15 +13,21 @@ CLOCK_DRIFT_S = 120
 
 
 @st.cache_data(ttl=10, show_spinner=False)
-def _flow(url: str) -> tuple[object, object, object]:
+def _flow(url: str) -> tuple[object, object, object, object]:
     per_minute = db.frame(
         "select date_bin(interval '1 minute', ingested_at, timestamptz '2000-01-01') as minute,"
         " count(*) as readings from readings where ingested_at > now() - interval '1 hour'"
         " group by 1 order by 1")
-    lag = db.one("select extract(epoch from avg(ingested_at - received_at))::float8 from "
-                 "readings where ingested_at > now() - interval '5 minutes'")
+    # Receive -> stored, over readings received live in the last five minutes (a replayed
+    # history's received_at is its gateway's sent_at, long ago: that is history age, not lag).
+    lag = db.one("select extract(epoch from percentile_cont(0.5) within group (order by "
+                 "ingested_at - received_at))::float8 from readings "
+                 "where received_at > now() - interval '5 minutes'")
+    age = db.one("select extract(epoch from percentile_cont(0.5) within group (order by "
+                 "ingested_at - measured_at))::float8 from readings "
+                 "where ingested_at > now() - interval '5 minutes'")
     last = db.one("select extract(epoch from now() - max(ingested_at))::float8 from readings")
-    return per_minute, lag, last
+    return per_minute, lag, age, last
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -57,11 +64,16 @@ def _devices(url: str) -> tuple[object, object, object]:
 def render() -> None:
     url = db.database_url()
     st.title("Operations")
-    per_minute, lag, last = _flow(url)
-    c1, c2, c3 = st.columns(3)
+    per_minute, lag, age, last = _flow(url)
+    c1, c2, c3, c4 = st.columns(4)
     c1.metric("Readings, last hour", f"{int(per_minute['readings'].sum()):,}")  # type: ignore[index]
-    c2.metric("Ingest lag (receive → stored)", "—" if lag is None else f"{lag:.1f} s")
-    c3.metric("Since the last reading", "—" if last is None else f"{last:.0f} s")
+    c2.metric("Ingest lag", duration(lag),  # type: ignore[arg-type]
+              help="receive → stored, the median over readings received in the last 5 "
+                   "minutes")
+    c3.metric("Reading age", duration(age),  # type: ignore[arg-type]
+              help="measured → stored, the median over readings stored in the last 5 minutes; "
+                   "back-filled history is old when it arrives")
+    c4.metric("Since the last reading", duration(last))  # type: ignore[arg-type]
     st.subheader("Readings per minute")
     st.line_chart(per_minute, x="minute", y="readings")
     by_reason, samples = _rejects(url)

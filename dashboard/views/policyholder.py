@@ -40,22 +40,28 @@ def explain(summary: PolicySummary, lang: str) -> pd.DataFrame:
         if start is not None and row["delta"] != steps[status] and \
                 (row["day"] - start).days % rules.block_days == rules.block_days - 1:
             text += t("explain_week", lang, n=rules.min_measured_days)
-        lines.append({"day": row["day"], "": text, "change": row["delta"],
-                      t("sum_insured", lang): row["sum_insured"]})
+        lines.append({t("col_day", lang): row["day"].strftime("%m-%d"),
+                      t("col_what", lang): text,
+                      t("col_change", lang): f"{row['delta']:+,.0f}",
+                      t("sum_insured", lang): f"{row['sum_insured']:,.0f}"})
     return pd.DataFrame(lines[::-1])
 
 
-def readings_chart(summary: PolicySummary) -> alt.LayerChart | alt.FacetChart:
+def readings_chart(summary: PolicySummary, lang: str) -> alt.LayerChart | alt.FacetChart:
     rules = summary.ruleset
     band = alt.Chart(pd.DataFrame({"low": [rules.target_low], "high": [rules.target_high]})
                      ).mark_rect(opacity=0.15, color="green").encode(y="low:Q", y2="high:Q")
     data = summary.readings.assign(measured_at=summary.readings["measured_at"]
                                    .dt.tz_localize(None), meal=summary.readings["meal"]
-                                   .astype(str))
+                                   .astype(str).map(lambda meal: t(meal, lang)))
     points = alt.Chart(data).mark_circle(size=28).encode(
-        x=alt.X("measured_at:T", title=None), y=alt.Y("value_mmol:Q", title="mmol/L"),
-        color=alt.Color("meal:N", title=None),
-        tooltip=["measured_at:T", "value_mmol:Q", "meal:N"])
+        x=alt.X("measured_at:T", title=t("axis_time", lang)),
+        y=alt.Y("value_mmol:Q", title="mmol/L"),
+        color=alt.Color("meal:N", title=t("axis_meal", lang),
+                        legend=alt.Legend(orient="bottom")),
+        tooltip=[alt.Tooltip("measured_at:T", title=t("axis_time", lang)),
+                 alt.Tooltip("value_mmol:Q", title="mmol/L"),
+                 alt.Tooltip("meal:N", title=t("axis_meal", lang))])
     return alt.layer(band, points)
 
 
@@ -78,13 +84,17 @@ def render(user: User) -> None:
     rules = summary.ruleset
     c1, c2, c3 = st.columns(3)
     c1.metric(t("sum_insured", lang), f"{summary.sum_insured:,.0f}",
-              delta=f"{summary.today_delta:+,.0f} {t('today_change', lang)}")
+              delta=f"{summary.today_delta:+,.0f} {t('today_change', lang)}"
+              if summary.today_delta else None)
     c2.metric(t("week_change", lang), f"{summary.week_change:+,.0f}")
     c3.metric(t("claim_today", lang), "—" if summary.claim_today is None
               else f"{summary.claim_today:,.0f}")
     cap = rules.bonus_max
-    st.progress(min(max(summary.bonus / cap, 0.0), 1.0) if cap else 0.0,
-                text=t("progress_to_cap", lang, bonus=max(summary.bonus, 0), cap=cap))
+    if summary.bonus < 0:
+        st.warning(t("below_base", lang, bonus=summary.bonus, base=summary.base_sum_insured))
+    else:
+        st.progress(min(summary.bonus / cap, 1.0) if cap else 0.0,
+                    text=t("progress_to_cap", lang, bonus=summary.bonus, cap=cap))
     if summary.today_status:
         st.success(t("task_done", lang, status=t(summary.today_status, lang)))
     else:
@@ -97,15 +107,29 @@ def render(user: User) -> None:
     c3.metric(t("streak", lang), f"{summary.streak} {unit}")
     st.subheader(t("readings", lang))
     if len(summary.readings):
-        st.altair_chart(readings_chart(summary), width="stretch")
+        st.altair_chart(readings_chart(summary, lang), width="stretch")
     st.subheader(t("ledger", lang))
     if summary.ledger.empty:
         st.info(t("no_ledger", lang))
     else:
-        st.dataframe(explain(summary, lang).head(EXPLAINED_ROWS), hide_index=True,
-                     width="stretch")
+        # A static table: its text wraps, so it reads on a phone without scrolling sideways.
+        st.table(explain(summary, lang).head(EXPLAINED_ROWS).set_index(t("col_day", lang)))
 
 
-def language_picker() -> None:
-    st.sidebar.selectbox("Language / 语言", list(LANGUAGES), key="lang",
-                         format_func=lambda code: LANGUAGES[code])
+def language_picker(where: str = "sidebar") -> str:
+    """The language choice, on the sign-in page (`where="signin"`) or in the sidebar. The
+    choice lives in session_state["lang"]; each widget has a key of its own, since Streamlit
+    forgets a widget's key on a page that does not show the widget."""
+    key = f"lang_{where}"
+    st.session_state[key] = st.session_state["lang"]
+
+    def chosen() -> None:
+        st.session_state["lang"] = st.session_state[key]
+
+    if where == "sidebar":
+        st.sidebar.selectbox("Language / 语言", list(LANGUAGES), key=key, on_change=chosen,
+                             format_func=lambda code: LANGUAGES[code])
+    else:
+        st.radio("Language / 语言", list(LANGUAGES), key=key, on_change=chosen,
+                 format_func=lambda code: LANGUAGES[code], horizontal=True)
+    return str(st.session_state["lang"])

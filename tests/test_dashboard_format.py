@@ -1,0 +1,39 @@
+"""The dashboard's pure helpers: the starting language and how durations read."""
+
+from __future__ import annotations
+
+import pytest
+
+from dashboard.format import duration
+from dashboard.i18n import TEXT, initial_language
+from dashboard.launch import command
+
+
+@pytest.mark.parametrize(("query", "header", "expected"), [
+    ("zh", "en-GB,en;q=0.9", "zh"),  # ?lang= wins
+    (None, "zh-CN,zh;q=0.9,en;q=0.8", "zh"),
+    (None, "fr-FR,fr;q=0.9,zh;q=0.8,en;q=0.7", "zh"),  # the first we have, by weight
+    (None, "en;q=0.5,zh;q=0.9", "zh"),
+    (None, "de-DE", "en"),
+    ("xx", None, "en"),
+    (None, "zh;q=oops", "en"),
+])
+def test_initial_language(query: str | None, header: str | None, expected: str) -> None:
+    assert initial_language(query, header) == expected
+
+
+def test_every_text_has_both_languages() -> None:
+    assert [key for key, text in TEXT.items() if set(text) != {"en", "zh"}] == []
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (None, "—"), (0.0154, "15 ms"), (2.34, "2.3 s"), (246.0, "4.1 min"), (11_520.0, "3.2 h"),
+    (3_877_224.0, "44.9 d"),
+])
+def test_duration_reads_in_the_best_unit(seconds: float | None, text: str) -> None:
+    assert duration(seconds) == text
+
+
+def test_the_dashboard_hides_the_developer_toolbar() -> None:
+    argv = command(8501, "127.0.0.1")
+    assert argv[argv.index("--client.toolbarMode") + 1] == "minimal"
