@@ -1,4 +1,5 @@
-"""glucover dashboard: `streamlit run dashboard/app.py` (or `glucover dashboard`).
+"""glucover dashboard: `glucover dashboard` serves it (dashboard/server.py adds the session
+cookie routes); AppTest runs this file alone.
 
 Signed-in users see the pages of their role: policyholders their own policy, actuaries the
 workbench and any policy, operations the data flow and meters. DATABASE_URL names the database
@@ -7,12 +8,15 @@ workbench and any policy, operations the data flow and meters. DATABASE_URL name
 
 from __future__ import annotations
 
+import json
+
 import streamlit as st
 
-from dashboard import db
-from dashboard.auth import User, authenticate, close_session, open_session
+from dashboard import db, sessions
+from dashboard.auth import User, authenticate
 from dashboard.i18n import initial_language, t
 from dashboard.views import actuary, operations, policyholder
+from glucover.config import Settings
 
 
 def sign_in() -> None:
@@ -26,11 +30,13 @@ def sign_in() -> None:
         with db.pool().connection() as conn:
             user = authenticate(conn, username, password)
             if user is not None:
-                st.session_state["token"] = open_session(conn, user)
+                token, _ = sessions.open_session(conn, session_key(), user)
         if user is None:
             st.error(t("bad_login", lang))
         else:
             st.session_state["user"] = user
+            st.session_state["token"] = token
+            st.session_state["cookie"] = "open"  # the browser stores it on the next run
             st.rerun()
 
 
@@ -38,9 +44,41 @@ def sign_out() -> None:
     token = st.session_state.pop("token", None)
     if token:
         with db.pool().connection() as conn:
-            close_session(conn, token)
+            sessions.close_session(conn, session_key(), token)  # revoked, wherever it is
     st.session_state.pop("user", None)
     st.session_state.pop("candidate", None)
+    st.session_state["cookie"] = "close"
+
+
+@st.cache_resource(show_spinner=False)
+def session_key() -> bytes:
+    return sessions.signing_key(Settings.from_env().secret())
+
+
+def resumed_user() -> User | None:
+    """The user of the session cookie the browser sent, when it is valid and not revoked."""
+    token = st.context.cookies.get(sessions.COOKIE)
+    if not token:
+        return None
+    with db.pool().connection() as conn:
+        user = sessions.resume(conn, session_key(), token)
+    if user is not None:
+        st.session_state["token"] = token
+    return user
+
+
+def sync_cookie() -> None:
+    """Have the browser set or clear the HttpOnly session cookie (dashboard/server.py's
+    routes), once, after signing in or out."""
+    action = st.session_state.pop("cookie", None)
+    if action == "open":
+        body = json.dumps({"token": st.session_state["token"]})
+        st.html(f"<script>fetch({json.dumps(sessions.OPEN_PATH)}, {{method: 'POST', "
+                f"credentials: 'same-origin', headers: {{'Content-Type': 'application/json'}},"
+                f" body: {json.dumps(body)}}});</script>", unsafe_allow_javascript=True)
+    elif action == "close":
+        st.html(f"<script>fetch({json.dumps(sessions.CLOSE_PATH)}, {{method: 'POST', "
+                "credentials: 'same-origin'});</script>", unsafe_allow_javascript=True)
 
 
 def main() -> None:
@@ -49,6 +87,11 @@ def main() -> None:
         st.session_state["lang"] = initial_language(
             st.query_params.get("lang"), st.context.headers.get("Accept-Language"))
     user: User | None = st.session_state.get("user")
+    if user is None and "cookie" not in st.session_state:
+        user = resumed_user()
+        if user is not None:
+            st.session_state["user"] = user
+    sync_cookie()
     if user is None:
         st.navigation([st.Page(sign_in, title="Sign in", url_path="signin")]).run()
         return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,17 +50,6 @@ def authenticate(conn: psycopg.Connection[Any], username: str, password: str) ->
     if not row or not ok:
         return None
     return User(username.strip(), str(row[1]), None if row[2] is None else str(row[2]))
-
-
-def open_session(conn: psycopg.Connection[Any], user: User) -> str:
-    token = secrets.token_urlsafe(24)
-    conn.execute("insert into dashboard_sessions (session_id, username) values (%s, %s)",
-                 (token, user.username))
-    return token
-
-
-def close_session(conn: psycopg.Connection[Any], token: str) -> None:
-    conn.execute("delete from dashboard_sessions where session_id = %s", (token,))
 
 
 def policy_for(user: User, requested: str | None) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from glucover.config import Settings
 
-APP = Path(__file__).with_name("app.py")
+APP = Path(__file__).with_name("server.py")  # the app with its session-cookie routes
 
 
 def command(port: int, address: str) -> list[str]:

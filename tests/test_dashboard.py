@@ -349,3 +349,46 @@ def test_a_policy_below_its_base_shows_the_signed_bonus(dashboard_db: str) -> No
     assert [w.value for w in at.warning] == [
         f"Bonus -300: your sum insured is below its base of {base:,.0f}. "
         "Good readings raise it again."]
+
+
+@pytest.mark.browser
+def test_real_browser_session_survives_a_reload_until_signed_out(served_dashboard: str,
+                                                                 dashboard_db: str) -> None:
+    """Signed in, a reload and a new tab keep the session (an HttpOnly, SameSite cookie the
+    page's scripts cannot read); signing out revokes it, so a reload shows the sign-in page."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    expected = f"{sum_insured_from_ledger(dashboard_db, 'POL-006-000001'):,.0f}"
+
+    def signed_in_page(driver: Any) -> bool:
+        return wait_until(lambda: expected in _metric_values(driver), 30)
+
+    with chromium(1400, 1000) as driver:
+        wait = WebDriverWait(driver, 60)
+        driver.get(served_dashboard)
+        wait.until(ec.presence_of_element_located(
+            (By.CSS_SELECTOR, "input[aria-label='Username']"))).send_keys("alice")
+        driver.find_element(By.CSS_SELECTOR, "input[aria-label='Password']").send_keys(PASSWORD)
+        driver.find_element(By.XPATH, "//button[.//p[text()='Sign in']]").click()
+        assert signed_in_page(driver)
+        assert wait_until(lambda: driver.get_cookie("glucover_session") is not None, 10)
+        cookie = driver.get_cookie("glucover_session")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        assert driver.execute_script("return document.cookie").find("glucover_session") < 0
+        driver.refresh()
+        assert signed_in_page(driver), "a reload signed the user out"
+        driver.switch_to.new_window("tab")
+        driver.get(served_dashboard)
+        assert signed_in_page(driver), "a new tab is not signed in"
+        driver.find_element(By.XPATH, "//button[.//p[text()='Sign out']]").click()
+        wait.until(ec.presence_of_element_located(
+            (By.CSS_SELECTOR, "input[aria-label='Username']")))
+        with psycopg.connect(dashboard_db) as conn:
+            assert conn.execute("select count(*) from dashboard_sessions where username = "
+                                "'alice'").fetchone() == (0,)
+        driver.refresh()
+        wait.until(ec.presence_of_element_located(
+            (By.CSS_SELECTOR, "input[aria-label='Username']")))
+        assert not _metric_values(driver)
