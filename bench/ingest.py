@@ -9,7 +9,8 @@ import json
 import sys
 import threading
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -81,7 +82,7 @@ def _poll(db_url: str, expected: int, timeout: float) -> list[tuple[float, int]]
 
 def _reset(db_url: str) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("truncate readings, rejected_messages")
+        conn.execute("truncate readings, rejected_messages, device_acks")
 
 
 def _integrity(db_url: str, expected_keys: int) -> tuple[int, int]:
@@ -137,6 +138,21 @@ def run_scenario(servers: Servers, messages: list[tuple[str, bytes]], readings: 
 PACED_SECONDS = 5
 
 
+@contextmanager
+def ingest_workers(servers: Servers, env: dict[str, str], workers: int, acks: bool
+                   ) -> Iterator[None]:
+    """`workers` ingest processes sharing the subscription, end-to-end acks on or off."""
+    flags = [] if acks else ["--no-acks"]
+    procs = [spawn_glucover(["ingest", "--worker-name", f"bench-{i}", *flags], env,
+                            servers.root / f"ingest-{i}.log", "connected to")
+             for i in range(workers)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            stop(proc)
+
+
 def run_bench(devices: int, readings: int, workers: int, settings: Settings,
               repeat: int = 3, paced_rate: int = 10_000, show_progress: bool = True
               ) -> dict[str, Any]:
@@ -144,28 +160,27 @@ def run_bench(devices: int, readings: int, workers: int, settings: Settings,
     this VM's speed hit both alike); figures are the median run's. A paced run then measures
     latency at `paced_rate` readings/s, a load the workers keep up with."""
     say = progress(show_progress)
-    runs: dict[str, list[dict[str, Any]]] = {"single": [], "batched": [], "naive": []}
+    runs: dict[str, list[dict[str, Any]]] = {
+        "single": [], "batched": [], "single_no_acks": [], "batched_no_acks": [], "naive": []}
     with ExitStack() as stack:
         servers = private_servers(stack, settings)
         seed_devices(servers.db_url, devices)
         env = ingest_env(servers)
         single = workload(devices, readings, 1, seed=1)
         batched = workload(devices, readings, 20, seed=2)
-        procs = [spawn_glucover(["ingest", "--worker-name", f"bench-{i}"], env,
-                                servers.root / f"ingest-{i}.log", "connected to")
-                 for i in range(workers)]
-        try:
-            for tag in rounds(repeat):
-                say(f"single-record: {len(single):,} messages from {devices:,} meters{tag}")
-                runs["single"].append(run_scenario(servers, single, readings))
-                say(f"batched: {len(batched):,} messages of 20 records{tag}")
-                runs["batched"].append(run_scenario(servers, batched, readings))
-            paced_n = min(paced_rate * PACED_SECONDS, readings)
+        for tag in rounds(repeat):
+            # End-to-end acknowledgements on (the product's default), then off, in each round.
+            for acks, suffix in ((True, ""), (False, "_no_acks")):
+                with ingest_workers(servers, env, workers, acks):
+                    say(f"single-record{suffix}: {len(single):,} messages from {devices:,} "
+                        f"meters{tag}")
+                    runs["single" + suffix].append(run_scenario(servers, single, readings))
+                    say(f"batched{suffix}: {len(batched):,} messages of 20 records{tag}")
+                    runs["batched" + suffix].append(run_scenario(servers, batched, readings))
+        paced_n = min(paced_rate * PACED_SECONDS, readings)
+        with ingest_workers(servers, env, workers, acks=True):
             say(f"paced: {paced_n:,} single-record messages at {paced_rate:,}/s")
             paced = run_scenario(servers, single[:paced_n], paced_n, rate=paced_rate)
-        finally:
-            for proc in procs:
-                stop(proc)
         naive_n = max(readings // 4, 1000)
         naive = spawn([sys.executable, "-m", "bench.naive", servers.db_url, env["MQTT_URL"]], env,
                       servers.root / "naive.log", "subscribed")
@@ -175,13 +190,20 @@ def run_bench(devices: int, readings: int, workers: int, settings: Settings,
                 runs["naive"].append(run_scenario(servers, single[:naive_n], naive_n))
         finally:
             stop(naive)
-    s, b, n = (median_run(runs[k], "readings_per_s") for k in ("single", "batched", "naive"))
+    s, b, n, s0, b0 = (median_run(runs[k], "readings_per_s") for k in (
+        "single", "batched", "naive", "single_no_acks", "batched_no_acks"))
     every = [r for k in runs for r in runs[k]] + [paced]
     return {
         "devices": devices, "readings": readings, "workers": workers, "repeat": repeat,
         "single_readings_per_s": s["readings_per_s"],
         "batched_readings_per_s": b["readings_per_s"],
         "naive_readings_per_s": n["readings_per_s"],
+        "single_no_acks_readings_per_s": s0["readings_per_s"],
+        "batched_no_acks_readings_per_s": b0["readings_per_s"],
+        "acks_cost_single_percent": round(100 * (1 - s["readings_per_s"]
+                                                 / max(s0["readings_per_s"], 1)), 1),
+        "acks_cost_batched_percent": round(100 * (1 - b["readings_per_s"]
+                                                  / max(b0["readings_per_s"], 1)), 1),
         "ratio_vs_naive": round(s["readings_per_s"] / max(n["readings_per_s"], 1), 1),
         "batched_ratio_vs_naive": round(b["readings_per_s"] / max(n["readings_per_s"], 1), 1),
         "p50_latency_ms": s["p50_latency_ms"], "p99_latency_ms": s["p99_latency_ms"],
@@ -192,7 +214,8 @@ def run_bench(devices: int, readings: int, workers: int, settings: Settings,
         "paced_p99_latency_ms": paced["p99_latency_ms"],
         "lost": sum(r["lost"] for r in every),
         "duplicated": sum(r["duplicated"] for r in every),
-        "scenarios": {"single": s, "batched": b, "naive": n, "paced": paced},
+        "scenarios": {"single": s, "batched": b, "single_no_acks": s0, "batched_no_acks": b0,
+                      "naive": n, "paced": paced},
         "rounds": {k: [r["readings_per_s"] for r in v] for k, v in runs.items()},
     }
 
@@ -208,14 +231,16 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"ingest, {report['devices']:,} meters, {report['readings']:,} readings, "
           f"{report['workers']} worker(s)"
           + (f", median of {report['repeat']} rounds" if report["repeat"] > 1 else ""))
-    for name in ("single", "batched", "naive", "paced"):
+    for name in ("single", "batched", "single_no_acks", "batched_no_acks", "naive", "paced"):
         r = report["scenarios"][name]
-        print(f"  {name:8s} {r['readings_per_s']:>9,} readings/s  p50 {r['p50_latency_ms']:>7}"
+        print(f"  {name:16s} {r['readings_per_s']:>9,} readings/s  p50 {r['p50_latency_ms']:>7}"
               f" ms  p99 {r['p99_latency_ms']:>7} ms  lost {r['lost']}  duplicated "
               f"{r['duplicated']}")
     print(f"  single vs naive: {report['ratio_vs_naive']}x, batched vs naive: "
           f"{report['batched_ratio_vs_naive']}x; paced = single-record at "
           f"{report['paced_rate']:,}/s offered")
+    print(f"  end-to-end acks cost {report['acks_cost_single_percent']}% single-record, "
+          f"{report['acks_cost_batched_percent']}% batched (against the _no_acks runs)")
     if report["repeat"] > 1:
         for name, values in report["rounds"].items():
             print(f"  {name} rounds: " + ", ".join(f"{v:,}" for v in values))

@@ -8,6 +8,7 @@ and disconnects.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -24,8 +25,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from devices.fleet import Outgoing
-from devices.wire.messages import DeviceStatus
-from devices.wire.topics import READINGS_QOS
+from devices.wire.messages import Ack, DeviceStatus
+from devices.wire.topics import READINGS_QOS, ack_topic
 from glucover import broker
 from glucover.config import MqttTarget
 
@@ -46,6 +47,7 @@ class SessionStats:
     published: int = 0
     acknowledged: int = 0
     reconnects: int = 0
+    resent: int = 0
 
 
 @dataclass
@@ -58,21 +60,37 @@ class _Session:
     # on is_published(), so delivery is tracked here. (Ids wrap at 65535; paho reuses one only
     # after its message is acknowledged, hence counts.)
     acked: Counter[int] = field(default_factory=Counter)
+    # End to end: the sequence numbers ingest says it has stored (the union of its acks).
+    stored: set[int] = field(default_factory=set)
+    last_progress: float = field(default_factory=time.monotonic)
 
     def all_acked(self, mids: Counter[int]) -> bool:
         return all(self.acked[mid] >= n for mid, n in mids.items())
 
+    def take_ack(self, ack: Ack) -> None:
+        before = len(self.stored)
+        for first, last in ack.stored:
+            self.stored.update(range(first, last + 1))
+        if len(self.stored) > before:
+            self.last_progress = time.monotonic()
+
 
 def meter_session(target: MqttTarget, secret: str, device_id: str,
                   messages: Sequence[Outgoing], password: str | None = None,
-                  timeout: float = ACK_TIMEOUT_S) -> SessionStats:
-    """Publish `messages` as meter `device_id`; returns once all are acknowledged.
+                  timeout: float = ACK_TIMEOUT_S, end_to_end: bool = False) -> SessionStats:
+    """Publish `messages` as meter `device_id`; returns once all are acknowledged: by the
+    broker (its PUBACK), or with `end_to_end` by ingest, on the meter's ack topic, once the
+    readings are stored (docs/wire-format.md#acknowledgements).
 
     The meter rides out broker restarts: it connects in the background (a broker that is down
     when the meter starts is retried), paho keeps every unacknowledged QoS 1 message and sends
     it again after reconnecting, and the goodbye status is best effort (the Last Will says the
-    same). Raises PublishError when the broker refuses the meter or `timeout` passes."""
+    same). End to end, it also sends again every message holding a reading not yet stored,
+    after a reconnect or RESEND_AFTER_S without news: a broker killed before it saved what it
+    had acknowledged loses nothing. Raises PublishError when the broker refuses the meter or
+    `timeout` passes."""
     pending = _Session()
+    seqs = [_seqs(m) for m in messages]
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id,
                          protocol=mqtt.MQTTv5)
     client.username_pw_set(device_id, password or broker.derive_password(secret, device_id))
@@ -88,6 +106,8 @@ def meter_session(target: MqttTarget, secret: str, device_id: str,
         else:
             pending.connects += 1
             pending.connected.set()
+            if end_to_end:
+                c.subscribe(ack_topic(device_id), qos=1)
 
     def on_disconnect(c: mqtt.Client, userdata: Any, flags: Any, reason: Any,
                       props: Any) -> None:
@@ -96,9 +116,16 @@ def meter_session(target: MqttTarget, secret: str, device_id: str,
     def on_publish(c: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         pending.acked[mid] += 1
 
+    def on_message(c: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            pending.take_ack(Ack.decode(bytes(msg.payload)))
+        except (ValueError, KeyError, TypeError):
+            log.warning("meter %s: not an ack on %s", device_id, msg.topic)
+
     client.on_connect = on_connect
     client.on_disconnect = on_disconnect
     client.on_publish = on_publish
+    client.on_message = on_message
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = SESSION_EXPIRY_S
     client.connect_async(target.host, target.port, keepalive=30, clean_start=False,
@@ -112,13 +139,54 @@ def meter_session(target: MqttTarget, secret: str, device_id: str,
         # down included, and sends them again after a reconnect.
         mids = Counter(client.publish(m.topic, m.payload, qos=READINGS_QOS, retain=m.retain).mid
                        for m in messages)
-        _wait(lambda: pending.all_acked(mids), pending, device_id, deadline,
-              "messages unacknowledged")
+        resent = 0
+        if end_to_end:
+            resent = _until_stored(client, messages, seqs, pending, device_id, deadline)
+        else:
+            _wait(lambda: pending.all_acked(mids), pending, device_id, deadline,
+                  "messages unacknowledged")
         _say_goodbye(client, device_id, pending)
     finally:
         client.disconnect()
         client.loop_stop()
-    return SessionStats(len(messages), mids.total(), max(pending.connects - 1, 0))
+    return SessionStats(len(messages), len(messages), max(pending.connects - 1, 0), resent)
+
+
+RESEND_AFTER_S = 5.0  # end to end: send the unstored again after this long without an ack
+
+
+def _seqs(message: Outgoing) -> tuple[int, ...]:
+    """The sequence numbers of a readings message's records (none for a status message)."""
+    if not message.topic.endswith("/readings"):
+        return ()
+    return tuple(int(r["seq"]) for r in json.loads(message.payload)["records"])
+
+
+def _until_stored(client: mqtt.Client, messages: Sequence[Outgoing],
+                  seqs: list[tuple[int, ...]], pending: _Session, device_id: str,
+                  deadline: float) -> int:
+    """Wait until ingest has acknowledged every reading, sending again the messages whose
+    readings it has not after a reconnect or a silence; how many messages were sent again."""
+    resent = 0
+    connects = pending.connects
+    while True:
+        missing = [i for i, numbers in enumerate(seqs)
+                   if any(n not in pending.stored for n in numbers)]
+        if not missing:
+            return resent
+        if pending.refused:
+            raise PublishError(f"broker refused meter {device_id}: {pending.refused}")
+        if time.monotonic() > deadline:
+            raise PublishError(f"meter {device_id}: {len(missing)} messages not stored "
+                               "before the deadline")
+        silent = time.monotonic() - pending.last_progress > RESEND_AFTER_S
+        if pending.connected.is_set() and (silent or pending.connects != connects):
+            connects = pending.connects
+            for i in missing:
+                client.publish(messages[i].topic, messages[i].payload, qos=READINGS_QOS)
+            resent += len(missing)
+            pending.last_progress = time.monotonic()
+        time.sleep(0.05)
 
 
 GOODBYE_TIMEOUT_S = 10.0
@@ -151,18 +219,20 @@ class FleetResult:
     published: int = 0
     acknowledged: int = 0
     reconnects: int = 0
+    resent: int = 0
     meters: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # device_id -> why
 
 
 def publish_fleet(target: MqttTarget, secret: str, by_device: dict[str, list[Outgoing]],
-                  concurrency: int = 8, timeout: float = ACK_TIMEOUT_S) -> FleetResult:
+                  concurrency: int = 8, timeout: float = ACK_TIMEOUT_S,
+                  end_to_end: bool = False) -> FleetResult:
     """Each meter's messages in its own session, `concurrency` meters at a time. One meter's
     failure is recorded and the others go on."""
     total = FleetResult()
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="meter") as pool:
         futures = {device_id: pool.submit(meter_session, target, secret, device_id, messages,
-                                          timeout=timeout)
+                                          timeout=timeout, end_to_end=end_to_end)
                    for device_id, messages in by_device.items() if messages}
         for device_id, future in futures.items():
             total.meters += 1
@@ -176,4 +246,5 @@ def publish_fleet(target: MqttTarget, secret: str, by_device: dict[str, list[Out
             total.published += stats.published
             total.acknowledged += stats.acknowledged
             total.reconnects += stats.reconnects
+            total.resent += stats.resent
     return total

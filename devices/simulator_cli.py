@@ -49,7 +49,7 @@ LIVE_SESSION_TIMEOUT_S = 15.0  # a live meter gives up this session and retries 
 
 
 def _live(people: list[Policyholder], seed: int, after: datetime, speed: float,
-          settings: Settings) -> None:
+          settings: Settings, end_to_end: bool) -> None:
     target = settings.require_mqtt()
     secret = settings.secret()
     streams: list[Iterator[Outgoing]] = [
@@ -65,7 +65,8 @@ def _live(people: list[Policyholder], seed: int, after: datetime, speed: float,
             device = batch[0].topic.split("/")[3]
             batch = undelivered.pop(device, []) + batch
             try:
-                meter_session(target, secret, device, batch, timeout=LIVE_SESSION_TIMEOUT_S)
+                meter_session(target, secret, device, batch, timeout=LIVE_SESSION_TIMEOUT_S,
+                              end_to_end=end_to_end)
             except PublishError as exc:
                 print(f"live: meter {device} keeps {len(batch)} messages for later: {exc}",
                       flush=True)
@@ -100,16 +101,18 @@ def simulate_cli(args: argparse.Namespace, settings: Settings) -> int:
     by_device: dict[str, list[Outgoing]] = defaultdict(list)
     for m in messages:
         by_device[m.topic.split("/")[3]].append(m)
-    stats = publish_fleet(target, settings.secret(), by_device)
+    end_to_end = not args.broker_ack
+    stats = publish_fleet(target, settings.secret(), by_device, end_to_end=end_to_end)
     elapsed = time.monotonic() - started
     print(f"history {first} .. {history_end:%Y-%m-%d %H:%M}Z: {stats.published} messages from "
-          f"{len(by_device)} meters, {stats.acknowledged} acknowledged, {stats.reconnects} "
-          f"reconnects, {elapsed:.1f}s ({stats.published / max(elapsed, 1e-9):,.0f} msg/s)",
-          flush=True)
+          f"{len(by_device)} meters, {stats.acknowledged} acknowledged "
+          f"({'stored, end to end' if end_to_end else 'by the broker'}), {stats.resent} sent "
+          f"again, {stats.reconnects} reconnects, {elapsed:.1f}s "
+          f"({stats.published / max(elapsed, 1e-9):,.0f} msg/s)", flush=True)
     print(f"{len(stats.failed)} of {stats.meters} meters could not deliver"
           + "".join(f"\n  {device}: {why}" for device, why in sorted(stats.failed.items())),
           flush=True)
     if args.live:
         print(f"live: publishing in real time (x{args.speed:g}); Ctrl-C to stop", flush=True)
-        _live(people, args.seed, history_end, args.speed, settings)
+        _live(people, args.seed, history_end, args.speed, settings, end_to_end)
     return 0 if not stats.failed and stats.acknowledged == stats.published else 1

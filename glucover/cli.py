@@ -111,6 +111,12 @@ def _device_commands(sub: Any) -> None:
         "--no-provision", action="store_true", help="assume policies and devices exist already"
     )
     p.add_argument(
+        "--broker-ack",
+        action="store_true",
+        help="count a message delivered when the broker acknowledges it (default: when ingest "
+        "says it is stored; needs an ingest worker)",
+    )
+    p.add_argument(
         "--provision-only",
         action="store_true",
         help="provision policies, meters and broker accounts, publish nothing",
@@ -153,6 +159,11 @@ def _ingest_commands(sub: Any) -> None:
         help="how long a batch waits for more messages after its first",
     )
     p.add_argument("--metrics-port", type=int, default=0, help="Prometheus port (0: off)")
+    p.add_argument(
+        "--no-acks",
+        action="store_true",
+        help="publish no end-to-end acknowledgements (meters then rely on the broker's PUBACK)",
+    )
     p.add_argument(
         "--trust-sent-at",
         action="store_true",

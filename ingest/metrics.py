@@ -13,6 +13,7 @@ MERGED_BATCHES = Counter("glucover_ingest_merged_batches_total",
 DB_ERRORS = Counter("glucover_ingest_db_errors_total", "failed database writes (retried)")
 BATCH_SECONDS = Histogram("glucover_ingest_batch_seconds", "decode + write + ack per batch",
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+ACKS = Counter("glucover_ingest_acks_total", "end-to-end acknowledgements published")
 QUEUE_DEPTH = Gauge("glucover_ingest_queue_depth", "messages received, not yet written")
 LAG_SECONDS = Gauge("glucover_ingest_lag_seconds", "receive-to-commit delay of the last batch")
 

@@ -72,6 +72,30 @@ where ({", ".join(f"r.{c}" for c in CONTENT_COLUMNS)})
       is distinct from ({", ".join(f"s.{c}" for c in CONTENT_COLUMNS)})
 """
 
+# End-to-end acknowledgements: the batch's stored sequence numbers joined, per meter, to those
+# stored before, within the window around the newest reading's (0013_device_acks.sql). Set-based:
+# one statement per batch, returning what to publish on each meter's ack topic.
+ACKS_SQL = """
+with batch as (
+    select * from unnest(%s::text[], %s::int4[], %s::timestamptz[]) as b(device_id, seq, at)
+), per_device as (
+    select device_id, range_agg(int4range(seq, seq, '[]')) as stored,
+           (array_agg(seq order by at desc, seq desc))[1] as newest_seq, max(at) as newest_at
+    from batch group by device_id
+)
+insert into device_acks as a (device_id, stored, newest_seq, newest_at)
+select device_id, stored * ack_window(newest_seq), newest_seq, newest_at from per_device
+on conflict (device_id) do update set
+    newest_seq = case when excluded.newest_at > a.newest_at then excluded.newest_seq
+                      else a.newest_seq end,
+    newest_at = greatest(excluded.newest_at, a.newest_at),
+    stored = (a.stored + excluded.stored) * ack_window(
+        case when excluded.newest_at > a.newest_at then excluded.newest_seq
+             else a.newest_seq end),
+    updated_at = now()
+returning device_id, stored
+"""
+
 STATUS_SQL = """
 insert into device_status (device_id, state, battery_pct, firmware, clock_offset_s, sent_at,
                            updated_at)
@@ -151,6 +175,8 @@ class WriteResult:
     duplicates: int
     rejected: dict[str, int]
     merged: bool = False  # held an already-stored reading, so took the slow path
+    # Per meter, its stored sequence numbers as inclusive ranges, to publish once committed.
+    acks: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
 
 
 def prepare(conn: psycopg.Connection[Any]) -> None:
@@ -192,7 +218,7 @@ def _merge_readings(conn: psycopg.Connection[Any], items: list[Item]
 
 
 def write_batch(conn: psycopg.Connection[Any], batch: Batch,
-                known: set[str] | None = None) -> WriteResult:
+                known: set[str] | None = None, acks: bool = False) -> WriteResult:
     """One transaction: readings, conflicting duplicates, rejections, statuses. Caller commits.
 
     The one check of the batch's meters: those not in `known` (the worker's cache of
@@ -236,4 +262,16 @@ def write_batch(conn: psycopg.Connection[Any], batch: Batch,
     for j in rejections:
         counts[str(j.reason)] = counts.get(str(j.reason), 0) + 1
     duplicates = batch.duplicates + len(batch.items) - stored - len(conflicts)
-    return WriteResult(stored, duplicates, counts, merged)
+    return WriteResult(stored, duplicates, counts, merged,
+                       _acknowledge(conn, batch.items) if acks and batch.items else {})
+
+
+def _acknowledge(conn: psycopg.Connection[Any], items: list[Item]
+                 ) -> dict[str, tuple[tuple[int, int], ...]]:
+    """Record the batch's readings (stored now, or stored before: re-sends and conflicting
+    copies are settled too) in device_acks; each meter's stored ranges, inclusive."""
+    rows = conn.execute(ACKS_SQL, ([i.reading.device_id for i in items],
+                                   [i.reading.seq for i in items],
+                                   [i.reading.measured_at for i in items])).fetchall()
+    return {str(device): tuple((int(r.lower), int(r.upper) - 1) for r in stored)
+            for device, stored in rows}

@@ -27,6 +27,7 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.wire import decoding, topics
+from devices.wire.messages import Ack
 from glucover import broker
 from glucover.config import MqttTarget, Settings
 from ingest import metrics
@@ -61,6 +62,7 @@ class WorkerConfig:
     flush_ms: int = DEFAULT_FLUSH_MS
     trust_sent_at: bool = False
     metrics_port: int = 0
+    acks: bool = True  # publish end-to-end acknowledgements after each commit
 
 
 class Inbox:
@@ -127,7 +129,7 @@ def _combine(a: WriteResult, b: WriteResult) -> WriteResult:
     for reason, count in b.rejected.items():
         rejected[reason] = rejected.get(reason, 0) + count
     return WriteResult(a.stored + b.stored, a.duplicates + b.duplicates, rejected,
-                       a.merged or b.merged)
+                       a.merged or b.merged, {**a.acks, **b.acks})
 
 
 class IngestWorker:
@@ -210,7 +212,7 @@ class IngestWorker:
                 if self.conn is None or self.conn.closed:
                     self.conn = self._connect_db()
                 known = self.devices.check(self.conn, decoded.device_ids())
-                result = write_batch(self.conn, decoded, known)
+                result = write_batch(self.conn, decoded, known, acks=self.config.acks)
                 self.conn.commit()
                 return result
             except psycopg.OperationalError as exc:
@@ -249,6 +251,7 @@ class IngestWorker:
         started = time.monotonic()
         result = self._store(messages)
         self.client.ack_all([m.mid for m in messages if m.qos == 1])  # in arrival order
+        self._publish_acks(result.acks)
         metrics.MESSAGES.inc(len(messages))
         metrics.READINGS.inc(result.stored)
         metrics.DUPLICATES.inc(result.duplicates)
@@ -261,6 +264,17 @@ class IngestWorker:
         if messages:
             lag = (datetime.now(UTC) - messages[0].received_at).total_seconds()
             metrics.LAG_SECONDS.set(lag)
+
+    def _publish_acks(self, acks: dict[str, tuple[tuple[int, int], ...]]) -> None:
+        """Each meter's stored ranges, retained on its ack topic, after the commit. QoS 0: a
+        lost ack costs only a re-send, which is harmless and brings the next one."""
+        if not acks:
+            return
+        now = datetime.now(UTC)
+        self.client.publish_all_retained(
+            (ack.topic, ack.encode()) for ack in (Ack(device_id, now, stored)
+                                                  for device_id, stored in acks.items()))
+        metrics.ACKS.inc(len(acks))
 
     def _writer(self) -> None:
         try:
@@ -310,6 +324,7 @@ def ingest_cli(args: argparse.Namespace, settings: Settings) -> int:
         batch_size=args.batch_size, flush_ms=args.flush_ms,
         trust_sent_at=args.trust_sent_at or settings.trust_sent_at,
         metrics_port=args.metrics_port,
+        acks=not args.no_acks,
     )
     if config.metrics_port:
         metrics.serve(config.metrics_port)

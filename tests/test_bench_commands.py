@@ -28,15 +28,18 @@ def test_bench_ingest_small(settings: object, capsys: pytest.CaptureFixture[str]
     report = json.loads(capsys.readouterr().out)
     assert report["lost"] == 0 and report["duplicated"] == 0
     for key in ("single_readings_per_s", "batched_readings_per_s", "naive_readings_per_s",
+                "single_no_acks_readings_per_s", "batched_no_acks_readings_per_s",
                 "ratio_vs_naive", "p50_latency_ms", "p99_latency_ms", "paced_p50_latency_ms",
                 "paced_p99_latency_ms"):
         assert report[key] > 0
+    assert report["scenarios"]["batched_no_acks"]["stored"] == 4000
+    assert -100 < report["acks_cost_single_percent"] < 100
     assert report["scenarios"]["batched"]["stored"] == 4000
     assert report["scenarios"]["paced"]["stored"] == 2500  # five seconds at 500/s
     # Paced, the publisher takes five seconds: the rate achieved is about the rate offered.
     assert 350 < report["paced_readings_per_s"] <= 520
     assert {k: len(v) for k, v in report["rounds"].items()} == {
-        "single": 2, "batched": 2, "naive": 2}
+        "single": 2, "batched": 2, "single_no_acks": 2, "batched_no_acks": 2, "naive": 2}
     assert report["single_readings_per_s"] in report["rounds"]["single"]
 
 

@@ -18,7 +18,7 @@ from glucover import broker
 from glucover.servers import LocalMosquitto
 from ingest.subscriber import READ_CHUNK, BatchingClient
 from tests.helpers import TEST_SECRET
-from tests.mqtt_helpers import add_accounts
+from tests.mqtt_helpers import Collector, add_accounts
 
 METER = "GM-SUB-1"
 
@@ -39,6 +39,32 @@ def test_the_paho_internals_it_relies_on_are_there() -> None:
     assert "self._last_bytes_received = time_func()" in inspect.getsource(
         mqtt.Client._packet_read)
     assert mqtt.time_func is time.monotonic
+    # publish_all_retained: a queued packet of command 0 is written and nothing else.
+    written = inspect.getsource(mqtt.Client._packet_write)
+    assert "(packet['command'] & 0xF0) == PUBLISH and packet['qos'] == 0" in written
+    assert "(packet['command'] & 0xF0) == DISCONNECT" in written
+    assert client._sock is None
+
+
+def test_raw_retained_publishes_are_well_formed_mqtt(mosquitto: LocalMosquitto) -> None:
+    """The acks ingest writes as raw bytes arrive as retained messages, long payloads (a
+    multi-byte remaining length) included, and a client subscribing later still gets them."""
+    from ingest.subscriber import _publish_qos0_retained, _remaining_length
+
+    assert [_remaining_length(n) for n in (0, 127, 128, 16_383, 16_384)] == [
+        b"\x00", b"\x7f", b"\x80\x01", b"\xff\x7f", b"\x80\x80\x01"]
+    assert _publish_qos0_retained("a/b", b"xy") == b"\x31\x07\x00\x03a/bxy"
+    devices = [f"M-{i}" for i in range(1, 5)]
+    add_accounts(mosquitto, *devices)
+    sender = Receiver(mosquitto)
+    acks = {d: b"{" + b"x" * (50 * i) + b"}" for i, d in enumerate(devices, 1)}
+    sender.client.publish_all_retained((topics.ack_topic(d), p) for d, p in acks.items())
+    time.sleep(0.5)
+    sender.close()
+    for device, payload in acks.items():  # each meter reads its own ack, and only its own
+        later = Collector(mosquitto, topics.ack_topic("+"), client_id=device, account=device)
+        assert later.wait_for(1, 10) == [payload]
+        later.close()
 
 
 class Receiver:

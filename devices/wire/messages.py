@@ -6,6 +6,9 @@ ReadingsMessage payload (UTF-8 JSON) on the readings topic:
   record = {"seq": 0..65535 (wraps), "measured_at": ISO-8601 with the meter's UTC offset,
             "value": number > 0, "unit": Unit, "meal": Meal, "sample": Sample,
             "source": Source, "status": [GLS annunciation names]}
+Ack payload on the ack topic (retained, from ingest):
+  {"device_id", "sent_at", "stored": [[first_seq, last_seq], ...]}: inclusive ranges of the
+  meter's sequence numbers stored so far, within ACK_WINDOW of its newest reading's.
 DeviceStatus payload on the status topic (retained; the Last Will says "offline"):
   {"device_id", "sent_at", "state": "online"|"offline", "battery_pct"?: 0..100,
    "firmware"?: str, "clock_offset_s"?: number}
@@ -18,10 +21,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from devices.wire.topics import readings_topic, status_topic
+from devices.wire.topics import ack_topic, readings_topic, status_topic
 from devices.wire.vocabulary import Meal, Sample, Source, Unit
 
 MAX_RECORDS = 1000  # records in one message: a meter's memory synced in one go
+SEQ_MODULO = 65536  # sequence numbers are uint16 and wrap
+# An ack speaks of the sequence numbers within ACK_WINDOW of the newest reading's (by measured
+# time): far fewer than SEQ_MODULO, so a number it names cannot be one from the meter's previous
+# wrap. glucover/migrations/0013_device_acks.sql keeps the same window.
+ACK_WINDOW = 4096
 MAX_PAYLOAD_BYTES = 1_048_576
 RECORD_FIELDS = frozenset({"seq", "measured_at", "value", "unit", "meal", "sample", "source",
                            "status"})
@@ -90,3 +98,36 @@ class DeviceStatus:
             if (value := getattr(self, key)) is not None:
                 doc[key] = value
         return json.dumps(doc, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Which of a meter's records ingest has stored: inclusive ranges of sequence numbers."""
+
+    device_id: str
+    sent_at: datetime
+    stored: tuple[tuple[int, int], ...]
+
+    @property
+    def topic(self) -> str:
+        return ack_topic(self.device_id)
+
+    def covers(self, seq: int) -> bool:
+        return any(first <= seq <= last for first, last in self.stored)
+
+    def encode(self) -> bytes:
+        return json.dumps({"device_id": self.device_id, "sent_at": self.sent_at.isoformat(),
+                           "stored": [list(r) for r in self.stored]},
+                          separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Ack:
+        """An ack as a meter reads it; ValueError when it is not one."""
+        doc = json.loads(payload)
+        stored = doc["stored"]
+        if not (isinstance(doc.get("device_id"), str) and isinstance(stored, list) and all(
+                isinstance(r, list) and len(r) == 2 and all(type(v) is int for v in r)
+                for r in stored)):
+            raise ValueError("not an ack")
+        return cls(doc["device_id"], datetime.fromisoformat(doc["sent_at"]),
+                   tuple((int(a), int(b)) for a, b in stored))

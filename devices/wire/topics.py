@@ -3,6 +3,9 @@ run beside v1):
 
 - `glucover/v1/devices/{device_id}/readings`, QoS 1, not retained: a ReadingsMessage.
 - `glucover/v1/devices/{device_id}/status`, QoS 1, retained; also the Last Will ("offline").
+- `glucover/v1/devices/{device_id}/ack`, retained, written by ingest after each commit: which of
+  the meter's records are stored (an Ack). The meter keeps a record until it is acknowledged
+  here, and sends it again after a reconnect or a silence (docs/wire-format.md).
 
 The ACL is part of the contract: a meter's account (its username is its device_id) writes only
 its own topics; service accounts read every meter's.
@@ -25,6 +28,10 @@ def status_topic(device_id: str) -> str:
     return f"{TOPIC_ROOT}/{device_id}/status"
 
 
+def ack_topic(device_id: str) -> str:
+    return f"{TOPIC_ROOT}/{device_id}/ack"
+
+
 def topic_device(topic: str) -> tuple[str, str] | None:
     """(device_id, kind) of a v1 topic, or None when the topic is not ours."""
     parts = topic.split("/")
@@ -41,7 +48,8 @@ def acl(service_accounts: Iterable[str], load_generators: Iterable[str] = ()) ->
     readings topic: only the benchmarks' private brokers have one.
     """
     services = "".join(
-        f"user {account}\ntopic read {TOPIC_ROOT}/+/readings\ntopic read {TOPIC_ROOT}/+/status\n\n"
+        f"user {account}\ntopic read {TOPIC_ROOT}/+/readings\ntopic read {TOPIC_ROOT}/+/status\n"
+        f"topic write {TOPIC_ROOT}/+/ack\n\n"
         for account in service_accounts
     )
     generators = "".join(f"user {account}\ntopic write {TOPIC_ROOT}/+/readings\n\n"
@@ -51,4 +59,5 @@ def acl(service_accounts: Iterable[str], load_generators: Iterable[str] = ()) ->
         f"{services}{generators}"
         f"pattern write {TOPIC_ROOT}/%u/readings\n"
         f"pattern readwrite {TOPIC_ROOT}/%u/status\n"
+        f"pattern read {TOPIC_ROOT}/%u/ack\n"
     )
