@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from operator import attrgetter
 from typing import Any, NamedTuple
 
 import psycopg
 
 from devices.wire.decoding import Reading, RejectReason
+from devices.wire.messages import SEQ_MODULO
 
 REJECT_PAYLOAD_CAP = 65_536  # bytes of a refused payload kept for review
 
@@ -73,25 +75,20 @@ where ({", ".join(f"r.{c}" for c in CONTENT_COLUMNS)})
 """
 
 # End-to-end acknowledgements: the batch's stored sequence numbers joined, per meter, to those
-# stored before, within the window around the newest reading's (0013_device_acks.sql). Set-based:
-# one statement per batch, returning what to publish on each meter's ack topic.
+# stored before, among the ACK_WINDOW up to the newest (0013_device_acks.sql). One statement per
+# batch, one row per meter, returning what to publish on each meter's ack topic.
 ACKS_SQL = """
-with batch as (
-    select * from unnest(%s::text[], %s::int4[], %s::timestamptz[]) as b(device_id, seq, at)
-), per_device as (
-    select device_id, range_agg(int4range(seq, seq, '[]')) as stored,
-           (array_agg(seq order by at desc, seq desc))[1] as newest_seq, max(at) as newest_at
-    from batch group by device_id
-)
 insert into device_acks as a (device_id, stored, newest_seq, newest_at)
-select device_id, stored * ack_window(newest_seq), newest_seq, newest_at from per_device
+select device_id, stored::int4multirange * ack_window(newest_seq), newest_seq, newest_at
+from unnest(%s::text[], %s::text[], %s::int4[], %s::timestamptz[])
+     as b(device_id, stored, newest_seq, newest_at)
 on conflict (device_id) do update set
-    newest_seq = case when excluded.newest_at > a.newest_at then excluded.newest_seq
-                      else a.newest_seq end,
+    newest_seq = case when seq_ahead(excluded.newest_seq, a.newest_seq)
+                      then excluded.newest_seq else a.newest_seq end,
     newest_at = greatest(excluded.newest_at, a.newest_at),
     stored = (a.stored + excluded.stored) * ack_window(
-        case when excluded.newest_at > a.newest_at then excluded.newest_seq
-             else a.newest_seq end),
+        case when seq_ahead(excluded.newest_seq, a.newest_seq)
+             then excluded.newest_seq else a.newest_seq end),
     updated_at = now()
 returning device_id, stored
 """
@@ -266,12 +263,42 @@ def write_batch(conn: psycopg.Connection[Any], batch: Batch,
                        _acknowledge(conn, batch.items) if acks and batch.items else {})
 
 
+def newest_seq(seqs: set[int]) -> int:
+    """The sequence number furthest ahead on the uint16 circle: a meter numbers its records in
+    order, so after 65535 comes 0 (its clock may say otherwise; the numbers do not lie)."""
+    newest = next(iter(seqs))
+    for seq in seqs:
+        if 0 < (seq - newest) % SEQ_MODULO < SEQ_MODULO // 2:
+            newest = seq
+    return newest
+
+
+def _multirange(seqs: set[int]) -> str:
+    """Sequence numbers as an int4multirange literal of inclusive runs: {[3,5],[9,9]}."""
+    ordered = sorted(seqs)
+    runs, start = [], ordered[0]
+    for previous, current in pairwise(ordered):
+        if current != previous + 1:
+            runs.append(f"[{start},{previous}]")
+            start = current
+    runs.append(f"[{start},{ordered[-1]}]")
+    return "{" + ",".join(runs) + "}"
+
+
 def _acknowledge(conn: psycopg.Connection[Any], items: list[Item]
                  ) -> dict[str, tuple[tuple[int, int], ...]]:
     """Record the batch's readings (stored now, or stored before: re-sends and conflicting
     copies are settled too) in device_acks; each meter's stored ranges, inclusive."""
-    rows = conn.execute(ACKS_SQL, ([i.reading.device_id for i in items],
-                                   [i.reading.seq for i in items],
-                                   [i.reading.measured_at for i in items])).fetchall()
+    seqs: dict[str, set[int]] = {}
+    latest: dict[str, datetime] = {}
+    for item in items:
+        r = item.reading
+        seqs.setdefault(r.device_id, set()).add(r.seq)
+        if r.device_id not in latest or r.measured_at > latest[r.device_id]:
+            latest[r.device_id] = r.measured_at
+    devices = list(seqs)
+    rows = conn.execute(ACKS_SQL, (
+        devices, [_multirange(seqs[d]) for d in devices], [newest_seq(seqs[d]) for d in devices],
+        [latest[d] for d in devices])).fetchall()
     return {str(device): tuple((int(r.lower), int(r.upper) - 1) for r in stored)
             for device, stored in rows}

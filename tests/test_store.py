@@ -10,7 +10,7 @@ import psycopg
 from devices.wire import topics
 from devices.wire.messages import ReadingsMessage, Record
 from ingest.decode import Received, decode
-from ingest.store import WriteResult, prepare, write_batch
+from ingest.store import WriteResult, newest_seq, prepare, write_batch
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -87,3 +87,38 @@ def test_a_split_batch_is_merged_when_either_half_was() -> None:
     for a, b in (halves, halves[::-1]):
         assert _combine(a, b) == WriteResult(5, 1, {"unknown_device": 3, "invalid_json": 1},
                                              merged=True)
+
+
+def _acked(db_url: str, device: str, seqs: list[int], minute: int) -> WriteResult:
+    """Write readings of `device` with these seqs, measured one minute apart from `minute`
+    (later seq, later time), acknowledgements on."""
+    messages = [Received(topics.readings_topic(device), ReadingsMessage(device, NOW, (Record(
+        seq=seq, measured_at=NOW - timedelta(days=1) + timedelta(minutes=minute + k),
+        value=6.0),)).encode(), k + 1, 1, NOW) for k, seq in enumerate(seqs)]
+    with psycopg.connect(db_url) as conn:
+        prepare(conn)
+        result = write_batch(conn, decode(messages, trust_sent_at=False), acks=True)
+        conn.commit()
+    return result
+
+
+def test_acks_say_what_is_stored_across_batches_and_the_wrap(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        conn.execute("insert into devices (device_id) values ('GM-A'), ('GM-B')")
+        conn.commit()
+    assert _acked(db_url, "GM-A", [10, 11, 12], 0).acks == {"GM-A": ((10, 12),)}
+    # Out of order and with a gap: ranges, joined to what was stored before.
+    assert _acked(db_url, "GM-A", [15, 13], 3).acks == {"GM-A": ((10, 13), (15, 15))}
+    # A re-sent reading is settled too, and the other meter's acks are its own.
+    assert _acked(db_url, "GM-A", [14, 15], 4).acks == {"GM-A": ((10, 15),)}
+    assert _acked(db_url, "GM-B", [7], 0).acks == {"GM-B": ((7, 7),)}
+    # Only the window up to the newest: 10-15 drop out as the meter goes on...
+    for step, seq in enumerate((20_000, 40_000, 60_000)):
+        assert _acked(db_url, "GM-A", [seq], 10 + step).acks == {"GM-A": ((seq, seq),)}
+    # ...and across the wrap of uint16 the newest is 1, not 65535: an old 10 is never taken
+    # for a reading the meter will number 10 after the wrap.
+    assert _acked(db_url, "GM-A", [65534, 65535, 0, 1], 20).acks == {
+        "GM-A": ((0, 1), (65534, 65535))}
+    assert _acked(db_url, "GM-A", [2, 3], 30).acks == {"GM-A": ((0, 3), (65534, 65535))}
+    assert _acked(db_url, "GM-A", [], 0).acks == {}
+    assert newest_seq({65534, 65535, 0, 1}) == 1 and newest_seq({5, 3, 4}) == 5

@@ -8,7 +8,7 @@ ReadingsMessage payload (UTF-8 JSON) on the readings topic:
             "source": Source, "status": [GLS annunciation names]}
 Ack payload on the ack topic (retained, from ingest):
   {"device_id", "sent_at", "stored": [[first_seq, last_seq], ...]}: inclusive ranges of the
-  meter's sequence numbers stored so far, within ACK_WINDOW of its newest reading's.
+  meter's sequence numbers stored so far, among the ACK_WINDOW up to its newest.
 DeviceStatus payload on the status topic (retained; the Last Will says "offline"):
   {"device_id", "sent_at", "state": "online"|"offline", "battery_pct"?: 0..100,
    "firmware"?: str, "clock_offset_s"?: number}
@@ -26,9 +26,9 @@ from devices.wire.vocabulary import Meal, Sample, Source, Unit
 
 MAX_RECORDS = 1000  # records in one message: a meter's memory synced in one go
 SEQ_MODULO = 65536  # sequence numbers are uint16 and wrap
-# An ack speaks of the sequence numbers within ACK_WINDOW of the newest reading's (by measured
-# time): far fewer than SEQ_MODULO, so a number it names cannot be one from the meter's previous
-# wrap. glucover/migrations/0013_device_acks.sql keeps the same window.
+# An ack speaks of the ACK_WINDOW sequence numbers up to the newest one (the one furthest ahead
+# on the uint16 circle): far fewer than SEQ_MODULO, so a number it names cannot be one from the
+# meter's previous wrap. glucover/migrations/0013_device_acks.sql keeps the same window.
 ACK_WINDOW = 4096
 MAX_PAYLOAD_BYTES = 1_048_576
 RECORD_FIELDS = frozenset({"seq", "measured_at", "value", "unit", "meal", "sample", "source",

@@ -1,5 +1,5 @@
 -- End-to-end acknowledgements (docs/wire-format.md#acknowledgements): per meter, the sequence
--- numbers stored so far within ACK_WINDOW (4,096) of the newest reading's (devices/wire/
+-- numbers stored so far among the ACK_WINDOW (4,096) up to its newest one (devices/wire/
 -- messages.py), kept by ingest in each batch's transaction and published on the meter's ack
 -- topic after the commit.
 -- Unlogged: written on every batch, so no WAL for it (a third of the acknowledgements' cost on
@@ -14,18 +14,19 @@ create unlogged table device_acks (
     updated_at timestamptz not null default now()
 ) with (fillfactor = 50);
 
--- The sequence numbers within 4,096 of `newest` (below and above: a meter whose clock went back
--- may number a reading after the newest by time), wrapping at the ends of uint16.
+-- The 4,096 sequence numbers up to `newest`, wrapping below 0 to the top of uint16.
 create function ack_window(newest integer) returns int4multirange language sql immutable as $$
-    select int4multirange(int4range(greatest(newest - 4096, 0), least(newest + 4096, 65535),
-                                    '[]'))
-         + case when newest - 4096 < 0
-                then int4multirange(int4range(65536 + newest - 4096, 65535, '[]'))
-                else '{}'::int4multirange end
-         + case when newest + 4096 > 65535
-                then int4multirange(int4range(0, newest + 4096 - 65536, '[]'))
-                else '{}'::int4multirange end
+    select case when newest >= 4095
+        then int4multirange(int4range(newest - 4095, newest, '[]'))
+        else int4multirange(int4range(0, newest, '[]'),
+                            int4range(65536 - (4095 - newest), 65535, '[]'))
+    end
 $$;
+
+-- Whether sequence number `candidate` is ahead of `newest` on the uint16 circle (less than half
+-- of it ahead): a meter numbers its records in order, so the newest is the one furthest ahead.
+create function seq_ahead(candidate integer, newest integer) returns boolean language sql
+    immutable as $$ select (candidate - newest + 65536) % 65536 between 1 and 32767 $$;
 
 do $$ begin
     if exists (select 1 from pg_roles where rolname = 'glucover_ingest') then
