@@ -213,13 +213,10 @@ def _say_goodbye(client: mqtt.Client, device_id: str, pending: _Session) -> None
 
 
 @dataclass
-class FleetResult:
-    """What publishing a fleet came to: totals, and the meters that could not deliver."""
+class FleetResult(SessionStats):
+    """What publishing a fleet came to: its sessions' totals, and the meters that could not
+    deliver."""
 
-    published: int = 0
-    acknowledged: int = 0
-    reconnects: int = 0
-    resent: int = 0
     meters: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # device_id -> why
 

@@ -33,16 +33,15 @@ begin
     grant select, insert, update on device_status to glucover_ingest;
     grant usage on sequence rejected_messages_id_seq to glucover_ingest;
 
-    grant select on devices, policies, policy_devices, readings, rulesets, readings_daily
-        to glucover_pricing;
+    grant select on devices, policies, policy_devices, readings, rulesets to glucover_pricing;
     grant select, insert on sum_insured_ledger, pricing_runs, claims to glucover_pricing;
     grant update on pricing_runs to glucover_pricing;
     grant insert on rulesets to glucover_pricing;
     grant usage on sequence pricing_runs_run_id_seq, claims_claim_id_seq to glucover_pricing;
-    grant select on current_ledger, policy_daily_summary to glucover_pricing;
+    grant select on current_ledger to glucover_pricing;
 
-    grant select on devices, policies, policy_devices, readings, rulesets, readings_daily,
-        sum_insured_ledger, current_ledger, policy_daily_summary, claims, device_status,
+    grant select on devices, policies, policy_devices, readings, rulesets,
+        sum_insured_ledger, current_ledger, claims, device_status,
         rejected_messages, pricing_runs, dashboard_users to glucover_dashboard;
     grant select, insert, update, delete on ruleset_drafts, dashboard_sessions
         to glucover_dashboard;
