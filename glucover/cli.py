@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         _device_commands,
         _ingest_commands,
         _pricing_commands,
+        _cgm_commands,
         _actuary_commands,
         _bench_commands,
     ):
@@ -213,6 +214,34 @@ def _pricing_commands(sub: Any) -> None:
 
     p = _add(sub, "dashboard", "dashboard.launch:dashboard_cli", "serve the Streamlit dashboard")
     p.add_argument("--port", type=int, default=8501)
+
+
+def _cgm_commands(sub: Any) -> None:
+    """Continuous glucose monitoring."""
+    cgm = _add(sub, "cgm", None, "continuous glucose monitoring")
+    csub = _subcommands(cgm, "cgm_command", "ACTION")
+    p = _add(
+        csub,
+        "metrics",
+        "pricing.cli:cgm_metrics_cli",
+        "consensus CGM metrics per device from a CSV file (no database)",
+    )
+    p.add_argument("--readings", required=True, help="CSV: device_id,measured_at,value,unit")
+    p.add_argument(
+        "--from",
+        dest="date_from",
+        type=_date,
+        default=None,
+        help="first day of the window (default: each device's first reading)",
+    )
+    p.add_argument(
+        "--to",
+        dest="date_to",
+        type=_date,
+        default=None,
+        help="last day of the window, inclusive (default: each device's last)",
+    )
+    p.add_argument("--format", choices=("csv", "json"), default="csv")
 
 
 def _actuary_commands(sub: Any) -> None:

@@ -63,3 +63,20 @@ def parameters_cli(args: argparse.Namespace, settings: Settings) -> int:
     """The ruleset parameters as a Markdown table (the README's is this output)."""
     sys.stdout.write(rulesets.markdown_table())
     return 0
+
+
+def cgm_metrics_cli(args: argparse.Namespace, settings: Settings) -> int:
+    """`glucover cgm metrics`: consensus CGM metrics per device from a CSV file, no database."""
+    from pricing import cgm
+    from pricing.inputs import read_cgm_readings
+
+    table = cgm.metrics(read_cgm_readings(args.readings), args.date_from, args.date_to)
+    for column in ("active_percent", "mean_mgdl", "sd_mgdl", "cv", "tir_70_180",
+                   "tbr_below_70", "tbr_below_54", "tar_above_180", "tar_above_250"):
+        table[column] = table[column].round(1)
+    table["gmi"] = table["gmi"].round(2)
+    if args.format == "csv":
+        table.to_csv(sys.stdout, index=False)
+    else:
+        sys.stdout.write(table.to_json(orient="records", indent=1) + "\n")
+    return 0

@@ -4,6 +4,7 @@ policies.csv: policy_id, device_id, start_date, base_sum_insured, timezone
 readings.csv: device_id, seq, measured_at, received_at, value, unit, meal, sample, source, status
 (status: GLS names joined by ';', may be empty). Repeats of (device_id, seq, measured_at) keep
 the first, as the database's unique key does.
+cgm.csv (`glucover cgm metrics`): device_id, measured_at, value, unit.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pandas as pd
 from devices.wire.vocabulary import MGDL_PER_MMOL, Meal, Sample, Source, Status, Unit
 from glucover.errors import UserError
 
+CGM_CSV_COLUMNS = ("device_id", "measured_at", "value", "unit")
 POLICY_CSV_COLUMNS = ("policy_id", "device_id", "start_date", "base_sum_insured", "timezone")
 READING_CSV_COLUMNS = ("device_id", "seq", "measured_at", "received_at", "value", "unit", "meal",
                        "sample", "source", "status")
@@ -117,4 +119,28 @@ def read_readings(path: Path | str) -> pd.DataFrame:
         "status": bits,
     })
     first = ~readings.duplicated(["device_id", "seq", "measured_at"], keep="first")
+    return readings[first].reset_index(drop=True)
+
+
+def read_cgm_readings(path: Path | str) -> pd.DataFrame:
+    """device_id, measured_at (UTC), local_date (the day where the reading was taken, from its
+    UTC offset), value_mgdl; repeats of (device_id, measured_at) keep the first."""
+    frame = _read(path, CGM_CSV_COLUMNS)
+    _fail(path, frame, frame["device_id"].str.strip() == "", "device_id", "is empty")
+    measured = _timestamp(path, frame, "measured_at")
+    value = pd.to_numeric(frame["value"], errors="coerce")
+    _fail(path, frame, ~np.isfinite(value.to_numpy(dtype=float)) | (value <= 0), "value",
+          "is not a positive number")
+    _choice(path, frame, "unit", {u.value for u in Unit})
+    offset = frame["measured_at"].str.strip().str.extract(r"(Z|[+-]\d{2}:?\d{2})$")[0]
+    sign = np.where(offset.str[0] == "-", -1, 1)
+    digits = offset.str.replace(":", "").str[1:]
+    minutes = np.where(offset == "Z", 0, sign * (pd.to_numeric(digits.str[:2], errors="coerce")
+                                                 * 60 + pd.to_numeric(digits.str[2:4],
+                                                                      errors="coerce")))
+    local_date = (measured + pd.to_timedelta(minutes, unit="min")).dt.date
+    mgdl = np.where(frame["unit"] == Unit.MMOL_L.value, value * MGDL_PER_MMOL, value)
+    readings = pd.DataFrame({"device_id": frame["device_id"], "measured_at": measured,
+                             "local_date": local_date, "value_mgdl": mgdl.astype(float)})
+    first = ~readings.duplicated(["device_id", "measured_at"], keep="first")
     return readings[first].reset_index(drop=True)
