@@ -392,3 +392,11 @@ def test_real_browser_session_survives_a_reload_until_signed_out(served_dashboar
         wait.until(ec.presence_of_element_located(
             (By.CSS_SELECTOR, "input[aria-label='Username']")))
         assert not _metric_values(driver)
+
+
+def test_ruleset_editor_labels_follow_the_language(dashboard_db: str) -> None:
+    at = signed_in("ann")
+    assert at.number_input(key="rs_target_low").label == "In target from (mmol/L)"
+    at.selectbox(key="lang_sidebar").set_value("zh").run()
+    assert at.number_input(key="rs_target_low").label == "达标下限 (mmol/L)"
+    assert not at.exception

@@ -70,16 +70,17 @@ def _published(name: str) -> Ruleset:
     return found or load_builtin("default")
 
 
-def parameter_inputs(base: Ruleset) -> dict[str, Any]:
-    """One input per declared ruleset parameter (pricing/ruleset.py), with its label, unit,
-    bounds and help: numbers three to a row, then the lists of names."""
+def parameter_inputs(base: Ruleset, lang: str = "en") -> dict[str, Any]:
+    """One input per declared ruleset parameter (pricing/ruleset.py), with its label (in the
+    page's language), unit, bounds and help: numbers three to a row, then the lists of names."""
     values: dict[str, Any] = {}
     declared = [f for f in declared_fields() if declaration(f).section != "ruleset"]
     cols = st.columns(3)
     numbers = [f for f in declared if not declaration(f).choices]
     for i, f in enumerate(numbers):
         p, current = declaration(f), getattr(base, f.name)
-        label = f"{p.label_en} ({p.unit})" if p.unit else p.label_en
+        name = p.label_zh if lang == "zh" else p.label_en
+        label = f"{name} ({p.unit})" if p.unit else name
         whole = isinstance(f.default, int)
         kind: type = int if whole else float
         value = cols[i % 3].number_input(
@@ -90,7 +91,8 @@ def parameter_inputs(base: Ruleset) -> dict[str, Any]:
     for f in declared:
         p = declaration(f)
         if p.choices:
-            values[f.name] = tuple(st.multiselect(p.label_en, list(p.choices),
+            values[f.name] = tuple(st.multiselect(p.label_zh if lang == "zh" else p.label_en,
+                                                  list(p.choices),
                                                   list(getattr(base, f.name)), help=p.help,
                                                   key=f"rs_{f.name}"))
     return values
@@ -103,7 +105,7 @@ def ruleset_editor(user: User) -> Ruleset | None:
     base = _published(name)
     st.caption(f"published version {base.version or 'built-in'}")
     with st.form("ruleset"):
-        values = parameter_inputs(base)
+        values = parameter_inputs(base, st.session_state.get("lang", "en"))
         new_name = st.text_input("Name", value=base.name)
         submitted = st.form_submit_button("Validate")
     if not submitted and "candidate" not in st.session_state:
