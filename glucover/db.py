@@ -168,7 +168,6 @@ def login_name(service: str) -> str:
 
 
 def migrate_cli(args: object, settings: Settings) -> int:
-
     url = settings.require_database_url()
     result = migrate(url, settings)
     print(f"backend: {result.backend}")
