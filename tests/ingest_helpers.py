@@ -17,10 +17,12 @@ import psycopg
 from devices.fleet import Outgoing, Policyholder, fleet_messages, portfolio
 from devices.provisioning import add_portfolio, sync_broker
 from devices.publisher import publish_fleet
+from glucover import broker
 from glucover.config import MqttTarget
 from ingest.worker import IngestWorker, WorkerConfig, ingest_target
 from tests.conftest import Stack
-from tests.helpers import START, TEST_SECRET
+from tests.helpers import START, TEST_SECRET, wait_until
+from tests.mqtt_helpers import broker_accepts
 
 
 def provision(stack: Stack, policies: int, seed: int) -> list[Policyholder]:
@@ -30,7 +32,9 @@ def provision(stack: Stack, policies: int, seed: int) -> list[Policyholder]:
         conn.commit()
         sync_broker(conn, stack.settings)
     stack.broker.reload()
-    time.sleep(0.3)
+    last = people[-1].device_id  # the broker has re-read its files once it lets the last in
+    assert wait_until(lambda: broker_accepts(
+        stack.broker, last, broker.derive_password(TEST_SECRET, last)), 10)
     return people
 
 

@@ -14,7 +14,7 @@ from paho.mqtt.properties import Properties
 
 from glucover import broker
 from glucover.servers import LocalMosquitto
-from tests.helpers import TEST_SECRET
+from tests.helpers import TEST_SECRET, wait_until
 
 
 def add_accounts(server: LocalMosquitto, *device_ids: str) -> None:
@@ -23,7 +23,10 @@ def add_accounts(server: LocalMosquitto, *device_ids: str) -> None:
         (d, broker.hash_password(broker.derive_password(TEST_SECRET, d))) for d in device_ids]
     broker.write_passwd(files.passwd, entries)
     server.reload()
-    time.sleep(0.3)
+    if device_ids:  # the broker has re-read its files once it lets the last one in
+        last = device_ids[-1]
+        assert wait_until(lambda: broker_accepts(
+            server, last, broker.derive_password(TEST_SECRET, last)), 10)
 
 
 @dataclass
@@ -79,9 +82,15 @@ class Collector:
         self.client.loop_stop()
 
 
-def try_publish(server: LocalMosquitto, username: str | None, password: str | None, topic: str,
-                payload: bytes) -> tuple[str, str | None]:
-    """(connect result, PUBACK result or None): 'ok' or the refusal; 'accepted' or the reason."""
+def broker_accepts(server: LocalMosquitto, username: str, password: str) -> bool:
+    """Whether the broker lets this account connect now."""
+    return try_publish(server, username, password, None, b"")[0] == "ok"
+
+
+def try_publish(server: LocalMosquitto, username: str | None, password: str | None,
+                topic: str | None, payload: bytes) -> tuple[str, str | None]:
+    """(connect result, PUBACK result or None): 'ok' or the refusal; 'accepted' or the reason.
+    With no topic, only connects."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{time.monotonic_ns()}",
                          protocol=mqtt.MQTTv5)
     if username is not None:
@@ -104,7 +113,7 @@ def try_publish(server: LocalMosquitto, username: str | None, password: str | No
     client.loop_start()
     try:
         assert done.wait(10)
-        if result["connect"] != "ok":
+        if result["connect"] != "ok" or topic is None:
             return result["connect"], None
         done.clear()
         client.publish(topic, payload, qos=1)

@@ -20,7 +20,7 @@ from devices.publisher import meter_session
 from devices.wire import decoding, topics, vocabulary
 from glucover.cli import main
 from glucover.servers import LocalMosquitto
-from tests.helpers import START, TEST_SECRET
+from tests.helpers import START, TEST_SECRET, wait_until
 from tests.mqtt_helpers import Collector, add_accounts, try_publish
 
 SCHEMA = json.loads((Path(wire_package.__file__).parent / "wire_v1.schema.json").read_text())
@@ -148,13 +148,13 @@ def test_provision_and_revoke_through_the_cli(db_url: str, mosquitto: LocalMosqu
     assert main(["devices", "provision", "--count", "3"]) == 0
     out = capsys.readouterr().out
     assert "meter-000001 .. meter-000003" in out and "mode 0600" in out
-    time.sleep(0.3)
     password = broker.derive_password(TEST_SECRET, "meter-000002")
     topic = topics.readings_topic("meter-000002")
-    assert try_publish(mosquitto, "meter-000002", password, topic, b"x") == ("ok", "accepted")
+    assert wait_until(lambda: try_publish(mosquitto, "meter-000002", password, topic, b"x")
+                      == ("ok", "accepted"), 10)
     assert main(["devices", "revoke", "meter-000002"]) == 0
-    time.sleep(0.3)
-    assert try_publish(mosquitto, "meter-000002", password, topic, b"x")[0] != "ok"
+    assert wait_until(lambda: try_publish(mosquitto, "meter-000002", password, topic,
+                                          b"x")[0] != "ok", 10)
     assert main(["devices", "revoke", "meter-000002"]) == 2
     assert "already revoked" in capsys.readouterr().err
 
