@@ -33,6 +33,8 @@ class Sample(StrEnum):
     CAPILLARY_PLASMA = "capillary_plasma"
     VENOUS_WHOLE_BLOOD = "venous_whole_blood"
     VENOUS_PLASMA = "venous_plasma"
+    ARTERIAL_WHOLE_BLOOD = "arterial_whole_blood"
+    ARTERIAL_PLASMA = "arterial_plasma"
     INTERSTITIAL_FLUID = "interstitial_fluid"
     CONTROL_SOLUTION = "control_solution"
 
