@@ -100,7 +100,8 @@ def test_relayed_entries_become_v1_records_in_utc() -> None:
     assert [(i, e.reason) for i, e in refused] == [
         (2, "gls_special_value"), (3, "gls_truncated"), (4, "gls_bad_base64"),
         (5, "gls_orphan_context")]
-    first, second = out
+    assert [i for i, _ in out] == [0, 1]
+    first, second = (record for _, record in out)
     # 07:30 on a clock reading 08:02 when the gateway's UTC clock read 00:00:30:
     # 32 minutes before 00:00:30 UTC.
     assert first["measured_at"] == (SENT_AT - timedelta(minutes=32)).isoformat()
@@ -117,3 +118,59 @@ def test_a_meter_time_must_be_the_meters_clock_without_a_zone() -> None:
         with pytest.raises(gls.GlsError) as refused:
             gls.meter_clock(bad)
         assert refused.value.reason == "gls_meter_time"
+
+
+def test_a_gateway_message_is_stored_and_its_bad_entries_refused(db_url: str) -> None:
+    """Through ingest's own decoding and store: good entries stored (in UTC, in mmol/L as
+    well), each bad entry refused with its own reason, the rest of the message kept."""
+    import json
+
+    import psycopg
+
+    from devices.wire.topics import readings_topic
+    from ingest.decode import Received, decode
+    from ingest.store import prepare, write_batch
+
+    with psycopg.connect(db_url) as conn:
+        conn.execute("insert into devices (device_id) values ('GW-1')")
+        conn.commit()
+    message = json.dumps({
+        "device_id": "GW-1", "sent_at": SENT_AT.isoformat(),
+        "meter_time": METER_TIME.isoformat(),
+        "gls": [
+            {"measurement": b64(measurement(1, 0xB078, context=True)),
+             "context": b64(struct.pack("<BHB", 0x02, 1, 3))},  # fasting
+            {"measurement": b64(measurement(2, 0xC03F, mol=True, offset=60))},
+            {"measurement": b64(measurement(3, 0x0800))},  # NRes
+            {"measurement": b64(measurement(4, 0xB078) + b"\x00")},  # trailing byte
+        ]}).encode()
+    received = SENT_AT + timedelta(seconds=2)
+    with psycopg.connect(db_url) as conn:
+        prepare(conn)
+        result = write_batch(conn, decode(
+            [Received(readings_topic("GW-1"), message, 1, 1, received)], trust_sent_at=False))
+        conn.commit()
+        stored = conn.execute("select seq, measured_at, value, unit, value_mmol, meal "
+                              "from readings order by seq").fetchall()
+        rejects = conn.execute("select reason from rejected_messages order by id").fetchall()
+    assert result.stored == 2
+    assert [r[0] for r in rejects] == ["gls_special_value", "gls_trailing_bytes"]
+    (s1, t1, v1, u1, mmol1, meal1), (s2, t2, v2, u2, mmol2, meal2) = stored
+    assert (s1, u1, meal1) == (1, "mg/dL", "fasting") and v1 == pytest.approx(120.0)
+    assert mmol1 == pytest.approx(120.0 / MGDL_PER_MMOL) and v2 == pytest.approx(6.3)
+    assert t1 == SENT_AT - timedelta(minutes=32)
+    assert (s2, u2, meal2) == (2, "mmol/L", "unknown") and mmol2 == pytest.approx(6.3)
+    assert t2 == SENT_AT + timedelta(minutes=28)  # its time offset: +60 minutes
+
+
+def test_a_gateway_message_with_an_unreadable_meter_clock_is_refused_whole() -> None:
+    import json
+
+    from devices.wire.decoding import RejectReason, WireError, decode_readings
+
+    message = json.dumps({"device_id": "GW-1", "sent_at": SENT_AT.isoformat(),
+                          "meter_time": "08:02", "gls": [
+                              {"measurement": b64(measurement(1, 0xB078))}]}).encode()
+    with pytest.raises(WireError) as refused:
+        decode_readings(message, "GW-1", SENT_AT)
+    assert refused.value.reason == RejectReason.GLS_METER_TIME

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from devices.wire import gls
 from devices.wire.messages import ENVELOPE_FIELDS, MAX_PAYLOAD_BYTES, MAX_RECORDS, RECORD_FIELDS
 from devices.wire.vocabulary import MGDL_PER_MMOL, Meal, Sample, Source, Status, Unit
 
@@ -43,6 +44,12 @@ class RejectReason(StrEnum):
     VALUE_OUT_OF_RANGE = "value_out_of_range"
     TIMESTAMP_IMPLAUSIBLE = "timestamp_implausible"
     CONFLICTING_DUPLICATE = "conflicting_duplicate"
+    GLS_SPECIAL_VALUE = "gls_special_value"  # SFLOAT NaN, NRes, +/-INFINITY, reserved
+    GLS_TRUNCATED = "gls_truncated"  # a Bluetooth record ends inside a field
+    GLS_TRAILING_BYTES = "gls_trailing_bytes"
+    GLS_ORPHAN_CONTEXT = "gls_orphan_context"  # a context whose seq matches no measurement
+    GLS_BAD_BASE64 = "gls_bad_base64"
+    GLS_METER_TIME = "gls_meter_time"  # the meter's clock as the gateway read it, unreadable
     STORAGE_ERROR = "storage_error"  # valid on the wire, refused by the database
     DECODER_ERROR = "decoder_error"  # our bug, not the device's: kept for review, never fatal
 
@@ -130,8 +137,10 @@ def _enum(value: Any, enum: type[StrEnum], path: str, problems: list[Problem]) -
     return None
 
 
-def validate_envelope(doc: Any, topic_device_id: str) -> list[Any]:
-    """Step 2a: the message around the records. Returns the raw record list."""
+def validate_envelope(doc: Any, topic_device_id: str, entries: str = "records",
+                      fields: frozenset[str] = ENVELOPE_FIELDS) -> list[Any]:
+    """Step 2a: the message around the records (or a gateway's Bluetooth entries, `gls`).
+    Returns the raw list."""
     problems: list[Problem] = []
     if not isinstance(doc, dict):
         raise WireError([Problem(RejectReason.INVALID_ENVELOPE, "$", "must be a JSON object")])
@@ -149,15 +158,15 @@ def validate_envelope(doc: Any, topic_device_id: str) -> list[Any]:
         sub: list[Problem] = []
         parse_timestamp(doc["sent_at"], "$.sent_at", sub)
         problems += [Problem(RejectReason.INVALID_ENVELOPE, p.path, p.message) for p in sub]
-    records = doc.get("records")
+    records = doc.get(entries)
     if not isinstance(records, list) or not records:
-        problems.append(Problem(RejectReason.INVALID_ENVELOPE, "$.records",
+        problems.append(Problem(RejectReason.INVALID_ENVELOPE, f"$.{entries}",
                                 "must be a non-empty list"))
     elif len(records) > MAX_RECORDS:
-        problems.append(Problem(RejectReason.INVALID_ENVELOPE, "$.records",
+        problems.append(Problem(RejectReason.INVALID_ENVELOPE, f"$.{entries}",
                                 f"{len(records)} records, limit {MAX_RECORDS}"))
-    if not doc.keys() <= ENVELOPE_FIELDS:
-        unknown = doc.keys() - ENVELOPE_FIELDS
+    if not doc.keys() <= fields:
+        unknown = doc.keys() - fields
         problems.append(Problem(RejectReason.INVALID_ENVELOPE, "$",
                                 f"unknown fields {sorted(unknown)[:5]}"))
     if problems:
@@ -301,12 +310,41 @@ def decode_readings(payload: bytes, topic_device_id: str, received_at: datetime,
     as the receive time when it is not later than the real one.
     """
     doc = parse(payload)
+    if isinstance(doc, dict) and "gls" in doc:
+        return _decode_gls(doc, topic_device_id, received_at, trust_sent_at)
     records = validate_envelope(doc, topic_device_id)
     if trust_sent_at:
         sent = datetime.fromisoformat(doc["sent_at"]).astimezone(UTC)
         received_at = min(received_at, sent)
     out = Decoded([], [])
     for i, raw in enumerate(records):
+        try:
+            out.readings.append(normalise_record(raw, i, topic_device_id, received_at))
+        except WireError as exc:
+            out.rejected.append(exc)
+    return out
+
+
+GLS_ENVELOPE_FIELDS = frozenset({"device_id", "sent_at", "meter_time", "gls"})
+
+
+def _decode_gls(doc: dict[str, Any], topic_device_id: str, received_at: datetime,
+                trust_sent_at: bool) -> Decoded:
+    """A gateway's message of raw Bluetooth Glucose Service records (docs/wire-format.md): each
+    entry decoded to a v1 record (devices/wire/gls.py), then validated and normalised like any;
+    an entry that cannot be decoded costs only itself, with its own reason."""
+    entries = validate_envelope(doc, topic_device_id, "gls", GLS_ENVELOPE_FIELDS)
+    sent = datetime.fromisoformat(doc["sent_at"])
+    try:
+        meter_time = gls.meter_clock(doc.get("meter_time"))
+    except gls.GlsError as exc:
+        raise WireError([Problem(RejectReason(exc.reason), "$.meter_time", str(exc))]) from None
+    if trust_sent_at:
+        received_at = min(received_at, sent.astimezone(UTC))
+    records, refused = gls.records(entries, meter_time, sent)
+    out = Decoded([], [WireError([Problem(RejectReason(exc.reason), f"$.gls[{i}]", str(exc))])
+                       for i, exc in refused])
+    for i, raw in records:
         try:
             out.readings.append(normalise_record(raw, i, topic_device_id, received_at))
         except WireError as exc:

@@ -189,11 +189,11 @@ def meter_clock(text: Any) -> datetime:
 
 
 def records(entries: list[Any], meter_time: datetime, sent_at: datetime
-            ) -> tuple[list[dict[str, Any]], list[tuple[int, GlsError]]]:
-    """The v1 record dicts of the relayed entries, and (entry index, error) for each entry
-    that cannot become one. A record's instant is sent_at - (meter_time - its meter time):
+            ) -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[int, GlsError]]]:
+    """(entry index, v1 record dict) of the relayed entries, and (entry index, error) for each
+    entry that cannot become one. A record's instant is sent_at - (meter_time - its meter time):
     the meter's clock error and its time zone corrected in one step."""
-    out: list[dict[str, Any]] = []
+    out: list[tuple[int, dict[str, Any]]] = []
     refused: list[tuple[int, GlsError]] = []
     for i, entry in enumerate(entries):
         try:
@@ -210,10 +210,10 @@ def records(entries: list[Any], meter_time: datetime, sent_at: datetime
             if m.value is None:
                 raise GlsError("gls_special_value", "the measurement carries no concentration")
             instant = sent_at - (meter_time - m.local_time)
-            out.append({"seq": m.seq, "measured_at": instant.isoformat(),
-                        "value": round(m.value, 6), "unit": str(m.unit), "meal": str(meal),
-                        "sample": str(m.sample), "source": str(Source.METER),
-                        "status": status_names(m.status)})
+            out.append((i, {"seq": m.seq, "measured_at": instant.isoformat(),
+                             "value": round(m.value, 6), "unit": str(m.unit),
+                             "meal": str(meal), "sample": str(m.sample),
+                             "source": str(Source.METER), "status": status_names(m.status)}))
         except GlsError as exc:
             refused.append((i, exc))
     return out, refused
