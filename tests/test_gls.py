@@ -174,3 +174,25 @@ def test_a_gateway_message_with_an_unreadable_meter_clock_is_refused_whole() -> 
     with pytest.raises(WireError) as refused:
         decode_readings(message, "GW-1", SENT_AT)
     assert refused.value.reason == RejectReason.GLS_METER_TIME
+
+
+def test_the_gateway_message_and_the_ack_are_in_the_json_schema() -> None:
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    from devices import wire
+    from devices.wire.messages import Ack
+
+    schema = json.loads((Path(wire.__file__).parent / "wire_v1.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    message = {"device_id": "GW-1", "sent_at": SENT_AT.isoformat(),
+               "meter_time": METER_TIME.isoformat(),
+               "gls": [{"measurement": b64(measurement(1, 0xB078))}]}
+    validator.validate(message)
+    validator.validate(json.loads(Ack("GW-1", SENT_AT, ((3, 5), (9, 9))).encode()))
+    for bad in ({**message, "meter_time": "2026-03-02T08:02:00+08:00"},
+                {k: v for k, v in message.items() if k != "meter_time"},
+                {**message, "gls": []}):
+        assert not validator.is_valid(bad)
