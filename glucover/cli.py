@@ -10,7 +10,6 @@ from datetime import date
 from typing import Any
 
 from glucover.config import Settings
-from glucover.servers import ServerError
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -357,14 +356,18 @@ def user_message(exc: BaseException) -> str | None:
     from glucover.errors import UserError
 
     if isinstance(exc, OperationalError):
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return (
-            f"cannot reach the database: {first} (check DATABASE_URL, or run `glucover up` "
-            "for a private one)"
+            f"cannot reach the database: {_first_line(exc)} (check DATABASE_URL, or run "
+            "`glucover up` for a private one)"
         )
     if isinstance(exc, UserError):
-        return " ".join(str(exc).split("\n")[:1]) if isinstance(exc, ServerError) else str(exc)
+        return _first_line(exc)  # a server's log tail, say, stays in its log file
     return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 if __name__ == "__main__":
