@@ -45,13 +45,11 @@ async def open_cookie(request: Request) -> Response:
     except (ValueError, KeyError, TypeError):
         return Response(status_code=400)
     now = datetime.now(UTC)
-    if sessions.verify(_key(), token, now) is None:
-        return Response(status_code=403)
-    if await run_in_threadpool(_resume, token, now) is None:
-        return Response(status_code=403)
-    expires = int(token.split(".")[1])
+    left = sessions.seconds_left(_key(), token, now)
+    if left is None or await run_in_threadpool(_resume, token, now) is None:
+        return Response(status_code=403)  # forged or expired; or its session is closed
     response = Response(status_code=204)
-    response.set_cookie(sessions.COOKIE, token, max_age=expires - int(now.timestamp()),
+    response.set_cookie(sessions.COOKIE, token, max_age=left,
                         path="/", httponly=True, samesite="strict",
                         secure=request.url.scheme == "https")
     return response

@@ -41,6 +41,18 @@ def token_for(key: bytes, session_id: str, expires_at: datetime) -> str:
 
 def verify(key: bytes, token: str | None, now: datetime) -> str | None:
     """The session id of a token that is ours and not expired; None for anything else."""
+    valid = _valid(key, token, now)
+    return None if valid is None else valid[0]
+
+
+def seconds_left(key: bytes, token: str | None, now: datetime) -> int | None:
+    """How long a token that is ours has to live (a cookie's Max-Age); None when it is not."""
+    valid = _valid(key, token, now)
+    return None if valid is None else valid[1] - int(now.timestamp())
+
+
+def _valid(key: bytes, token: str | None, now: datetime) -> tuple[str, int] | None:
+    """(session id, expiry in epoch seconds) of a token that is ours and not expired."""
     if not token or token.count(".") != 2:
         return None
     session_id, expires_text, signature = token.split(".")
@@ -50,7 +62,7 @@ def verify(key: bytes, token: str | None, now: datetime) -> str | None:
         return None
     if int(expires_text) <= now.timestamp():
         return None
-    return session_id
+    return session_id, int(expires_text)
 
 
 def open_session(conn: psycopg.Connection[Any], key: bytes, user: User,

@@ -16,6 +16,7 @@ NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
 def test_a_token_is_ours_and_unexpired_or_nothing() -> None:
     token = sessions.token_for(KEY, "abc", NOW + timedelta(hours=1))
     assert sessions.verify(KEY, token, NOW) == "abc"
+    assert sessions.seconds_left(KEY, token, NOW) == 3600
     session_id, expires, signature = token.split(".")
     later = int(expires) + 86_400
     for forged in (f"{session_id}.{later}.{signature}",  # expiry extended
@@ -24,6 +25,7 @@ def test_a_token_is_ours_and_unexpired_or_nothing() -> None:
         assert sessions.verify(KEY, forged, NOW) is None
     assert sessions.verify(sessions.signing_key("another secret"), token, NOW) is None
     assert sessions.verify(KEY, token, NOW + timedelta(hours=2)) is None  # expired
+    assert sessions.seconds_left(KEY, token, NOW + timedelta(hours=2)) is None
 
 
 def test_a_session_resumes_until_revoked_or_expired(db_url: str) -> None:
