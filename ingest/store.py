@@ -78,17 +78,13 @@ where ({", ".join(f"r.{c}" for c in CONTENT_COLUMNS)})
 # stored before, among the ACK_WINDOW up to the newest (0013_device_acks.sql). One statement per
 # batch, one row per meter, returning what to publish on each meter's ack topic.
 ACKS_SQL = """
-insert into device_acks as a (device_id, stored, newest_seq, newest_at)
-select device_id, stored::int4multirange * ack_window(newest_seq), newest_seq, newest_at
-from unnest(%s::text[], %s::text[], %s::int4[], %s::timestamptz[])
-     as b(device_id, stored, newest_seq, newest_at)
+insert into device_acks as a (device_id, stored, newest_seq)
+select device_id, stored::int4multirange * ack_window(newest_seq), newest_seq
+from unnest(%s::text[], %s::text[], %s::int4[]) as b(device_id, stored, newest_seq)
 on conflict (device_id) do update set
-    newest_seq = case when seq_ahead(excluded.newest_seq, a.newest_seq)
-                      then excluded.newest_seq else a.newest_seq end,
-    newest_at = greatest(excluded.newest_at, a.newest_at),
-    stored = (a.stored + excluded.stored) * ack_window(
-        case when seq_ahead(excluded.newest_seq, a.newest_seq)
-             then excluded.newest_seq else a.newest_seq end),
+    newest_seq = newer_seq(excluded.newest_seq, a.newest_seq),
+    stored = (a.stored + excluded.stored)
+             * ack_window(newer_seq(excluded.newest_seq, a.newest_seq)),
     updated_at = now()
 returning device_id, stored
 """
@@ -265,7 +261,8 @@ def write_batch(conn: psycopg.Connection[Any], batch: Batch,
 
 def newest_seq(seqs: set[int]) -> int:
     """The sequence number furthest ahead on the uint16 circle: a meter numbers its records in
-    order, so after 65535 comes 0 (its clock may say otherwise; the numbers do not lie)."""
+    order, so after 65535 comes 0 (its clock may say otherwise; the numbers do not lie). The
+    same rule as the database's newer_seq (0013_device_acks.sql), over one batch."""
     newest = next(iter(seqs))
     for seq in seqs:
         if 0 < (seq - newest) % SEQ_MODULO < SEQ_MODULO // 2:
@@ -290,15 +287,11 @@ def _acknowledge(conn: psycopg.Connection[Any], items: list[Item]
     """Record the batch's readings (stored now, or stored before: re-sends and conflicting
     copies are settled too) in device_acks; each meter's stored ranges, inclusive."""
     seqs: dict[str, set[int]] = {}
-    latest: dict[str, datetime] = {}
     for item in items:
-        r = item.reading
-        seqs.setdefault(r.device_id, set()).add(r.seq)
-        if r.device_id not in latest or r.measured_at > latest[r.device_id]:
-            latest[r.device_id] = r.measured_at
+        seqs.setdefault(item.reading.device_id, set()).add(item.reading.seq)
     devices = list(seqs)
     rows = conn.execute(ACKS_SQL, (
-        devices, [_multirange(seqs[d]) for d in devices], [newest_seq(seqs[d]) for d in devices],
-        [latest[d] for d in devices])).fetchall()
+        devices, [_multirange(seqs[d]) for d in devices],
+        [newest_seq(seqs[d]) for d in devices])).fetchall()
     return {str(device): tuple((int(r.lower), int(r.upper) - 1) for r in stored)
             for device, stored in rows}

@@ -10,7 +10,6 @@ create unlogged table device_acks (
     device_id  text primary key,
     stored     int4multirange not null,
     newest_seq integer not null,
-    newest_at  timestamptz not null,
     updated_at timestamptz not null default now()
 ) with (fillfactor = 50);
 
@@ -23,10 +22,14 @@ create function ack_window(newest integer) returns int4multirange language sql i
     end
 $$;
 
--- Whether sequence number `candidate` is ahead of `newest` on the uint16 circle (less than half
--- of it ahead): a meter numbers its records in order, so the newest is the one furthest ahead.
-create function seq_ahead(candidate integer, newest integer) returns boolean language sql
-    immutable as $$ select (candidate - newest + 65536) % 65536 between 1 and 32767 $$;
+-- The newer of two sequence numbers: the one ahead on the uint16 circle (by less than half of
+-- it), since a meter numbers its records in order. ingest/store.py newest_seq is the same rule
+-- over one batch's numbers.
+create function newer_seq(candidate integer, newest integer) returns integer language sql
+    immutable as $$
+    select case when (candidate - newest + 65536) % 65536 between 1 and 32767
+                then candidate else newest end
+$$;
 
 do $$ begin
     if exists (select 1 from pg_roles where rolname = 'glucover_ingest') then
