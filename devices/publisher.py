@@ -174,11 +174,8 @@ def _until_stored(client: mqtt.Client, messages: Sequence[Outgoing],
                    if any(n not in pending.stored for n in numbers)]
         if not missing:
             return resent
-        if pending.refused:
-            raise PublishError(f"broker refused meter {device_id}: {pending.refused}")
-        if time.monotonic() > deadline:
-            raise PublishError(f"meter {device_id}: {len(missing)} messages not stored "
-                               "before the deadline")
+        _give_up_if_refused_or_late(pending, device_id, deadline,
+                                    f"{len(missing)} messages not stored")
         silent = time.monotonic() - pending.last_progress > RESEND_AFTER_S
         if pending.connected.is_set() and (silent or pending.connects != connects):
             connects = pending.connects
@@ -195,11 +192,16 @@ GOODBYE_TIMEOUT_S = 10.0
 def _wait(done: Callable[[], bool], pending: _Session, device_id: str, deadline: float,
           what: str) -> None:
     while not done():
-        if pending.refused:
-            raise PublishError(f"broker refused meter {device_id}: {pending.refused}")
-        if time.monotonic() > deadline:
-            raise PublishError(f"meter {device_id}: {what} before the deadline")
+        _give_up_if_refused_or_late(pending, device_id, deadline, what)
         time.sleep(0.01)
+
+
+def _give_up_if_refused_or_late(pending: _Session, device_id: str, deadline: float,
+                                what: str) -> None:
+    if pending.refused:
+        raise PublishError(f"broker refused meter {device_id}: {pending.refused}")
+    if time.monotonic() > deadline:
+        raise PublishError(f"meter {device_id}: {what} before the deadline")
 
 
 def _say_goodbye(client: mqtt.Client, device_id: str, pending: _Session) -> None:
