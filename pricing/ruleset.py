@@ -48,6 +48,9 @@ class Parameter:
     def path(self) -> str:
         return f"{self.section}.{self.key}"
 
+    def label(self, lang: str) -> str:
+        return self.label_zh if lang == "zh" else self.label_en
+
 
 def parameter(section: str, key: str, default: Any, *, label: tuple[str, str], help: str,
               unit: str = "", low: float | None = None, high: float | None = None,

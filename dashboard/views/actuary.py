@@ -79,8 +79,7 @@ def parameter_inputs(base: Ruleset, lang: str = "en") -> dict[str, Any]:
     numbers = [f for f in declared if not declaration(f).choices]
     for i, f in enumerate(numbers):
         p, current = declaration(f), getattr(base, f.name)
-        name = p.label_zh if lang == "zh" else p.label_en
-        label = f"{name} ({p.unit})" if p.unit else name
+        label = f"{p.label(lang)} ({p.unit})" if p.unit else p.label(lang)
         whole = isinstance(f.default, int)
         kind: type = int if whole else float
         value = cols[i % 3].number_input(
@@ -91,8 +90,7 @@ def parameter_inputs(base: Ruleset, lang: str = "en") -> dict[str, Any]:
     for f in declared:
         p = declaration(f)
         if p.choices:
-            values[f.name] = tuple(st.multiselect(p.label_zh if lang == "zh" else p.label_en,
-                                                  list(p.choices),
+            values[f.name] = tuple(st.multiselect(p.label(lang), list(p.choices),
                                                   list(getattr(base, f.name)), help=p.help,
                                                   key=f"rs_{f.name}"))
     return values
