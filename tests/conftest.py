@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,14 +24,7 @@ from glucover import broker
 from glucover.config import Settings
 from glucover.db import migrate
 from glucover.servers import LocalMosquitto, LocalPostgres
-from tests.helpers import TEST_SECRET
-
-
-def _state_dir(prefix: str) -> Path:
-    # Below /tmp (world-searchable) so the unprivileged server user can reach it.
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    os.chmod(path, 0o755)  # noqa: S103 - the server user must traverse it
-    return path
+from tests.helpers import TEST_SECRET, state_dir
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +32,7 @@ def pg_admin_url() -> Iterator[str]:
     if url := os.environ.get("GLUCOVER_TEST_DATABASE_URL"):
         yield url
         return
-    root = _state_dir("glucover-test-pg-")
+    root = state_dir("glucover-test-pg-")
     server = LocalPostgres(root / "data").start()
     try:
         yield server.url("postgres")
@@ -58,7 +50,7 @@ class PgHandle:
 @pytest.fixture
 def own_pg() -> Iterator[LocalPostgres]:
     """A cluster of the test's own, for tests that restart or kill it."""
-    root = _state_dir("glucover-test-own-pg-")
+    root = state_dir("glucover-test-own-pg-")
     server = LocalPostgres(root / "data").start()
     try:
         yield server
@@ -102,7 +94,7 @@ def db_url(fresh_db: str, settings: Settings) -> str:
 @pytest.fixture
 def mosquitto() -> Iterator[LocalMosquitto]:
     """A broker with the service accounts; tests add devices through devices.provisioning."""
-    root = _state_dir("glucover-test-mqtt-")
+    root = state_dir("glucover-test-mqtt-")
     server = LocalMosquitto(root / "broker", acl=topics.acl(broker.SERVICE_ACCOUNTS))
     server.write_config()
     broker.write_passwd(broker.BrokerFiles(server.confdir).passwd,

@@ -4,6 +4,8 @@ synthetic history, and ways to load a fleet into a database without a broker."""
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
@@ -115,3 +117,11 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0, every_s: 
         if time.monotonic() > deadline:
             return False
         time.sleep(every_s)
+
+
+def state_dir(prefix: str) -> Path:
+    """A new directory below /tmp (world-searchable), so the unprivileged users our servers run
+    as can reach it."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(path, 0o755)  # noqa: S103 - the server users must traverse it
+    return path

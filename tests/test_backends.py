@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -16,12 +13,11 @@ from glucover.config import Settings
 from glucover.db import migrate
 from glucover.doctor import database_facts
 from glucover.servers import LocalPostgres, timescale_installed
-from tests.helpers import START, current_ledger, load_fleet
+from tests.helpers import START, current_ledger, load_fleet, state_dir
 
 
 def _cluster(timescale: bool) -> Iterator[LocalPostgres]:
-    root = Path(tempfile.mkdtemp(prefix="glucover-backend-"))
-    os.chmod(root, 0o755)  # noqa: S103 - the server user must reach it
+    root = state_dir("glucover-backend-")
     server = LocalPostgres(root / "data", timescale=timescale).start()
     try:
         yield server

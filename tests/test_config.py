@@ -3,17 +3,16 @@ user can cause through the command line prints one line saying what to do and ex
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import socket
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from glucover.cli import main
 from glucover.config import VARIABLES, Settings, markdown_table
+from tests.helpers import state_dir
 
 ROOT = Path(__file__).parent.parent
 PRODUCT = ("glucover", "ingest", "pricing", "dashboard", "devices")
@@ -77,8 +76,7 @@ def test_a_user_error_is_one_line_and_exit_2(env: dict[str, str], argv: list[str
                                              capsys: pytest.CaptureFixture[str]) -> None:
     for name in ("DATABASE_URL", "MQTT_URL", *(v.name for v in VARIABLES)):
         monkeypatch.delenv(name, raising=False)
-    home = Path(tempfile.mkdtemp(prefix="glucover-test-home-"))  # searchable by server users
-    os.chmod(home, 0o755)  # noqa: S103
+    home = state_dir("glucover-test-home-")
     request.addfinalizer(lambda: shutil.rmtree(home, ignore_errors=True))
     monkeypatch.setenv("GLUCOVER_HOME", str(home))
     monkeypatch.chdir(tmp_path)

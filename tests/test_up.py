@@ -7,19 +7,17 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
-from pathlib import Path
 
 import psycopg
 
 from glucover.servers import free_port
+from tests.helpers import state_dir
 
 
 def test_up_reaches_a_healthy_dashboard_with_data_flowing() -> None:
-    home = Path(tempfile.mkdtemp(prefix="glucover-up-"))
-    os.chmod(home, 0o755)  # noqa: S103 - the server users must reach their directories
+    home = state_dir("glucover-up-")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "MQTT_URL",
                                                              "GLUCOVER_SECRET")}
