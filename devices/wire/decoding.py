@@ -10,6 +10,7 @@ manual entries, error statuses, the meter's range, the clock) is the ruleset's b
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -303,21 +304,24 @@ class Decoded:
 
 def decode_readings(payload: bytes, topic_device_id: str, received_at: datetime,
                     trust_sent_at: bool = False) -> Decoded:
-    """All three steps for a readings message. Raises WireError when the whole message is bad;
-    a bad record inside a good message costs only that record.
+    """All three steps for a readings message: a meter's records, or a gateway's raw Bluetooth
+    Glucose Service records first decoded to records. Raises WireError when the whole message
+    is bad; a bad record inside a good message costs only that record.
 
     `trust_sent_at` (replays of recorded or simulated history only) takes the gateway's sent_at
     as the receive time when it is not later than the real one.
     """
     doc = parse(payload)
+    out = Decoded([], [])
+    records: Iterable[tuple[int, Any]]
     if isinstance(doc, dict) and "gls" in doc:
-        return _decode_gls(doc, topic_device_id, received_at, trust_sent_at)
-    records = validate_envelope(doc, topic_device_id)
+        records = _gls_records(doc, topic_device_id, out)
+    else:
+        records = enumerate(validate_envelope(doc, topic_device_id))
     if trust_sent_at:
         sent = datetime.fromisoformat(doc["sent_at"]).astimezone(UTC)
         received_at = min(received_at, sent)
-    out = Decoded([], [])
-    for i, raw in enumerate(records):
+    for i, raw in records:
         try:
             out.readings.append(normalise_record(raw, i, topic_device_id, received_at))
         except WireError as exc:
@@ -328,28 +332,20 @@ def decode_readings(payload: bytes, topic_device_id: str, received_at: datetime,
 GLS_ENVELOPE_FIELDS = frozenset({"device_id", "sent_at", "meter_time", "gls"})
 
 
-def _decode_gls(doc: dict[str, Any], topic_device_id: str, received_at: datetime,
-                trust_sent_at: bool) -> Decoded:
+def _gls_records(doc: dict[str, Any], topic_device_id: str, out: Decoded
+                 ) -> list[tuple[int, dict[str, Any]]]:
     """A gateway's message of raw Bluetooth Glucose Service records (docs/wire-format.md): each
-    entry decoded to a v1 record (devices/wire/gls.py), then validated and normalised like any;
-    an entry that cannot be decoded costs only itself, with its own reason."""
+    entry decoded to a v1 record (devices/wire/gls.py) for the steps every record takes; an
+    entry that cannot be decoded is refused into `out` with its own reason."""
     entries = validate_envelope(doc, topic_device_id, "gls", GLS_ENVELOPE_FIELDS)
-    sent = datetime.fromisoformat(doc["sent_at"])
     try:
         meter_time = gls.meter_clock(doc.get("meter_time"))
     except gls.GlsError as exc:
         raise WireError([Problem(RejectReason(exc.reason), "$.meter_time", str(exc))]) from None
-    if trust_sent_at:
-        received_at = min(received_at, sent.astimezone(UTC))
-    records, refused = gls.records(entries, meter_time, sent)
-    out = Decoded([], [WireError([Problem(RejectReason(exc.reason), f"$.gls[{i}]", str(exc))])
-                       for i, exc in refused])
-    for i, raw in records:
-        try:
-            out.readings.append(normalise_record(raw, i, topic_device_id, received_at))
-        except WireError as exc:
-            out.rejected.append(exc)
-    return out
+    records, refused = gls.records(entries, meter_time, datetime.fromisoformat(doc["sent_at"]))
+    out.rejected += [WireError([Problem(RejectReason(exc.reason), f"$.gls[{i}]", str(exc))])
+                     for i, exc in refused]
+    return records
 
 
 def decode_status(payload: bytes, topic_device_id: str) -> dict[str, Any]:
