@@ -32,6 +32,11 @@ TEXT: dict[str, dict[str, str]] = {
                  "zh": "血糖记录（mmol/L），阴影为目标范围"},
     "ledger": {"en": "How your sum insured changed", "zh": "保额变化明细"},
     "a1c": {"en": "Estimated HbA1c", "zh": "估算糖化血红蛋白"},
+    "fhir_download": {"en": "Download my records (FHIR R4, for your doctor)",
+                      "zh": "下载我的血糖记录（FHIR R4，可交给医生）"},
+    "fhir_help": {"en": "Every reading that counted, in the standard format hospitals and "
+                         "doctors' systems read. It carries no name.",
+                  "zh": "所有计入的血糖读数，采用医院和医生系统通用的标准格式，不含姓名。"},
     "tir": {"en": "Time in range", "zh": "达标时间比例"},
     "streak": {"en": "In-target streak", "zh": "连续达标"},
     "days": {"en": "days", "zh": "天"},

@@ -5,6 +5,11 @@ A meter stores each record with a uint16 sequence number that wraps, stamps it w
 (skewed, drifting) clock in the policyholder's timezone, and syncs through a phone gateway:
 right after measuring when online, or as one batch after an offline spell. Gateways sometimes
 send a message twice. Strips fail, batteries run low, gamers do what gamers do.
+
+Most meters speak wire format v1 themselves; a share (`gateway_share`) are Bluetooth meters
+whose phone relays their Glucose Service records verbatim (a GatewayMessage): those meters send
+in their display unit's SI form (kg/L or mol/L), sometimes without a meal context, and the
+gateway reads the meter's clock at each send so ingest corrects it.
 """
 
 from __future__ import annotations
@@ -13,13 +18,15 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from devices.personas import PERSONAS, Persona
-from devices.wire.messages import DeviceStatus, ReadingsMessage, Record
-from devices.wire.vocabulary import MGDL_PER_MMOL, Meal, Sample, Source, Unit
+from devices.wire import gls
+from devices.wire.messages import DeviceStatus, GatewayMessage, GlsEntry, ReadingsMessage, Record
+from devices.wire.vocabulary import MGDL_PER_MMOL, Meal, Sample, Source, Unit, status_bits
 
 # Where the demo portfolio lives, and in what unit its meters display.
 TIMEZONES = (("Asia/Shanghai", 0.70, Unit.MMOL_L), ("Asia/Hong_Kong", 0.10, Unit.MMOL_L),
@@ -35,6 +42,16 @@ STRIP_ERROR_RATE = 0.02
 BATTERY_DRAIN_PER_DAY = (0.2, 0.6)
 LOW_BATTERY_PCT = 15
 TREND_DAYS = 365  # personas move from their start to their end values over a year
+DEFAULT_GATEWAY_SHARE = 0.1  # `glucover simulate` and the demo: meters relayed by a gateway
+GATEWAY_CONTEXT_MISSING_RATE = 0.2  # records a Bluetooth meter relays without a meal context
+GATEWAY_TIME_OFFSET_RATE = 0.3  # Bluetooth meters whose user set the time by the offset field
+
+
+class Link(StrEnum):
+    """How a meter's records reach the broker."""
+
+    WIRE_V1 = "wire_v1"  # the meter (or its app) sends v1 records
+    GLS_GATEWAY = "gls_gateway"  # a phone relays the Bluetooth Glucose Service records verbatim
 
 
 @dataclass(frozen=True)
@@ -49,17 +66,20 @@ class Policyholder:
     base_sum_insured: float
     start_date: date
     index: int
+    link: Link = Link.WIRE_V1
 
 
 @dataclass(order=True)
 class Outgoing:
-    """One message at the (simulated) moment it is sent."""
+    """One message at the (simulated) moment it is sent, and the sequence numbers of the
+    records it carries (none for a status message)."""
 
     at: datetime
     order: int
     topic: str = field(compare=False)
     payload: bytes = field(compare=False)
     retain: bool = field(compare=False, default=False)
+    seqs: tuple[int, ...] = field(compare=False, default=())
 
 
 def _rng(seed: int, *parts: object) -> np.random.Generator:
@@ -67,8 +87,13 @@ def _rng(seed: int, *parts: object) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
-def portfolio(n: int, seed: int, start: date) -> list[Policyholder]:
+def portfolio(n: int, seed: int, start: date, gateway_share: float = 0.0
+              ) -> list[Policyholder]:
+    """`n` policyholders; `gateway_share` of the honest ones (gamers' tricks such as typed-in
+    values have no Bluetooth form) have Bluetooth meters relayed by a gateway. The share is
+    drawn from its own stream, so the rest of the portfolio does not depend on it."""
     rng = _rng(seed, "portfolio")
+    on_gateway = _rng(seed, "gateway").random(n) < gateway_share
     weights = np.array([p.weight for p in PERSONAS])
     personas = rng.choice(len(PERSONAS), size=n, p=weights / weights.sum())
     zone_weights = np.array([z[1] for z in TIMEZONES])
@@ -85,6 +110,8 @@ def portfolio(n: int, seed: int, start: date) -> list[Policyholder]:
             timezone=zone, unit=unit,
             base_sum_insured=float(rng.choice(BASE_SUMS)),
             start_date=start, index=i,
+            link=(Link.GLS_GATEWAY if on_gateway[i] and not PERSONAS[int(personas[i])].gamer
+                  else Link.WIRE_V1),
         ))
     return people
 
@@ -120,7 +147,8 @@ def meter_messages(person: Policyholder, seed: int, days: int | None = None
                    ) -> Iterator[Outgoing]:
     """Every message one meter sends from the policy start, in send order; lazily, forever when
     `days` is None. A day's messages do not depend on how many days are asked for."""
-    meter = _Meter(person, _rng(seed, "meter", person.index))
+    meter = _Meter(person, _rng(seed, "meter", person.index),
+                   _rng(seed, "gateway", person.index))
     d = 0
     while days is None or d < days:
         yield from meter.day(d)
@@ -134,8 +162,9 @@ class _Meter:
     """One simulated meter and the person using it, day after day. Each step draws from the
     meter's own random stream in a fixed order, so its messages depend only on the seed."""
 
-    def __init__(self, person: Policyholder, rng: np.random.Generator) -> None:
-        self.person, self.rng = person, rng
+    def __init__(self, person: Policyholder, rng: np.random.Generator,
+                 link_rng: np.random.Generator) -> None:
+        self.person, self.rng, self.link_rng = person, rng, link_rng
         self.zone = ZoneInfo(person.timezone)
         self.state = MeterState(
             seq=int(rng.integers(0, 65536)), clock_offset_s=float(rng.normal(0, 40)),
@@ -266,22 +295,38 @@ class _Meter:
                 yield from self._send(sync.astimezone(UTC), batch[i:i + SYNC_BATCH])
 
     def _send(self, sent: datetime, records: tuple[Record, ...]) -> Iterator[Outgoing]:
-        yield from _send(self.person, self.state, sent, records, self.order, self.rng)
+        person, state, order = self.person, self.state, self.order
         self.order += 3
+        if state.status_day != sent.date():
+            state.status_day = sent.date()
+            status = DeviceStatus(person.device_id, sent, "online",
+                                  battery_pct=int(state.battery), firmware=state.firmware,
+                                  clock_offset_s=round(state.clock_offset_s, 1))
+            yield Outgoing(sent, order, status.topic, status.encode(), retain=True)
+        message = (self._relayed(sent, records) if person.link == Link.GLS_GATEWAY
+                   else ReadingsMessage(person.device_id, sent, records))
+        seqs = tuple(r.seq for r in records)
+        yield Outgoing(sent, order + 1, message.topic, message.encode(), seqs=seqs)
+        if self.rng.random() < DUPLICATE_SEND_RATE:
+            yield Outgoing(sent + timedelta(seconds=30), order + 2, message.topic,
+                           message.encode(), seqs=seqs)
 
-
-def _send(person: Policyholder, state: MeterState, sent: datetime, records: tuple[Record, ...],
-          order: int, rng: np.random.Generator) -> Iterator[Outgoing]:
-    if state.status_day != sent.date():
-        state.status_day = sent.date()
-        status = DeviceStatus(person.device_id, sent, "online", battery_pct=int(state.battery),
-                              firmware=state.firmware,
-                              clock_offset_s=round(state.clock_offset_s, 1))
-        yield Outgoing(sent, order, status.topic, status.encode(), retain=True)
-    message = ReadingsMessage(person.device_id, sent, records)
-    yield Outgoing(sent, order + 1, message.topic, message.encode())
-    if rng.random() < DUPLICATE_SEND_RATE:
-        yield Outgoing(sent + timedelta(seconds=30), order + 2, message.topic, message.encode())
+    def _relayed(self, sent: datetime, records: tuple[Record, ...]) -> GatewayMessage:
+        """The records as a Bluetooth meter holds them (its local clock, no zone; the value in
+        kg/L or mol/L) and the meter's clock as the gateway reads it at `sent`."""
+        rng = self.link_rng
+        meter_time = (sent.astimezone(self.zone).replace(tzinfo=None)
+                      + timedelta(seconds=self.state.clock_offset_s))
+        entries = []
+        for r in records:
+            with_context = rng.random() >= GATEWAY_CONTEXT_MISSING_RATE
+            offset = int(rng.choice((-60, 30, 60))) if rng.random() < GATEWAY_TIME_OFFSET_RATE \
+                else 0
+            m = gls.Measurement(r.seq, r.measured_at.replace(tzinfo=None), r.value, r.unit,
+                                r.sample, status_bits(r.status), with_context)
+            entries.append(GlsEntry(gls.encode_measurement(m, offset), gls.encode_context(
+                gls.Context(r.seq, r.meal)) if with_context else None))
+        return GatewayMessage(self.person.device_id, sent, meter_time, tuple(entries))
 
 
 def fleet_messages(people: list[Policyholder], seed: int, days: int,

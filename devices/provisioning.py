@@ -15,6 +15,7 @@ import psycopg
 
 from devices.fleet import Policyholder
 from devices.wire import topics
+from devices.wire.vocabulary import DeviceKind
 from glucover import broker
 from glucover.config import Settings
 from glucover.db import connect
@@ -28,15 +29,17 @@ class SyncResult:
 
 
 def add_devices(conn: psycopg.Connection[tuple[object, ...]], device_ids: Iterable[str],
-                secret: str) -> int:
-    """Create meters that do not exist yet, each with its broker password hash."""
+                secret: str, kind: DeviceKind = DeviceKind.BGM) -> int:
+    """Create meters of one kind (bgm or cgm) that do not exist yet, each with its broker
+    password hash."""
     rows = [(d, broker.hash_password(broker.derive_password(secret, d))) for d in device_ids]
     existing = {str(r[0]) for r in conn.execute(
         "select device_id from devices where device_id = any(%s)", ([d for d, _ in rows],))}
     fresh = [r for r in rows if r[0] not in existing]
     with conn.cursor() as cur:
-        cur.executemany("insert into devices (device_id, mqtt_password_hash) values (%s, %s) "
-                        "on conflict (device_id) do nothing", fresh)
+        cur.executemany("insert into devices (device_id, mqtt_password_hash, kind) values "
+                        "(%s, %s, %s) on conflict (device_id) do nothing",
+                        [(d, h, str(kind)) for d, h in fresh])
     return len(fresh)
 
 
@@ -93,16 +96,18 @@ def revoke(conn: psycopg.Connection[tuple[object, ...]], device_id: str) -> None
 def provision_cli(args: argparse.Namespace, settings: Settings) -> int:
     if args.count < 1:
         raise UserError("--count must be at least 1")
+    if args.kind not in set(DeviceKind):
+        raise UserError(f"--kind must be one of {', '.join(DeviceKind)}, not {args.kind!r}")
     secret = settings.secret()
     with connect(settings.require_database_url()) as conn:
         taken = conn.execute("select count(*) from devices where device_id like %s",
                              (args.prefix + "-%",)).fetchone()
         first = int(str(taken[0])) + 1 if taken else 1
         ids = [f"{args.prefix}-{i:06d}" for i in range(first, first + args.count)]
-        add_devices(conn, ids, secret)
+        add_devices(conn, ids, secret, DeviceKind(args.kind))
         conn.commit()
         result = sync_broker(conn, settings)
-    out = settings.home / "secrets" / f"devices-{datetime.now(UTC):%Y%m%dT%H%M%S}.csv"
+    out = settings.home / "secrets" / f"devices-{datetime.now(UTC):%Y%m%dT%H%M%S.%f}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", newline="") as f:
@@ -110,8 +115,8 @@ def provision_cli(args: argparse.Namespace, settings: Settings) -> int:
         writer.writerow(["device_id", "mqtt_username", "mqtt_password"])
         for device_id in ids:
             writer.writerow([device_id, device_id, broker.derive_password(secret, device_id)])
-    print(f"provisioned {len(ids)} meters ({ids[0]} .. {ids[-1]}); credentials in {out} "
-          f"(mode 0600); broker file holds {result.accounts} accounts"
+    print(f"provisioned {len(ids)} {args.kind} devices ({ids[0]} .. {ids[-1]}); credentials "
+          f"in {out} (mode 0600); broker file holds {result.accounts} accounts"
           + ("" if result.reloaded else f"; reload the broker to apply ({settings.broker_dir})"))
     return 0
 

@@ -8,7 +8,6 @@ and disconnects.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -90,7 +89,7 @@ def meter_session(target: MqttTarget, secret: str, device_id: str,
     had acknowledged loses nothing. Raises PublishError when the broker refuses the meter or
     `timeout` passes."""
     pending = _Session()
-    seqs = [_seqs(m) for m in messages]
+    seqs = [m.seqs for m in messages]
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id,
                          protocol=mqtt.MQTTv5)
     client.username_pw_set(device_id, password or broker.derive_password(secret, device_id))
@@ -153,13 +152,6 @@ def meter_session(target: MqttTarget, secret: str, device_id: str,
 
 
 RESEND_AFTER_S = 5.0  # end to end: send the unstored again after this long without an ack
-
-
-def _seqs(message: Outgoing) -> tuple[int, ...]:
-    """The sequence numbers of a readings message's records (none for a status message)."""
-    if not message.topic.endswith("/readings"):
-        return ()
-    return tuple(int(r["seq"]) for r in json.loads(message.payload)["records"])
 
 
 def _until_stored(client: mqtt.Client, messages: Sequence[Outgoing],

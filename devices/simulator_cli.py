@@ -11,7 +11,14 @@ from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
-from devices.fleet import Outgoing, Policyholder, fleet_messages, meter_messages, portfolio
+from devices.fleet import (
+    DEFAULT_GATEWAY_SHARE,
+    Outgoing,
+    Policyholder,
+    fleet_messages,
+    meter_messages,
+    portfolio,
+)
 from devices.publisher import PublishError, meter_session, publish_fleet
 from glucover.config import Settings
 from glucover.db import connect
@@ -83,7 +90,10 @@ def simulate_cli(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError("--policies must be at least 1")
     now = datetime.now(UTC)
     first, history_end = history_window(args.start, args.days, now)
-    people = portfolio(args.policies, args.seed, first)
+    share = DEFAULT_GATEWAY_SHARE if args.gateway_share is None else args.gateway_share
+    if not 0 <= share <= 1:
+        raise UserError("--gateway-share must be between 0 and 1")
+    people = portfolio(args.policies, args.seed, first, share)
     if args.dry_run:
         if not args.out:
             raise UserError("--dry-run needs --out FILE")

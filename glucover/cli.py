@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         _ingest_commands,
         _pricing_commands,
         _cgm_commands,
+        _export_commands,
         _actuary_commands,
         _bench_commands,
     ):
@@ -100,6 +101,9 @@ def _device_commands(sub: Any) -> None:
     p.add_argument("--policies", type=int, default=50)
     p.add_argument("--days", type=int, default=30)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--gateway-share", type=float,
+                   help="share of meters that are Bluetooth meters relayed by a gateway "
+                   "(default 0.1, devices/fleet.py DEFAULT_GATEWAY_SHARE)")
     p.add_argument("--start", type=_date, help="first day of history (default: today - days)")
     p.add_argument("--live", action="store_true", help="after the history, publish in real time")
     p.add_argument(
@@ -132,6 +136,9 @@ def _device_commands(sub: Any) -> None:
     )
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--prefix", default="meter")
+    p.add_argument("--kind", default="bgm",
+                   help="bgm (fingerstick blood glucose meter, default) or cgm (continuous "
+                   "glucose monitor)")
     p = _add(dsub, "revoke", "devices.provisioning:revoke_cli", "revoke a meter's broker account")
     p.add_argument("device_id")
     _add(
@@ -215,6 +222,28 @@ def _pricing_commands(sub: Any) -> None:
     p.add_argument("--port", type=int, default=8501)
 
 
+def _export_commands(sub: Any) -> None:
+    """Records out, in standard form."""
+    export = _add(sub, "export", None, "a policy's records in a standard form")
+    esub = _subcommands(export, "export_command", "FORMAT")
+    p = _add(
+        esub,
+        "fhir",
+        "records.export:export_fhir_cli",
+        "the policy's valid readings (and CGM summaries) as a FHIR R4 Bundle",
+    )
+    p.add_argument("--policy", required=True)
+    _window(p, "first day, in the policy's timezone (default: its start date)",
+            "last day, inclusive (default: today)")
+    p.add_argument("--out", required=True, help="the JSON file to write")
+
+
+def _window(p: argparse.ArgumentParser, first: str, last: str) -> None:
+    """--from and --to: a window of whole days (args.date_from, args.date_to)."""
+    p.add_argument("--from", dest="date_from", type=_date, default=None, help=first)
+    p.add_argument("--to", dest="date_to", type=_date, default=None, help=last)
+
+
 def _cgm_commands(sub: Any) -> None:
     """Continuous glucose monitoring."""
     cgm = _add(sub, "cgm", None, "continuous glucose monitoring")
@@ -226,20 +255,8 @@ def _cgm_commands(sub: Any) -> None:
         "consensus CGM metrics per device from a CSV file (no database)",
     )
     p.add_argument("--readings", required=True, help="CSV: device_id,measured_at,value,unit")
-    p.add_argument(
-        "--from",
-        dest="date_from",
-        type=_date,
-        default=None,
-        help="first day of the window (default: each device's first reading)",
-    )
-    p.add_argument(
-        "--to",
-        dest="date_to",
-        type=_date,
-        default=None,
-        help="last day of the window, inclusive (default: each device's last)",
-    )
+    _window(p, "first day of the window (default: each device's first reading)",
+            "last day of the window, inclusive (default: each device's last)")
     p.add_argument("--format", choices=("csv", "json"), default="csv")
 
 

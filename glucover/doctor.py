@@ -65,6 +65,9 @@ def database_facts(url: str) -> dict[str, Any]:
         if backend != "unmigrated":
             applied = conn.execute("select max(version) from schema_migrations").fetchone()
             facts["schema_version"] = int(str(applied[0])) if applied and applied[0] else 0
+            facts["devices"] = {str(kind): int(str(n)) for kind, n in conn.execute(
+                "select kind, count(*) from devices where revoked_at is null group by kind "
+                "order by kind")}
         return facts
 
 

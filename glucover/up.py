@@ -82,11 +82,11 @@ def spawn(name: str, args: list[str], env: dict[str, str], marker: str | None = 
 def provision_demo(admin_url: str, settings: Settings, policies: int, seed: int, days: int
                    ) -> list[str]:
     from dashboard.auth import create_user
-    from devices.fleet import portfolio
+    from devices.fleet import DEFAULT_GATEWAY_SHARE, portfolio
     from devices.provisioning import add_portfolio, sync_broker
 
     first = datetime.now(UTC).date() - timedelta(days=days - 1)
-    people = portfolio(policies, seed, first)
+    people = portfolio(policies, seed, first, DEFAULT_GATEWAY_SHARE)
     with psycopg.connect(admin_url) as conn:
         add_portfolio(conn, people, settings.secret())
         logins: list[tuple[str, str, str | None]] = [

@@ -80,6 +80,18 @@ def published(conn: Conn, name: str, version: int | None = None) -> Ruleset | No
     return Ruleset.from_toml(str(row[0]), version=int(str(row[1])))
 
 
+def in_force(conn: Conn, name: str) -> Ruleset:
+    """The ruleset a policy naming `name` is priced by, read only: the latest published
+    version, else the built-in file, else `default` (a name nobody published)."""
+    found = published(conn, name)
+    if found is not None:
+        return found
+    try:
+        return rulesets.load_builtin(name)
+    except RulesetError:
+        return rulesets.load_builtin("default")
+
+
 def publish(conn: Conn, ruleset: Ruleset, author: str, notes: str = "") -> Ruleset:
     """Store a new immutable version; returns it with its version number."""
     ruleset.validate()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,8 @@ import psycopg
 from devices.fleet import Outgoing, Policyholder, fleet_messages, portfolio
 from devices.provisioning import add_portfolio, sync_broker
 from devices.publisher import publish_fleet
+from devices.wire.decoding import decode_readings
+from devices.wire.topics import topic_device
 from glucover import broker
 from glucover.config import MqttTarget
 from ingest.worker import IngestWorker, WorkerConfig, ingest_target
@@ -25,8 +26,9 @@ from tests.helpers import START, TEST_SECRET, wait_until
 from tests.mqtt_helpers import broker_accepts
 
 
-def provision(stack: Stack, policies: int, seed: int) -> list[Policyholder]:
-    people = portfolio(policies, seed, START)
+def provision(stack: Stack, policies: int, seed: int, gateway_share: float = 0.0
+              ) -> list[Policyholder]:
+    people = portfolio(policies, seed, START, gateway_share)
     with psycopg.connect(stack.db_url) as conn:
         add_portfolio(conn, people, TEST_SECRET)
         conn.commit()
@@ -57,13 +59,14 @@ def publish(stack: Stack, messages: list[Outgoing], concurrency: int = 8) -> Non
 
 
 def distinct_readings(messages: Iterable[Outgoing]) -> set[tuple[str, int, datetime]]:
+    """The identities of the readings the messages carry, through the wire format's own decoder
+    (so a gateway's Bluetooth records count with the instant ingest gives them)."""
     keys = set()
     for m in messages:
-        if m.topic.endswith("readings"):
-            doc = json.loads(m.payload)
-            for r in doc["records"]:
-                measured = datetime.fromisoformat(r["measured_at"]).astimezone(UTC)
-                keys.add((doc["device_id"], r["seq"], measured))
+        device_id, kind = topic_device(m.topic) or ("", "")
+        if kind == "readings":
+            for r in decode_readings(m.payload, device_id, m.at).readings:
+                keys.add((r.device_id, r.seq, r.measured_at))
     return keys
 
 

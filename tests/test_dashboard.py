@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -194,8 +195,9 @@ def served_dashboard(dashboard_db: str) -> Iterator[str]:
 
 
 @contextmanager
-def chromium(width: int, height: int) -> Iterator[Any]:
-    """A headless Debian Chromium with a fresh profile, its viewport `width` x `height`."""
+def chromium(width: int, height: int, downloads: Path | None = None) -> Iterator[Any]:
+    """A headless Debian Chromium with a fresh profile, its viewport `width` x `height`,
+    saving downloads into `downloads` when given."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -211,6 +213,9 @@ def chromium(width: int, height: int) -> Iterator[Any]:
         shutil.which("chromedriver") or "/usr/bin/chromedriver"))
     try:
         driver.set_window_size(width, height)
+        if downloads is not None:
+            driver.execute_cdp_cmd("Browser.setDownloadBehavior", {
+                "behavior": "allow", "downloadPath": str(downloads)})
         yield driver
     finally:
         driver.quit()
@@ -229,6 +234,21 @@ SIGN_IN = {"en": ("Username", "Password", "Sign in", "Sum insured"),
 SCREENS = {"desktop": (1400, 1000), "phone": (390, 844)}
 
 
+def sign_in_through_page(driver: Any, username: str, lang: str = "en") -> None:
+    """Type the name and password into the sign-in page (in `lang`) and press the button, as a
+    person would; the page must be loading or loaded."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    user_label, password_label, button, _ = SIGN_IN[lang]
+    WebDriverWait(driver, 60).until(ec.presence_of_element_located(
+        (By.CSS_SELECTOR, f"input[aria-label='{user_label}']"))).send_keys(username)
+    driver.find_element(By.CSS_SELECTOR, f"input[aria-label='{password_label}']"
+                        ).send_keys(PASSWORD)
+    driver.find_element(By.XPATH, f"//button[.//p[text()='{button}']]").click()
+
+
 @pytest.mark.browser
 @pytest.mark.parametrize("lang", ["en", "zh"])
 @pytest.mark.parametrize("screen", ["desktop", "phone"])
@@ -241,16 +261,12 @@ def test_real_browser_policyholder_page(served_dashboard: str, dashboard_db: str
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    username, password, button, headline = SIGN_IN[lang]
+    headline = SIGN_IN[lang][3]
     width, height = SCREENS[screen]
     with chromium(width, height) as driver:
         wait = WebDriverWait(driver, 60)
         driver.get(f"{served_dashboard}/?lang={lang}")
-        wait.until(ec.presence_of_element_located(
-            (By.CSS_SELECTOR, f"input[aria-label='{username}']"))).send_keys("alice")
-        driver.find_element(By.CSS_SELECTOR, f"input[aria-label='{password}']"
-                            ).send_keys(PASSWORD)
-        driver.find_element(By.XPATH, f"//button[.//p[text()='{button}']]").click()
+        sign_in_through_page(driver, "alice", lang)
         expected = f"{sum_insured_from_ledger(dashboard_db, 'POL-006-000001'):,.0f}"
         assert wait_until(lambda: expected in _metric_values(driver), 60), \
             _metric_values(driver)
@@ -280,11 +296,7 @@ def test_real_browser_every_role_page_renders(served_dashboard: str) -> None:
         with chromium(1400, 1000) as driver:
             wait = WebDriverWait(driver, 60)
             driver.get(served_dashboard)
-            wait.until(ec.presence_of_element_located(
-                (By.CSS_SELECTOR, "input[aria-label='Username']"))).send_keys(user)
-            driver.find_element(By.CSS_SELECTOR, "input[aria-label='Password']"
-                                ).send_keys(PASSWORD)
-            driver.find_element(By.XPATH, "//button[.//p[text()='Sign in']]").click()
+            sign_in_through_page(driver, user)
             wait.until(ec.presence_of_element_located(
                 (By.XPATH, f"//h1[contains(., '{title}')]")))
             time.sleep(1.0)
@@ -368,10 +380,7 @@ def test_real_browser_session_survives_a_reload_until_signed_out(served_dashboar
     with chromium(1400, 1000) as driver:
         wait = WebDriverWait(driver, 60)
         driver.get(served_dashboard)
-        wait.until(ec.presence_of_element_located(
-            (By.CSS_SELECTOR, "input[aria-label='Username']"))).send_keys("alice")
-        driver.find_element(By.CSS_SELECTOR, "input[aria-label='Password']").send_keys(PASSWORD)
-        driver.find_element(By.XPATH, "//button[.//p[text()='Sign in']]").click()
+        sign_in_through_page(driver, "alice")
         assert signed_in_page(driver)
         assert wait_until(lambda: driver.get_cookie("glucover_session") is not None, 10)
         cookie = driver.get_cookie("glucover_session")
@@ -400,3 +409,45 @@ def test_ruleset_editor_labels_follow_the_language(dashboard_db: str) -> None:
     at.selectbox(key="lang_sidebar").set_value("zh").run()
     assert at.number_input(key="rs_target_low").label == "达标下限 (mmol/L)"
     assert not at.exception
+
+
+@pytest.mark.browser
+def test_real_browser_policyholder_downloads_their_own_fhir_records(
+        served_dashboard: str, dashboard_db: str, tmp_path: Path) -> None:
+    """The download button on the phone: the file is a FHIR R4 Bundle that validates, about
+    alice's own meter and pseudonym, with every reading pricing counted for her policy."""
+    from fhir.resources.R4B.bundle import Bundle
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from records import fhir
+    from records.export import policy_bundle, pseudonym_key
+    from tests.helpers import TEST_SECRET
+
+    with chromium(*SCREENS["phone"], downloads=tmp_path) as driver:
+        wait = WebDriverWait(driver, 60)
+        driver.get(served_dashboard)
+        sign_in_through_page(driver, "alice")
+        shown = "//button[.//p[starts-with(text(), 'Download my records')]]"
+        wait.until(lambda d: any(b.is_displayed() for b in d.find_elements(By.XPATH, shown)))
+        # Streamlit renders the button twice (with and without its tooltip); one is shown.
+        button = next(b for b in driver.find_elements(By.XPATH, shown) if b.is_displayed())
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+        time.sleep(0.5)
+        button.click()
+        assert wait_until(lambda: any(p.suffix == ".json" for p in tmp_path.iterdir()), 60)
+    (saved,) = [p for p in tmp_path.iterdir() if p.suffix == ".json"]
+    assert saved.name == "glucover-POL-006-000001.fhir.json"
+    doc = json.loads(saved.read_text())
+    Bundle.model_validate(doc)
+    key = pseudonym_key(TEST_SECRET)
+    with psycopg.connect(dashboard_db) as conn:
+        expected = policy_bundle(conn, "POL-006-000001", key)
+        devices = conn.execute("select device_id from policy_devices where policy_id = %s",
+                               ("POL-006-000001",)).fetchall()
+    kinds = [e["resource"]["resourceType"] for e in doc["entry"]]
+    patient = doc["entry"][0]["resource"]
+    assert patient["identifier"][0]["value"] == fhir.pseudonym(key, "POL-006-000001")
+    assert [e["resource"]["identifier"][0]["value"] for e in doc["entry"]
+            if e["resource"]["resourceType"] == "Device"] == [str(d) for (d,) in devices]
+    assert kinds.count("Observation") == expected.observations > 0

@@ -18,7 +18,14 @@ import pandas as pd
 import psycopg
 import pytest
 
-from devices.fleet import Outgoing, Policyholder, fleet_messages, portfolio
+from devices.fleet import (
+    DEFAULT_GATEWAY_SHARE,
+    Link,
+    Outgoing,
+    Policyholder,
+    fleet_messages,
+    portfolio,
+)
 from devices.simulator_cli import history_window
 from glucover.db import migrate
 from glucover.servers import LocalPostgres
@@ -178,8 +185,9 @@ def test_simulator_delivers_end_to_end_through_broker_and_ingest_kills(stack: St
     provision(stack, policies, seed)  # same seed: the simulator's device ids
     first = datetime.now(UTC).date() - timedelta(days=days + 1)  # history wholly in the past
     first, end = history_window(first, days, datetime.now(UTC))
-    expected = distinct_readings(fleet_messages(portfolio(policies, seed, first), seed, days,
-                                                until=end))
+    people = portfolio(policies, seed, first, DEFAULT_GATEWAY_SHARE)  # as simulate has it
+    assert any(p.link == Link.GLS_GATEWAY for p in people)
+    expected = distinct_readings(fleet_messages(people, seed, days, until=end))
     worker = spawn_worker(stack, tmp_path / "w.log", "--worker-name", "e2e", "--trust-sent-at")
     log = tmp_path / "simulate.log"
     with log.open("wb") as out:

@@ -75,8 +75,13 @@ def test_doctor_reports_backend_and_broker(db_url: str, settings: Settings, mosq
     monkeypatch.setenv("DATABASE_URL", db_url)
     monkeypatch.setenv("MQTT_URL", f"mqtt://{broker.INGEST_ACCOUNT}:{password}@127.0.0.1:"
                        f"{mosquitto.port}")
+    assert main(["devices", "provision", "--count", "2"]) == 0
+    assert main(["devices", "provision", "--count", "1", "--kind", "cgm", "--prefix", "cgm"]) == 0
+    assert main(["devices", "provision", "--count", "1", "--kind", "pump"]) == 2
+    capsys.readouterr()
     assert main(["doctor", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
+    assert report["devices"] == {"bgm": 2, "cgm": 1}  # the kinds of the live devices
     assert report["healthy"] is True
     assert report["backend"] in ("postgresql", "timescaledb")
     assert report["readings_hypertable"] is (report["backend"] == "timescaledb")

@@ -12,6 +12,8 @@ from dashboard import db
 from dashboard.auth import AccessDenied, User, policy_for
 from dashboard.i18n import LANGUAGES, t
 from dashboard.policyholder_data import EXPLAINED_ROWS, PolicySummary, load_summary
+from glucover.config import Settings
+from records.export import policy_bundle, pseudonym_key
 
 
 def explain(summary: PolicySummary, lang: str) -> pd.DataFrame:
@@ -108,12 +110,25 @@ def render(user: User) -> None:
     st.subheader(t("readings", lang))
     if len(summary.readings):
         st.altair_chart(readings_chart(summary, lang), width="stretch")
+    # Built only when clicked (a callable), from the policy this user may see.
+    st.download_button(t("fhir_download", lang), data=lambda: fhir_bundle(policy_id),
+                       file_name=f"glucover-{policy_id}.fhir.json",
+                       mime="application/fhir+json", help=t("fhir_help", lang),
+                       on_click="ignore", icon=":material/download:")
     st.subheader(t("ledger", lang))
     if summary.ledger.empty:
         st.info(t("no_ledger", lang))
     else:
         # A static table: its text wraps, so it reads on a phone without scrolling sideways.
         st.table(explain(summary, lang).head(EXPLAINED_ROWS).set_index(t("col_day", lang)))
+
+
+def fhir_bundle(policy_id: str) -> bytes:
+    """The policy's records as a FHIR R4 Bundle (records/export.py); the caller has checked
+    that this user may see `policy_id`."""
+    with db.pool().connection() as conn:
+        export = policy_bundle(conn, policy_id, pseudonym_key(Settings.from_env().secret()))
+    return export.to_json()
 
 
 def language_picker(where: str = "sidebar") -> str:

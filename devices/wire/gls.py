@@ -10,6 +10,9 @@ Profile and Service specifications; IEEE 11073-20601 for SFLOAT). All integers l
 `records(entries, meter_time, sent_at)` turns the relayed entries into the v1 record dicts that
 `devices.wire.decoding` validates and normalises like any meter's, so there is one validation
 path; what cannot become a record is a Problem with its own reason.
+
+The other direction, `encode_measurement` and `encode_context`, is what a meter puts in its
+characteristics: the simulator's gateway meters use it, and the round trip is tested.
 """
 
 from __future__ import annotations
@@ -54,6 +57,11 @@ TYPE_SAMPLE = {1: Sample.CAPILLARY_WHOLE_BLOOD, 2: Sample.CAPILLARY_PLASMA,
                7: Sample.CAPILLARY_WHOLE_BLOOD, 8: Sample.CAPILLARY_WHOLE_BLOOD,
                9: Sample.INTERSTITIAL_FLUID, 10: Sample.CONTROL_SOLUTION}
 CONTROL_LOCATION = 4
+FINGER_LOCATION, NO_LOCATION = 1, 15
+SAMPLE_TYPE = {Sample.CAPILLARY_WHOLE_BLOOD: 1, Sample.CAPILLARY_PLASMA: 2,
+               Sample.VENOUS_WHOLE_BLOOD: 3, Sample.VENOUS_PLASMA: 4,
+               Sample.ARTERIAL_WHOLE_BLOOD: 5, Sample.ARTERIAL_PLASMA: 6,
+               Sample.INTERSTITIAL_FLUID: 9, Sample.CONTROL_SOLUTION: 10}
 MEALS = {1: Meal.PREPRANDIAL, 2: Meal.POSTPRANDIAL, 3: Meal.FASTING, 4: Meal.CASUAL,
          5: Meal.BEDTIME}
 _STATUS_BITS = (1 << (max(s.value for s in Status) + 1)) - 1
@@ -79,6 +87,19 @@ def sfloat(raw: int) -> float:
     if mantissa >= 0x800:
         mantissa -= 0x1000
     return mantissa * 10.0 ** exponent
+
+
+SFLOAT_MAX_MANTISSA = 2045  # 2046 and 2047 (and their negatives at exponent 0) are special
+
+
+def to_sfloat(value: float) -> int:
+    """`value` as the SFLOAT with the most precision that holds it (a mantissa within +/-2045);
+    ValueError when no exponent can."""
+    for exponent in range(-8, 8):
+        mantissa = round(value / 10.0 ** exponent)
+        if abs(mantissa) <= SFLOAT_MAX_MANTISSA:
+            return (exponent & 0x0F) << 12 | (mantissa & 0x0FFF)
+    raise ValueError(f"{value} does not fit an SFLOAT")
 
 
 @dataclass(frozen=True)
@@ -165,6 +186,36 @@ def context(data: bytes) -> Context:
         r.take("<H")
     r.done()
     return Context(seq, meal)
+
+
+def encode_measurement(m: Measurement, time_offset_min: int = 0) -> bytes:
+    """The Glucose Measurement value a meter sends for `m`: base time = its local time minus
+    `time_offset_min` (the field is present when the offset is not 0)."""
+    if m.value is None:
+        raise ValueError("a measurement to send needs a concentration")
+    flags = (CONCENTRATION_PRESENT | (TIME_OFFSET_PRESENT if time_offset_min else 0)
+             | (UNITS_MOL_PER_L if m.unit == Unit.MMOL_L else 0)
+             | (STATUS_PRESENT if m.status else 0) | (CONTEXT_FOLLOWS if m.context_follows else 0))
+    base = m.local_time - timedelta(minutes=time_offset_min)
+    out = struct.pack("<BHHBBBBB", flags, m.seq, base.year, base.month, base.day, base.hour,
+                      base.minute, base.second)
+    if time_offset_min:
+        out += struct.pack("<h", time_offset_min)
+    si = m.value / MOL_PER_L_TO_MMOL if m.unit == Unit.MMOL_L else m.value / KG_PER_L_TO_MGDL
+    location = CONTROL_LOCATION if m.sample == Sample.CONTROL_SOLUTION else (
+        NO_LOCATION if m.sample == Sample.INTERSTITIAL_FLUID else FINGER_LOCATION)
+    out += struct.pack("<HB", to_sfloat(si), location << 4 | SAMPLE_TYPE[m.sample])
+    if m.status:
+        out += struct.pack("<H", m.status)
+    return out
+
+
+def encode_context(c: Context) -> bytes:
+    """The Glucose Measurement Context value for `c`: its meal, when it has one."""
+    meal_codes = {meal: code for code, meal in MEALS.items()}
+    if c.meal is None or c.meal not in meal_codes:
+        return struct.pack("<BH", 0, c.seq)
+    return struct.pack("<BHB", MEAL_PRESENT, c.seq, meal_codes[c.meal])
 
 
 def _bytes(text: Any, what: str) -> bytes:

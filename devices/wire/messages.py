@@ -6,6 +6,10 @@ ReadingsMessage payload (UTF-8 JSON) on the readings topic:
   record = {"seq": 0..65535 (wraps), "measured_at": ISO-8601 with the meter's UTC offset,
             "value": number > 0, "unit": Unit, "meal": Meal, "sample": Sample,
             "source": Source, "status": [GLS annunciation names]}
+GatewayMessage payload on the same readings topic, from a gateway relaying a Bluetooth meter:
+  {"device_id", "sent_at", "meter_time": the meter's clock at sent_at, no zone,
+   "gls": [{"measurement": base64 of 0x2A18, "context"?: base64 of 0x2A34}, ...]}
+  (devices/wire/gls.py decodes it; docs/wire-format.md).
 Ack payload on the ack topic (retained, from ingest):
   {"device_id", "sent_at", "stored": [[first_seq, last_seq], ...]}: inclusive ranges of the
   meter's sequence numbers stored so far, among the ACK_WINDOW up to its newest.
@@ -16,6 +20,7 @@ DeviceStatus payload on the status topic (retained; the Last Will says "offline"
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,6 +81,39 @@ class ReadingsMessage:
 
     def encode(self) -> bytes:
         return json.dumps(self.to_json(), separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class GlsEntry:
+    """One relayed record: its Glucose Measurement value and, when the meter sent one, its
+    Glucose Measurement Context value, as the characteristics held them."""
+
+    measurement: bytes
+    context: bytes | None = None
+
+    def to_json(self) -> dict[str, str]:
+        doc = {"measurement": base64.b64encode(self.measurement).decode()}
+        if self.context is not None:
+            doc["context"] = base64.b64encode(self.context).decode()
+        return doc
+
+
+@dataclass(frozen=True)
+class GatewayMessage:
+    device_id: str
+    sent_at: datetime
+    meter_time: datetime  # the meter's own clock when the gateway read it: no zone
+    entries: tuple[GlsEntry, ...]
+
+    @property
+    def topic(self) -> str:
+        return readings_topic(self.device_id)
+
+    def encode(self) -> bytes:
+        return json.dumps({"device_id": self.device_id, "sent_at": self.sent_at.isoformat(),
+                           "meter_time": self.meter_time.replace(microsecond=0).isoformat(),
+                           "gls": [e.to_json() for e in self.entries]},
+                          separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True)

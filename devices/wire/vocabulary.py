@@ -14,6 +14,14 @@ from enum import IntEnum, StrEnum
 MGDL_PER_MMOL = 18.0156
 
 
+class DeviceKind(StrEnum):
+    """What a device is (the `devices.kind` column): it decides the LOINC codes of its readings
+    and which ruleset prices a policy."""
+
+    BGM = "bgm"  # fingerstick blood glucose meter
+    CGM = "cgm"  # continuous glucose monitor: interstitial fluid, a reading every few minutes
+
+
 class Unit(StrEnum):
     MMOL_L = "mmol/L"
     MG_DL = "mg/dL"

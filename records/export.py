@@ -1,0 +1,121 @@
+"""`glucover export fhir`, and the same bundle for the dashboard's download buttons: a policy's
+records read from the database, kept to what pricing counts as valid, as FHIR (records/fhir.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import orjson
+import pandas as pd
+import psycopg
+
+from devices.wire.vocabulary import MGDL_PER_MMOL, DeviceKind
+from glucover.config import Settings
+from glucover.db import connect
+from glucover.errors import UserError
+from pricing import cgm, store
+from pricing.evaluator import assign_readings
+from records import fhir
+
+READING_COLUMNS = ("device_id", "seq", "measured_at", "utc_offset_min", "received_at", "value",
+                   "unit", "value_mmol", "meal", "sample", "source", "status")
+
+
+@dataclass(frozen=True)
+class Export:
+    policy_id: str
+    window: tuple[date, date]
+    document: dict[str, Any]
+    observations: int
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.document, option=orjson.OPT_INDENT_2)
+
+    @property
+    def file_name(self) -> str:
+        return f"glucover-{self.policy_id}-{self.window[0]}-{self.window[1]}.fhir.json"
+
+
+def pseudonym_key(secret: str) -> bytes:
+    """The key of the patient pseudonyms, derived from the deployment secret."""
+    return hashlib.sha256(f"fhir-pseudonym:{secret}".encode()).digest()
+
+
+def policy_bundle(conn: psycopg.Connection[Any], policy_id: str, key: bytes,
+                  first: date | None = None, last: date | None = None,
+                  now: datetime | None = None) -> Export:
+    """The policy's bundle over [first, last] (calendar days in the policy's timezone; default:
+    its start date through today). LookupError when there is no such policy."""
+    policies, bindings = store.load_policies(conn, [policy_id])
+    if policies.empty:
+        raise LookupError(f"no policy {policy_id}")
+    p = policies.iloc[0]
+    zone = ZoneInfo(str(p["timezone"]))
+    start = p["start_date"].date()
+    first = max(first or start, start)
+    last = last or (now or datetime.now(zone)).astimezone(zone).date()
+    if last < first:
+        raise UserError(f"--to {last} is before --from {first} (the policy starts {start})")
+    device_ids = sorted(set(bindings["device_id"].astype(str)))
+    kinds = {str(d): DeviceKind(str(k)) for d, k in conn.execute(
+        "select device_id, kind from devices where device_id = any(%s) order by device_id",
+        (device_ids,))}
+    readings = _readings(conn, device_ids, datetime.combine(first, time(), zone),
+                         datetime.combine(last + timedelta(days=1), time(), zone))
+    ruleset = store.in_force(conn, str(p["ruleset_name"]))
+    n_days = np.array([(last - start).days + 1])
+    assigned, _ = assign_readings(policies, bindings, readings, ruleset, n_days)
+    valid = readings.iloc[np.sort(assigned.row)]
+    birth = p.get("birth_year")
+    subject = fhir.Subject(fhir.pseudonym(key, policy_id),
+                           None if pd.isna(birth) else int(birth))
+    document = fhir.bundle(subject, sorted(kinds.items()), valid,
+                           _cgm_summaries(valid, kinds, zone, (first, last)), (first, last),
+                           generated_at=now)
+    return Export(policy_id, (first, last), document, len(valid))
+
+
+def _readings(conn: psycopg.Connection[Any], device_ids: list[str], since: datetime,
+              until: datetime) -> pd.DataFrame:
+    rows = conn.execute(
+        f"select {', '.join(READING_COLUMNS)} from readings where device_id = any(%s) "
+        "and measured_at >= %s and measured_at < %s", (device_ids, since, until)).fetchall()
+    frame = pd.DataFrame(rows, columns=list(READING_COLUMNS))
+    for column in ("measured_at", "received_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame.astype({"seq": "int64", "status": "int64", "value": "float64",
+                         "value_mmol": "float64", "utc_offset_min": "int64"})
+
+
+def _cgm_summaries(valid: pd.DataFrame, kinds: dict[str, DeviceKind], zone: ZoneInfo,
+                   window: tuple[date, date]) -> pd.DataFrame:
+    """The consensus metrics of each CGM over the window (pricing/cgm.py), in local days."""
+    worn = valid[valid["device_id"].map(kinds) == DeviceKind.CGM]
+    frame = pd.DataFrame({
+        "device_id": worn["device_id"], "measured_at": worn["measured_at"],
+        "local_date": worn["measured_at"].dt.tz_convert(str(zone)).dt.date,
+        "value_mgdl": worn["value_mmol"] * MGDL_PER_MMOL})
+    return cgm.metrics(frame, *window)
+
+
+def export_fhir_cli(args: argparse.Namespace, settings: Settings) -> int:
+    with connect(settings.require_database_url()) as conn:
+        try:
+            export = policy_bundle(conn, args.policy, pseudonym_key(settings.secret()),
+                                   args.date_from, args.date_to)
+        except LookupError as exc:
+            raise UserError(str(exc)) from None
+    out = Path(args.out)
+    out.write_bytes(export.to_json())
+    print(f"wrote {out}: FHIR R4 Bundle of policy {args.policy}, {export.window[0]} .. "
+          f"{export.window[1]}, {export.observations} observations, "
+          f"{len(export.document['entry'])} resources")
+    return 0
