@@ -8,7 +8,7 @@ pricing/evaluator.py, deliberately sharing none of its code paths.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -103,3 +103,101 @@ def evaluate_loop(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.D
     return pd.DataFrame(rows, columns=["policy_id", "day", "day_status", "reading_seq", "delta",
                                        "bonus", "sum_insured"])
 
+
+
+def _midnight(day: date, zone: ZoneInfo) -> datetime:
+    """The instant a local day begins (a nonexistent midnight: the day's first instant)."""
+    return datetime.combine(day, time(), zone).astimezone(UTC)
+
+
+def evaluate_cgm_loop(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFrame,
+                      ruleset: Ruleset, through: date) -> pd.DataFrame:
+    """The CGM rules of pricing/time_in_range.py, one policy, day and reading at a time.
+    `readings` carries value_mgdl."""
+    excluded_bits = {Status[name].value for name in ruleset.excluded_status}
+    slot = timedelta(minutes=ruleset.slot_minutes)
+    by_device: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in readings.to_dict("records"):
+        by_device[str(r["device_id"])].append({str(k): v for k, v in r.items()})
+    binds: dict[str, list[tuple[str, datetime | None, datetime | None]]] = defaultdict(list)
+    for b in bindings.to_dict("records"):
+        binds[str(b["policy_id"])].append(
+            (str(b["device_id"]), _utc(b["bound_from"]), _utc(b["bound_to"])))
+
+    rows = []
+    for p in policies.to_dict("records"):
+        zone = ZoneInfo(str(p["timezone"]))
+        start = pd.Timestamp(p["start_date"]).date()
+        days: dict[date, list[tuple[datetime, float]]] = defaultdict(list)
+        for device_id, bound_from, bound_to in binds[str(p["policy_id"])]:
+            for reading in by_device.get(device_id, []):
+                measured = _utc(reading["measured_at"])
+                received = _utc(reading["received_at"])
+                assert measured is not None and received is not None
+                if bound_from is not None and measured < bound_from:
+                    continue
+                if bound_to is not None and measured >= bound_to:
+                    continue
+                if reading["sample"] in ruleset.excluded_samples:
+                    continue
+                if reading["source"] not in ruleset.allowed_sources:
+                    continue
+                if any(int(reading["status"]) >> bit & 1 for bit in excluded_bits):
+                    continue
+                if not ruleset.min_mmol <= reading["value_mmol"] <= ruleset.max_mmol:
+                    continue
+                if measured - received > timedelta(seconds=ruleset.future_tolerance_seconds):
+                    continue
+                if received - measured > timedelta(seconds=ruleset.late_tolerance_seconds):
+                    continue
+                day = measured.astimezone(zone).date()
+                if day >= start:
+                    days[day].append((measured, float(reading["value_mgdl"])))
+
+        bonus = 0.0
+        worn_days = 0
+        day = start
+        index = 0
+        while day <= through:
+            begin, end = _midnight(day, zone), _midnight(day + timedelta(days=1), zone)
+            slots = -(-(end - begin) // slot)
+            todays = days.get(day, [])
+            covered = len({(m - begin) // slot for m, _ in todays})
+            n = len(todays)
+            r_in = sum(1 for _, v in todays
+                       if ruleset.range_low_mgdl <= v <= ruleset.range_high_mgdl)
+            r_low = sum(1 for _, v in todays if v < ruleset.hypo_below_mgdl)
+            r_vh = sum(1 for _, v in todays if v > ruleset.very_high_above_mgdl)
+            if 100 * covered < ruleset.min_coverage_percent * slots:
+                status, step = "insufficient", ruleset.delta_missed
+            elif 100 * r_low >= ruleset.hypo_max_percent * n:
+                status, step = "hypo_risk", ruleset.delta_hypo_risk
+            elif 100 * r_in >= ruleset.in_range_min_percent * n:
+                status, step = "in_target", ruleset.delta_in_target
+            elif 100 * r_vh >= ruleset.very_high_min_percent * n:
+                status, step = "high", ruleset.delta_high
+            else:
+                status, step = "out_of_target", ruleset.delta_out_of_target
+            before = bonus
+            bonus = min(max(bonus + step, ruleset.bonus_min), ruleset.bonus_max)
+            if status != "insufficient":
+                worn_days += 1
+            if index % ruleset.block_days == ruleset.block_days - 1:
+                if worn_days < ruleset.min_measured_days:
+                    bonus = min(max(bonus + ruleset.adherence_penalty, ruleset.bonus_min),
+                                ruleset.bonus_max)
+                worn_days = 0
+            rows.append({
+                "policy_id": str(p["policy_id"]), "day": day, "day_status": status,
+                "reading_seq": None, "delta": bonus - before, "bonus": bonus,
+                "sum_insured": float(p["base_sum_insured"]) + bonus,
+                "coverage": 100 * covered / slots,
+                "time_in_range": 100 * r_in / n if n else float("nan"),
+                "below": 100 * r_low / n if n else float("nan"),
+                "very_high": 100 * r_vh / n if n else float("nan"),
+            })
+            day += timedelta(days=1)
+            index += 1
+    return pd.DataFrame(rows, columns=["policy_id", "day", "day_status", "reading_seq", "delta",
+                                       "bonus", "sum_insured", "coverage", "time_in_range",
+                                       "below", "very_high"])

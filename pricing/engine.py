@@ -19,7 +19,7 @@ import pandas as pd
 import psycopg
 
 from pricing import store
-from pricing.evaluator import DAY_STATUSES, Resume, evaluate
+from pricing.evaluator import DAY_STATUSES, FIGURE_COLUMNS, UNMEASURED, Resume, evaluate
 
 # A batch committed by ingest can carry an ingested_at (its transaction start) a little before
 # the previous run's watermark; look back this much further so no such reading is missed.
@@ -27,7 +27,7 @@ WATERMARK_MARGIN = timedelta(minutes=5)
 # Readings measured this long before a resume day may still fall on it in some timezone.
 TZ_MARGIN = timedelta(days=1, hours=2)
 LEDGER_COLUMNS = ("day_status", "reading_seq", "delta", "bonus", "sum_insured",
-                  "ruleset_version")
+                  "ruleset_version", *FIGURE_COLUMNS)
 
 
 @dataclass
@@ -96,10 +96,11 @@ def _ledger_state(conn: psycopg.Connection[Any], points: pd.DataFrame, block_day
                      and l.day = q.resume_day - 1),
                   (select count(*) from current_ledger l where l.policy_id = q.policy_id
                      and l.day >= q.block_start and l.day < q.resume_day
-                     and l.day_status <> 'missed')
+                     and l.day_status <> all(%s))
            from unnest(%s::text[], %s::date[], %s::date[]) as q(policy_id, resume_day,
                                                                 block_start)""",
-        (list(points["policy_id"]), list(points["resume_day"]), block_start)).fetchall()
+        (list(UNMEASURED), list(points["policy_id"]), list(points["resume_day"]),
+         block_start)).fetchall()
     state = {str(r[0]): (float(r[1]) if r[1] is not None else 0.0, int(str(r[2])))
              for r in rows}
     bonus = np.array([state[p][0] for p in points["policy_id"]])
@@ -163,10 +164,14 @@ def _changed_rows(conn: psycopg.Connection[Any], ledger: pd.DataFrame, earliest:
     ids = list(ledger["policy_id"].astype(str).unique())
     rows = conn.execute(
         "select policy_id, day, day_status, reading_seq, delta::float8, bonus::float8, "
-        "sum_insured::float8, ruleset_version from current_ledger "
+        "sum_insured::float8, ruleset_version, coverage::float8, time_in_range::float8, "
+        "below::float8, very_high::float8 from current_ledger "
         "where policy_id = any(%s) and day >= %s", (ids, earliest)).fetchall()
     now = pd.DataFrame(rows, columns=["policy_id", "day", *LEDGER_COLUMNS])
     new = ledger.copy()
+    for column in FIGURE_COLUMNS:
+        if column not in new:
+            new[column] = np.nan
     new["policy_id"] = new["policy_id"].astype(str)
     new["day"] = new["day"].dt.date
     new["day_status"] = new["day_status"].astype(str)
@@ -174,6 +179,8 @@ def _changed_rows(conn: psycopg.Connection[Any], ledger: pd.DataFrame, earliest:
         frame["reading_seq"] = frame["reading_seq"].astype("Int64")
         for column in ("delta", "bonus", "sum_insured"):
             frame[column] = frame[column].astype(float).round(2)
+        for column in FIGURE_COLUMNS:  # stored as real: compared at its precision
+            frame[column] = frame[column].astype(float).astype(np.float32)
     merged = new.merge(now, on=["policy_id", "day"], how="left", suffixes=("", "_now"),
                        indicator=True)
     differs = merged["_merge"] == "left_only"
@@ -189,10 +196,14 @@ def _append(conn: psycopg.Connection[Any], rows: pd.DataFrame, run_id: int) -> i
     assert set(rows["day_status"]) <= set(DAY_STATUSES)
     with conn.cursor() as cur, cur.copy(
             "copy sum_insured_ledger (policy_id, day, run_id, day_status, reading_seq, delta, "
-            "bonus, sum_insured, ruleset_name, ruleset_version) from stdin") as copy:
+            "bonus, sum_insured, ruleset_name, ruleset_version, coverage, time_in_range, "
+            "below, very_high) from stdin") as copy:
         for r in rows.itertuples(index=False):
             seq: Any = r.reading_seq
+            values: tuple[Any, ...] = (r.coverage, r.time_in_range, r.below, r.very_high)
+            figures = tuple(None if pd.isna(v) else float(v) for v in values)
             copy.write_row((r.policy_id, r.day, run_id, r.day_status,
                             None if pd.isna(seq) else int(seq), r.delta,
-                            r.bonus, r.sum_insured, r.ruleset_name, r.ruleset_version))
+                            r.bonus, r.sum_insured, r.ruleset_name, r.ruleset_version,
+                            *figures))
     return len(rows)

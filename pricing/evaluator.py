@@ -1,5 +1,8 @@
 """The pricing evaluator: readings + policies + ruleset -> the sum insured ledger. Pure.
 
+These are the rules of a `bgm` ruleset (fingerstick meters); a `cgm` ruleset's day rules are in
+pricing/time_in_range.py, which shares rules 1, 4 and 5 from here, and `evaluate` takes either.
+
 One code path serves the nightly run (pricing/engine.py), `price evaluate` on CSV files, the
 actuaries' back-tests and the tests. It is vectorised: no Python loop over readings or
 policies; the only loop is over day columns, because the clamped bonus is a running state.
@@ -34,8 +37,11 @@ import pandas as pd
 from pricing.ruleset import Ruleset
 
 NS_PER_DAY = 86_400 * 10**9
-DAY_STATUSES = ("missed", "in_target", "high", "out_of_target")
-MISSED, IN_TARGET, HIGH, OUT_OF_TARGET = range(4)
+DAY_STATUSES = ("missed", "in_target", "high", "out_of_target", "insufficient", "hypo_risk")
+MISSED, IN_TARGET, HIGH, OUT_OF_TARGET, INSUFFICIENT, HYPO_RISK = range(6)
+# A day that does not count towards weekly adherence: no qualifying reading, or (CGM) too little
+# of the day covered by the sensor.
+UNMEASURED = ("missed", "insufficient")
 EXCLUSION_REASONS = (
     "ok", "not_bound_device", "excluded_sample", "excluded_source", "error_status",
     "outside_meter_range", "future_clock", "too_late", "before_start",
@@ -50,6 +56,24 @@ EXCLUSION_REASONS = (
 
 
 @dataclass(frozen=True)
+class DayFigures:
+    """A CGM day's figures, in percent, as (policies x days) grids or ledger columns; NaN
+    where the day has no reading."""
+
+    coverage: npt.NDArray[np.float64]
+    time_in_range: npt.NDArray[np.float64]
+    below: npt.NDArray[np.float64]
+    very_high: npt.NDArray[np.float64]
+
+    def pick(self, where: npt.NDArray[np.bool_]) -> DayFigures:
+        return DayFigures(self.coverage[where], self.time_in_range[where], self.below[where],
+                          self.very_high[where])
+
+
+FIGURE_COLUMNS = ("coverage", "time_in_range", "below", "very_high")
+
+
+@dataclass(frozen=True)
 class Ledger:
     """The evaluator's result, column-wise: row i is policy `policy[i]`'s day `day[i]`."""
 
@@ -60,6 +84,7 @@ class Ledger:
     delta: npt.NDArray[np.float64]
     bonus: npt.NDArray[np.float64]
     sum_insured: npt.NDArray[np.float64]
+    figures: DayFigures | None = None  # CGM rulesets
 
     def __len__(self) -> int:
         return len(self.day)
@@ -76,6 +101,8 @@ class Ledger:
             "delta": self.delta,
             "bonus": self.bonus,
             "sum_insured": self.sum_insured,
+            **({} if self.figures is None else {
+                name: getattr(self.figures, name) for name in FIGURE_COLUMNS}),
         })
 
 
@@ -257,6 +284,10 @@ def evaluate(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFr
     """Rules 1-6 for every policy from its start_date (or its `resume` day) through `through`,
     inclusive. Readings before a resume day may be left out of `readings`. `assigned` (from
     assign_readings with a ruleset of the same validity_key) saves redoing rule 1."""
+    if ruleset.kind == "cgm":
+        from pricing import time_in_range  # it builds on this module's rules 1, 4 and 5
+
+        return time_in_range.evaluate(policies, bindings, readings, ruleset, through, resume)
     n_policies = len(policies)
     n_days = policy_day_counts(policies, through)
     width = int(n_days.max()) if n_policies else 0
@@ -345,7 +376,8 @@ def _running_bonus(step: npt.NDArray[np.float64], measured_day: npt.NDArray[np.b
 
 def _ledger(policies: pd.DataFrame, n_days: npt.NDArray[np.int64], resume: Resume,
             status: npt.NDArray[np.int8], seq_grid: npt.NDArray[np.int32],
-            bonus: npt.NDArray[np.float64], delta: npt.NDArray[np.float64]) -> Ledger:
+            bonus: npt.NDArray[np.float64], delta: npt.NDArray[np.float64],
+            figures: DayFigures | None = None) -> Ledger:
     """Rule 6: one row per live policy-day (each policy's columns from its resume day to its
     last day)."""
     n_policies, width = status.shape
@@ -366,4 +398,5 @@ def _ledger(policies: pd.DataFrame, n_days: npt.NDArray[np.int64], resume: Resum
         delta=delta[live],
         bonus=bonus_flat,
         sum_insured=base[policy_of_cell] + bonus_flat,
+        figures=None if figures is None else figures.pick(live),
     )

@@ -111,10 +111,13 @@ def read_readings(path: Path | str) -> pd.DataFrame:
                 raise InputError(f"{path}: line {i + 2}, column status: {name!r} is not a GLS "
                                  f"status name ({', '.join(Status.__members__)})")
             bits[i] |= 1 << Status[name].value
-    mmol = np.where(frame["unit"] == Unit.MG_DL.value, value / MGDL_PER_MMOL, value)
+    mg_dl = frame["unit"] == Unit.MG_DL.value
+    mmol = np.where(mg_dl, value / MGDL_PER_MMOL, value)
     readings = pd.DataFrame({
         "device_id": frame["device_id"], "seq": seq.astype(np.int64),
         "measured_at": measured, "received_at": received, "value_mmol": mmol.astype(float),
+        # as sent, or mmol/L x 18.0156: what the CGM rules compare (pricing/time_in_range.py)
+        "value_mgdl": np.where(mg_dl, value, value * MGDL_PER_MMOL).astype(float),
         "meal": frame["meal"], "sample": frame["sample"], "source": frame["source"],
         "status": bits,
     })

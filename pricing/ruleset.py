@@ -1,9 +1,12 @@
 """Rulesets: the parameters of the floating sum insured, declared once, loaded from TOML and
 validated.
 
-The structure (validity -> qualifying reading -> day status -> clamped bonus -> weekly adherence)
-is fixed by pricing/evaluator.py; a ruleset only sets its numbers. `default.toml` in
-pricing/rulesets/ is the 糖小贝 ruleset.
+The structure (validity -> the day's evidence -> day status -> clamped bonus -> weekly adherence)
+is fixed by pricing/evaluator.py; a ruleset only sets its numbers. A ruleset has a kind: `bgm`
+rulesets judge a day by its first fasting fingerstick reading (`default.toml` in pricing/rulesets/
+is the 糖小贝 ruleset), `cgm` rulesets by a day of continuous readings, its sensor coverage and
+time in range (`cgm-default.toml`, the rules in pricing/time_in_range.py). A parameter names the
+kinds it applies to; the editor shows a ruleset only its own.
 
 Each parameter is one field of `Ruleset`, declared with `parameter(...)`: its TOML section and
 key, default, unit, bounds, allowed names, labels in English and Chinese and help. Reading and
@@ -42,7 +45,8 @@ class Parameter:
     help: str
     low: float | None = None  # inclusive bounds of a number
     high: float | None = None
-    choices: tuple[str, ...] = ()  # the names a list parameter may hold
+    choices: tuple[str, ...] = ()  # the names a list (or a name) parameter may hold
+    kinds: tuple[str, ...] = ("bgm", "cgm")  # the kinds of ruleset it applies to
 
     @property
     def path(self) -> str:
@@ -52,11 +56,15 @@ class Parameter:
         return self.label_zh if lang == "zh" else self.label_en
 
 
+KINDS = ("bgm", "cgm")  # devices.wire.vocabulary.DeviceKind: what a ruleset prices
+BGM, CGM = ("bgm",), ("cgm",)
+
+
 def parameter(section: str, key: str, default: Any, *, label: tuple[str, str], help: str,
               unit: str = "", low: float | None = None, high: float | None = None,
-              choices: tuple[str, ...] = ()) -> Any:
+              choices: tuple[str, ...] = (), kinds: tuple[str, ...] = KINDS) -> Any:
     """A dataclass field carrying its Parameter declaration."""
-    declared = Parameter(section, key, unit, label[0], label[1], help, low, high, choices)
+    declared = Parameter(section, key, unit, label[0], label[1], help, low, high, choices, kinds)
     return field(default=default, metadata={"parameter": declared})
 
 
@@ -72,6 +80,9 @@ class Ruleset:
                           help="Identifies the ruleset; published versions are numbered per name.")
     description: str = parameter("ruleset", "description", "",
                                  label=("Description", "说明"), help="What the ruleset does.")
+    kind: str = parameter("ruleset", "kind", "bgm", choices=KINDS, label=("Kind", "类型"),
+                          help="bgm: priced on fingerstick readings; cgm: on continuous "
+                          "glucose monitoring (time in range).")
     version: int = 0  # 0: not published (a file or a draft); set by publishing, not by TOML
     excluded_samples: tuple[str, ...] = parameter(
         "validity", "excluded_samples", ("control_solution",), choices=_SAMPLES,
@@ -88,7 +99,7 @@ class Ruleset:
     min_mgdl: float = parameter(
         "validity", "min_mgdl", 20.0, unit="mg/dL", low=0.0,
         label=("Meter range from", "仪器量程下限"),
-        help="The meter's measuring range; compared in mmol/L (mg/dL / 18.0156, unrounded).")
+        help="The device's measuring range; compared in mmol/L (mg/dL / 18.0156, unrounded).")
     max_mgdl: float = parameter(
         "validity", "max_mgdl", 600.0, unit="mg/dL", low=0.0,
         label=("Meter range to", "仪器量程上限"), help="Upper end of the meter's range.")
@@ -101,17 +112,18 @@ class Ruleset:
         label=("Late sync tolerance", "延迟同步容差"),
         help="received_at may be at most this far after measured_at (late sync).")
     qualifying_meals: tuple[str, ...] = parameter(
-        "qualifying", "meals", ("fasting", "preprandial"), choices=_MEALS,
+        "qualifying", "meals", ("fasting", "preprandial"), choices=_MEALS, kinds=BGM,
         label=("Qualifying meal contexts", "计入的测量时段"),
         help="The first valid reading of the day in one of these contexts decides the day.")
     target_low: float = parameter(
-        "bands", "target_low", 4.4, unit="mmol/L", low=0.0,
+        "bands", "target_low", 4.4, unit="mmol/L", low=0.0, kinds=BGM,
         label=("In target from", "达标下限"), help="in_target: target_low <= v <= target_high.")
     target_high: float = parameter(
-        "bands", "target_high", 7.0, unit="mmol/L", low=0.0,
+        "bands", "target_high", 7.0, unit="mmol/L", low=0.0, kinds=BGM,
         label=("In target up to", "达标上限"), help="Upper end of the target band.")
     high_above: float = parameter(
-        "bands", "high_above", 10.0, unit="mmol/L", low=0.0, label=("High above", "偏高阈值"),
+        "bands", "high_above", 10.0, unit="mmol/L", low=0.0, kinds=BGM,
+        label=("High above", "偏高阈值"),
         help="high: v > high_above; between the band and this: out_of_target.")
     delta_in_target: float = parameter(
         "deltas", "in_target", 100.0, unit="RMB", label=("Step when in target", "达标变动"),
@@ -124,7 +136,47 @@ class Ruleset:
         label=("Step when out of target", "未达标变动"), help="Change on an out-of-target day.")
     delta_missed: float = parameter(
         "deltas", "missed", 0.0, unit="RMB", label=("Step when missed", "未测量变动"),
-        help="Change on a day without a qualifying reading.")
+        help="Change on a day without a qualifying reading (a CGM day: insufficient "
+        "coverage).")
+    delta_hypo_risk: float = parameter(
+        "deltas", "hypo_risk", 0.0, unit="RMB", high=0.0, kinds=CGM,
+        label=("Step on a hypoglycaemia day", "低血糖日变动"),
+        help="Change on a day with clinically significant hypoglycaemia: never a reward.")
+    slot_minutes: int = parameter(
+        "cgm", "slot_minutes", 5, unit="min", low=1, high=60, kinds=CGM,
+        label=("Coverage slot", "覆盖时段"),
+        help="A day is cut into slots of this length from local midnight; a slot is covered "
+        "when a valid reading lies in it.")
+    min_coverage_percent: float = parameter(
+        "cgm", "min_coverage_percent", 70.0, unit="%", low=0.0, high=100.0, kinds=CGM,
+        label=("Sensor coverage needed", "所需佩戴覆盖率"),
+        help="insufficient: covered slots below this share of the day's slots.")
+    hypo_below_mgdl: float = parameter(
+        "cgm", "hypo_below_mgdl", 54.0, unit="mg/dL", low=0.0, kinds=CGM,
+        label=("Level 2 hypoglycaemia below", "二级低血糖阈值"),
+        help="Readings below this are clinically significant hypoglycaemia.")
+    hypo_max_percent: float = parameter(
+        "cgm", "hypo_max_percent", 1.0, unit="%", low=0.0, high=100.0, kinds=CGM,
+        label=("Hypoglycaemia share that voids a day", "低血糖占比上限"),
+        help="hypo_risk: readings below the level 2 threshold make up at least this share.")
+    range_low_mgdl: float = parameter(
+        "cgm", "range_low_mgdl", 70.0, unit="mg/dL", low=0.0, kinds=CGM,
+        label=("Time in range from", "目标范围下限"), help="In range: low <= v <= high.")
+    range_high_mgdl: float = parameter(
+        "cgm", "range_high_mgdl", 180.0, unit="mg/dL", low=0.0, kinds=CGM,
+        label=("Time in range up to", "目标范围上限"), help="Upper end of the range.")
+    in_range_min_percent: float = parameter(
+        "cgm", "in_range_min_percent", 70.0, unit="%", low=0.0, high=100.0, kinds=CGM,
+        label=("Time in range for a good day", "达标所需范围内占比"),
+        help="in_target: readings in range make up at least this share.")
+    very_high_above_mgdl: float = parameter(
+        "cgm", "very_high_above_mgdl", 250.0, unit="mg/dL", low=0.0, kinds=CGM,
+        label=("Very high above", "极高阈值"),
+        help="Readings above this are level 2 hyperglycaemia.")
+    very_high_min_percent: float = parameter(
+        "cgm", "very_high_min_percent", 25.0, unit="%", low=0.0, high=100.0, kinds=CGM,
+        label=("Very high share for a high day", "偏高日极高占比"),
+        help="high: readings above the very high threshold make up at least this share.")
     bonus_min: float = parameter(
         "bonus", "min", -5000.0, unit="RMB", high=0.0, label=("Bonus floor", "奖励下限"),
         help="The running bonus is clamped to [min, max] after every day.")
@@ -173,6 +225,9 @@ class Ruleset:
         check(0 < self.target_low <= self.target_high, "bands: need 0 < target_low <= "
               "target_high")
         check(self.high_above >= self.target_high, "bands: high_above must be >= target_high")
+        check(self.range_low_mgdl <= self.range_high_mgdl,
+              "cgm: need range_low_mgdl <= range_high_mgdl")
+        check(1440 % self.slot_minutes == 0, "cgm.slot_minutes must divide a day (1440 min)")
         check(self.min_measured_days <= self.block_days,
               "adherence.min_measured_days must be 0..block_days")
         if problems:
@@ -222,9 +277,11 @@ class Ruleset:
         return replace(self, **changes).validate()
 
 
-def declared_fields() -> tuple[Field[Any], ...]:
-    """The Ruleset fields that are parameters, in declaration order."""
-    return tuple(f for f in fields(Ruleset) if "parameter" in f.metadata)
+def declared_fields(kind: str | None = None) -> tuple[Field[Any], ...]:
+    """The Ruleset fields that are parameters, in declaration order (those a ruleset of `kind`
+    uses, when given)."""
+    return tuple(f for f in fields(Ruleset) if "parameter" in f.metadata and (
+        kind is None or kind in f.metadata["parameter"].kinds))
 
 
 def declaration(f: Field[Any]) -> Parameter:
@@ -255,6 +312,9 @@ def _typed(f: Field[Any], value: Any) -> Any:
 def _check(f: Field[Any], value: Any) -> str | None:
     """What is wrong with one parameter's value against its declaration, if anything."""
     p = declaration(f)
+    if p.choices and isinstance(value, str):
+        return None if value in p.choices else f"{p.path}: {value!r} is not one of " \
+            f"{', '.join(p.choices)}"
     if p.choices:
         bad = [v for v in value if v not in p.choices]
         return f"{p.path}: {bad[0]!r} is not one of {', '.join(p.choices)}" if bad else None
@@ -268,7 +328,8 @@ def _check(f: Field[Any], value: Any) -> str | None:
 def markdown_table() -> str:
     """The README's table of ruleset parameters, generated from the declarations."""
     defaults = Ruleset()
-    rows = ["| parameter | unit | default | bounds | meaning |", "|---|---|---|---|---|"]
+    rows = ["| parameter | for | unit | default | bounds | meaning |",
+            "|---|---|---|---|---|---|"]
     for f in declared_fields():
         p = declaration(f)
         value = getattr(defaults, f.name)
@@ -279,7 +340,7 @@ def markdown_table() -> str:
                       f"<= {p.high:g}" if p.high is not None else "") if part).replace(
                           " <=", ", <="))
         shown = shown or ("(required)" if f.name == "name" else '""')
-        rows.append(f"| `{p.path}` | {p.unit} | {shown} | {bounds} | "
+        rows.append(f"| `{p.path}` | {', '.join(p.kinds)} | {p.unit} | {shown} | {bounds} | "
                     f"{p.label_en}: {p.help} |")
     return "\n".join(rows) + "\n"
 

@@ -234,6 +234,8 @@ def test_every_parameter_is_declared_once_and_round_trips() -> None:
         value = getattr(DEFAULT, f.name)
         if isinstance(value, tuple):
             changed[f.name] = tuple(declaration(f).choices[:1])
+        elif isinstance(value, str) and declaration(f).choices:
+            changed[f.name] = declaration(f).choices[-1]
         elif isinstance(value, str):
             changed[f.name] = value + "-changed"
     changed.update(delta_in_target=150.5, delta_missed=-3.0, late_tolerance_seconds=3600,

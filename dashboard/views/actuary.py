@@ -74,7 +74,7 @@ def parameter_inputs(base: Ruleset, lang: str = "en") -> dict[str, Any]:
     """One input per declared ruleset parameter (pricing/ruleset.py), with its label (in the
     page's language), unit, bounds and help: numbers three to a row, then the lists of names."""
     values: dict[str, Any] = {}
-    declared = [f for f in declared_fields() if declaration(f).section != "ruleset"]
+    declared = [f for f in declared_fields(base.kind) if declaration(f).section != "ruleset"]
     cols = st.columns(3)
     numbers = [f for f in declared if not declaration(f).choices]
     for i, f in enumerate(numbers):
