@@ -59,6 +59,54 @@ TEXT: dict[str, dict[str, str]] = {
     "casual": {"en": "any time", "zh": "随机"},
     "bedtime": {"en": "bedtime", "zh": "睡前"},
     "unknown": {"en": "not said", "zh": "未注明"},
+    "insufficient": {"en": "sensor not worn enough", "zh": "佩戴时间不足"},
+    "hypo_risk": {"en": "low glucose: no reward today", "zh": "出现低血糖，今日不奖励"},
+    "explain_cgm": {"en": "time in range {tir:.0f}%, below 54 {below:.1f}%, sensor worn "
+                          "{coverage:.0f}% of the day: {status}",
+                    "zh": "达标时间 {tir:.0f}%，低于 54 mg/dL {below:.1f}%，传感器佩戴 "
+                          "{coverage:.0f}%：{status}"},
+    "explain_no_sensor": {"en": "no sensor readings", "zh": "没有传感器读数"},
+    "task_wear": {"en": "Keep your sensor on: a day with at least {tir:.0f}% of its time in "
+                        "range earns +{amount:,.0f}.",
+                  "zh": "请坚持佩戴传感器：当日至少 {tir:.0f}% 时间血糖在目标范围内，"
+                        "保额增加 {amount:,.0f} 元。"},
+    "today_so_far": {"en": "Today so far: time in range {tir:.0f}%, sensor worn {coverage:.0f}% "
+                           "of the day.",
+                     "zh": "今日目前：达标时间 {tir:.0f}%，传感器已佩戴 {coverage:.0f}%。"},
+    "gmi": {"en": "GMI (estimated HbA1c)", "zh": "GMI（估算糖化血红蛋白）"},
+    "cgm_today": {"en": "Today, target range shaded", "zh": "今日血糖，阴影为目标范围"},
+    "agp": {"en": "Ambulatory glucose profile, last 14 days", "zh": "动态血糖图谱（近 14 天）"},
+    "agp_caption": {"en": "Line: median. Dark band: 25-75%. Light band: 5-95%. Lines at "
+                          "{low} and {high} {unit}: the target range.",
+                    "zh": "实线：中位数；深色带：25-75%；浅色带：5-95%；{low} 与 {high} {unit}"
+                          "：目标范围。"},
+    "tir_bands": {"en": "Time in ranges, last 14 days", "zh": "各血糖范围时间占比（近 14 天）"},
+    "band_very_low": {"en": "Very low", "zh": "极低"},
+    "band_low": {"en": "Low", "zh": "低"},
+    "band_in_range": {"en": "In range", "zh": "目标范围"},
+    "band_high": {"en": "High", "zh": "高"},
+    "band_very_high": {"en": "Very high", "zh": "极高"},
+    "metrics_title": {"en": "Your CGM figures against the consensus targets",
+                      "zh": "CGM 指标与国际共识目标"},
+    "col_metric": {"en": "Figure", "zh": "指标"},
+    "col_value": {"en": "Yours", "zh": "您的数值"},
+    "col_target": {"en": "Target", "zh": "目标"},
+    "met": {"en": "met", "zh": "达到"},
+    "not_met": {"en": "not met", "zh": "未达到"},
+    "m_tir_70_180": {"en": "Time in range", "zh": "目标范围内时间"},
+    "m_tbr_below_70": {"en": "Time below range", "zh": "低于目标范围时间"},
+    "m_tbr_below_54": {"en": "Time very low", "zh": "极低时间"},
+    "m_tar_above_180": {"en": "Time above range", "zh": "高于目标范围时间"},
+    "m_tar_above_250": {"en": "Time very high", "zh": "极高时间"},
+    "m_cv": {"en": "Glucose variability (CV)", "zh": "血糖变异系数（CV）"},
+    "m_active_percent": {"en": "Sensor active", "zh": "传感器有效佩戴"},
+    "m_mean": {"en": "Mean glucose", "zh": "平均血糖"},
+    "m_gmi": {"en": "GMI", "zh": "GMI"},
+    "unit_label": {"en": "Glucose unit", "zh": "血糖单位"},
+    "agp_download": {"en": "Download the AGP report (PDF, for your doctor)",
+                     "zh": "下载 AGP 报告（PDF，可交给医生）"},
+    "no_cgm_data": {"en": "No sensor readings in the last 14 days yet.",
+                    "zh": "近 14 天还没有传感器读数。"},
 }
 
 

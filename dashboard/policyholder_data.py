@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from pricing import glycaemia, store
+from pricing import cgm, glycaemia, store
 from pricing.claims import payout_on
-from pricing.evaluator import Resume, evaluate
-from pricing.ruleset import Ruleset, RulesetError, load_builtin
+from pricing.evaluator import FIGURE_COLUMNS, UNMEASURED, Resume, evaluate
+from pricing.ruleset import Ruleset
 
 HISTORY_DAYS = 90  # readings chart, estimated HbA1c and time in range
 LEDGER_ROWS = 366
@@ -44,16 +44,7 @@ class PolicySummary:
     est_a1c: float | None
     time_in_range: float | None
     claim_today: float | None
-
-
-def _ruleset(conn: psycopg.Connection[Any], name: str) -> Ruleset:
-    published = store.published(conn, name)
-    if published is not None:
-        return published
-    try:
-        return load_builtin(name)
-    except RulesetError:
-        return load_builtin("default")
+    cgm: cgm.CgmWindow | None = None  # a policy priced by a CGM ruleset
 
 
 def load_summary(conn: psycopg.Connection[Any], policy_id: str,
@@ -64,7 +55,7 @@ def load_summary(conn: psycopg.Connection[Any], policy_id: str,
     p = policies.iloc[0]
     zone = ZoneInfo(str(p["timezone"]))
     today = (now or datetime.now(UTC)).astimezone(zone).date()
-    ruleset = _ruleset(conn, str(p["ruleset_name"]))
+    ruleset = store.in_force(conn, str(p["ruleset_name"]))
     ledger = _ledger(conn, policy_id, today)
     readings = _readings(conn, bindings, ledger, today, zone)
     base = float(p["base_sum_insured"])
@@ -75,6 +66,13 @@ def load_summary(conn: psycopg.Connection[Any], policy_id: str,
     recent = readings[readings["measured_at"] >= readings["measured_at"].max()
                       - timedelta(days=HISTORY_DAYS)] if len(readings) else readings
     figures = glycaemia.of_readings(recent, ruleset)
+    cgm_figures = cgm.window(readings, ruleset, zone, today) if ruleset.kind == "cgm" \
+        else None
+    est_a1c, tir = figures.est_a1c, figures.time_in_range
+    if cgm_figures is not None:  # for a CGM: GMI and the consensus time in range
+        est_a1c = cgm_figures.metrics.get("gmi")
+        tir = None if "tir_70_180" not in cgm_figures.metrics else \
+            cgm_figures.metrics["tir_70_180"] / 100
     try:
         claim: float | None = payout_on(conn, policy_id, today)[1]
     except ValueError:
@@ -87,18 +85,19 @@ def load_summary(conn: psycopg.Connection[Any], policy_id: str,
         today_status=today_status, today_delta=today_delta,
         sum_insured=base + bonus + today_delta,
         week_change=float(week["delta"].sum()) + today_delta, bonus=bonus + today_delta,
-        streak=in_target_streak(ledger), est_a1c=figures.est_a1c,
-        time_in_range=figures.time_in_range, claim_today=claim)
+        streak=in_target_streak(ledger), est_a1c=est_a1c, time_in_range=tir,
+        claim_today=claim, cgm=cgm_figures)
 
 
 def _ledger(conn: psycopg.Connection[Any], policy_id: str, today: date) -> pd.DataFrame:
     """The policy's current ledger over the last LEDGER_ROWS days."""
     rows = conn.execute(
-        "select day, day_status, reading_seq, delta::float8, bonus::float8, sum_insured::float8"
+        "select day, day_status, reading_seq, delta::float8, bonus::float8, sum_insured::float8,"
+        " coverage::float8, time_in_range::float8, below::float8, very_high::float8"
         " from current_ledger where policy_id = %s and day > %s order by day",
         (policy_id, today - timedelta(days=LEDGER_ROWS))).fetchall()
     return pd.DataFrame(rows, columns=["day", "day_status", "reading_seq", "delta", "bonus",
-                                       "sum_insured"])
+                                       "sum_insured", *FIGURE_COLUMNS])
 
 
 def _readings(conn: psycopg.Connection[Any], bindings: pd.DataFrame, ledger: pd.DataFrame,
@@ -126,10 +125,10 @@ def _provisional_today(policies: pd.DataFrame, bindings: pd.DataFrame, readings:
     offset = (today - start).days
     block_start = start + timedelta(days=offset // ruleset.block_days * ruleset.block_days)
     measured = int(((ledger["day"] >= block_start) &
-                    (ledger["day_status"] != "missed")).sum()) if len(ledger) else 0
+                    ~ledger["day_status"].isin(UNMEASURED)).sum()) if len(ledger) else 0
     resume = Resume(np.array([offset]), np.array([bonus]), np.array([measured]))
     row = evaluate(policies, bindings, readings, ruleset, today, resume).to_frame()
-    if not len(row) or str(row["day_status"].iloc[-1]) == "missed":
+    if not len(row) or str(row["day_status"].iloc[-1]) in UNMEASURED:
         return None, 0.0
     return str(row["day_status"].iloc[-1]), float(row["delta"].iloc[-1])
 

@@ -6,6 +6,10 @@ A meter stores each record with a uint16 sequence number that wraps, stamps it w
 right after measuring when online, or as one batch after an offline spell. Gateways sometimes
 send a message twice. Strips fail, batteries run low, gamers do what gamers do.
 
+A share of policyholders (`cgm_share`) wear a continuous glucose monitor instead
+(devices/cgm.py): their phones send a reading every five minutes, back-fill after spells out of
+range, and report each sensor session on the status topic.
+
 Most meters speak wire format v1 themselves; a share (`gateway_share`) are Bluetooth meters
 whose phone relays their Glucose Service records verbatim (a GatewayMessage): those meters send
 in their display unit's SI form (kg/L or mol/L), sometimes without a meal context, and the
@@ -22,11 +26,29 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pandas as pd
 
+from devices import cgm
+from devices.cgm import CGM_PERSONAS, CgmPersona
 from devices.personas import PERSONAS, Persona
 from devices.wire import gls
-from devices.wire.messages import DeviceStatus, GatewayMessage, GlsEntry, ReadingsMessage, Record
-from devices.wire.vocabulary import MGDL_PER_MMOL, Meal, Sample, Source, Unit, status_bits
+from devices.wire.messages import (
+    DeviceStatus,
+    GatewayMessage,
+    GlsEntry,
+    ReadingsMessage,
+    Record,
+    SensorReport,
+)
+from devices.wire.vocabulary import (
+    MGDL_PER_MMOL,
+    DeviceKind,
+    Meal,
+    Sample,
+    Source,
+    Unit,
+    status_bits,
+)
 
 # Where the demo portfolio lives, and in what unit its meters display.
 TIMEZONES = (("Asia/Shanghai", 0.70, Unit.MMOL_L), ("Asia/Hong_Kong", 0.10, Unit.MMOL_L),
@@ -43,6 +65,8 @@ BATTERY_DRAIN_PER_DAY = (0.2, 0.6)
 LOW_BATTERY_PCT = 15
 TREND_DAYS = 365  # personas move from their start to their end values over a year
 DEFAULT_GATEWAY_SHARE = 0.1  # `glucover simulate` and the demo: meters relayed by a gateway
+DEFAULT_CGM_SHARE = 0.1  # ... and policyholders wearing a CGM
+CGM_CHUNK_DAYS = 7  # a CGM's history is drawn a week at a time
 GATEWAY_CONTEXT_MISSING_RATE = 0.2  # records a Bluetooth meter relays without a meal context
 GATEWAY_TIME_OFFSET_RATE = 0.3  # Bluetooth meters whose user set the time by the offset field
 
@@ -67,6 +91,15 @@ class Policyholder:
     start_date: date
     index: int
     link: Link = Link.WIRE_V1
+    cgm: CgmPersona | None = None  # a CGM wearer's glucose and habits; None: a fingerstick meter
+
+    @property
+    def kind(self) -> DeviceKind:
+        return DeviceKind.CGM if self.cgm is not None else DeviceKind.BGM
+
+    @property
+    def segment(self) -> str:
+        return self.cgm.name if self.cgm is not None else self.persona.name
 
 
 @dataclass(order=True)
@@ -87,13 +120,18 @@ def _rng(seed: int, *parts: object) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
-def portfolio(n: int, seed: int, start: date, gateway_share: float = 0.0
-              ) -> list[Policyholder]:
-    """`n` policyholders; `gateway_share` of the honest ones (gamers' tricks such as typed-in
-    values have no Bluetooth form) have Bluetooth meters relayed by a gateway. The share is
-    drawn from its own stream, so the rest of the portfolio does not depend on it."""
+def portfolio(n: int, seed: int, start: date, gateway_share: float = 0.0,
+              cgm_share: float = 0.0) -> list[Policyholder]:
+    """`n` policyholders; `cgm_share` of them wear a CGM, and `gateway_share` of the honest
+    meter users (gamers' tricks such as typed-in values have no Bluetooth form) have Bluetooth
+    meters relayed by a gateway. Each share is drawn from its own stream, so the rest of the
+    portfolio does not depend on it."""
     rng = _rng(seed, "portfolio")
     on_gateway = _rng(seed, "gateway").random(n) < gateway_share
+    cgm_rng = _rng(seed, "cgm")
+    wears = cgm_rng.random(n) < cgm_share
+    cgm_weights = np.array([p.weight for p in CGM_PERSONAS])
+    cgm_personas = cgm_rng.choice(len(CGM_PERSONAS), size=n, p=cgm_weights / cgm_weights.sum())
     weights = np.array([p.weight for p in PERSONAS])
     personas = rng.choice(len(PERSONAS), size=n, p=weights / weights.sum())
     zone_weights = np.array([z[1] for z in TIMEZONES])
@@ -103,15 +141,16 @@ def portfolio(n: int, seed: int, start: date, gateway_share: float = 0.0
         zone, _, unit = TIMEZONES[int(zones[i])]
         people.append(Policyholder(
             policy_id=f"POL-{seed:03d}-{i + 1:06d}",
-            device_id=f"GM-{seed:03d}-{i + 1:06d}",
+            device_id=f"{'CG' if wears[i] else 'GM'}-{seed:03d}-{i + 1:06d}",
             holder_name=f"Policyholder {i + 1}",
             birth_year=int(rng.integers(1945, 2000)),
             persona=PERSONAS[int(personas[i])],
             timezone=zone, unit=unit,
             base_sum_insured=float(rng.choice(BASE_SUMS)),
             start_date=start, index=i,
-            link=(Link.GLS_GATEWAY if on_gateway[i] and not PERSONAS[int(personas[i])].gamer
-                  else Link.WIRE_V1),
+            link=(Link.GLS_GATEWAY if on_gateway[i] and not wears[i]
+                  and not PERSONAS[int(personas[i])].gamer else Link.WIRE_V1),
+            cgm=CGM_PERSONAS[int(cgm_personas[i])] if wears[i] else None,
         ))
     return people
 
@@ -147,6 +186,9 @@ def meter_messages(person: Policyholder, seed: int, days: int | None = None
                    ) -> Iterator[Outgoing]:
     """Every message one meter sends from the policy start, in send order; lazily, forever when
     `days` is None. A day's messages do not depend on how many days are asked for."""
+    if person.cgm is not None:
+        yield from _Sensor(person, person.cgm, seed).messages(days)
+        return
     meter = _Meter(person, _rng(seed, "meter", person.index),
                    _rng(seed, "gateway", person.index))
     d = 0
@@ -327,6 +369,77 @@ class _Meter:
             entries.append(GlsEntry(gls.encode_measurement(m, offset), gls.encode_context(
                 gls.Context(r.seq, r.meal)) if with_context else None))
         return GatewayMessage(self.person.device_id, sent, meter_time, tuple(entries))
+
+
+class _Sensor:
+    """One simulated CGM and its phone: readings drawn a week at a time (devices/cgm.py), sent
+    live or back-filled, and each sensor session reported on the status topic when it starts,
+    when its warm-up ends and when it ends or fails."""
+
+    def __init__(self, person: Policyholder, persona: CgmPersona, seed: int) -> None:
+        self.person, self.persona, self.seed = person, persona, seed
+        self.zone = ZoneInfo(person.timezone)
+        self.plan = cgm.SessionPlan(person.device_id, self._midnight(person.start_date),
+                                    persona, _rng(seed, "sensors", person.index))
+        self.seq = int(_rng(seed, "cgm-seq", person.index).integers(0, 65536))
+        self.order = 0
+
+    def _midnight(self, day: date) -> datetime:
+        return datetime.combine(day, time(), self.zone).astimezone(UTC)
+
+    def messages(self, days: int | None) -> Iterator[Outgoing]:
+        """In send order: a back-fill sent after a week's end waits for the next week's."""
+        pending: list[Outgoing] = []
+        chunk = 0
+        while days is None or chunk * CGM_CHUNK_DAYS < days:
+            first = self.person.start_date + timedelta(days=chunk * CGM_CHUNK_DAYS)
+            n = CGM_CHUNK_DAYS if days is None else min(CGM_CHUNK_DAYS,
+                                                         days - chunk * CGM_CHUNK_DAYS)
+            begin, end = self._midnight(first), self._midnight(first + timedelta(days=n))
+            pending += self._week(begin, end, chunk)
+            pending.sort()
+            ready = [m for m in pending if m.at < end]
+            pending = pending[len(ready):]
+            yield from ready
+            chunk += 1
+        yield from pending
+
+    def _week(self, begin: datetime, end: datetime, chunk: int) -> list[Outgoing]:
+        person = self.person
+        w = cgm.wear(self.persona, begin, end, time(), self.plan.until(end),
+                     _rng(self.seed, "cgm", person.index, chunk), self.seq)
+        self.seq = (self.seq + len(w.measured_ns)) % 65536
+        out = [self._status(at, s, state) for s in w.sessions
+               for at, state in ((s.started_at, "warming_up"), (s.warmup_ends_at, "active"),
+                                 (s.ended_at, "failed" if s.failed else "ended"))
+               if begin <= at < end]
+        local = pd.DatetimeIndex(w.measured_ns.astype("datetime64[ns]"), tz="UTC").tz_convert(
+            self.zone).to_pydatetime()
+        for sent_ns, rows in cgm.batches(w):
+            records = tuple(Record(
+                int(w.seq[i]), local[i],
+                _value(float(w.mgdl[i]) / MGDL_PER_MMOL, person.unit)
+                if person.unit == Unit.MMOL_L else float(w.mgdl[i]),
+                person.unit, Meal.UNKNOWN, Sample.INTERSTITIAL_FLUID, Source.METER)
+                for i in rows)
+            sent = datetime.fromtimestamp(sent_ns / 1e9, UTC).replace(microsecond=0)
+            message = ReadingsMessage(person.device_id, sent, records)
+            out.append(Outgoing(sent, self._next(), message.topic, message.encode(),
+                                seqs=tuple(r.seq for r in records)))
+        return out
+
+    def _status(self, at: datetime, s: cgm.SensorSession, state: str) -> Outgoing:
+        status = DeviceStatus(self.person.device_id, at.replace(microsecond=0), "online",
+                              sensor=SensorReport(
+                                  s.sensor_id, state, s.started_at, s.warmup_ends_at,
+                                  s.expected_end_at, s.ended_at if state in ("ended", "failed")
+                                  else None))
+        return Outgoing(status.sent_at, self._next(), status.topic, status.encode(),
+                        retain=True)
+
+    def _next(self) -> int:
+        self.order += 1
+        return self.order
 
 
 def fleet_messages(people: list[Policyholder], seed: int, days: int,

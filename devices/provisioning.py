@@ -43,17 +43,22 @@ def add_devices(conn: psycopg.Connection[tuple[object, ...]], device_ids: Iterab
     return len(fresh)
 
 
+# A policy's product is priced by the ruleset of its device's kind (pricing/rulesets/).
+RULESET_OF_KIND = {DeviceKind.BGM: "default", DeviceKind.CGM: "cgm-default"}
+
+
 def add_portfolio(conn: psycopg.Connection[tuple[object, ...]], people: list[Policyholder],
                   secret: str) -> int:
-    """Policies, meters and bindings for simulated policyholders; idempotent."""
-    add_devices(conn, [p.device_id for p in people], secret)
+    """Policies, devices and bindings for simulated policyholders; idempotent."""
+    for kind in DeviceKind:
+        add_devices(conn, [p.device_id for p in people if p.kind == kind], secret, kind)
     with conn.cursor() as cur:
         cur.executemany(
             "insert into policies (policy_id, holder_name, birth_year, segment, base_sum_insured,"
-            " timezone, start_date) values (%s, %s, %s, %s, %s, %s, %s)"
+            " timezone, start_date, ruleset_name) values (%s, %s, %s, %s, %s, %s, %s, %s)"
             " on conflict (policy_id) do nothing",
-            [(p.policy_id, p.holder_name, p.birth_year, p.persona.name, p.base_sum_insured,
-              p.timezone, p.start_date) for p in people])
+            [(p.policy_id, p.holder_name, p.birth_year, p.segment, p.base_sum_insured,
+              p.timezone, p.start_date, RULESET_OF_KIND[p.kind]) for p in people])
         new = cur.rowcount
         cur.executemany(
             "insert into policy_devices (policy_id, device_id, bound_from) values (%s, %s, %s)"

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 from devices.fleet import (
+    DEFAULT_CGM_SHARE,
     DEFAULT_GATEWAY_SHARE,
     Outgoing,
     Policyholder,
@@ -85,15 +86,24 @@ def _live(people: list[Policyholder], seed: int, after: datetime, speed: float,
         batch.append(message)
 
 
+def shares(args: argparse.Namespace) -> tuple[float, float]:
+    """(gateway share, CGM share) of a portfolio, from --gateway-share and --cgm-share."""
+    out = []
+    for flag, given, default in (("--gateway-share", args.gateway_share, DEFAULT_GATEWAY_SHARE),
+                                 ("--cgm-share", args.cgm_share, DEFAULT_CGM_SHARE)):
+        value = default if given is None else given
+        if not 0 <= value <= 1:
+            raise UserError(f"{flag} must be between 0 and 1")
+        out.append(value)
+    return out[0], out[1]
+
+
 def simulate_cli(args: argparse.Namespace, settings: Settings) -> int:
     if args.policies < 1:
         raise UserError("--policies must be at least 1")
     now = datetime.now(UTC)
     first, history_end = history_window(args.start, args.days, now)
-    share = DEFAULT_GATEWAY_SHARE if args.gateway_share is None else args.gateway_share
-    if not 0 <= share <= 1:
-        raise UserError("--gateway-share must be between 0 and 1")
-    people = portfolio(args.policies, args.seed, first, share)
+    people = portfolio(args.policies, args.seed, first, *shares(args))
     if args.dry_run:
         if not args.out:
             raise UserError("--dry-run needs --out FILE")

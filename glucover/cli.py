@@ -104,6 +104,9 @@ def _device_commands(sub: Any) -> None:
     p.add_argument("--gateway-share", type=float,
                    help="share of meters that are Bluetooth meters relayed by a gateway "
                    "(default 0.1, devices/fleet.py DEFAULT_GATEWAY_SHARE)")
+    p.add_argument("--cgm-share", type=float,
+                   help="share of policyholders who wear a continuous glucose monitor "
+                   "(default 0.1, devices/fleet.py DEFAULT_CGM_SHARE)")
     p.add_argument("--start", type=_date, help="first day of history (default: today - days)")
     p.add_argument("--live", action="store_true", help="after the history, publish in real time")
     p.add_argument(
@@ -236,6 +239,18 @@ def _export_commands(sub: Any) -> None:
     _window(p, "first day, in the policy's timezone (default: its start date)",
             "last day, inclusive (default: today)")
     p.add_argument("--out", required=True, help="the JSON file to write")
+    p = _add(
+        esub,
+        "agp",
+        "records.export:export_agp_cli",
+        "a CGM policy's one-page AGP report (PDF) over the 14 days through --to",
+    )
+    p.add_argument("--policy", required=True)
+    p.add_argument("--to", dest="date_to", type=_date, default=None,
+                   help="last day of the report (default: yesterday)")
+    p.add_argument("--unit", choices=("mmol/L", "mg/dL"), default="mmol/L")
+    p.add_argument("--lang", choices=("en", "zh"), default="en")
+    p.add_argument("--out", required=True, help="the PDF file to write")
 
 
 def _window(p: argparse.ArgumentParser, first: str, last: str) -> None:

@@ -82,17 +82,19 @@ def spawn(name: str, args: list[str], env: dict[str, str], marker: str | None = 
 def provision_demo(admin_url: str, settings: Settings, policies: int, seed: int, days: int
                    ) -> list[str]:
     from dashboard.auth import create_user
-    from devices.fleet import DEFAULT_GATEWAY_SHARE, portfolio
+    from devices.fleet import DEFAULT_CGM_SHARE, DEFAULT_GATEWAY_SHARE, portfolio
     from devices.provisioning import add_portfolio, sync_broker
 
     first = datetime.now(UTC).date() - timedelta(days=days - 1)
-    people = portfolio(policies, seed, first, DEFAULT_GATEWAY_SHARE)
+    people = portfolio(policies, seed, first, DEFAULT_GATEWAY_SHARE, DEFAULT_CGM_SHARE)
     with psycopg.connect(admin_url) as conn:
         add_portfolio(conn, people, settings.secret())
         logins: list[tuple[str, str, str | None]] = [
             ("actuary", "actuary", None), ("operations", "operations", None)]
-        logins += [(p.policy_id.lower(), "policyholder", p.policy_id)
-                   for p in people[:DEMO_POLICYHOLDERS]]
+        # Demo logins for policyholders with a meter and with a CGM, a few of each.
+        for kind in ("bgm", "cgm"):
+            logins += [(p.policy_id.lower(), "policyholder", p.policy_id)
+                       for p in [p for p in people if p.kind == kind][:DEMO_POLICYHOLDERS]]
         for username, role, policy in logins:
             create_user(conn, username, DEMO_PASSWORD, role, policy, rounds=10)
         conn.commit()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from devices.wire import decoding, topics
-from ingest.store import Batch, Item, Rejection, StatusUpdate, content, identity
+from ingest.store import Batch, Item, Rejection, SensorUpdate, StatusUpdate, content, identity
 
 log = logging.getLogger("glucover.ingest")
 
@@ -60,6 +60,10 @@ def _decode_message(msg: Received, trust_sent_at: bool, batch: Batch,
             batch.statuses.append(StatusUpdate(
                 device_id, doc["state"], doc.get("battery_pct"), doc.get("firmware"),
                 doc.get("clock_offset_s"), sent or msg.received_at))
+            if (s := doc.get("sensor")) is not None:
+                batch.sensors.append(SensorUpdate(
+                    device_id, s["sensor_id"], s["state"], s["started_at"], s["warmup_ends_at"],
+                    s["expected_end_at"], s["ended_at"], sent or msg.received_at))
             return
         decoded = decoding.decode_readings(msg.payload, device_id, msg.received_at, trust_sent_at)
     except decoding.WireError as exc:

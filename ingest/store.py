@@ -103,6 +103,19 @@ where device_status.sent_at is null or excluded.sent_at >= device_status.sent_at
 """
 
 
+# A later report of a session wins; a session's start and expected end are the sensor's own.
+SENSOR_SQL = """
+insert into sensor_sessions (device_id, sensor_id, state, started_at, warmup_ends_at,
+                             expected_end_at, ended_at, sent_at)
+values (%s, %s, %s, %s, %s, %s, %s, %s)
+on conflict (device_id, sensor_id) do update set
+    state = excluded.state, warmup_ends_at = excluded.warmup_ends_at,
+    expected_end_at = excluded.expected_end_at, ended_at = excluded.ended_at,
+    sent_at = excluded.sent_at
+where excluded.sent_at >= sensor_sessions.sent_at
+"""
+
+
 @dataclass(frozen=True)
 class Rejection:
     topic: str
@@ -119,6 +132,19 @@ class Item(NamedTuple):
     reading: Reading
     topic: str
     payload: bytes
+
+
+class SensorUpdate(NamedTuple):
+    """A CGM's sensor session from its status message, as sensor_sessions stores it."""
+
+    device_id: str
+    sensor_id: str
+    state: str
+    started_at: datetime
+    warmup_ends_at: datetime
+    expected_end_at: datetime
+    ended_at: datetime | None
+    sent_at: datetime
 
 
 class StatusUpdate(NamedTuple):
@@ -140,6 +166,7 @@ class Batch:
     rejections: list[Rejection] = field(default_factory=list)
     statuses: list[StatusUpdate] = field(default_factory=list)
     duplicates: int = 0
+    sensors: list[SensorUpdate] = field(default_factory=list)
 
     def device_ids(self) -> set[str]:
         return {i.reading.device_id for i in self.items} | {s.device_id for s in self.statuses}
@@ -156,10 +183,11 @@ class Batch:
             for i in self.items if i.reading.device_id in refused]
         self.items = keep
         self.statuses = [s for s in self.statuses if s.device_id not in refused]
+        self.sensors = [s for s in self.sensors if s.device_id not in refused]
 
     def copy(self) -> Batch:
         return Batch(list(self.items), list(self.rejections), list(self.statuses),
-                     self.duplicates)
+                     self.duplicates, list(self.sensors))
 
 
 @dataclass(frozen=True)
@@ -251,6 +279,9 @@ def write_batch(conn: psycopg.Connection[Any], batch: Batch,
     if batch.statuses:
         with conn.cursor() as cur:
             cur.executemany(STATUS_SQL, batch.statuses)
+    if batch.sensors:
+        with conn.cursor() as cur:
+            cur.executemany(SENSOR_SQL, batch.sensors)
     counts: dict[str, int] = {}
     for j in rejections:
         counts[str(j.reason)] = counts.get(str(j.reason), 0) + 1

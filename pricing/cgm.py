@@ -23,10 +23,17 @@ Definitions, each a function below or a column of `metrics`:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+
+from devices.wire.vocabulary import MGDL_PER_MMOL, Unit
+from pricing import glycaemia, time_in_range
+from pricing.ruleset import Ruleset
 
 TIR_LOW_MGDL = 70.0  # level 1 hypoglycaemia below this
 TIR_HIGH_MGDL = 180.0
@@ -118,3 +125,91 @@ def metrics(readings: pd.DataFrame, first: date | None = None, last: date | None
 
 def _share(mask: np.ndarray) -> float:  # type: ignore[type-arg]
     return 100.0 * float(mask.mean())
+
+
+# The Ambulatory Glucose Profile (AGP): every reading of the window laid on one "modal day" and
+# summarised per bin of the clock by its percentiles (Johnson ML et al., Diabetes Technol Ther
+# 2019;21(S2):S217, the AGP report; the consensus asks for 14 days).
+AGP_BIN_MINUTES = 15
+AGP_PERCENTILES = (5, 25, 50, 75, 95)
+AGP_DAYS = 14
+# The consensus targets each metric is shown against: (column, "<" or ">", target, in %).
+TARGETS = (("tir_70_180", ">", 70.0), ("tbr_below_70", "<", 4.0), ("tbr_below_54", "<", 1.0),
+           ("tar_above_180", "<", 25.0), ("tar_above_250", "<", 5.0), ("cv", "<=", 36.0),
+           ("active_percent", ">=", 70.0))
+
+
+def agp(local_minute: np.ndarray, value: np.ndarray,  # type: ignore[type-arg]
+        bin_minutes: int = AGP_BIN_MINUTES) -> pd.DataFrame:
+    """Per `bin_minutes` bin of the local clock (minute 0 = midnight): the readings in it and
+    the AGP_PERCENTILES of their values (linear interpolation between order statistics, as
+    numpy's default); bins without readings are left out."""
+    frame = pd.DataFrame({"bin": (np.asarray(local_minute) // bin_minutes) * bin_minutes,
+                          "value": np.asarray(value, dtype=np.float64)})
+    grouped = frame.groupby("bin", sort=True)["value"]
+    out = pd.DataFrame({"readings": grouped.size()})
+    for p in AGP_PERCENTILES:
+        out[f"p{p}"] = grouped.quantile(p / 100)
+    return out.reset_index().rename(columns={"bin": "minute"})
+
+
+def band_shares(m: dict[str, Any]) -> list[float]:
+    """The five consensus bands' shares (%) of a metrics row, very low (< 54) to very high
+    (> 250); they sum to 100."""
+    return [float(m["tbr_below_54"]), float(m["tbr_below_70"] - m["tbr_below_54"]),
+            float(m["tir_70_180"]), float(m["tar_above_180"] - m["tar_above_250"]),
+            float(m["tar_above_250"])]
+
+
+def in_unit(mgdl: Any, unit: str) -> Any:
+    """A value (or array) in mg/dL, in `unit` for display: mg/dL, or mmol/L (/ 18.0156)."""
+    return mgdl / MGDL_PER_MMOL if unit == Unit.MMOL_L else mgdl
+
+
+def format_glucose(mgdl: float, unit: str) -> str:
+    """"9.0 mmol/L" or "162 mg/dL"."""
+    return f"{mgdl / MGDL_PER_MMOL:.1f} {unit}" if unit == Unit.MMOL_L else f"{mgdl:.0f} {unit}"
+
+
+def meets(column: str, value: float) -> bool | None:
+    """Whether a metric meets its consensus target (None: the metric has none)."""
+    for name, op, target in TARGETS:
+        if name == column:
+            return {"<": value < target, ">": value > target, "<=": value <= target,
+                    ">=": value >= target}[op]
+    return None
+
+
+@dataclass
+class CgmWindow:
+    """A CGM wearer's last AGP_DAYS before `today` (the consensus window) and today so far:
+    the consensus metrics (COLUMNS), the AGP, each day's readings, and today's trace. What the
+    policyholder page and the AGP report show."""
+
+    first: date
+    last: date
+    metrics: dict[str, Any]
+    agp: pd.DataFrame  # minute, readings, p5 .. p95 (mg/dL)
+    days: pd.DataFrame  # measured_at (local), mgdl: the window's readings
+    today: pd.DataFrame  # measured_at (local), mgdl
+
+
+def window(readings: pd.DataFrame, ruleset: Ruleset, zone: ZoneInfo, today: date
+           ) -> CgmWindow:
+    """The window's figures from the readings the ruleset counts."""
+    valid = readings[glycaemia.valid_readings(readings, ruleset)]
+    local = valid["measured_at"].dt.tz_convert(str(zone))
+    mgdl = time_in_range.value_mgdl(valid)
+    first, last = today - timedelta(days=AGP_DAYS), today - timedelta(days=1)
+    inside = ((local.dt.date >= first) & (local.dt.date <= last)).to_numpy()
+    frame = pd.DataFrame({"device_id": "cgm", "measured_at": valid["measured_at"],
+                          "local_date": local.dt.date, "value_mgdl": mgdl})[inside]
+    rows = metrics(frame, first, last)
+    minutes = (local.dt.hour * 60 + local.dt.minute).to_numpy()[inside]
+    on_today = (local.dt.date == today).to_numpy()
+    return CgmWindow(
+        first=first, last=last,
+        metrics={str(k): v for k, v in rows.iloc[0].to_dict().items()} if len(rows) else {},
+        agp=agp(minutes, mgdl[inside]),
+        days=pd.DataFrame({"measured_at": local[inside], "mgdl": mgdl[inside]}),
+        today=pd.DataFrame({"measured_at": local[on_today], "mgdl": mgdl[on_today]}))

@@ -23,7 +23,7 @@ from glucover.db import connect
 from glucover.errors import UserError
 from pricing import cgm, store
 from pricing.evaluator import assign_readings
-from records import fhir
+from records import agp_report, fhir
 
 READING_COLUMNS = ("device_id", "seq", "measured_at", "utc_offset_min", "received_at", "value",
                    "unit", "value_mmol", "meal", "sample", "source", "status")
@@ -118,4 +118,39 @@ def export_fhir_cli(args: argparse.Namespace, settings: Settings) -> int:
     print(f"wrote {out}: FHIR R4 Bundle of policy {args.policy}, {export.window[0]} .. "
           f"{export.window[1]}, {export.observations} observations, "
           f"{len(export.document['entry'])} resources")
+    return 0
+
+
+def agp_pdf(conn: psycopg.Connection[Any], policy_id: str, last: date | None = None,
+            unit: str = "mmol/L", lang: str = "en", now: datetime | None = None) -> bytes:
+    """The policy's AGP report (records/agp_report.py) over the AGP_DAYS through `last`
+    (default: yesterday in the policy's timezone). UserError when the policy has no CGM."""
+    policies, bindings = store.load_policies(conn, [policy_id])
+    if policies.empty:
+        raise LookupError(f"no policy {policy_id}")
+    p = policies.iloc[0]
+    zone = ZoneInfo(str(p["timezone"]))
+    ruleset = store.in_force(conn, str(p["ruleset_name"]))
+    if ruleset.kind != "cgm":
+        raise UserError(f"policy {policy_id} is priced on fingerstick readings "
+                        f"({ruleset.name}); an AGP report needs a CGM")
+    today = (last + timedelta(days=1)) if last else (now or datetime.now(zone)).astimezone(
+        zone).date()
+    since = datetime.combine(today - timedelta(days=cgm.AGP_DAYS + 1), time(), zone)
+    readings = store.load_readings(conn, sorted(set(bindings["device_id"].astype(str))),
+                                   since=since)
+    window = cgm.window(readings, ruleset, zone, today)
+    subject = agp_report.Subject(str(p["holder_name"]), policy_id,
+                                 ", ".join(sorted(set(bindings["device_id"].astype(str)))))
+    return agp_report.render(subject, window, unit, lang)
+
+
+def export_agp_cli(args: argparse.Namespace, settings: Settings) -> int:
+    with connect(settings.require_database_url()) as conn:
+        try:
+            pdf = agp_pdf(conn, args.policy, args.date_to, args.unit, args.lang)
+        except LookupError as exc:
+            raise UserError(str(exc)) from None
+    Path(args.out).write_bytes(pdf)
+    print(f"wrote {args.out}: AGP report of policy {args.policy} ({len(pdf):,} bytes)")
     return 0

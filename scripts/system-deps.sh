@@ -8,12 +8,14 @@ have_pg=$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | head -n1 || true)
 [ -n "$have_pg" ] || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+# Chinese in the AGP report's PDF and in the browser tests' screenshots.
+[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)
 if [ "${1:-}" = "--test" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
   command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
-  # Chinese in the browser tests' screenshots.
-  [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)
+  # The AGP report test renders its PDF (pdftoppm) and reads its text (pdftotext).
+  command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
 fi
 
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -46,6 +46,24 @@ def load_fleet(db_url: str, n: int = 25, days: int = 45, seed: int = 3) -> None:
                             if m.topic.endswith("readings")])
 
 
+def load_cgm_wearers(db_url: str, n: int = 2, days: int = 21, seed: int = 21) -> list[str]:
+    """CGM wearers with sensor data from `days` ago up to now (so "the last 14 days" of the
+    page and the report are real), priced through yesterday; their policy ids."""
+    from datetime import UTC
+
+    from pricing.engine import run_pricing
+
+    now = datetime.now(UTC)
+    people = portfolio(n, seed, now.date() - timedelta(days=days - 1), cgm_share=1.0)
+    with psycopg.connect(db_url) as conn:
+        add_portfolio(conn, people, TEST_SECRET)
+        conn.commit()
+    store_messages(db_url, [(m.topic, m.payload, m.at) for m in fleet_messages(people, seed, days)
+                            if m.at <= now])
+    run_pricing(db_url, now.date() - timedelta(days=1))
+    return [p.policy_id for p in people]
+
+
 def current_ledger(db_url: str) -> pd.DataFrame:
     with psycopg.connect(db_url) as conn:
         rows = conn.execute("select policy_id, day, day_status, reading_seq, delta::float8, "

@@ -124,3 +124,31 @@ def test_cgm_metrics_bad_files(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert err.startswith("glucover: ") and says in err and err.count("\n") == 1
     assert main(["cgm", "metrics", "--readings", str(tmp_path / "none.csv")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_agp_percentiles_on_a_known_trace() -> None:
+    """Fourteen days where the reading at minute m of day d is d + 1 (mg/dL, plus m // 15 x
+    100 to tell the bins apart): each bin holds days 1..14 three times over, so its
+    percentiles are numpy's on 1..14, repeated."""
+    from pricing.cgm import AGP_PERCENTILES, agp
+
+    minutes = np.array([m for _ in range(14) for m in range(0, 1440, 5)])
+    days = np.repeat(np.arange(14), 288)
+    values = days + 1 + (minutes // 15) * 100
+    profile = agp(minutes, values)
+    assert len(profile) == 96 and list(profile["minute"][:3]) == [0, 15, 30]
+    assert (profile["readings"] == 42).all()
+    sample = np.repeat(np.arange(1, 15), 3).astype(float)
+    for p in AGP_PERCENTILES:
+        expected = np.percentile(sample, p) + profile["minute"] // 15 * 100
+        assert np.allclose(profile[f"p{p}"], expected), p
+    assert profile["p50"].iloc[0] == 7.5
+
+
+def test_a_metric_meets_its_consensus_target_strictly_or_not() -> None:
+    from pricing.cgm import meets
+
+    assert meets("tir_70_180", 70.1) and not meets("tir_70_180", 70.0)
+    assert meets("tbr_below_54", 0.99) and not meets("tbr_below_54", 1.0)
+    assert meets("cv", 36.0) and not meets("cv", 36.1)
+    assert meets("mean_mgdl", 150.0) is None

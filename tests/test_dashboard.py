@@ -451,3 +451,107 @@ def test_real_browser_policyholder_downloads_their_own_fhir_records(
     assert [e["resource"]["identifier"][0]["value"] for e in doc["entry"]
             if e["resource"]["resourceType"] == "Device"] == [str(d) for (d,) in devices]
     assert kinds.count("Observation") == expected.observations > 0
+
+
+@pytest.fixture
+def cgm_dashboard_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Two CGM wearers with sensor data up to now; carol is the first. Her policy id."""
+    from tests.helpers import load_cgm_wearers
+
+    policy_id = load_cgm_wearers(db_url)[0]
+    with psycopg.connect(db_url) as conn:
+        create_user(conn, "carol", PASSWORD, "policyholder", policy_id, rounds=4)
+        conn.commit()
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    return policy_id
+
+
+def test_cgm_policyholder_sees_time_in_range_agp_and_the_explained_ledger(
+        cgm_dashboard_db: str) -> None:
+    """A CGM wearer's page: GMI and time in range from the consensus metrics, the metrics
+    against their targets, the time-in-ranges bar and the AGP, the ledger in CGM words."""
+    from pricing.cgm import TARGETS
+
+    at = signed_in("carol")
+    assert cgm_dashboard_db in at.title[0].value
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["GMI (estimated HbA1c)"].endswith("%") and metrics["Time in range"] != "—"
+    assert at.info[0].value.startswith("Keep your sensor on: a day with at least 70% of its "
+                                       "time in range earns +100.")
+    subheaders = [s.value for s in at.subheader]
+    assert {"Time in ranges, last 14 days", "Ambulatory glucose profile, last 14 days",
+            "Your CGM figures against the consensus targets",
+            "How your sum insured changed"} <= set(subheaders)
+    assert "3.9 and 10.0 mmol/L" in at.caption[0].value
+    figures, ledger = at.table[0].value, at.table[1].value
+    assert len(figures) == 2 + len(TARGETS)
+    assert figures["Target"].str.contains(r"(?:met|not met)$").sum() == len(TARGETS)
+    worded = ledger["What happened"]
+    assert worded.str.contains(
+        r"^time in range \d+%, below 54 \d+\.\d%, sensor worn \d+% of the day: ").sum() > 5
+    assert worded.str.endswith(("in target", "outside the target", "too high",
+                                "sensor not worn enough", "no reward today",
+                                "no sensor readings")).all()
+    buttons = [b.proto.label for b in at.get("download_button")]
+    assert buttons == ["Download the AGP report (PDF, for your doctor)",
+                       "Download my records (FHIR R4, for your doctor)"]
+
+
+def test_cgm_figures_follow_the_unit_and_the_language(cgm_dashboard_db: str) -> None:
+    at = signed_in("carol")
+    at.selectbox(key="unit_sidebar").set_value("mg/dL")
+    at.run()
+    assert "70 and 180 mg/dL" in at.caption[0].value
+    assert str(at.table[0].value.iloc[0, 0]).endswith("mg/dL")  # mean glucose
+    at.selectbox(key="lang_sidebar").set_value("zh")
+    at.run()
+    assert not at.exception
+    assert any(m.label == "GMI（估算糖化血红蛋白）" for m in at.metric)
+    assert "请坚持佩戴传感器" in at.info[0].value
+    assert at.table[1].value.iloc[:, 0].str.contains("达标时间").any()
+    assert "70 与 180 mg/dL" in at.caption[0].value  # the unit chosen stays
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_real_browser_cgm_policyholder_page_on_a_phone(cgm_dashboard_db: str, lang: str,
+                                                       tmp_path: Path) -> None:
+    """The CGM page on a 390 px phone: charts and tables render, no exception, nothing to
+    scroll sideways; screenshots land in the temporary directory."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from dashboard.launch import command
+
+    port = free_port()
+    proc = subprocess.Popen(command(port, "127.0.0.1"), env={**os.environ},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, 60, proc)
+        with chromium(*SCREENS["phone"]) as driver:
+            driver.get(f"http://127.0.0.1:{port}/?lang={lang}")
+            sign_in_through_page(driver, "carol", lang)
+            WebDriverWait(driver, 60).until(lambda d: len(d.find_elements(
+                By.CSS_SELECTOR, "[data-testid='stTable']")) >= 2)
+            WebDriverWait(driver, 30).until(ec.presence_of_element_located(
+                (By.CSS_SELECTOR, "[data-testid='stVegaLiteChart'] canvas, "
+                                  "[data-testid='stVegaLiteChart'] svg")))
+            time.sleep(1.5)
+            assert not driver.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
+            assert len(driver.find_elements(By.CSS_SELECTOR,
+                                            "[data-testid='stVegaLiteChart']")) >= 3
+            overflow = driver.execute_script(
+                "return document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 1, f"{overflow} px to scroll sideways"
+            shots = Path(tempfile.gettempdir())
+            driver.save_screenshot(str(shots / f"glucover-cgm-phone-{lang}.png"))
+            parts = driver.find_elements(By.CSS_SELECTOR, "[data-testid='stVegaLiteChart'], "
+                                                          "[data-testid='stTable']")
+            for i, part in enumerate(parts):
+                driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", part)
+                time.sleep(0.4)
+                driver.save_screenshot(str(shots / f"glucover-cgm-phone-{lang}-{i}.png"))
+    finally:
+        proc.terminate()
+        proc.wait(20)

@@ -12,6 +12,7 @@ from dashboard import db
 from dashboard.auth import AccessDenied, User, policy_for
 from dashboard.i18n import LANGUAGES, t
 from dashboard.policyholder_data import EXPLAINED_ROWS, PolicySummary, load_summary
+from dashboard.views import cgm as cgm_view
 from glucover.config import Settings
 from records.export import policy_bundle, pseudonym_key
 
@@ -25,12 +26,17 @@ def explain(summary: PolicySummary, lang: str) -> pd.DataFrame:
     lines = []
     start = summary.ledger["day"].iloc[0] if len(summary.ledger) else None
     steps = {"in_target": rules.delta_in_target, "high": rules.delta_high,
-             "out_of_target": rules.delta_out_of_target, "missed": rules.delta_missed}
+             "out_of_target": rules.delta_out_of_target, "missed": rules.delta_missed,
+             "insufficient": rules.delta_missed, "hypo_risk": rules.delta_hypo_risk}
     for row in summary.ledger.to_dict("records"):
         status = str(row["day_status"])
         r = None if pd.isna(row["reading_seq"]) else by_key.get(
             (row["day"], int(row["reading_seq"])))
-        if status == "missed":
+        if rules.kind == "cgm":
+            text = t("explain_no_sensor", lang) if pd.isna(row["time_in_range"]) else t(
+                "explain_cgm", lang, tir=row["time_in_range"], below=row["below"],
+                coverage=row["coverage"], status=t(status, lang))
+        elif status == "missed":
             text = t("explain_missed", lang)
         elif r is None:
             text = t(status, lang)
@@ -97,19 +103,26 @@ def render(user: User) -> None:
     else:
         st.progress(min(summary.bonus / cap, 1.0) if cap else 0.0,
                     text=t("progress_to_cap", lang, bonus=summary.bonus, cap=cap))
-    if summary.today_status:
+    if rules.kind == "cgm":
+        st.info(t("task_wear", lang, tir=rules.in_range_min_percent,
+                  amount=rules.delta_in_target) + " " + _today_so_far(summary, lang))
+    elif summary.today_status:
         st.success(t("task_done", lang, status=t(summary.today_status, lang)))
     else:
         st.info(t("task_measure", lang, amount=rules.delta_in_target))
     c1, c2, c3 = st.columns(3)
-    c1.metric(t("a1c", lang), "—" if summary.est_a1c is None else f"{summary.est_a1c:.1f}%")
+    c1.metric(t("gmi" if summary.cgm is not None else "a1c", lang),
+              "—" if summary.est_a1c is None else f"{summary.est_a1c:.1f}%")
     c2.metric(t("tir", lang), "—" if summary.time_in_range is None
               else f"{summary.time_in_range:.0%}")
     unit = t("day" if summary.streak == 1 else "days", lang)
     c3.metric(t("streak", lang), f"{summary.streak} {unit}")
-    st.subheader(t("readings", lang))
-    if len(summary.readings):
-        st.altair_chart(readings_chart(summary, lang), width="stretch")
+    if summary.cgm is not None:
+        cgm_view.render(summary, lang)
+    else:
+        st.subheader(t("readings", lang))
+        if len(summary.readings):
+            st.altair_chart(readings_chart(summary, lang), width="stretch")
     # Built only when clicked (a callable), from the policy this user may see.
     st.download_button(t("fhir_download", lang), data=lambda: fhir_bundle(policy_id),
                        file_name=f"glucover-{policy_id}.fhir.json",
@@ -121,6 +134,18 @@ def render(user: User) -> None:
     else:
         # A static table: its text wraps, so it reads on a phone without scrolling sideways.
         st.table(explain(summary, lang).head(EXPLAINED_ROWS).set_index(t("col_day", lang)))
+
+
+def _today_so_far(summary: PolicySummary, lang: str) -> str:
+    """Today's coverage and time in range so far, by the ruleset's own rules."""
+    figures, rules = summary.cgm, summary.ruleset
+    if figures is None or not len(figures.today):
+        return ""
+    mgdl = figures.today["mgdl"]
+    slots = figures.today["measured_at"].dt.floor(f"{rules.slot_minutes}min").nunique()
+    in_range = ((mgdl >= rules.range_low_mgdl) & (mgdl <= rules.range_high_mgdl)).mean()
+    return t("today_so_far", lang, tir=100 * in_range,
+             coverage=100 * slots * rules.slot_minutes / 1440)
 
 
 def fhir_bundle(policy_id: str) -> bytes:

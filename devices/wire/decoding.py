@@ -19,7 +19,13 @@ from typing import Any, NamedTuple
 import orjson
 
 from devices.wire import gls
-from devices.wire.messages import ENVELOPE_FIELDS, MAX_PAYLOAD_BYTES, MAX_RECORDS, RECORD_FIELDS
+from devices.wire.messages import (
+    ENVELOPE_FIELDS,
+    MAX_PAYLOAD_BYTES,
+    MAX_RECORDS,
+    RECORD_FIELDS,
+    SENSOR_STATES,
+)
 from devices.wire.vocabulary import MGDL_PER_MMOL, Meal, Sample, Source, Status, Unit
 
 # A reading outside this is physically impossible for a capillary meter and is refused at ingest;
@@ -371,6 +377,34 @@ def decode_status(payload: bytes, topic_device_id: str) -> dict[str, Any]:
     if firmware is not None and not (isinstance(firmware, str) and len(firmware) <= 64):
         problems.append(Problem(RejectReason.INVALID_ENVELOPE, "$.firmware",
                                 "must be a string of at most 64 characters"))
+    if "sensor" in doc:
+        doc["sensor"] = _sensor(doc["sensor"], problems)
     if problems:
         raise WireError(problems)
     return doc
+
+
+SENSOR_TIMES = ("started_at", "warmup_ends_at", "expected_end_at", "ended_at")
+
+
+def _sensor(raw: Any, problems: list[Problem]) -> dict[str, Any] | None:
+    """A status message's `sensor` (a CGM's session), its times parsed; problems named."""
+    if not isinstance(raw, dict):
+        problems.append(Problem(RejectReason.INVALID_ENVELOPE, "$.sensor", "must be an object"))
+        return None
+    found: list[Problem] = []
+    sensor_id = raw.get("sensor_id")
+    if not (isinstance(sensor_id, str) and 0 < len(sensor_id) <= 64):
+        found.append(Problem(RejectReason.INVALID_ENVELOPE, "$.sensor.sensor_id",
+                             "must be a string of 1 to 64 characters"))
+    if raw.get("state") not in SENSOR_STATES:
+        found.append(Problem(RejectReason.INVALID_ENVELOPE, "$.sensor.state",
+                             f"must be one of {', '.join(SENSOR_STATES)}"))
+    times: dict[str, datetime | None] = {}
+    for key in SENSOR_TIMES:
+        if key == "ended_at" and raw.get(key) is None:
+            times[key] = None
+            continue
+        times[key] = parse_timestamp(raw.get(key), f"$.sensor.{key}", found)
+    problems += [Problem(RejectReason.INVALID_ENVELOPE, p.path, p.message) for p in found]
+    return None if found else {"sensor_id": sensor_id, "state": raw["state"], **times}

@@ -15,7 +15,9 @@ Ack payload on the ack topic (retained, from ingest):
   meter's sequence numbers stored so far, among the ACK_WINDOW up to its newest.
 DeviceStatus payload on the status topic (retained; the Last Will says "offline"):
   {"device_id", "sent_at", "state": "online"|"offline", "battery_pct"?: 0..100,
-   "firmware"?: str, "clock_offset_s"?: number}
+   "firmware"?: str, "clock_offset_s"?: number, "sensor"?: SensorReport}
+  SensorReport (a CGM's current sensor session): {"sensor_id", "state": SENSOR_STATES,
+   "started_at", "warmup_ends_at", "expected_end_at", "ended_at"?}
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from devices.wire.topics import ack_topic, readings_topic, status_topic
 from devices.wire.vocabulary import Meal, Sample, Source, Unit
@@ -80,7 +84,7 @@ class ReadingsMessage:
                 "records": [r.to_json() for r in self.records]}
 
     def encode(self) -> bytes:
-        return json.dumps(self.to_json(), separators=(",", ":")).encode()
+        return orjson.dumps(self.to_json())  # compact, as json.dumps(separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,30 @@ class GatewayMessage:
                           separators=(",", ":")).encode()
 
 
+SENSOR_STATES = ("warming_up", "active", "ended", "failed")
+
+
+@dataclass(frozen=True)
+class SensorReport:
+    """A CGM's sensor session as its status message reports it."""
+
+    sensor_id: str
+    state: str  # one of SENSOR_STATES
+    started_at: datetime
+    warmup_ends_at: datetime
+    expected_end_at: datetime
+    ended_at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        doc = {"sensor_id": self.sensor_id, "state": self.state,
+               "started_at": self.started_at.isoformat(),
+               "warmup_ends_at": self.warmup_ends_at.isoformat(),
+               "expected_end_at": self.expected_end_at.isoformat()}
+        if self.ended_at is not None:
+            doc["ended_at"] = self.ended_at.isoformat()
+        return doc
+
+
 @dataclass(frozen=True)
 class DeviceStatus:
     device_id: str
@@ -124,6 +152,7 @@ class DeviceStatus:
     battery_pct: int | None = None
     firmware: str | None = None
     clock_offset_s: float | None = None
+    sensor: SensorReport | None = None
 
     @property
     def topic(self) -> str:
@@ -135,6 +164,8 @@ class DeviceStatus:
         for key in ("battery_pct", "firmware", "clock_offset_s"):
             if (value := getattr(self, key)) is not None:
                 doc[key] = value
+        if self.sensor is not None:
+            doc["sensor"] = self.sensor.to_json()
         return json.dumps(doc, separators=(",", ":")).encode()
 
 

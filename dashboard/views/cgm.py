@@ -1,0 +1,134 @@
+"""The CGM wearer's part of the policyholder page: today's trace, the AGP, the time-in-ranges
+bar and the consensus metrics against their targets, in mg/dL or mmol/L. The figures come from
+pricing/cgm.py (dashboard/policyholder_data.py assembles them); this module only draws."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from dashboard import db
+from dashboard.i18n import t
+from dashboard.policyholder_data import PolicySummary
+from devices.wire.vocabulary import Unit
+from pricing import cgm
+from records.export import agp_pdf
+
+UNITS = (Unit.MMOL_L, Unit.MG_DL)
+# st.table reads its cells as Markdown, where a leading ">" starts a quote.
+SYMBOL = {"<": "<", "<=": "≤", ">": "\\>", ">=": "≥"}
+BANDS = (("band_very_low", "tbr_below_54", "#a50f15"), ("band_low", None, "#ef3b2c"),
+         ("band_in_range", "tir_70_180", "#41ab5d"), ("band_high", None, "#fdae61"),
+         ("band_very_high", "tar_above_250", "#f46d43"))
+
+
+def unit_picker() -> str:
+    """mg/dL or mmol/L, chosen in the sidebar and kept for the session."""
+    st.session_state.setdefault("unit", str(Unit.MMOL_L))
+    lang = st.session_state.get("lang", "en")
+    choice = st.sidebar.selectbox(t("unit_label", lang), [str(u) for u in UNITS],
+                                  key="unit_sidebar", index=[str(u) for u in UNITS].index(
+                                      st.session_state["unit"]))
+    st.session_state["unit"] = choice
+    return str(choice)
+
+
+def target_lines(unit: str) -> pd.DataFrame:
+    return pd.DataFrame({"y": [cgm.in_unit(v, unit)
+                               for v in (cgm.TIR_LOW_MGDL, cgm.TIR_HIGH_MGDL)]})
+
+
+def today_chart(figures: cgm.CgmWindow, unit: str, lang: str) -> alt.LayerChart | alt.FacetChart:
+    band = alt.Chart(pd.DataFrame({"low": [cgm.in_unit(cgm.TIR_LOW_MGDL, unit)],
+                                   "high": [cgm.in_unit(cgm.TIR_HIGH_MGDL, unit)]})
+                     ).mark_rect(opacity=0.15, color="green").encode(y="low:Q", y2="high:Q")
+    data = figures.today.assign(value=cgm.in_unit(figures.today["mgdl"], unit),
+                                measured_at=figures.today["measured_at"].dt.tz_localize(None))
+    line = alt.Chart(data).mark_line(point=False, color="#08519c").encode(
+        x=alt.X("measured_at:T", title=t("axis_time", lang)),
+        y=alt.Y("value:Q", title=unit), tooltip=[alt.Tooltip("measured_at:T"),
+                                                 alt.Tooltip("value:Q", format=".1f")])
+    return alt.layer(band, line)
+
+
+def agp_chart(figures: cgm.CgmWindow, unit: str, lang: str) -> alt.LayerChart | alt.FacetChart:
+    profile = figures.agp.copy()
+    for p in cgm.AGP_PERCENTILES:
+        profile[f"p{p}"] = cgm.in_unit(profile[f"p{p}"], unit)
+    profile["time"] = pd.Timestamp("2000-01-01") + pd.to_timedelta(profile["minute"], unit="m")
+    x = alt.X("time:T", title=t("axis_time", lang), axis=alt.Axis(format="%H:%M"))
+    outer = alt.Chart(profile).mark_area(opacity=0.25, color="#4292c6").encode(
+        x=x, y=alt.Y("p5:Q", title=unit), y2="p95:Q")
+    inner = alt.Chart(profile).mark_area(opacity=0.5, color="#2171b5").encode(
+        x=x, y="p25:Q", y2="p75:Q")
+    median = alt.Chart(profile).mark_line(color="#08306b").encode(x=x, y="p50:Q")
+    targets = alt.Chart(target_lines(unit)).mark_rule(color="green", strokeDash=[4, 3]
+                                                      ).encode(y="y:Q")
+    return alt.layer(outer, inner, median, targets)
+
+
+def bands_chart(m: dict[str, Any], lang: str) -> alt.Chart:
+    """One bar of the five bands, very low on the left, their shares (%) of the readings."""
+    data = pd.DataFrame({"band": [t(key, lang) for key, _, _ in BANDS],
+                         "share": cgm.band_shares(m), "rank": range(len(BANDS)), "row": "",
+                         "colour": [c for _, _, c in BANDS]})
+    chart: alt.Chart = alt.Chart(data).mark_bar(size=36).encode(
+        x=alt.X("share:Q", stack="zero", title="%", scale=alt.Scale(domain=[0, 100])),
+        y=alt.Y("row:N", axis=None),
+        color=alt.Color("band:N", sort=list(data["band"]),
+                        scale=alt.Scale(domain=list(data["band"]), range=list(data["colour"])),
+                        legend=alt.Legend(orient="bottom", title=None, columns=3)),
+        order=alt.Order("rank:Q"),
+        tooltip=["band:N", alt.Tooltip("share:Q", format=".1f")]
+    ).properties(height=70)
+    return chart
+
+
+def metrics_table(m: dict[str, Any], unit: str, lang: str) -> pd.DataFrame:
+    """Each consensus metric, its value and its target, met or not."""
+    rows = [{t("col_metric", lang): t("m_mean", lang),
+             t("col_value", lang): cgm.format_glucose(m["mean_mgdl"], unit),
+             t("col_target", lang): ""},
+            {t("col_metric", lang): t("m_gmi", lang), t("col_value", lang): f"{m['gmi']:.1f}%",
+             t("col_target", lang): ""}]
+    for column, op, target in cgm.TARGETS:
+        ok = cgm.meets(column, float(m[column]))
+        rows.append({t("col_metric", lang): t(f"m_{column}", lang),
+                     t("col_value", lang): f"{m[column]:.1f}%",
+                     t("col_target", lang): f"{SYMBOL[op]} {target:g}% · "
+                     + t("met" if ok else "not_met", lang)})
+    return pd.DataFrame(rows).set_index(t("col_metric", lang))
+
+
+def render(summary: PolicySummary, lang: str) -> None:
+    figures = summary.cgm
+    assert figures is not None
+    unit = unit_picker()
+    if len(figures.today):
+        st.subheader(t("cgm_today", lang))
+        st.altair_chart(today_chart(figures, unit, lang), width="stretch")
+    if not figures.metrics:
+        st.info(t("no_cgm_data", lang))
+        return
+    st.subheader(t("tir_bands", lang))
+    st.altair_chart(bands_chart(figures.metrics, lang), width="stretch")
+    st.subheader(t("agp", lang))
+    st.altair_chart(agp_chart(figures, unit, lang), width="stretch")
+    low, high = (cgm.format_glucose(v, unit).split()[0]
+                 for v in (cgm.TIR_LOW_MGDL, cgm.TIR_HIGH_MGDL))
+    st.caption(t("agp_caption", lang, low=low, high=high, unit=unit))
+    st.subheader(t("metrics_title", lang))
+    st.table(metrics_table(figures.metrics, unit, lang))
+    policy_id = summary.policy_id  # the page has checked that this user may see it
+    st.download_button(t("agp_download", lang), data=lambda: agp_pdf_of(policy_id, unit, lang),
+                       file_name=f"glucover-{policy_id}-agp.pdf", mime="application/pdf",
+                       on_click="ignore", icon=":material/picture_as_pdf:")
+
+
+def agp_pdf_of(policy_id: str, unit: str, lang: str) -> bytes:
+    """The AGP report of a policy the caller may see (records/export.py)."""
+    with db.pool().connection() as conn:
+        return agp_pdf(conn, policy_id, unit=unit, lang=lang)
