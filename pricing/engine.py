@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from pricing import store
+from pricing import cgm_days, store, time_in_range
 from pricing.evaluator import DAY_STATUSES, FIGURE_COLUMNS, UNMEASURED, Resume, evaluate
 
 # A batch committed by ingest can carry an ingested_at (its transaction start) a little before
@@ -139,11 +139,20 @@ def run_pricing(database_url: str, through: date | None = None, ruleset: str | N
                 bonus=bonus, measured_in_block=measured)
             its_bindings = bindings[bindings["policy_id"].isin(points["policy_id"])]
             earliest = min(points["resume_day"])
-            readings = store.load_readings(
-                conn, sorted(set(its_bindings["device_id"])),
-                since=datetime.combine(earliest, datetime.min.time(), UTC) - TZ_MARGIN,
-                until=datetime.combine(through, datetime.min.time(), UTC) + 2 * TZ_MARGIN)
-            ledger = evaluate(group, its_bindings, readings, rules, through, resume).to_frame()
+            if rules.kind == "cgm":
+                # One summary row per policy-day instead of a CGM's 288 readings a day.
+                ids = list(points["policy_id"])
+                cgm_days.refresh(conn, ids, rules, since)
+                summaries = cgm_days.load(conn, ids, rules, earliest)
+                ledger = time_in_range.evaluate_days(group, summaries, rules, through,
+                                                     resume).to_frame()
+            else:
+                readings = store.load_readings(
+                    conn, sorted(set(its_bindings["device_id"])),
+                    since=datetime.combine(earliest, datetime.min.time(), UTC) - TZ_MARGIN,
+                    until=datetime.combine(through, datetime.min.time(), UTC) + 2 * TZ_MARGIN)
+                ledger = evaluate(group, its_bindings, readings, rules, through,
+                                  resume).to_frame()
             ledger["ruleset_version"] = rules.version
             ledger["ruleset_name"] = rules.name
             fresh = _changed_rows(conn, ledger, earliest)

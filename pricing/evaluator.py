@@ -26,7 +26,7 @@ through `through`:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -60,10 +60,10 @@ class DayFigures:
     """A CGM day's figures, in percent, as (policies x days) grids or ledger columns; NaN
     where the day has no reading."""
 
-    coverage: npt.NDArray[np.float64]
-    time_in_range: npt.NDArray[np.float64]
-    below: npt.NDArray[np.float64]
-    very_high: npt.NDArray[np.float64]
+    coverage: npt.NDArray[np.floating[Any]]  # float32: the ledger stores them as real
+    time_in_range: npt.NDArray[np.floating[Any]]
+    below: npt.NDArray[np.floating[Any]]
+    very_high: npt.NDArray[np.floating[Any]]
 
     def pick(self, where: npt.NDArray[np.bool_]) -> DayFigures:
         return DayFigures(self.coverage[where], self.time_in_range[where], self.below[where],
@@ -104,6 +104,37 @@ class Ledger:
             **({} if self.figures is None else {
                 name: getattr(self.figures, name) for name in FIGURE_COLUMNS}),
         })
+
+
+def concat_ledgers(parts: list[Ledger]) -> Ledger:
+    """Ledgers of disjoint sets of policies as one (policies in the parts' order). `parts` is
+    emptied as it goes, field by field, so the copy never holds two whole ledgers at once."""
+    if len(parts) == 1:
+        return parts.pop()
+    columns: dict[str, Any] = {}
+    figure_columns: dict[str, Any] = {}
+    with_figures = all(p.figures is not None for p in parts)
+    names = ("day", "day_status", "reading_seq", "delta", "bonus", "sum_insured")
+    columns["policy_id"] = pd.api.types.union_categoricals([p.policy_id for p in parts])
+    for name in names + (FIGURE_COLUMNS if with_figures else ()):
+        pieces = []
+        for i, p in enumerate(parts):
+            source = p.figures if name in FIGURE_COLUMNS else p
+            pieces.append(getattr(source, name))
+            parts[i] = _without(p, name)
+        (figure_columns if name in FIGURE_COLUMNS else columns)[name] = np.concatenate(pieces)
+        del pieces
+    parts.clear()
+    return Ledger(**columns, figures=DayFigures(**figure_columns) if with_figures else None)
+
+
+def _without(ledger: Ledger, name: str) -> Ledger:
+    """The ledger with one column dropped (an empty array in its place)."""
+    empty = np.empty(0)
+    if name in FIGURE_COLUMNS:
+        assert ledger.figures is not None
+        return replace(ledger, figures=replace(ledger.figures, **{name: empty}))
+    return replace(ledger, **{name: empty})  # type: ignore[arg-type]
 
 
 def _local_day_numbers(measured_ns: npt.NDArray[np.int64], zone_code: npt.NDArray[np.int64],

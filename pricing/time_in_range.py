@@ -94,14 +94,13 @@ class _Calendar:
             self.zone[policy], self.start[policy] + offset - self.first]
         return found
 
-    def slots(self, width: int, slot_minutes: int) -> npt.NDArray[np.int64]:
-        """S of every policy-day (policies x width): rule 2."""
+    def slots(self, width: int, slot_minutes: int) -> npt.NDArray[np.int16]:
+        """S of every policy-day (policies x width): rule 2. From a (zone x day) table, so no
+        policy-sized intermediate is made."""
         step = slot_minutes * NS_PER_MINUTE
-        n = len(self.start)
-        policy = np.repeat(np.arange(n), width)
-        offset = np.tile(np.arange(width), n)
-        length = self.at(policy, offset + 1) - self.at(policy, offset)
-        slots: npt.NDArray[np.int64] = (-(-length // step)).reshape(n, width)
+        per_zone_day = (-(-np.diff(self.midnight, axis=1) // step)).astype(np.int16)
+        columns = (self.start - self.first)[:, None] + np.arange(width)[None, :]
+        slots: npt.NDArray[np.int16] = per_zone_day[self.zone[:, None], columns]
         return slots
 
 
@@ -125,8 +124,9 @@ def day_summaries(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.D
         "very_high": np.bincount(cell, weights=mgdl > ruleset.very_high_above_mgdl,
                                  minlength=size),
     }
-    covered_cells = np.unique(cell * MAX_SLOTS + slot)
-    covered = np.bincount(covered_cells // MAX_SLOTS, minlength=size)
+    keys = np.sort(cell * MAX_SLOTS + slot)  # distinct (cell, slot) pairs: sorted, then runs
+    distinct = keys[np.flatnonzero(np.diff(keys, prepend=-1))]
+    covered = np.bincount(distinct // MAX_SLOTS, minlength=size)
     where = np.flatnonzero(counts["readings"])
     policy, offset = where // max(width, 1), where % max(width, 1)
     day = (calendar.start[policy] + offset).astype("datetime64[D]")
@@ -136,42 +136,60 @@ def day_summaries(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.D
         **{k: v[where].astype(np.int32) for k, v in counts.items()}})
 
 
+CHUNK_POLICIES = 10_000  # priced together: bounds the day grids' memory, whatever the size
+
+
 def evaluate_days(policies: pd.DataFrame, summaries: pd.DataFrame, ruleset: Ruleset,
                   through: date | str | np.datetime64, resume: ev.Resume | None = None
                   ) -> ev.Ledger:
-    """Rules 3-6 from the policy-day summaries (rows of days without one: no readings)."""
+    """Rules 3-6 from the policy-day summaries (rows of days without one: no readings), in
+    chunks of CHUNK_POLICIES policies (each policy's days depend only on its own rows)."""
     n_policies = len(policies)
-    n_days = ev.policy_day_counts(policies, through)
-    width = int(n_days.max()) if n_policies else 0
     if resume is None:
         resume = ev.Resume(np.zeros(n_policies, np.int64), np.zeros(n_policies),
                            np.zeros(n_policies, np.int64))
-    grids = _grids(policies, summaries, width)
+    row_policy = ev._positions(summaries["policy_id"],
+                               pd.Index(policies["policy_id"].astype(str)))
+    parts = []
+    for a in range(0, max(n_policies, 1), CHUNK_POLICIES):
+        b = min(a + CHUNK_POLICIES, n_policies)
+        rows = np.flatnonzero((row_policy >= a) & (row_policy < b))
+        chunk = ev.Resume(resume.offset[a:b], resume.bonus[a:b], resume.measured_in_block[a:b])
+        parts.append(_evaluate_chunk(policies.iloc[a:b], summaries.iloc[rows],
+                                     row_policy[rows] - a, ruleset, through, chunk))
+    return ev.concat_ledgers(parts)
+
+
+def _evaluate_chunk(policies: pd.DataFrame, summaries: pd.DataFrame,
+                    row_policy: npt.NDArray[np.int64], ruleset: Ruleset,
+                    through: date | str | np.datetime64, resume: ev.Resume) -> ev.Ledger:
+    n_days = ev.policy_day_counts(policies, through)
+    width = int(n_days.max()) if len(policies) else 0
+    grids = _grids(policies, summaries, row_policy, width)
     slots = _Calendar(policies, width).slots(width, ruleset.slot_minutes)
     status = _statuses(grids, slots, ruleset)
     step = np.array([ruleset.delta_missed, ruleset.delta_in_target, ruleset.delta_high,
                      ruleset.delta_out_of_target, ruleset.delta_missed,
                      ruleset.delta_hypo_risk])[status]
     bonus, delta = ev._running_bonus(step, status != ev.INSUFFICIENT, ruleset, resume)
-    n = grids["readings"].astype(np.float64)
+    n = grids["readings"]
     with np.errstate(invalid="ignore", divide="ignore"):
-        figures = ev.DayFigures(
-            coverage=100.0 * grids["covered"] / slots, time_in_range=100.0 * grids["in_range"] / n,
-            below=100.0 * grids["low"] / n, very_high=100.0 * grids["very_high"] / n)
+        figures = ev.DayFigures(*(
+            (100.0 * part / whole).astype(np.float32) for part, whole in (
+                (grids["covered"], slots), (grids["in_range"], n), (grids["low"], n),
+                (grids["very_high"], n))))
     seq = np.full(status.shape, -1, dtype=np.int32)
     return ev._ledger(policies, n_days, resume, status, seq, bonus, delta, figures)
 
 
-def _grids(policies: pd.DataFrame, summaries: pd.DataFrame, width: int
-           ) -> dict[str, npt.NDArray[np.int32]]:
+def _grids(policies: pd.DataFrame, summaries: pd.DataFrame,
+           row_policy: npt.NDArray[np.int64], width: int) -> dict[str, npt.NDArray[np.int32]]:
     """The summaries as (policies x width) count grids, zero where a day has no row."""
-    policy = pd.Index(policies["policy_id"].astype(str)).get_indexer(
-        pd.Index(summaries["policy_id"].astype(str)))
     start = ev._start_day_numbers(policies)
-    days = pd.to_datetime(summaries["day"]).to_numpy(dtype="datetime64[D]").astype(np.int64)
-    offset = days - start[np.maximum(policy, 0)]
-    keep = (policy >= 0) & (offset >= 0) & (offset < width)
-    cell = policy[keep] * width + offset[keep]
+    days = summaries["day"].to_numpy(dtype="datetime64[D]").astype(np.int64)
+    offset = days - start[np.maximum(row_policy, 0)]
+    keep = (row_policy >= 0) & (offset >= 0) & (offset < width)
+    cell = row_policy[keep] * width + offset[keep]
     grids = {}
     for column in ("covered", "readings", "in_range", "low", "very_high"):
         grid = np.zeros(len(policies) * width, dtype=np.int32)
@@ -180,7 +198,7 @@ def _grids(policies: pd.DataFrame, summaries: pd.DataFrame, width: int
     return grids
 
 
-def _statuses(grids: dict[str, npt.NDArray[np.int32]], slots: npt.NDArray[np.int64],
+def _statuses(grids: dict[str, npt.NDArray[np.int32]], slots: npt.NDArray[np.int16],
               ruleset: Ruleset) -> npt.NDArray[np.int8]:
     """Rule 3, first match wins: assigned in reverse order so that earlier rules overwrite."""
     n = grids["readings"].astype(np.float64)

@@ -1,0 +1,104 @@
+"""CGM day summaries kept in the database (pricing/cgm_days.py) against the same rules run on
+the raw readings (pricing/time_in_range.py), through late, out-of-order and repeated arrivals,
+and the engine pricing CGM policies from them day by day as in one run."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import psycopg
+
+from devices.fleet import fleet_messages, portfolio
+from devices.provisioning import add_portfolio
+from pricing import cgm_days, store, time_in_range
+from pricing.ruleset import load_builtin
+from tests.helpers import START, TEST_SECRET, current_ledger, store_messages
+
+CGM = load_builtin("cgm-default")
+THROUGH = START + timedelta(days=13)
+
+
+def summaries_from_readings(conn: psycopg.Connection[tuple[object, ...]]) -> pd.DataFrame:
+    policies, bindings = store.load_policies(conn)
+    readings = store.load_readings(conn, list(bindings["device_id"]))
+    frame = time_in_range.day_summaries(policies, bindings, readings, CGM, THROUGH)
+    frame["day"] = pd.to_datetime(frame["day"])
+    return frame.sort_values(["policy_id", "day"]).reset_index(drop=True)
+
+
+def test_summaries_equal_the_readings_after_late_and_out_of_order_arrivals(db_url: str) -> None:
+    people = portfolio(8, 31, START, cgm_share=1.0)
+    with psycopg.connect(db_url) as conn:
+        add_portfolio(conn, people, TEST_SECRET)
+        conn.commit()
+    messages = [(m.topic, m.payload, m.at) for m in fleet_messages(people, 31, 14)
+                if m.topic.endswith("/readings")]
+    random.Random(5).shuffle(messages)  # out of order: days arrive in any order
+    first, late = messages[: len(messages) // 2], messages[len(messages) // 2:]
+    store_messages(db_url, first)
+    ids = [p.policy_id for p in people]
+    with psycopg.connect(db_url) as conn:
+        cgm_days.refresh(conn, ids, CGM, None)
+        conn.commit()
+        between = datetime.now(UTC)
+        partial = cgm_days.load(conn, ids, CGM)
+        assert partial.equals(summaries_from_readings(conn).astype(partial.dtypes))
+    store_messages(db_url, late + first[:500])  # the rest, later, with some sent again
+    with psycopg.connect(db_url) as conn:
+        touched = cgm_days.refresh(conn, ids, CGM, between)
+        conn.commit()
+        cgm_days.refresh(conn, ids, CGM, between)  # again: nothing changes
+        conn.commit()
+        stored = cgm_days.load(conn, ids, CGM)
+        expected = summaries_from_readings(conn)
+    assert touched > 0
+    assert len(stored) == len(expected) > 8 * 10
+    pd.testing.assert_frame_equal(stored, expected, check_dtype=False)
+
+
+def test_summaries_made_under_other_parameters_are_made_again(db_url: str) -> None:
+    people = portfolio(3, 32, START, cgm_share=1.0)
+    with psycopg.connect(db_url) as conn:
+        add_portfolio(conn, people, TEST_SECRET)
+        conn.commit()
+    store_messages(db_url, [(m.topic, m.payload, m.at) for m in fleet_messages(people, 32, 7)])
+    ids = [p.policy_id for p in people]
+    wider = CGM.with_parameters(range_high_mgdl=200.0)
+    with psycopg.connect(db_url) as conn:
+        cgm_days.refresh(conn, ids, CGM, None)
+        before = cgm_days.load(conn, ids, CGM)
+        cgm_days.refresh(conn, ids, wider, datetime.now(UTC))  # nothing new, other key
+        assert cgm_days.load(conn, ids, CGM).empty
+        after = cgm_days.load(conn, ids, wider)
+    assert len(after) == len(before)
+    assert (after["in_range"] >= before["in_range"]).all()
+    assert (after["in_range"] > before["in_range"]).any()
+
+
+def test_the_engine_prices_cgm_day_by_day_as_in_one_run(db_url: str) -> None:
+    from pricing.engine import run_pricing
+
+    people = portfolio(6, 33, START, cgm_share=1.0)
+    with psycopg.connect(db_url) as conn:
+        add_portfolio(conn, people, TEST_SECRET)
+        conn.commit()
+    messages = [(m.topic, m.payload, m.at) for m in fleet_messages(people, 33, 14)]
+    for day in range(14):
+        cut = datetime.combine(START + timedelta(days=day + 1), datetime.min.time(), UTC)
+        store_messages(db_url, [m for m in messages
+                                if cut - timedelta(days=1) <= m[2] < cut])
+        run_pricing(db_url, START + timedelta(days=day))
+    daily = current_ledger(db_url)
+
+    with psycopg.connect(db_url) as conn:
+        policies, bindings = store.load_policies(conn)
+        readings = store.load_readings(conn, list(bindings["device_id"]))
+    from tests.helpers import comparable
+
+    one_run = comparable(time_in_range.evaluate(policies, bindings, readings, CGM,
+                                                START + timedelta(days=13)))
+    pd.testing.assert_frame_equal(daily[one_run.columns[:7]], one_run[one_run.columns[:7]],
+                                  check_dtype=False)
+    assert set(daily["day_status"]) >= {"in_target", "insufficient"}
