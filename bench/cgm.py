@@ -14,7 +14,9 @@
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from datetime import date, timedelta
 from typing import Any
@@ -143,6 +145,34 @@ def raw_sample(wearers: int, days: int, seed: int
     return pol, bindings, readings
 
 
+def price_from_summaries(policies: int, days: int, seed: int) -> dict[str, Any]:
+    """The back-test of `days` days and tonight's run of one new day, from synthetic summaries;
+    run in a fresh process, its peak RSS is what pricing this portfolio takes."""
+    from glucover.cli import _fixed_mmap_threshold
+
+    _fixed_mmap_threshold()  # as every glucover command has it
+    rules = load_builtin("cgm-default")
+    pol, summaries = synthetic_summaries(policies, days, seed)
+    through = START + timedelta(days=days - 1)
+    started = time.perf_counter()
+    ledger = time_in_range.evaluate_days(pol, summaries, rules, through)
+    backtest_s = time.perf_counter() - started
+    policy_days = len(ledger)
+    # Tonight's run resumes every policy from yesterday's bonus (all start on one day, so the
+    # ledger is policies x days in order); the block's worn days are not needed for a day that
+    # is not a block's last.
+    last = days - 1
+    yesterday = ledger.bonus.reshape(policies, days)[:, last - 1].copy()
+    del ledger
+    resume = Resume(np.full(policies, last, np.int64), yesterday, np.zeros(policies, np.int64))
+    tonight = summaries[summaries["day"] == pd.Timestamp(through)]
+    started = time.perf_counter()
+    time_in_range.evaluate_days(pol, tonight, rules, through, resume)
+    return {"summary_rows": len(summaries), "policy_days": policy_days,
+            "backtest_seconds": backtest_s, "nightly_seconds": time.perf_counter() - started,
+            "peak_rss_mb": peak_rss_mb()}
+
+
 def run_bench(settings: Settings, wearers: int, ingest_days: int, policies: int, days: int,
               sample: int, seed: int = 3, show_progress: bool = True) -> dict[str, Any]:
     say = progress(show_progress)
@@ -166,24 +196,14 @@ def run_bench(settings: Settings, wearers: int, ingest_days: int, policies: int,
             report["ingest_meters"] = run_scenario(servers, workload(wearers, count, 1, seed),
                                                    count)
 
-    say(f"summaries: {policies:,} CGM policies x {days} days")
-    pol, summaries = synthetic_summaries(policies, days, seed)
+    say(f"summaries: {policies:,} CGM policies x {days} days (in a process of its own, so "
+        "its peak memory is the pricing's)")
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        priced = pool.submit(price_from_summaries, policies, days, seed).result()
+    say(f"back-test from summaries: {priced['policy_days']:,} policy-days in "
+        f"{priced['backtest_seconds']:.1f}s; nightly, one new day: "
+        f"{priced['nightly_seconds']:.2f}s; peak RSS {priced['peak_rss_mb']:,.0f} MB")
     through = START + timedelta(days=days - 1)
-    started = time.perf_counter()
-    ledger = time_in_range.evaluate_days(pol, summaries, rules, through)
-    backtest_s = time.perf_counter() - started
-    say(f"back-test from summaries: {len(ledger):,} policy-days in {backtest_s:.1f}s")
-    last = len(ledger) // policies - 1
-    state = ledger.to_frame().groupby("policy_id", observed=True).nth(last - 1)
-    resume = Resume(np.full(policies, last, np.int64), state["bonus"].to_numpy(),
-                    np.zeros(policies, np.int64))
-    tonight = summaries[summaries["day"] == pd.Timestamp(through)]
-    started = time.perf_counter()
-    nightly = time_in_range.evaluate_days(pol, tonight, rules, through, resume)
-    nightly_s = time.perf_counter() - started
-    say(f"nightly, one new day: {len(nightly):,} policy-days in {nightly_s:.2f}s")
-    rss = peak_rss_mb()
-
     say(f"raw readings: {sample} simulated wearers x {days} days")
     spol, sbind, sreadings = raw_sample(sample, days, seed)
     started = time.perf_counter()
@@ -194,14 +214,17 @@ def run_bench(settings: Settings, wearers: int, ingest_days: int, policies: int,
         through)
     pd.testing.assert_frame_equal(raw.to_frame(), from_rows.to_frame())
     raw_rate = len(raw) / raw_s
-    rate = len(ledger) / backtest_s
+    backtest_days = priced["policy_days"]
+    rate = backtest_days / priced["backtest_seconds"]
     report.update({
-        "policies": policies, "days": days, "summary_rows": len(summaries),
-        "backtest_seconds": round(backtest_s, 2), "backtest_policy_days_per_s": round(rate),
-        "nightly_seconds": round(nightly_s, 3), "peak_rss_mb": round(rss),
+        "policies": policies, "days": days, "summary_rows": priced["summary_rows"],
+        "backtest_seconds": round(priced["backtest_seconds"], 2),
+        "backtest_policy_days_per_s": round(rate),
+        "nightly_seconds": round(priced["nightly_seconds"], 3),
+        "peak_rss_mb": round(priced["peak_rss_mb"]),
         "raw_sample_wearers": sample, "raw_sample_readings": len(sreadings),
         "raw_policy_days_per_s": round(raw_rate),
-        "raw_backtest_seconds_estimated": round(len(ledger) / raw_rate, 1),
+        "raw_backtest_seconds_estimated": round(backtest_days / raw_rate, 1),
         "ratio_vs_raw": round(rate / raw_rate, 1), "ledgers_equal_on_sample": True,
     })
     return report

@@ -68,3 +68,18 @@ def test_bench_dashboard_renders_every_page(settings: object,
     import os
 
     assert os.environ["DATABASE_URL"] == "postgresql://unused"
+
+
+def test_bench_cgm_small(settings: object, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "cgm", "--sensors", "12", "--ingest-days", "1", "--policies", "3000",
+                 "--days", "30", "--sample", "4", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    cgm, meters = report["ingest_cgm"], report["ingest_meters"]
+    assert cgm["stored"] == cgm["readings"] == meters["stored"] > 12 * 200
+    assert cgm["lost"] == cgm["duplicated"] == meters["lost"] == 0
+    assert report["storage"]["bytes_per_reading"] > 0
+    assert report["ledgers_equal_on_sample"] is True
+    assert 0 < report["summary_rows"] <= 3000 * 30
+    for key in ("backtest_policy_days_per_s", "raw_policy_days_per_s", "nightly_seconds",
+                "peak_rss_mb"):
+        assert report[key] > 0
