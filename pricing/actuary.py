@@ -16,6 +16,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from pricing import safety
 from pricing.evaluator import (
     EXCLUSION_REASONS,
     AssignedReadings,
@@ -89,6 +90,10 @@ class BacktestResult:
     per_policy: pd.DataFrame  # policy_id, segment, final sums under both, liability
     paths: pd.DataFrame  # policy_id, day, sum_insured (candidate), sum_insured_baseline
     by_segment: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # Hypoglycaemia in the history each ruleset counts (pricing/safety.py), so an actuary sees
+    # whether a candidate rewards a history with more of it than the baseline does.
+    exposure: safety.Exposure = field(default_factory=safety.Exposure)
+    exposure_baseline: safety.Exposure = field(default_factory=safety.Exposure)
 
     def summary(self) -> dict[str, float]:
         p = self.per_policy
@@ -100,6 +105,9 @@ class BacktestResult:
             "expected_liability_baseline": float(p["expected_liability_baseline"].sum()),
             "change_vs_baseline": float(p["sum_insured"].sum() - p["sum_insured_baseline"].sum()),
             "mean_sum_insured": float(p["sum_insured"].mean()) if len(p) else 0.0,
+            **{f"hypo_{k}": v for k, v in self.exposure.percentages().items()},
+            **{f"hypo_{k}_baseline": v
+               for k, v in self.exposure_baseline.percentages().items()},
         }
 
     def distribution(self, bins: int = 20) -> pd.DataFrame:
@@ -120,6 +128,7 @@ def backtest(policies: pd.DataFrame, bindings: pd.DataFrame, readings: ReadingsS
     path_frame = pd.DataFrame(columns=["policy_id", "day", "sum_insured",
                                        "sum_insured_baseline"])
     n = len(policies)
+    exposure, exposure_base = safety.Exposure(), safety.Exposure()
     for start in range(0, max(n, 1), chunk_policies):
         chunk = policies.iloc[start:start + chunk_policies].reset_index(drop=True)
         b = bindings[bindings["policy_id"].isin(set(chunk["policy_id"]))]
@@ -131,9 +140,13 @@ def backtest(policies: pd.DataFrame, bindings: pd.DataFrame, readings: ReadingsS
         n_days = policy_day_counts(chunk, through)
         assigned, _ = assign_readings(chunk, b, r, candidate, n_days)
         same = validity_key(candidate) == validity_key(baseline)
+        assigned_base = assigned if same else assign_readings(chunk, b, r, baseline, n_days)[0]
         cand_ledger = evaluate(chunk, b, r, candidate, through, assigned=assigned)
-        base_ledger = evaluate(chunk, b, r, baseline, through, assigned=assigned if same
-                               else None)
+        base_ledger = evaluate(chunk, b, r, baseline, through, assigned=assigned_base)
+        values = r["value_mmol"].to_numpy(dtype=np.float64)
+        exposure.add(values[assigned.row], assigned.policy, assigned.day_offset, n_days)
+        exposure_base.add(values[assigned_base.row], assigned_base.policy,
+                          assigned_base.day_offset, n_days)
         glycaemia.append(policy_glycaemia(chunk, b, r, candidate, through, assigned))
         finals.append(final_day(cand_ledger))
         finals_base.append(final_day(base_ledger))
@@ -171,7 +184,8 @@ def backtest(policies: pd.DataFrame, bindings: pd.DataFrame, readings: ReadingsS
     ).reset_index()
     by_segment["change_vs_baseline"] = (by_segment["mean_sum_insured"]
                                         - by_segment["mean_sum_insured_baseline"])
-    return BacktestResult(candidate, baseline, through, per, path_frame, by_segment)
+    return BacktestResult(candidate, baseline, through, per, path_frame, by_segment, exposure,
+                          exposure_base)
 
 
 # ---------------------------------------------------------------- GLM

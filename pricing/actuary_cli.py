@@ -107,6 +107,13 @@ def backtest_cli(args: argparse.Namespace, settings: Settings) -> int:
           f"{summary['change_vs_baseline']:+,.0f})")
     print(f"  expected liability  {summary['expected_liability']:>16,.0f}  (baseline "
           f"{summary['expected_liability_baseline']:,.0f})")
+    print(f"  hypoglycaemia       policy-days with a valid reading below 3.9 mmol/L "
+          f"{summary['hypo_days_below_3_9_percent']}% (baseline "
+          f"{summary['hypo_days_below_3_9_percent_baseline']}%), below 3.0 "
+          f"{summary['hypo_days_below_3_0_percent']}% "
+          f"({summary['hypo_days_below_3_0_percent_baseline']}%); readings below 3.9 "
+          f"{summary['hypo_readings_below_3_9_percent']}% "
+          f"({summary['hypo_readings_below_3_9_percent_baseline']}%)")
     print(result.by_segment.round(2).to_string(index=False))
     return 0
 

@@ -11,6 +11,7 @@ import psycopg
 from psycopg import sql
 
 from pricing import ruleset as rulesets
+from pricing import safety
 from pricing.ruleset import Ruleset, RulesetError
 
 Conn = psycopg.Connection[Any]
@@ -92,9 +93,17 @@ def in_force(conn: Conn, name: str) -> Ruleset:
         return rulesets.load_builtin("default")
 
 
-def publish(conn: Conn, ruleset: Ruleset, author: str, notes: str = "") -> Ruleset:
-    """Store a new immutable version; returns it with its version number."""
+def publish(conn: Conn, ruleset: Ruleset, author: str, notes: str = "",
+            hypoglycaemia_reason: str = "") -> Ruleset:
+    """Store a new immutable version; returns it with its version number. A ruleset whose
+    in-target band starts below level 1 hypoglycaemia (pricing/safety.py) is refused unless the
+    author gives a reason, which is stored with the version."""
     ruleset.validate()
+    risk = safety.hypoglycaemia_risk(ruleset)
+    if risk and not hypoglycaemia_reason.strip():
+        raise RulesetError(f"not published: {risk}; publish it only with a reason")
+    if risk:
+        notes = f"{notes}; hypoglycaemia risk accepted ({risk}): {hypoglycaemia_reason.strip()}"
     body = ruleset.to_toml()
     conn.execute("select pg_advisory_xact_lock(hashtext('ruleset:' || %s))", (ruleset.name,))
     row = conn.execute("select coalesce(max(version), 0) + 1 from rulesets where name = %s",

@@ -555,3 +555,27 @@ def test_real_browser_cgm_policyholder_page_on_a_phone(cgm_dashboard_db: str, la
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_the_editor_asks_for_a_reason_before_publishing_a_hypoglycaemic_band(
+        dashboard_db: str) -> None:
+    at = signed_in("ann")
+    at.selectbox[0].set_value("default")
+    at.run()
+    at.number_input(key="rs_target_low").set_value(3.6)
+    at.button(key="FormSubmitter:ruleset-Validate").click()
+    at.run()
+    assert any("level 1 hypoglycaemia" in w.value for w in at.warning)
+    publish = next(b for b in at.button if b.label == "Publish new version")
+    assert publish.disabled
+    at.text_input(key="hypo_reason").input("supervised pilot")
+    at.run()
+    publish = next(b for b in at.button if b.label == "Publish new version")
+    assert not publish.disabled
+    publish.click()
+    at.run()
+    assert any("Published" in s.value for s in at.success)
+    with psycopg.connect(dashboard_db) as conn:
+        notes = conn.execute("select notes from rulesets order by published_at desc limit 1"
+                             ).fetchone()
+    assert notes is not None and "supervised pilot" in str(notes[0])

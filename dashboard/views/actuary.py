@@ -12,7 +12,7 @@ import streamlit as st
 
 from dashboard import db
 from dashboard.auth import User
-from pricing import actuary, glycaemia, store
+from pricing import actuary, glycaemia, safety, store
 from pricing.ruleset import (
     Ruleset,
     RulesetError,
@@ -128,10 +128,17 @@ def ruleset_editor(user: User) -> Ruleset | None:
                    "excluded.author, updated_at = now()",
                    (candidate.name, user.username, candidate.to_toml()))
         st.toast("Draft saved")
-    if c2.button("Publish new version", disabled=not changes):
+    risk = safety.hypoglycaemia_risk(candidate)
+    reason = ""
+    if risk:
+        st.warning(f"Hypoglycaemia: {risk}. A scheme that rewards low readings can push people "
+                   "into hypoglycaemia. Publish only with a reason, kept with the version.")
+        reason = st.text_input("Reason for publishing anyway", key="hypo_reason")
+    if c2.button("Publish new version", disabled=not changes or bool(risk and not reason.strip())):
         with db.pool().connection() as conn:
             published = store.publish(conn, candidate, author=user.username,
-                                      notes="published from the dashboard")
+                                      notes="published from the dashboard",
+                                      hypoglycaemia_reason=reason)
         st.success(f"Published {published.name} version {published.version}")
     return candidate
 
@@ -167,6 +174,14 @@ def backtest_section(candidate: Ruleset | None) -> None:
     c2.metric("Expected liability", f"{summary['expected_liability']:,.0f}",
               delta=f"{liability_change:+,.0f}")
     c3.metric("Mean sum insured", f"{summary['mean_sum_insured']:,.0f}")
+    h1, h2, h3 = st.columns(3)
+    for col, key, label in ((h1, "days_below_3_9", "Days with a reading < 3.9 mmol/L"),
+                            (h2, "days_below_3_0", "Days with a reading < 3.0 mmol/L"),
+                            (h3, "readings_below_3_0", "Readings < 3.0 mmol/L (time below 54)")):
+        value = summary[f"hypo_{key}_percent"]
+        change = value - summary[f"hypo_{key}_percent_baseline"]
+        col.metric(label, f"{value:.2f}%", delta=f"{change:+.2f} pt vs baseline",
+                   delta_color="inverse")
     st.altair_chart(alt.Chart(result.per_policy).mark_bar().encode(
         x=alt.X("bonus:Q", bin=alt.Bin(maxbins=30), title="bonus at period end"),
         y=alt.Y("count():Q", title="policies")), width="stretch")
