@@ -107,6 +107,8 @@ def main() -> None:
                             url_path="policy")],
         "operations": [st.Page(operations.render, title="Operations", url_path="operations",
                                default=True)],
+        "clinician": [st.Page(lambda: policyholder.render(user), title="My panel",
+                              url_path="panel", default=True)],
     }[user.role]
     st.navigation(pages).run()
 

@@ -8,7 +8,7 @@ from typing import Any
 import bcrypt
 import psycopg
 
-ROLES = ("policyholder", "actuary", "operations")
+ROLES = ("policyholder", "actuary", "operations", "clinician")
 BCRYPT_ROUNDS = 12
 
 
@@ -52,9 +52,30 @@ def authenticate(conn: psycopg.Connection[Any], username: str, password: str) ->
     return User(username.strip(), str(row[1]), None if row[2] is None else str(row[2]))
 
 
-def policy_for(user: User, requested: str | None) -> str:
+def add_to_panel(conn: psycopg.Connection[Any], username: str, policy_ids: list[str]) -> None:
+    """Put policyholders on a clinician's panel."""
+    with conn.cursor() as cur:
+        cur.executemany("insert into care_panels (username, policy_id) values (%s, %s) "
+                        "on conflict do nothing", [(username, p) for p in policy_ids])
+
+
+def panel(conn: psycopg.Connection[Any], user: User) -> list[str]:
+    """The policies a user may choose from: a clinician's panel; everyone's for actuaries and
+    operations; a policyholder's own."""
+    if user.role == "policyholder":
+        return [str(user.policy_id)]
+    if user.role == "clinician":
+        rows = conn.execute("select policy_id from care_panels where username = %s "
+                            "order by policy_id", (user.username,))
+    else:
+        rows = conn.execute("select policy_id from policies order by policy_id")
+    return [str(p) for (p,) in rows]
+
+
+def policy_for(user: User, requested: str | None, allowed: list[str] | None = None) -> str:
     """The policy `user` may look at. A policyholder gets their own, and asking for another's
-    is refused; actuaries and operations may look at any they name."""
+    is refused; a clinician one on their panel (`allowed`); actuaries and operations any they
+    name."""
     if user.role == "policyholder":
         assert user.policy_id is not None
         if requested and requested != user.policy_id:
@@ -62,4 +83,6 @@ def policy_for(user: User, requested: str | None) -> str:
         return user.policy_id
     if not requested:
         raise AccessDenied("choose a policy")
+    if user.role == "clinician" and requested not in (allowed or []):
+        raise AccessDenied("this policyholder is not on your panel")
     return requested

@@ -81,7 +81,7 @@ def spawn(name: str, args: list[str], env: dict[str, str], marker: str | None = 
 
 def provision_demo(admin_url: str, settings: Settings, policies: int, seed: int, days: int
                    ) -> list[str]:
-    from dashboard.auth import create_user
+    from dashboard.auth import add_to_panel, create_user
     from devices.fleet import DEFAULT_CGM_SHARE, DEFAULT_GATEWAY_SHARE, portfolio
     from devices.provisioning import add_portfolio, sync_broker
 
@@ -95,8 +95,11 @@ def provision_demo(admin_url: str, settings: Settings, policies: int, seed: int,
         for kind in ("bgm", "cgm"):
             logins += [(p.policy_id.lower(), "policyholder", p.policy_id)
                        for p in [p for p in people if p.kind == kind][:DEMO_POLICYHOLDERS]]
+        logins.append(("clinician", "clinician", None))
         for username, role, policy in logins:
             create_user(conn, username, DEMO_PASSWORD, role, policy, rounds=10)
+        # The demo clinician looks after the demo policyholders, meters and CGMs alike.
+        add_to_panel(conn, "clinician", [p for _, role, p in logins if p is not None])
         conn.commit()
         sync_broker(conn, settings)
     return [u for u, _, _ in logins]

@@ -579,3 +579,22 @@ def test_the_editor_asks_for_a_reason_before_publishing_a_hypoglycaemic_band(
         notes = conn.execute("select notes from rulesets order by published_at desc limit 1"
                              ).fetchone()
     assert notes is not None and "supervised pilot" in str(notes[0])
+
+
+def test_a_clinician_sees_only_the_panel_and_can_download_its_records(
+        dashboard_db: str) -> None:
+    from dashboard.auth import add_to_panel
+
+    with psycopg.connect(dashboard_db) as conn:
+        create_user(conn, "dr_li", PASSWORD, "clinician", rounds=4)
+        add_to_panel(conn, "dr_li", ["POL-006-000002", "POL-006-000004"])
+        conn.commit()
+    at = signed_in("dr_li")
+    policies = next(s for s in at.selectbox if s.label == "Policy")
+    assert policies.options == ["POL-006-000002", "POL-006-000004"]
+    assert "POL-006-000002" in at.title[0].value
+    buttons = [b.proto.label for b in at.get("download_button")]
+    assert buttons == ["Download my records (FHIR R4, for your doctor)"]
+    off_panel = signed_in("dr_li", {"policy": "POL-006-000001"})
+    assert [e.value for e in off_panel.error] == ["this policyholder is not on your panel"]
+    assert not off_panel.metric

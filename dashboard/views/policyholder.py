@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import db
-from dashboard.auth import AccessDenied, User, policy_for
+from dashboard.auth import AccessDenied, User, panel, policy_for
 from dashboard.i18n import LANGUAGES, t
 from dashboard.policyholder_data import EXPLAINED_ROWS, PolicySummary, load_summary
 from dashboard.views import cgm as cgm_view
@@ -76,13 +76,18 @@ def readings_chart(summary: PolicySummary, lang: str) -> alt.LayerChart | alt.Fa
 def render(user: User) -> None:
     lang = st.session_state.get("lang", "en")
     requested = st.query_params.get("policy")
+    with db.pool().connection() as conn:
+        options = panel(conn, user)
     if user.role != "policyholder":
-        options = db.frame("select policy_id from policies order by policy_id")["policy_id"]
-        requested = st.selectbox("Policy", list(options),
-                                 index=list(options).index(requested) if requested in
-                                 list(options) else 0)
+        if not options:
+            st.info("No policyholders on your panel yet.")
+            return
+        # A clinician who asks for someone off the panel is refused below, not redirected.
+        if requested in options or requested is None or user.role != "clinician":
+            requested = st.selectbox("Policy", options, index=options.index(requested)
+                                     if requested in options else 0)
     try:
-        policy_id = policy_for(user, requested)
+        policy_id = policy_for(user, requested, options)
     except AccessDenied as exc:
         st.error(str(exc))
         return
