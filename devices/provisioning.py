@@ -20,6 +20,7 @@ from glucover import broker
 from glucover.config import Settings
 from glucover.db import connect
 from glucover.errors import UserError
+from pricing.ruleset import RULESET_OF_KIND
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,6 @@ def add_devices(conn: psycopg.Connection[tuple[object, ...]], device_ids: Iterab
                         "(%s, %s, %s) on conflict (device_id) do nothing",
                         [(d, h, str(kind)) for d, h in fresh])
     return len(fresh)
-
-
-# A policy's product is priced by the ruleset of its device's kind (pricing/rulesets/).
-RULESET_OF_KIND = {DeviceKind.BGM: "default", DeviceKind.CGM: "cgm-default"}
 
 
 def add_portfolio(conn: psycopg.Connection[tuple[object, ...]], people: list[Policyholder],

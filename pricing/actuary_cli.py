@@ -80,8 +80,12 @@ def _run_backtest(args: argparse.Namespace, settings: Settings, candidate: rules
 
     # A stored portfolio's readings are loaded a chunk of policies at a time, so memory is
     # bounded by the chunk, not the portfolio.
+    if candidate.kind != baseline.kind:
+        raise UserError(f"{candidate.name} prices {candidate.kind} policies and "
+                        f"{baseline.name} {baseline.kind} ones: compare rulesets of one kind")
     with psycopg.connect(settings.require_database_url()) as conn:
         policies, bindings = store.load_policies(conn)
+        policies = store.of_kind(conn, policies, candidate.kind)
         if policies.empty:
             raise UserError(NO_POLICIES)
         return run(policies, bindings, lambda ids: store.load_readings(conn, ids),

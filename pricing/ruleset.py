@@ -58,6 +58,8 @@ class Parameter:
 
 KINDS = ("bgm", "cgm")  # devices.wire.vocabulary.DeviceKind: what a ruleset prices
 BGM, CGM = ("bgm",), ("cgm",)
+# The shipped ruleset of each kind: what a new policy of that kind is priced by.
+RULESET_OF_KIND = {"bgm": "default", "cgm": "cgm-default"}
 
 
 def parameter(section: str, key: str, default: Any, *, label: tuple[str, str], help: str,

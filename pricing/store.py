@@ -93,6 +93,13 @@ def in_force(conn: Conn, name: str) -> Ruleset:
         return rulesets.load_builtin("default")
 
 
+def of_kind(conn: Conn, policies: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """The policies priced by a ruleset of `kind` (bgm or cgm): a back-test of a CGM ruleset
+    replays the CGM policies, one of a meter ruleset the meter policies."""
+    kinds = {name: in_force(conn, str(name)).kind for name in policies["ruleset_name"].unique()}
+    return policies[policies["ruleset_name"].map(kinds) == kind].reset_index(drop=True)
+
+
 def publish(conn: Conn, ruleset: Ruleset, author: str, notes: str = "",
             hypoglycaemia_reason: str = "") -> Ruleset:
     """Store a new immutable version; returns it with its version number. A ruleset whose

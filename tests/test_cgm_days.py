@@ -4,11 +4,14 @@ and the engine pricing CGM policies from them day by day as in one run."""
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import psycopg
+import pytest
 
 from devices.fleet import fleet_messages, portfolio
 from devices.provisioning import add_portfolio
@@ -102,3 +105,25 @@ def test_the_engine_prices_cgm_day_by_day_as_in_one_run(db_url: str) -> None:
     pd.testing.assert_frame_equal(daily[one_run.columns[:7]], one_run[one_run.columns[:7]],
                                   check_dtype=False)
     assert set(daily["day_status"]) >= {"in_target", "insufficient"}
+
+
+def test_a_cgm_ruleset_is_back_tested_on_the_cgm_policies(
+        db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`actuary backtest` of a looser CGM ruleset against cgm-default replays the CGM policies
+    only, and rewards more; a CGM candidate against the meter ruleset is refused."""
+    from glucover.cli import main
+    from tests.helpers import load_cgm_wearers, load_fleet
+
+    load_fleet(db_url, n=4, days=10, seed=9)  # meter policies beside them
+    load_cgm_wearers(db_url, n=3, days=14, seed=22)
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    loose = tmp_path / "loose.toml"
+    loose.write_text(CGM.with_parameters(name="cgm-loose", in_range_min_percent=40.0).to_toml())
+    assert main(["actuary", "backtest", "--ruleset", str(loose), "--baseline", "cgm-default",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["policies"] == 3
+    assert report["total_sum_insured"] > report["total_sum_insured_baseline"]
+    assert main(["actuary", "backtest", "--ruleset", str(loose), "--json"]) == 2
+    assert "compare rulesets of one kind" in capsys.readouterr().err

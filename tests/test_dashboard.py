@@ -137,6 +137,7 @@ def test_actuary_workbench_editor_backtest_and_glm(dashboard_db: str) -> None:
     tir = glycaemia.of_readings(window, load_builtin("default")).time_in_range
     assert tir is not None
     assert f"last {TIR_WINDOW_DAYS} days of readings: {tir:.1%}" in at.caption[0].value
+    assert at.caption[1].value == "CGMs: no CGM policies priced yet"
     at.number_input(key="rs_delta_in_target").set_value(150.0)
     at.button(key="FormSubmitter:ruleset-Validate").click()
     at.run()
@@ -598,3 +599,18 @@ def test_a_clinician_sees_only_the_panel_and_can_download_its_records(
     off_panel = signed_in("dr_li", {"policy": "POL-006-000001"})
     assert [e.value for e in off_panel.error] == ["this policyholder is not on your panel"]
     assert not off_panel.metric
+
+
+def test_the_workbench_shows_the_cgm_portfolio_from_its_day_summaries(
+        cgm_dashboard_db: str) -> None:
+    with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+        create_user(conn, "ann", PASSWORD, "actuary", rounds=4)
+        row = conn.execute(
+            "select sum(in_range)::float8 / sum(readings) from cgm_days where day > "
+            "(select max(day) from cgm_days) - 30").fetchone()
+        conn.commit()
+    at = signed_in("ann")
+    assert row is not None
+    assert at.caption[1].value.startswith(
+        f"CGM portfolio (2 policies), last 30 days: time in range 70–180 mg/dL {row[0]:.1%}, "
+        "below 54 mg/dL ")

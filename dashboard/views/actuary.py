@@ -14,6 +14,7 @@ from dashboard import db
 from dashboard.auth import User
 from pricing import actuary, glycaemia, safety, store
 from pricing.ruleset import (
+    RULESET_OF_KIND,
     Ruleset,
     RulesetError,
     declaration,
@@ -48,12 +49,28 @@ def portfolio_time_in_range() -> float | None:
     None before the summary has data (plain PostgreSQL: before the first pricing run)."""
     try:
         value = db.one(
-            "select sum(in_range_readings)::float8 / nullif(sum(readings), 0) from readings_daily"
-            " where day > (select max(day) from readings_daily) - make_interval(days => %s)",
+            "select sum(in_range_readings)::float8 / nullif(sum(readings), 0) "
+            "from readings_daily r join devices d using (device_id) where d.kind = 'bgm' "
+            "and day > (select max(day) from readings_daily) - make_interval(days => %s)",
             (TIR_WINDOW_DAYS,))
     except psycopg.errors.ObjectNotInPrerequisiteState:  # never refreshed
         return None
     return None if value is None else float(value)
+
+
+def cgm_portfolio() -> dict[str, float] | None:
+    """The CGM policies over the last TIR_WINDOW_DAYS of their day summaries (cgm_days, made
+    under cgm-default's bands): how many, time in range, time below 54 mg/dL (shares of valid
+    readings), and the sensor's coverage of the days it was worn. None without CGM policies."""
+    row = db.frame(
+        "select count(distinct policy_id)::int as policies, "
+        "sum(in_range)::float8 / nullif(sum(readings), 0) as time_in_range, "
+        "sum(low)::float8 / nullif(sum(readings), 0) as below_54, "
+        "sum(covered)::float8 / nullif(count(*) * 288, 0) as coverage from cgm_days "
+        "where day > (select max(day) from cgm_days) - %s", (TIR_WINDOW_DAYS,)).iloc[0]
+    if not row["policies"]:
+        return None
+    return {str(k): float(v) for k, v in row.to_dict().items()}
 
 
 @st.cache_data(ttl=60, show_spinner="Loading the stored portfolio…")
@@ -66,8 +83,7 @@ def stored(url: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 
 def _published(name: str) -> Ruleset:
     with db.pool().connection() as conn:
-        found = store.published(conn, name)
-    return found or load_builtin("default")
+        return store.in_force(conn, name)
 
 
 def parameter_inputs(base: Ruleset, lang: str = "en") -> dict[str, Any]:
@@ -144,16 +160,18 @@ def ruleset_editor(user: User) -> Ruleset | None:
 
 
 def backtest_section(candidate: Ruleset | None) -> None:
-    baseline = _published("default")
-    rules = candidate or baseline
+    rules = candidate or _published("default")
+    # Against the shipped ruleset of the same kind, over the policies of that kind.
+    baseline = _published(RULESET_OF_KIND[rules.kind])
     st.write(f"Candidate **{rules.name}** against published **{baseline.name}** "
              f"v{baseline.version or 'built-in'}")
     if not st.button("Run back-test"):
         return
     with db.pool().connection() as conn:
         policies, bindings = store.load_policies(conn)
+        policies = store.of_kind(conn, policies, rules.kind)
     if policies.empty:
-        st.warning("No policies stored yet.")
+        st.warning("No policies of this kind stored yet.")
         return
     bar = st.progress(0.0, text="Back-testing…")
     through = datetime.now(UTC).date() - timedelta(days=1)
@@ -238,9 +256,14 @@ def render(user: User) -> None:
     c3.metric("Mean bonus", f"{k['mean_bonus']:,.0f}")
     c4.metric("In target on the last priced day", f"{k['in_target_share']:.0%}")
     tir = k["time_in_range"]
-    st.caption(f"Time in range ({glycaemia.TIR_LOW_MMOL}–{glycaemia.TIR_HIGH_MMOL} mmol/L), "
-               f"last {TIR_WINDOW_DAYS} days of readings: "
+    st.caption(f"Meters: time in range ({glycaemia.TIR_LOW_MMOL}–{glycaemia.TIR_HIGH_MMOL} "
+               f"mmol/L), last {TIR_WINDOW_DAYS} days of readings: "
                + ("no data yet" if tir is None else f"{tir:.1%}"))
+    c = cgm_portfolio()
+    st.caption("CGMs: no CGM policies priced yet" if c is None else
+               f"CGM portfolio ({int(c['policies']):,} policies), last {TIR_WINDOW_DAYS} days: "
+               f"time in range 70–180 mg/dL {c['time_in_range']:.1%}, below 54 mg/dL "
+               f"{c['below_54']:.2%}, sensor coverage on days worn {c['coverage']:.0%}")
     tabs = st.tabs(["Ruleset", "Back-test", "GLM", "Gaming"])
     with tabs[0]:
         candidate = ruleset_editor(user)
