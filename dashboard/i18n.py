@@ -81,6 +81,7 @@ TEXT: dict[str, dict[str, str]] = {
                     "zh": "实线：中位数；深色带：25-75%；浅色带：5-95%；{low} 与 {high} {unit}"
                           "：目标范围。"},
     "tir_bands": {"en": "Time in ranges, last 14 days", "zh": "各血糖范围时间占比（近 14 天）"},
+    "daily_profiles": {"en": "Daily profiles, last 14 days", "zh": "每日血糖曲线（近 14 天）"},
     "band_very_low": {"en": "Very low", "zh": "极低"},
     "band_low": {"en": "Low", "zh": "低"},
     "band_in_range": {"en": "In range", "zh": "目标范围"},

@@ -481,7 +481,7 @@ def test_cgm_policyholder_sees_time_in_range_agp_and_the_explained_ledger(
                                        "time in range earns +100.")
     subheaders = [s.value for s in at.subheader]
     assert {"Time in ranges, last 14 days", "Ambulatory glucose profile, last 14 days",
-            "Your CGM figures against the consensus targets",
+            "Your CGM figures against the consensus targets", "Daily profiles, last 14 days",
             "How your sum insured changed"} <= set(subheaders)
     assert "3.9 and 10.0 mmol/L" in at.caption[0].value
     figures, ledger = at.table[0].value, at.table[1].value
@@ -541,7 +541,7 @@ def test_real_browser_cgm_policyholder_page_on_a_phone(cgm_dashboard_db: str, la
             time.sleep(1.5)
             assert not driver.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
             assert len(driver.find_elements(By.CSS_SELECTOR,
-                                            "[data-testid='stVegaLiteChart']")) >= 3
+                                            "[data-testid='stVegaLiteChart']")) >= 4
             overflow = driver.execute_script(
                 "return document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 1, f"{overflow} px to scroll sideways"

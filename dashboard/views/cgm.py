@@ -70,6 +70,29 @@ def agp_chart(figures: cgm.CgmWindow, unit: str, lang: str) -> alt.LayerChart | 
     return alt.layer(outer, inner, median, targets)
 
 
+def daily_chart(figures: cgm.CgmWindow, unit: str, lang: str) -> alt.FacetChart:
+    """The window's days, one small trace each over the target band, four to a row (so a
+    phone's 390 px hold a row)."""
+    days = figures.days.assign(
+        value=cgm.in_unit(figures.days["mgdl"], unit),
+        day=figures.days["measured_at"].dt.strftime("%m-%d"),
+        time=pd.Timestamp("2000-01-01") + pd.to_timedelta(
+            figures.days["measured_at"].dt.hour * 60 + figures.days["measured_at"].dt.minute,
+            unit="m"))
+    low, high = (cgm.in_unit(v, unit) for v in (cgm.TIR_LOW_MGDL, cgm.TIR_HIGH_MGDL))
+    days["low"], days["high"] = low, high
+    top = cgm.in_unit(350, unit)
+    band = alt.Chart(days).mark_area(color="green", opacity=0.12).encode(
+        x=alt.X("time:T", axis=None), y=alt.Y("low:Q", axis=None,
+                                              scale=alt.Scale(domain=[0, top])), y2="high:Q")
+    line = alt.Chart(days).mark_line(color="#08306b", strokeWidth=1).encode(
+        x=alt.X("time:T", axis=None), y=alt.Y("value:Q", axis=None,
+                                              scale=alt.Scale(domain=[0, top])))
+    chart: alt.FacetChart = alt.layer(band, line).properties(width=60, height=45).facet(
+        facet=alt.Facet("day:N", title=None, header=alt.Header(labelFontSize=10)), columns=4)
+    return chart
+
+
 def bands_chart(m: dict[str, Any], lang: str) -> alt.Chart:
     """One bar of the five bands, very low on the left, their shares (%) of the readings."""
     data = pd.DataFrame({"band": [t(key, lang) for key, _, _ in BANDS],
@@ -120,6 +143,8 @@ def render(summary: PolicySummary, lang: str) -> None:
     low, high = (cgm.format_glucose(v, unit).split()[0]
                  for v in (cgm.TIR_LOW_MGDL, cgm.TIR_HIGH_MGDL))
     st.caption(t("agp_caption", lang, low=low, high=high, unit=unit))
+    st.subheader(t("daily_profiles", lang))
+    st.altair_chart(daily_chart(figures, unit, lang), width="content")
     st.subheader(t("metrics_title", lang))
     st.table(metrics_table(figures.metrics, unit, lang))
     policy_id = summary.policy_id  # the page has checked that this user may see it
