@@ -132,7 +132,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory so far."""
+    """This process's peak resident memory so far: VmHWM where Linux gives it (ru_maxrss
+    carries a parent's peak over fork and exec into a child), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -183,7 +183,9 @@ def wear(persona: CgmPersona, begin: datetime, end: datetime, local_start: time,
     active = np.zeros(n, dtype=bool)
     for s in worn:
         active |= (grid_ns >= _ns(s.warmup_ends_at)) & (grid_ns < _ns(s.ended_at))
-    measured = grid_ns[active] + rng.integers(0, 60, int(active.sum())) * 10**9
+    # A sensor reads at a fixed phase of its interval (its clock started with the session), so
+    # its readings are exactly INTERVAL_MIN apart; the phase is drawn once per stretch.
+    measured = grid_ns[active] + int(rng.integers(0, INTERVAL_MIN * 60)) * 10**9
     mgdl = np.clip(np.rint(flat[active]), *RANGE_MGDL).astype(np.int64)
     seq = (first_seq + np.arange(len(measured))) % SEQ_MODULO
     return Wear(measured, mgdl, seq, _sent(measured, persona, rng),
