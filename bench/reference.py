@@ -8,6 +8,7 @@ pricing/evaluator.py, deliberately sharing none of its code paths.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,49 +27,67 @@ def _utc(value: Any) -> datetime | None:
     return ts.to_pydatetime()
 
 
-def evaluate_loop(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFrame,
-                  ruleset: Ruleset, through: date) -> pd.DataFrame:
-    excluded_bits = {Status[name].value for name in ruleset.excluded_status}
+Bindings = dict[str, list[tuple[str, datetime | None, datetime | None]]]
+
+
+def _by_device_and_policy(readings: pd.DataFrame, bindings: pd.DataFrame
+                          ) -> tuple[dict[str, list[dict[str, Any]]], Bindings]:
     by_device: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in readings.to_dict("records"):
         by_device[str(r["device_id"])].append({str(k): v for k, v in r.items()})
-    binds: dict[str, list[tuple[str, datetime | None, datetime | None]]] = defaultdict(list)
+    binds: Bindings = defaultdict(list)
     for b in bindings.to_dict("records"):
         binds[str(b["policy_id"])].append(
             (str(b["device_id"]), _utc(b["bound_from"]), _utc(b["bound_to"])))
+    return by_device, binds
 
+
+def _valid(policy: dict[Any, Any], binds: Bindings, by_device: dict[str, list[dict[str, Any]]],
+           ruleset: Ruleset) -> Iterator[tuple[date, datetime, dict[str, Any]]]:
+    """Rule 1, one reading at a time: (local day, measured_at, reading) of each reading that
+    counts for the policy."""
+    excluded_bits = {Status[name].value for name in ruleset.excluded_status}
+    zone = ZoneInfo(str(policy["timezone"]))
+    start = pd.Timestamp(policy["start_date"]).date()
+    for device_id, bound_from, bound_to in binds[str(policy["policy_id"])]:
+        for reading in by_device.get(device_id, []):
+            measured = _utc(reading["measured_at"])
+            received = _utc(reading["received_at"])
+            assert measured is not None and received is not None
+            if bound_from is not None and measured < bound_from:
+                continue
+            if bound_to is not None and measured >= bound_to:
+                continue
+            if reading["sample"] in ruleset.excluded_samples:
+                continue
+            if reading["source"] not in ruleset.allowed_sources:
+                continue
+            if any(int(reading["status"]) >> bit & 1 for bit in excluded_bits):
+                continue
+            if not ruleset.min_mmol <= reading["value_mmol"] <= ruleset.max_mmol:
+                continue
+            if measured - received > timedelta(seconds=ruleset.future_tolerance_seconds):
+                continue
+            if received - measured > timedelta(seconds=ruleset.late_tolerance_seconds):
+                continue
+            day = measured.astimezone(zone).date()
+            if day >= start:
+                yield day, measured, reading
+
+
+def evaluate_loop(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFrame,
+                  ruleset: Ruleset, through: date) -> pd.DataFrame:
+    by_device, binds = _by_device_and_policy(readings, bindings)
     rows = []
     for p in policies.to_dict("records"):
-        zone = ZoneInfo(str(p["timezone"]))
         start = pd.Timestamp(p["start_date"]).date()
         best: dict[date, tuple[datetime, int, float]] = {}
-        for device_id, bound_from, bound_to in binds[str(p["policy_id"])]:
-            for reading in by_device.get(device_id, []):
-                measured = _utc(reading["measured_at"])
-                received = _utc(reading["received_at"])
-                assert measured is not None and received is not None
-                if bound_from is not None and measured < bound_from:
-                    continue
-                if bound_to is not None and measured >= bound_to:
-                    continue
-                if reading["sample"] in ruleset.excluded_samples:
-                    continue
-                if reading["source"] not in ruleset.allowed_sources:
-                    continue
-                if any(int(reading["status"]) >> bit & 1 for bit in excluded_bits):
-                    continue
-                if not ruleset.min_mmol <= reading["value_mmol"] <= ruleset.max_mmol:
-                    continue
-                if measured - received > timedelta(seconds=ruleset.future_tolerance_seconds):
-                    continue
-                if received - measured > timedelta(seconds=ruleset.late_tolerance_seconds):
-                    continue
-                day = measured.astimezone(zone).date()
-                if day < start or reading["meal"] not in ruleset.qualifying_meals:
-                    continue
-                key = (measured, int(reading["seq"]), float(reading["value_mmol"]))
-                if day not in best or key[:2] < best[day][:2]:
-                    best[day] = key
+        for day, measured, reading in _valid(p, binds, by_device, ruleset):
+            if reading["meal"] not in ruleset.qualifying_meals:
+                continue
+            key = (measured, int(reading["seq"]), float(reading["value_mmol"]))
+            if day not in best or key[:2] < best[day][:2]:
+                best[day] = key
 
         bonus = 0.0
         measured_days = 0
@@ -114,45 +133,15 @@ def evaluate_cgm_loop(policies: pd.DataFrame, bindings: pd.DataFrame, readings: 
                       ruleset: Ruleset, through: date) -> pd.DataFrame:
     """The CGM rules of pricing/time_in_range.py, one policy, day and reading at a time.
     `readings` carries value_mgdl."""
-    excluded_bits = {Status[name].value for name in ruleset.excluded_status}
     slot = timedelta(minutes=ruleset.slot_minutes)
-    by_device: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in readings.to_dict("records"):
-        by_device[str(r["device_id"])].append({str(k): v for k, v in r.items()})
-    binds: dict[str, list[tuple[str, datetime | None, datetime | None]]] = defaultdict(list)
-    for b in bindings.to_dict("records"):
-        binds[str(b["policy_id"])].append(
-            (str(b["device_id"]), _utc(b["bound_from"]), _utc(b["bound_to"])))
-
+    by_device, binds = _by_device_and_policy(readings, bindings)
     rows = []
     for p in policies.to_dict("records"):
         zone = ZoneInfo(str(p["timezone"]))
         start = pd.Timestamp(p["start_date"]).date()
         days: dict[date, list[tuple[datetime, float]]] = defaultdict(list)
-        for device_id, bound_from, bound_to in binds[str(p["policy_id"])]:
-            for reading in by_device.get(device_id, []):
-                measured = _utc(reading["measured_at"])
-                received = _utc(reading["received_at"])
-                assert measured is not None and received is not None
-                if bound_from is not None and measured < bound_from:
-                    continue
-                if bound_to is not None and measured >= bound_to:
-                    continue
-                if reading["sample"] in ruleset.excluded_samples:
-                    continue
-                if reading["source"] not in ruleset.allowed_sources:
-                    continue
-                if any(int(reading["status"]) >> bit & 1 for bit in excluded_bits):
-                    continue
-                if not ruleset.min_mmol <= reading["value_mmol"] <= ruleset.max_mmol:
-                    continue
-                if measured - received > timedelta(seconds=ruleset.future_tolerance_seconds):
-                    continue
-                if received - measured > timedelta(seconds=ruleset.late_tolerance_seconds):
-                    continue
-                day = measured.astimezone(zone).date()
-                if day >= start:
-                    days[day].append((measured, float(reading["value_mgdl"])))
+        for day, measured, reading in _valid(p, binds, by_device, ruleset):
+            days[day].append((measured, float(reading["value_mgdl"])))
 
         bonus = 0.0
         worn_days = 0
