@@ -179,10 +179,10 @@ def wear(persona: CgmPersona, begin: datetime, end: datetime, local_start: time,
     # its pattern runs an hour off the clock, as people's days do for a while.
     offset = (local_start.hour * 60 + local_start.minute) // INTERVAL_MIN
     flat = g.reshape(-1)[offset:offset + n]
-    grid_ns = _ns(begin) + np.arange(n, dtype=np.int64) * step_ns
+    grid_ns = ns(begin) + np.arange(n, dtype=np.int64) * step_ns
     active = np.zeros(n, dtype=bool)
     for s in worn:
-        active |= (grid_ns >= _ns(s.warmup_ends_at)) & (grid_ns < _ns(s.ended_at))
+        active |= (grid_ns >= ns(s.warmup_ends_at)) & (grid_ns < ns(s.ended_at))
     # A sensor reads at a fixed phase of its interval (its clock started with the session), so
     # its readings are exactly INTERVAL_MIN apart; the phase is drawn once per stretch.
     measured = grid_ns[active] + int(rng.integers(0, INTERVAL_MIN * 60)) * 10**9
@@ -211,7 +211,7 @@ def _sent(measured: npt.NDArray[np.int64], persona: CgmPersona, rng: np.random.G
     return sent
 
 
-def _ns(moment: datetime) -> int:
+def ns(moment: datetime) -> int:
     return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
 
 

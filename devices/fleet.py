@@ -388,15 +388,18 @@ class _Sensor:
         return datetime.combine(day, time(), self.zone).astimezone(UTC)
 
     def messages(self, days: int | None) -> Iterator[Outgoing]:
-        """In send order: a back-fill sent after a week's end waits for the next week's."""
+        """In send order: a back-fill sent after a week's end waits for the next week's. Whole
+        weeks are always drawn and what falls after `days` dropped, so a day's readings do not
+        depend on how many days are asked for."""
         pending: list[Outgoing] = []
         chunk = 0
+        stop = None if days is None else self._midnight(
+            self.person.start_date + timedelta(days=days))
         while days is None or chunk * CGM_CHUNK_DAYS < days:
             first = self.person.start_date + timedelta(days=chunk * CGM_CHUNK_DAYS)
-            n = CGM_CHUNK_DAYS if days is None else min(CGM_CHUNK_DAYS,
-                                                         days - chunk * CGM_CHUNK_DAYS)
-            begin, end = self._midnight(first), self._midnight(first + timedelta(days=n))
-            pending += self._week(begin, end, chunk)
+            begin = self._midnight(first)
+            end = self._midnight(first + timedelta(days=CGM_CHUNK_DAYS))
+            pending += self._week(begin, end, chunk, stop)
             pending.sort()
             ready = [m for m in pending if m.at < end]
             pending = pending[len(ready):]
@@ -404,11 +407,17 @@ class _Sensor:
             chunk += 1
         yield from pending
 
-    def _week(self, begin: datetime, end: datetime, chunk: int) -> list[Outgoing]:
+    def _week(self, begin: datetime, end: datetime, chunk: int, stop: datetime | None
+              ) -> list[Outgoing]:
         person = self.person
         w = cgm.wear(self.persona, begin, end, time(), self.plan.until(end),
                      _rng(self.seed, "cgm", person.index, chunk), self.seq)
         self.seq = (self.seq + len(w.measured_ns)) % 65536
+        if stop is not None:  # the asked-for days end inside this week
+            keep = w.measured_ns < cgm.ns(stop)
+            w = cgm.Wear(w.measured_ns[keep], w.mgdl[keep], w.seq[keep], w.sent_ns[keep],
+                         w.sessions)
+            end = min(end, stop)
         out = [self._status(at, s, state) for s in w.sessions
                for at, state in ((s.started_at, "warming_up"), (s.warmup_ends_at, "active"),
                                  (s.ended_at, "failed" if s.failed else "ended"))

@@ -141,10 +141,9 @@ def test_phones_back_fill_after_a_gap_in_batches_and_everything_is_v1(
 def test_same_seed_same_cgm_messages_whatever_the_length(
         wearers: tuple[list[Any], list[Any]]) -> None:
     people, _ = wearers
-    short = [m.payload for m in meter_messages(people[3], 12, 14)
-             if m.at < datetime.combine(START + timedelta(days=7), datetime.min.time(), UTC)]
-    long = [m.payload for m in meter_messages(people[3], 12, 28)
-            if m.at < datetime.combine(START + timedelta(days=7), datetime.min.time(), UTC)]
+    cut = datetime.combine(START + timedelta(days=9), datetime.min.time(), UTC)
+    short = [m.payload for m in meter_messages(people[3], 12, 10) if m.at < cut]
+    long = [m.payload for m in meter_messages(people[3], 12, 24) if m.at < cut]
     assert short == long and len(short) > 1000
 
 
