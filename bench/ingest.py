@@ -1,6 +1,12 @@
 """`glucover bench ingest`: end-to-end throughput and latency (publish -> committed row) of the
 ingest worker, single-record and 20-record messages, and of a naive bridge (one INSERT per
-message, autocommit) on the same single-record workload, all in one run on private servers."""
+message, autocommit) on the same single-record workload, all in one run on private servers.
+
+Beside them, the limit of this machine: the same readings COPY'd straight into `readings` by
+one process, no broker, in ingest's own binary COPY; batched ingest is reported as a share of
+it. And what each process spends: CPU seconds per 1,000 readings of the worker(s), the broker,
+the database (every backend, the ended ones included) and the load generator (this process),
+for the median batched and single-record rounds."""
 
 from __future__ import annotations
 
@@ -11,10 +17,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import psutil
 import psycopg
 
 from bench.harness import (
@@ -38,6 +45,8 @@ from bench.loadgen import publish_raw
 from devices.wire.messages import ReadingsMessage, Record
 from devices.wire.topics import readings_topic
 from glucover.config import Settings
+from ingest.decode import Received, decode
+from ingest.store import COPY_READINGS_SQL, READING_TYPES
 
 # Completion check only: throughput and latencies come from commit timestamps. A count(*) over
 # 60,000 readings costs the database ~8 ms, so polling every 0.1 s took a few percent of the
@@ -80,6 +89,69 @@ def _poll(db_url: str, expected: int, timeout: float) -> list[tuple[float, int]]
     return seen
 
 
+def copy_limit(db_url: str, messages: list[tuple[str, bytes]], per_copy: int = 20_000
+               ) -> dict[str, Any]:
+    """The messages' readings, decoded as ingest decodes them, COPY'd into readings by this
+    process in ingest's binary COPY, `per_copy` rows per transaction: readings/s."""
+    received = datetime.now(UTC)
+    rows = [item.reading for item in decode(
+        [Received(topic, payload, i, 1, received) for i, (topic, payload) in enumerate(
+            messages)], trust_sent_at=False).items]
+    _reset(db_url)
+    started = time.perf_counter()
+    with psycopg.connect(db_url) as conn:
+        for i in range(0, len(rows), per_copy):
+            with conn.cursor() as cur, cur.copy(COPY_READINGS_SQL) as copy:
+                copy.set_types(READING_TYPES)
+                for row in rows[i:i + per_copy]:
+                    copy.write_row(row)
+            conn.commit()
+    seconds = time.perf_counter() - started
+    return {"readings": len(rows), "seconds": round(seconds, 3),
+            "readings_per_s": round(len(rows) / max(seconds, 1e-9))}
+
+
+class CpuMeter:
+    """CPU seconds spent by the benchmark's processes: the ingest workers, Mosquitto, the
+    PostgreSQL cluster (its postmaster, live backends, and the backends it has reaped) and the
+    load generator (this process)."""
+
+    def __init__(self, servers: Servers) -> None:
+        self.root = str(servers.root)
+        self.workers: list[psutil.Process] = []
+
+    def _server(self, marker: str) -> psutil.Process | None:
+        for proc in psutil.process_iter(["cmdline"]):
+            if any(marker in part for part in proc.info["cmdline"] or []):
+                return proc
+        return None
+
+    def sample(self) -> dict[str, float]:
+        def total(proc: psutil.Process | None, reaped: bool = False) -> float:
+            if proc is None:
+                return 0.0
+            try:
+                t = proc.cpu_times()
+                return t.user + t.system + ((t.children_user + t.children_system) if reaped
+                                            else 0.0)
+            except psutil.NoSuchProcess:
+                return 0.0
+
+        postmaster = self._server(f"{self.root}/pg")
+        backends = postmaster.children(recursive=True) if postmaster else []
+        return {
+            "worker": sum(total(w) for w in self.workers),
+            "broker": total(self._server(f"{self.root}/mqtt")),
+            "database": total(postmaster, reaped=True) + sum(total(b) for b in backends),
+            "load_generator": total(psutil.Process()),
+        }
+
+
+def per_thousand(before: dict[str, float], after: dict[str, float], readings: int
+                 ) -> dict[str, float]:
+    return {k: round(1000 * (after[k] - before[k]) / max(readings, 1), 4) for k in after}
+
+
 def _reset(db_url: str) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("truncate readings, rejected_messages, device_acks")
@@ -102,10 +174,11 @@ def _commit_times(db_url: str) -> dict[tuple[str, int], float]:
 
 
 def run_scenario(servers: Servers, messages: list[tuple[str, bytes]], readings: int,
-                 rate: float | None = None) -> dict[str, Any]:
+                 rate: float | None = None, cpu: CpuMeter | None = None) -> dict[str, Any]:
     """Publish `messages` (flat out, or paced at `rate` messages/s) and measure until every
     reading is committed."""
     _reset(servers.db_url)
+    before = cpu.sample() if cpu else None
     result: dict[str, Any] = {}
     poller = threading.Thread(target=lambda: result.setdefault(
         "seen", _poll(servers.db_url, readings, 300)))
@@ -113,6 +186,8 @@ def run_scenario(servers: Servers, messages: list[tuple[str, bytes]], readings: 
     load = publish_raw("127.0.0.1", servers.mqtt_port, LOADGEN_ACCOUNT, loadgen_password(servers),
                        messages, rate=rate)
     poller.join()
+    # The processes' CPU up to the last commit, before this benchmark's own counting.
+    after = cpu.sample() if cpu else None
     final = result["seen"][-1][1]
     committed = _commit_times(servers.db_url)
     latencies = []
@@ -125,7 +200,9 @@ def run_scenario(servers: Servers, messages: list[tuple[str, bytes]], readings: 
     start = load.send_times[0]
     done_at = max(committed.values()) if committed else start
     lost, duplicated = _integrity(servers.db_url, readings)
+    cpu_use = per_thousand(before, after, final) if before and after else None
     return {
+        "cpu_s_per_1000_readings": cpu_use,
         "messages": len(messages), "readings": readings, "stored": final,
         "seconds": round(done_at - start, 3),
         "readings_per_s": round(final / max(done_at - start, 1e-9)),
@@ -136,16 +213,20 @@ def run_scenario(servers: Servers, messages: list[tuple[str, bytes]], readings: 
 
 
 PACED_SECONDS = 5
+NAIVE_MAX = 60_000
 
 
 @contextmanager
-def ingest_workers(servers: Servers, env: dict[str, str], workers: int, acks: bool
-                   ) -> Iterator[None]:
-    """`workers` ingest processes sharing the subscription, end-to-end acks on or off."""
+def ingest_workers(servers: Servers, env: dict[str, str], workers: int, acks: bool,
+                   cpu: CpuMeter | None = None) -> Iterator[None]:
+    """`workers` ingest processes sharing the subscription, end-to-end acks on or off (their
+    CPU counted by `cpu` while they run)."""
     flags = [] if acks else ["--no-acks"]
     procs = [spawn_glucover(["ingest", "--worker-name", f"bench-{i}", *flags], env,
                             servers.root / f"ingest-{i}.log", "connected to")
              for i in range(workers)]
+    if cpu is not None:
+        cpu.workers = [psutil.Process(p.pid) for p in procs]
     try:
         yield
     finally:
@@ -161,27 +242,35 @@ def run_bench(devices: int, readings: int, workers: int, settings: Settings,
     latency at `paced_rate` readings/s, a load the workers keep up with."""
     say = progress(show_progress)
     runs: dict[str, list[dict[str, Any]]] = {
-        "single": [], "batched": [], "single_no_acks": [], "batched_no_acks": [], "naive": []}
+        "single": [], "batched": [], "single_no_acks": [], "batched_no_acks": [], "naive": [],
+        "copy_limit": []}
     with ExitStack() as stack:
         servers = private_servers(stack, settings)
         seed_devices(servers.db_url, devices)
         env = ingest_env(servers)
         single = workload(devices, readings, 1, seed=1)
         batched = workload(devices, readings, 20, seed=2)
+        cpu = CpuMeter(servers)
         for tag in rounds(repeat):
+            say(f"COPY limit: {readings:,} readings straight into the table{tag}")
+            runs["copy_limit"].append(copy_limit(servers.db_url, batched))
             # End-to-end acknowledgements on (the product's default), then off, in each round.
             for acks, suffix in ((True, ""), (False, "_no_acks")):
-                with ingest_workers(servers, env, workers, acks):
+                with ingest_workers(servers, env, workers, acks, cpu):
                     say(f"single-record{suffix}: {len(single):,} messages from {devices:,} "
                         f"meters{tag}")
-                    runs["single" + suffix].append(run_scenario(servers, single, readings))
+                    runs["single" + suffix].append(run_scenario(servers, single, readings,
+                                                                cpu=cpu))
                     say(f"batched{suffix}: {len(batched):,} messages of 20 records{tag}")
-                    runs["batched" + suffix].append(run_scenario(servers, batched, readings))
+                    runs["batched" + suffix].append(run_scenario(servers, batched, readings,
+                                                                 cpu=cpu))
         paced_n = min(paced_rate * PACED_SECONDS, readings)
         with ingest_workers(servers, env, workers, acks=True):
             say(f"paced: {paced_n:,} single-record messages at {paced_rate:,}/s")
             paced = run_scenario(servers, single[:paced_n], paced_n, rate=paced_rate)
-        naive_n = max(readings // 4, 1000)
+        # The naive bridge is the slow baseline (a few thousand a second, steady from the
+        # start): a share of the workload, at most NAIVE_MAX readings, measures it.
+        naive_n = min(max(readings // 4, 1000), NAIVE_MAX)
         naive = spawn([sys.executable, "-m", "bench.naive", servers.db_url, env["MQTT_URL"]], env,
                       servers.root / "naive.log", "subscribed")
         try:
@@ -190,9 +279,9 @@ def run_bench(devices: int, readings: int, workers: int, settings: Settings,
                 runs["naive"].append(run_scenario(servers, single[:naive_n], naive_n))
         finally:
             stop(naive)
-    s, b, n, s0, b0 = (median_run(runs[k], "readings_per_s") for k in (
-        "single", "batched", "naive", "single_no_acks", "batched_no_acks"))
-    every = [r for k in runs for r in runs[k]] + [paced]
+    s, b, n, s0, b0, limit = (median_run(runs[k], "readings_per_s") for k in (
+        "single", "batched", "naive", "single_no_acks", "batched_no_acks", "copy_limit"))
+    every = [r for k in runs if k != "copy_limit" for r in runs[k]] + [paced]
     return {
         "devices": devices, "readings": readings, "workers": workers, "repeat": repeat,
         "single_readings_per_s": s["readings_per_s"],
@@ -204,6 +293,13 @@ def run_bench(devices: int, readings: int, workers: int, settings: Settings,
                                                  / max(s0["readings_per_s"], 1)), 1),
         "acks_cost_batched_percent": round(100 * (1 - b["readings_per_s"]
                                                   / max(b0["readings_per_s"], 1)), 1),
+        "copy_limit_readings_per_s": limit["readings_per_s"],
+        "batched_share_of_limit_percent": round(100 * b["readings_per_s"]
+                                                / max(limit["readings_per_s"], 1), 1),
+        "single_share_of_limit_percent": round(100 * s["readings_per_s"]
+                                               / max(limit["readings_per_s"], 1), 1),
+        "cpu_s_per_1000_readings": {"single": s["cpu_s_per_1000_readings"],
+                                    "batched": b["cpu_s_per_1000_readings"]},
         "ratio_vs_naive": round(s["readings_per_s"] / max(n["readings_per_s"], 1), 1),
         "batched_ratio_vs_naive": round(b["readings_per_s"] / max(n["readings_per_s"], 1), 1),
         "p50_latency_ms": s["p50_latency_ms"], "p99_latency_ms": s["p99_latency_ms"],
@@ -239,6 +335,12 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"  single vs naive: {report['ratio_vs_naive']}x, batched vs naive: "
           f"{report['batched_ratio_vs_naive']}x; paced = single-record at "
           f"{report['paced_rate']:,}/s offered")
+    print(f"  COPY limit (one process, no broker): {report['copy_limit_readings_per_s']:,} "
+          f"readings/s; batched ingest {report['batched_share_of_limit_percent']}% of it, "
+          f"single-record {report['single_share_of_limit_percent']}%")
+    for name, use in report["cpu_s_per_1000_readings"].items():
+        print(f"  CPU s per 1,000 readings, {name}: " + ", ".join(
+            f"{k.replace('_', ' ')} {v}" for k, v in (use or {}).items()))
     print(f"  end-to-end acks cost {report['acks_cost_single_percent']}% single-record, "
           f"{report['acks_cost_batched_percent']}% batched (against the _no_acks runs)")
     if report["repeat"] > 1:

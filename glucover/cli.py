@@ -339,7 +339,8 @@ def _bench_commands(sub: Any) -> None:
         bsub, "ingest", "bench.ingest:bench_cli", "end-to-end ingest throughput vs a naive bridge"
     )
     p.add_argument("--devices", type=int, default=2000)
-    p.add_argument("--readings", type=int, default=60_000)
+    p.add_argument("--readings", type=int, default=1_000_000,
+                   help="readings per flat-out scenario (default a million: a steady state)")
     p.add_argument(
         "--workers", type=int, default=2, help="ingest processes sharing the subscription"
     )

@@ -39,7 +39,17 @@ def test_bench_ingest_small(settings: object, capsys: pytest.CaptureFixture[str]
     # Paced, the publisher takes five seconds: the rate achieved is about the rate offered.
     assert 350 < report["paced_readings_per_s"] <= 520
     assert {k: len(v) for k, v in report["rounds"].items()} == {
-        "single": 2, "batched": 2, "single_no_acks": 2, "batched_no_acks": 2, "naive": 2}
+        "single": 2, "batched": 2, "single_no_acks": 2, "batched_no_acks": 2, "naive": 2,
+        "copy_limit": 2}
+    # The machine's limit beside it: the same readings COPY'd straight in, and the share.
+    assert report["copy_limit_readings_per_s"] > 0
+    assert report["batched_share_of_limit_percent"] == round(
+        100 * report["batched_readings_per_s"] / report["copy_limit_readings_per_s"], 1)
+    for scenario in ("single", "batched"):
+        use = report["cpu_s_per_1000_readings"][scenario]
+        assert set(use) == {"worker", "broker", "database", "load_generator"}
+        assert use["worker"] > 0 and use["database"] > 0
+    assert report["cpu_s_per_1000_readings"]["single"]["broker"] > 0  # 4,000 messages
     assert report["single_readings_per_s"] in report["rounds"]["single"]
 
 
