@@ -18,6 +18,7 @@ import pandas as pd
 import psycopg
 
 from devices.wire.vocabulary import MGDL_PER_MMOL
+from pricing.evaluator import validity_key
 from pricing.ruleset import Ruleset
 from pricing.time_in_range import SUMMARY_COLUMNS
 
@@ -26,9 +27,7 @@ Conn = psycopg.Connection[Any]
 
 def summary_key(rules: Ruleset) -> str:
     """The parameters a summary's counts depend on (validity, slots, band edges)."""
-    parts = (rules.excluded_samples, rules.allowed_sources, rules.excluded_status_mask,
-             rules.min_mgdl, rules.max_mgdl, rules.future_tolerance_seconds,
-             rules.late_tolerance_seconds, rules.slot_minutes, rules.range_low_mgdl,
+    parts = (validity_key(rules), rules.slot_minutes, rules.range_low_mgdl,
              rules.range_high_mgdl, rules.hypo_below_mgdl, rules.very_high_above_mgdl)
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
