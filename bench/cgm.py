@@ -52,10 +52,9 @@ def cgm_traffic(wearers: int, days: int, seed: int) -> tuple[list[tuple[str, byt
     """The simulator's CGM messages (readings only), the distinct readings they carry, and
     the device ids."""
     people = portfolio(wearers, seed, START, cgm_share=1.0)
-    messages = [(m.topic, m.payload) for m in fleet_messages(people, seed, days)
-                if m.topic.endswith("/readings")]
-    readings = sum(len(m.seqs) for m in fleet_messages(people, seed, days))
-    return messages, readings, [p.device_id for p in people]
+    sent = [m for m in fleet_messages(people, seed, days) if m.topic.endswith("/readings")]
+    return ([(m.topic, m.payload) for m in sent], sum(len(m.seqs) for m in sent),
+            [p.device_id for p in people])
 
 
 def storage(db_url: str) -> dict[str, Any]:
