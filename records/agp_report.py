@@ -22,8 +22,9 @@ from pricing import cgm
 
 # A CJK font first, so a Chinese report has its characters; DejaVu for the rest.
 FONTS = ["WenQuanYi Micro Hei", "Noto Sans CJK SC", "DejaVu Sans"]
-# Each band with its colour and its consensus target (below 70 and above 180 have theirs on
-# the sum of two bands, shown on the nearer one).
+# Each band (in pricing.cgm.band_shares's order) with its colour and its consensus target
+# (below 70 and above 180 have theirs on the sum of two bands, shown on the nearer one). The
+# dashboard draws its bar with the same names and colours.
 BANDS = (("very_low", "#a50f15", "<1%"), ("low", "#ef3b2c", "<4% (<70)"),
          ("in_range", "#41ab5d", ">70%"), ("high", "#fdae61", "<25% (>180)"),
          ("very_high", "#f46d43", "<5%"))

@@ -15,14 +15,12 @@ from dashboard.i18n import t
 from dashboard.policyholder_data import PolicySummary
 from devices.wire.vocabulary import Unit
 from pricing import cgm
+from records.agp_report import BANDS  # the five bands' names and colours, as on the report
 from records.export import agp_pdf
 
 UNITS = (Unit.MMOL_L, Unit.MG_DL)
 # st.table reads its cells as Markdown, where a leading ">" starts a quote.
 SYMBOL = {"<": "<", "<=": "≤", ">": "\\>", ">=": "≥"}
-BANDS = (("band_very_low", "tbr_below_54", "#a50f15"), ("band_low", None, "#ef3b2c"),
-         ("band_in_range", "tir_70_180", "#41ab5d"), ("band_high", None, "#fdae61"),
-         ("band_very_high", "tar_above_250", "#f46d43"))
 
 
 def unit_picker() -> str:
@@ -95,9 +93,9 @@ def daily_chart(figures: cgm.CgmWindow, unit: str, lang: str) -> alt.FacetChart:
 
 def bands_chart(m: dict[str, Any], lang: str) -> alt.Chart:
     """One bar of the five bands, very low on the left, their shares (%) of the readings."""
-    data = pd.DataFrame({"band": [t(key, lang) for key, _, _ in BANDS],
+    data = pd.DataFrame({"band": [t(f"band_{key}", lang) for key, _, _ in BANDS],
                          "share": cgm.band_shares(m), "rank": range(len(BANDS)), "row": "",
-                         "colour": [c for _, _, c in BANDS]})
+                         "colour": [c for _, c, _ in BANDS]})
     chart: alt.Chart = alt.Chart(data).mark_bar(size=36).encode(
         x=alt.X("share:Q", stack="zero", title="%", scale=alt.Scale(domain=[0, 100])),
         y=alt.Y("row:N", axis=None),
