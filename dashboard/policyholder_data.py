@@ -37,6 +37,7 @@ class PolicySummary:
     readings: pd.DataFrame  # measured_at (local), value_mmol, meal
     today_status: str | None  # provisional, None before any reading
     today_delta: float
+    today_figures: dict[str, float] | None  # a CGM day so far: coverage, time in range (%)
     sum_insured: float  # now, with today's provisional change
     week_change: float
     bonus: float
@@ -60,8 +61,8 @@ def load_summary(conn: psycopg.Connection[Any], policy_id: str,
     readings = _readings(conn, bindings, ledger, today, zone)
     base = float(p["base_sum_insured"])
     bonus = float(ledger["bonus"].iloc[-1]) if len(ledger) else 0.0
-    today_status, today_delta = _provisional_today(policies, bindings, readings, ledger,
-                                                   ruleset, today, bonus)
+    today_status, today_delta, today_figures = _provisional_today(
+        policies, bindings, readings, ledger, ruleset, today, bonus)
     week = ledger[ledger["day"] > today - timedelta(days=7)]
     recent = readings[readings["measured_at"] >= readings["measured_at"].max()
                       - timedelta(days=HISTORY_DAYS)] if len(readings) else readings
@@ -82,7 +83,7 @@ def load_summary(conn: psycopg.Connection[Any], policy_id: str,
         policy_id=policy_id, holder_name=str(p.get("holder_name", "")), timezone=str(zone),
         today=today, base_sum_insured=base, ruleset=ruleset, ledger=ledger,
         readings=local[["measured_at", "value_mmol", "meal", "seq"]],
-        today_status=today_status, today_delta=today_delta,
+        today_status=today_status, today_delta=today_delta, today_figures=today_figures,
         sum_insured=base + bonus + today_delta,
         week_change=float(week["delta"].sum()) + today_delta, bonus=bonus + today_delta,
         streak=in_target_streak(ledger), est_a1c=est_a1c, time_in_range=tir,
@@ -112,25 +113,27 @@ def _readings(conn: psycopg.Connection[Any], bindings: pd.DataFrame, ledger: pd.
 
 def _provisional_today(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFrame,
                        ledger: pd.DataFrame, ruleset: Ruleset, today: date, bonus: float
-                       ) -> tuple[str | None, float]:
+                       ) -> tuple[str | None, float, dict[str, float] | None]:
     """Today's status and change, provisionally: the evaluator resumed from yesterday's ledger
-    state, as tonight's run will compute it. (None, 0) before any reading today, or when the
-    ledger does not reach yesterday yet."""
+    state, as tonight's run will compute it; and, for a CGM, the day's figures so far. (None,
+    0) before any reading today, or when the ledger does not reach yesterday yet."""
     start = policies["start_date"].iloc[0].date()
     if today < start or (len(ledger) and ledger["day"].iloc[-1] >= today):
-        return None, 0.0
+        return None, 0.0, None
     yesterday_ok = not ledger.empty and ledger["day"].iloc[-1] == today - timedelta(days=1)
     if not (yesterday_ok or today == start):
-        return None, 0.0
+        return None, 0.0, None
     offset = (today - start).days
     block_start = start + timedelta(days=offset // ruleset.block_days * ruleset.block_days)
     measured = int(((ledger["day"] >= block_start) &
                     ~ledger["day_status"].isin(UNMEASURED)).sum()) if len(ledger) else 0
     resume = Resume(np.array([offset]), np.array([bonus]), np.array([measured]))
     row = evaluate(policies, bindings, readings, ruleset, today, resume).to_frame()
+    figures = ({name: float(row[name].iloc[-1]) for name in FIGURE_COLUMNS}
+               if len(row) and "coverage" in row else None)
     if not len(row) or str(row["day_status"].iloc[-1]) in UNMEASURED:
-        return None, 0.0
-    return str(row["day_status"].iloc[-1]), float(row["delta"].iloc[-1])
+        return None, 0.0, figures
+    return str(row["day_status"].iloc[-1]), float(row["delta"].iloc[-1]), figures
 
 
 def in_target_streak(ledger: pd.DataFrame) -> int:

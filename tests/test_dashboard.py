@@ -479,6 +479,21 @@ def test_cgm_policyholder_sees_time_in_range_agp_and_the_explained_ledger(
     assert metrics["GMI (estimated HbA1c)"].endswith("%") and metrics["Time in range"] != "—"
     assert at.info[0].value.startswith("Keep your sensor on: a day with at least 70% of its "
                                        "time in range earns +100.")
+    # Today so far, by the rules: today's summary row of the evaluator's own rules 1-2.
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from pricing import time_in_range
+
+    with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+        policies, bindings = store.load_policies(conn, [cgm_dashboard_db])
+        readings = store.load_readings(conn, list(bindings["device_id"]))
+    today = datetime.now(UTC).astimezone(ZoneInfo(str(policies["timezone"].iloc[0]))).date()
+    row = time_in_range.day_summaries(policies, bindings, readings, load_builtin("cgm-default"),
+                                      today).iloc[-1]
+    assert row["day"] == pd.Timestamp(today)
+    tir = 100 * row["in_range"] / row["readings"]
+    assert f"Today so far: time in range {tir:.0f}%, sensor worn " in at.info[0].value
     subheaders = [s.value for s in at.subheader]
     assert {"Time in ranges, last 14 days", "Ambulatory glucose profile, last 14 days",
             "Your CGM figures against the consensus targets", "Daily profiles, last 14 days",

@@ -142,15 +142,12 @@ def render(user: User) -> None:
 
 
 def _today_so_far(summary: PolicySummary, lang: str) -> str:
-    """Today's coverage and time in range so far, by the ruleset's own rules."""
-    figures, rules = summary.cgm, summary.ruleset
-    if figures is None or not len(figures.today):
+    """Today's coverage and time in range so far, as the evaluator has them (rule 2's slots of
+    the whole day, its band); nothing before a reading today."""
+    figures = summary.today_figures
+    if figures is None or pd.isna(figures["time_in_range"]):
         return ""
-    mgdl = figures.today["mgdl"]
-    slots = figures.today["measured_at"].dt.floor(f"{rules.slot_minutes}min").nunique()
-    in_range = ((mgdl >= rules.range_low_mgdl) & (mgdl <= rules.range_high_mgdl)).mean()
-    return t("today_so_far", lang, tir=100 * in_range,
-             coverage=100 * slots * rules.slot_minutes / 1440)
+    return t("today_so_far", lang, tir=figures["time_in_range"], coverage=figures["coverage"])
 
 
 def fhir_bundle(policy_id: str) -> bytes:
