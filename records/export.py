@@ -23,6 +23,7 @@ from glucover.db import connect
 from glucover.errors import UserError
 from pricing import cgm, store
 from pricing.evaluator import assign_readings
+from pricing.ruleset import Ruleset
 from records import agp_report, fhir
 
 READING_COLUMNS = ("device_id", "seq", "measured_at", "utc_offset_min", "received_at", "value",
@@ -49,30 +50,52 @@ def pseudonym_key(secret: str) -> bytes:
     return hashlib.sha256(f"fhir-pseudonym:{secret}".encode()).digest()
 
 
+@dataclass(frozen=True)
+class _Policy:
+    """A policy as both exports read it: its row, its device bindings, its time zone and the
+    ruleset it is priced by."""
+
+    policies: pd.DataFrame  # the one row, as pricing's frames have it
+    bindings: pd.DataFrame
+    row: pd.Series  # type: ignore[type-arg]
+    zone: ZoneInfo
+    ruleset: Ruleset
+
+    @property
+    def device_ids(self) -> list[str]:
+        return sorted(set(self.bindings["device_id"].astype(str)))
+
+
+def _policy(conn: psycopg.Connection[Any], policy_id: str) -> _Policy:
+    """UserError when there is no such policy."""
+    policies, bindings = store.load_policies(conn, [policy_id])
+    if policies.empty:
+        raise UserError(f"no policy {policy_id}")
+    row = policies.iloc[0]
+    return _Policy(policies, bindings, row, ZoneInfo(str(row["timezone"])),
+                   store.in_force(conn, str(row["ruleset_name"])))
+
+
 def policy_bundle(conn: psycopg.Connection[Any], policy_id: str, key: bytes,
                   first: date | None = None, last: date | None = None,
                   now: datetime | None = None) -> Export:
     """The policy's bundle over [first, last] (calendar days in the policy's timezone; default:
-    its start date through today). LookupError when there is no such policy."""
-    policies, bindings = store.load_policies(conn, [policy_id])
-    if policies.empty:
-        raise LookupError(f"no policy {policy_id}")
-    p = policies.iloc[0]
-    zone = ZoneInfo(str(p["timezone"]))
+    its start date through today). UserError when there is no such policy."""
+    policy = _policy(conn, policy_id)
+    p, zone = policy.row, policy.zone
     start = p["start_date"].date()
     first = max(first or start, start)
     last = last or (now or datetime.now(zone)).astimezone(zone).date()
     if last < first:
         raise UserError(f"--to {last} is before --from {first} (the policy starts {start})")
-    device_ids = sorted(set(bindings["device_id"].astype(str)))
     kinds = {str(d): DeviceKind(str(k)) for d, k in conn.execute(
         "select device_id, kind from devices where device_id = any(%s) order by device_id",
-        (device_ids,))}
-    readings = _readings(conn, device_ids, datetime.combine(first, time(), zone),
+        (policy.device_ids,))}
+    readings = _readings(conn, policy.device_ids, datetime.combine(first, time(), zone),
                          datetime.combine(last + timedelta(days=1), time(), zone))
-    ruleset = store.in_force(conn, str(p["ruleset_name"]))
     n_days = np.array([(last - start).days + 1])
-    assigned, _ = assign_readings(policies, bindings, readings, ruleset, n_days)
+    assigned, _ = assign_readings(policy.policies, policy.bindings, readings, policy.ruleset,
+                                  n_days)
     valid = readings.iloc[np.sort(assigned.row)]
     birth = p.get("birth_year")
     subject = fhir.Subject(fhir.pseudonym(key, policy_id),
@@ -108,11 +131,8 @@ def _cgm_summaries(valid: pd.DataFrame, kinds: dict[str, DeviceKind], zone: Zone
 
 def export_fhir_cli(args: argparse.Namespace, settings: Settings) -> int:
     with connect(settings.require_database_url()) as conn:
-        try:
-            export = policy_bundle(conn, args.policy, pseudonym_key(settings.secret()),
-                                   args.date_from, args.date_to)
-        except LookupError as exc:
-            raise UserError(str(exc)) from None
+        export = policy_bundle(conn, args.policy, pseudonym_key(settings.secret()),
+                               args.date_from, args.date_to)
     out = Path(args.out)
     out.write_bytes(export.to_json())
     print(f"wrote {out}: FHIR R4 Bundle of policy {args.policy}, {export.window[0]} .. "
@@ -124,33 +144,26 @@ def export_fhir_cli(args: argparse.Namespace, settings: Settings) -> int:
 def agp_pdf(conn: psycopg.Connection[Any], policy_id: str, last: date | None = None,
             unit: str = "mmol/L", lang: str = "en", now: datetime | None = None) -> bytes:
     """The policy's AGP report (records/agp_report.py) over the AGP_DAYS through `last`
-    (default: yesterday in the policy's timezone). UserError when the policy has no CGM."""
-    policies, bindings = store.load_policies(conn, [policy_id])
-    if policies.empty:
-        raise LookupError(f"no policy {policy_id}")
-    p = policies.iloc[0]
-    zone = ZoneInfo(str(p["timezone"]))
-    ruleset = store.in_force(conn, str(p["ruleset_name"]))
+    (default: yesterday in the policy's timezone). UserError when there is no such policy or
+    it has no CGM."""
+    policy = _policy(conn, policy_id)
+    zone, ruleset = policy.zone, policy.ruleset
     if ruleset.kind != "cgm":
         raise UserError(f"policy {policy_id} is priced on fingerstick readings "
                         f"({ruleset.name}); an AGP report needs a CGM")
     today = (last + timedelta(days=1)) if last else (now or datetime.now(zone)).astimezone(
         zone).date()
     since = datetime.combine(today - timedelta(days=cgm.AGP_DAYS + 1), time(), zone)
-    readings = store.load_readings(conn, sorted(set(bindings["device_id"].astype(str))),
-                                   since=since)
+    readings = store.load_readings(conn, policy.device_ids, since=since)
     window = cgm.window(readings, ruleset, zone, today)
-    subject = agp_report.Subject(str(p["holder_name"]), policy_id,
-                                 ", ".join(sorted(set(bindings["device_id"].astype(str)))))
+    subject = agp_report.Subject(str(policy.row["holder_name"]), policy_id,
+                                 ", ".join(policy.device_ids))
     return agp_report.render(subject, window, unit, lang)
 
 
 def export_agp_cli(args: argparse.Namespace, settings: Settings) -> int:
     with connect(settings.require_database_url()) as conn:
-        try:
-            pdf = agp_pdf(conn, args.policy, args.date_to, args.unit, args.lang)
-        except LookupError as exc:
-            raise UserError(str(exc)) from None
+        pdf = agp_pdf(conn, args.policy, args.date_to, args.unit, args.lang)
     Path(args.out).write_bytes(pdf)
     print(f"wrote {args.out}: AGP report of policy {args.policy} ({len(pdf):,} bytes)")
     return 0
