@@ -17,11 +17,11 @@ import orjson
 import pandas as pd
 import psycopg
 
-from devices.wire.vocabulary import MGDL_PER_MMOL, DeviceKind
+from devices.wire.vocabulary import DeviceKind
 from glucover.config import Settings
 from glucover.db import connect
 from glucover.errors import UserError
-from pricing import cgm, store
+from pricing import cgm, store, time_in_range
 from pricing.evaluator import assign_readings
 from pricing.ruleset import Ruleset
 from records import agp_report, fhir
@@ -125,7 +125,7 @@ def _cgm_summaries(valid: pd.DataFrame, kinds: dict[str, DeviceKind], zone: Zone
     frame = pd.DataFrame({
         "device_id": worn["device_id"], "measured_at": worn["measured_at"],
         "local_date": worn["measured_at"].dt.tz_convert(str(zone)).dt.date,
-        "value_mgdl": worn["value_mmol"] * MGDL_PER_MMOL})
+        "value_mgdl": time_in_range.value_mgdl(worn)})
     return cgm.metrics(frame, *window)
 
 
