@@ -86,6 +86,13 @@ def read_policies(path: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return policies, bindings
 
 
+def _as_mgdl(value: pd.Series, unit: pd.Series) -> np.ndarray:  # type: ignore[type-arg]
+    """A file's values in mg/dL: as written, or mmol/L x 18.0156 (what the CGM rules compare)."""
+    mgdl: np.ndarray = np.where(unit == Unit.MMOL_L.value, value * MGDL_PER_MMOL,  # type: ignore[type-arg]
+                                value).astype(float)
+    return mgdl
+
+
 def read_readings(path: Path | str) -> pd.DataFrame:
     frame = _read(path, READING_CSV_COLUMNS)
     seq = pd.to_numeric(frame["seq"], errors="coerce")
@@ -113,11 +120,12 @@ def read_readings(path: Path | str) -> pd.DataFrame:
             bits[i] |= 1 << Status[name].value
     mg_dl = frame["unit"] == Unit.MG_DL.value
     mmol = np.where(mg_dl, value / MGDL_PER_MMOL, value)
+    mgdl = _as_mgdl(value, frame["unit"])
     readings = pd.DataFrame({
         "device_id": frame["device_id"], "seq": seq.astype(np.int64),
         "measured_at": measured, "received_at": received, "value_mmol": mmol.astype(float),
         # as sent, or mmol/L x 18.0156: what the CGM rules compare (pricing/time_in_range.py)
-        "value_mgdl": np.where(mg_dl, value, value * MGDL_PER_MMOL).astype(float),
+        "value_mgdl": mgdl,
         "meal": frame["meal"], "sample": frame["sample"], "source": frame["source"],
         "status": bits,
     })
@@ -142,8 +150,8 @@ def read_cgm_readings(path: Path | str) -> pd.DataFrame:
                                                  * 60 + pd.to_numeric(digits.str[2:4],
                                                                       errors="coerce")))
     local_date = (measured + pd.to_timedelta(minutes, unit="min")).dt.date
-    mgdl = np.where(frame["unit"] == Unit.MMOL_L.value, value * MGDL_PER_MMOL, value)
+    mgdl = _as_mgdl(value, frame["unit"])
     readings = pd.DataFrame({"device_id": frame["device_id"], "measured_at": measured,
-                             "local_date": local_date, "value_mgdl": mgdl.astype(float)})
+                             "local_date": local_date, "value_mgdl": mgdl})
     first = ~readings.duplicated(["device_id", "measured_at"], keep="first")
     return readings[first].reset_index(drop=True)
