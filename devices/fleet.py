@@ -426,9 +426,7 @@ class _Sensor:
             self.zone).to_pydatetime()
         for sent_ns, rows in cgm.batches(w):
             records = tuple(Record(
-                int(w.seq[i]), local[i],
-                _value(float(w.mgdl[i]) / MGDL_PER_MMOL, person.unit)
-                if person.unit == Unit.MMOL_L else float(w.mgdl[i]),
+                int(w.seq[i]), local[i], _value(float(w.mgdl[i]) / MGDL_PER_MMOL, person.unit),
                 person.unit, Meal.UNKNOWN, Sample.INTERSTITIAL_FLUID, Source.METER)
                 for i in rows)
             sent = datetime.fromtimestamp(sent_ns / 1e9, UTC).replace(microsecond=0)
