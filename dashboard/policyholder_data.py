@@ -64,16 +64,17 @@ def load_summary(conn: psycopg.Connection[Any], policy_id: str,
     today_status, today_delta, today_figures = _provisional_today(
         policies, bindings, readings, ledger, ruleset, today, bonus)
     week = ledger[ledger["day"] > today - timedelta(days=7)]
-    recent = readings[readings["measured_at"] >= readings["measured_at"].max()
-                      - timedelta(days=HISTORY_DAYS)] if len(readings) else readings
-    figures = glycaemia.of_readings(recent, ruleset)
-    cgm_figures = cgm.window(readings, ruleset, zone, today) if ruleset.kind == "cgm" \
-        else None
-    est_a1c, tir = figures.est_a1c, figures.time_in_range
-    if cgm_figures is not None:  # for a CGM: GMI and the consensus time in range
+    cgm_figures: cgm.CgmWindow | None = None
+    if ruleset.kind == "cgm":  # GMI and the consensus time in range of the last 14 days
+        cgm_figures = cgm.window(readings, ruleset, zone, today)
         est_a1c = cgm_figures.metrics.get("gmi")
         tir = None if "tir_70_180" not in cgm_figures.metrics else \
             cgm_figures.metrics["tir_70_180"] / 100
+    else:
+        recent = readings[readings["measured_at"] >= readings["measured_at"].max()
+                          - timedelta(days=HISTORY_DAYS)] if len(readings) else readings
+        figures = glycaemia.of_readings(recent, ruleset)
+        est_a1c, tir = figures.est_a1c, figures.time_in_range
     try:
         claim: float | None = payout_on(conn, policy_id, today)[1]
     except ValueError:
