@@ -166,9 +166,21 @@ def in_unit(mgdl: Any, unit: str) -> Any:
     return mgdl / MGDL_PER_MMOL if unit == Unit.MMOL_L else mgdl
 
 
+def target_band(unit: str) -> tuple[float, float]:
+    """The consensus target range, 70-180 mg/dL, in `unit`."""
+    low: float = in_unit(TIR_LOW_MGDL, unit)
+    high: float = in_unit(TIR_HIGH_MGDL, unit)
+    return low, high
+
+
+def format_value(mgdl: float, unit: str) -> str:
+    """"9.0" (mmol/L, one decimal) or "162" (mg/dL, whole)."""
+    return f"{mgdl / MGDL_PER_MMOL:.1f}" if unit == Unit.MMOL_L else f"{mgdl:.0f}"
+
+
 def format_glucose(mgdl: float, unit: str) -> str:
     """"9.0 mmol/L" or "162 mg/dL"."""
-    return f"{mgdl / MGDL_PER_MMOL:.1f} {unit}" if unit == Unit.MMOL_L else f"{mgdl:.0f} {unit}"
+    return f"{format_value(mgdl, unit)} {unit}"
 
 
 def meets(column: str, value: float) -> bool | None:

@@ -152,7 +152,7 @@ def _profile(ax: Axes, window: cgm.CgmWindow, unit: str, lang: str) -> None:
     ax.fill_between(hours, col[5], col[95], color="#9ecae1", alpha=0.6, linewidth=0)
     ax.fill_between(hours, col[25], col[75], color="#4292c6", alpha=0.8, linewidth=0)
     ax.plot(hours, col[50], color="#08306b", linewidth=1.8)
-    low, high = cgm.in_unit(cgm.TIR_LOW_MGDL, unit), cgm.in_unit(cgm.TIR_HIGH_MGDL, unit)
+    low, high = cgm.target_band(unit)
     for y in (low, high):
         ax.axhline(y, color="#238b45", linewidth=1, linestyle="--")
     ax.set_xlim(0, 24)
@@ -161,9 +161,9 @@ def _profile(ax: Axes, window: cgm.CgmWindow, unit: str, lang: str) -> None:
     ax.set_ylabel(unit, fontsize=9)
     ax.tick_params(labelsize=8)
     ax.set_title(_t("agp", lang), loc="left", fontsize=12, weight="bold", pad=18)
-    ax.text(0, 1.02, _t("legend", lang, low=f"{low:.1f}" if unit == Unit.MMOL_L else f"{low:.0f}",
-                        high=f"{high:.1f}" if unit == Unit.MMOL_L else f"{high:.0f}",
-                        unit=unit), transform=ax.transAxes, fontsize=7.5, color="#444444")
+    ax.text(0, 1.02, _t("legend", lang, low=cgm.format_value(cgm.TIR_LOW_MGDL, unit),
+                        high=cgm.format_value(cgm.TIR_HIGH_MGDL, unit), unit=unit),
+            transform=ax.transAxes, fontsize=7.5, color="#444444")
     ax.grid(axis="y", color="#eeeeee")
 
 
@@ -172,7 +172,7 @@ def _daily(fig: Figure, window: cgm.CgmWindow, unit: str, lang: str) -> None:
     days = pd.date_range(window.first, window.last, freq="D").date
     local = window.days["measured_at"]
     top = float(cgm.in_unit(350, unit))
-    low, high = cgm.in_unit(cgm.TIR_LOW_MGDL, unit), cgm.in_unit(cgm.TIR_HIGH_MGDL, unit)
+    low, high = cgm.target_band(unit)
     for i, day in enumerate(days[:14]):
         ax = fig.add_axes((0.06 + (i % 7) * 0.128, 0.17 - (i // 7) * 0.12, 0.12, 0.1))
         today = (local.dt.date == day).to_numpy()

@@ -35,13 +35,12 @@ def unit_picker() -> str:
 
 
 def target_lines(unit: str) -> pd.DataFrame:
-    return pd.DataFrame({"y": [cgm.in_unit(v, unit)
-                               for v in (cgm.TIR_LOW_MGDL, cgm.TIR_HIGH_MGDL)]})
+    return pd.DataFrame({"y": list(cgm.target_band(unit))})
 
 
 def today_chart(figures: cgm.CgmWindow, unit: str, lang: str) -> alt.LayerChart | alt.FacetChart:
-    band = alt.Chart(pd.DataFrame({"low": [cgm.in_unit(cgm.TIR_LOW_MGDL, unit)],
-                                   "high": [cgm.in_unit(cgm.TIR_HIGH_MGDL, unit)]})
+    low, high = cgm.target_band(unit)
+    band = alt.Chart(pd.DataFrame({"low": [low], "high": [high]})
                      ).mark_rect(opacity=0.15, color="green").encode(y="low:Q", y2="high:Q")
     data = figures.today.assign(value=cgm.in_unit(figures.today["mgdl"], unit),
                                 measured_at=figures.today["measured_at"].dt.tz_localize(None))
@@ -77,7 +76,7 @@ def daily_chart(figures: cgm.CgmWindow, unit: str, lang: str) -> alt.FacetChart:
         time=pd.Timestamp("2000-01-01") + pd.to_timedelta(
             figures.days["measured_at"].dt.hour * 60 + figures.days["measured_at"].dt.minute,
             unit="m"))
-    low, high = (cgm.in_unit(v, unit) for v in (cgm.TIR_LOW_MGDL, cgm.TIR_HIGH_MGDL))
+    low, high = cgm.target_band(unit)
     days["low"], days["high"] = low, high
     top = cgm.in_unit(350, unit)
     band = alt.Chart(days).mark_area(color="green", opacity=0.12).encode(
@@ -138,8 +137,7 @@ def render(summary: PolicySummary, lang: str) -> None:
     st.altair_chart(bands_chart(figures.metrics, lang), width="stretch")
     st.subheader(t("agp", lang))
     st.altair_chart(agp_chart(figures, unit, lang), width="stretch")
-    low, high = (cgm.format_glucose(v, unit).split()[0]
-                 for v in (cgm.TIR_LOW_MGDL, cgm.TIR_HIGH_MGDL))
+    low, high = (cgm.format_value(v, unit) for v in (cgm.TIR_LOW_MGDL, cgm.TIR_HIGH_MGDL))
     st.caption(t("agp_caption", lang, low=low, high=high, unit=unit))
     st.subheader(t("daily_profiles", lang))
     st.altair_chart(daily_chart(figures, unit, lang), width="content")
