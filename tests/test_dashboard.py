@@ -623,9 +623,13 @@ def test_the_workbench_shows_the_cgm_portfolio_from_its_day_summaries(
         row = conn.execute(
             "select sum(in_range)::float8 / sum(readings) from cgm_days where day > "
             "(select max(day) from cgm_days) - 30").fetchone()
+        worn = conn.execute(
+            "select avg(coverage)::float8 / 100 from current_ledger where ruleset_name = "
+            "'cgm-default' and time_in_range is not null").fetchone()
         conn.commit()
     at = signed_in("ann")
-    assert row is not None
+    assert row is not None and worn is not None
     assert at.caption[1].value.startswith(
         f"CGM portfolio (2 policies), last 30 days: time in range 70–180 mg/dL {row[0]:.1%}, "
         "below 54 mg/dL ")
+    assert at.caption[1].value.endswith(f"sensor coverage on days worn {worn[0]:.0%}")

@@ -61,13 +61,15 @@ def portfolio_time_in_range() -> float | None:
 def cgm_portfolio() -> dict[str, float] | None:
     """The CGM policies over the last TIR_WINDOW_DAYS of their day summaries (cgm_days, made
     under cgm-default's bands): how many, time in range, time below 54 mg/dL (shares of valid
-    readings), and the sensor's coverage of the days it was worn. None without CGM policies."""
+    readings), and the sensor's coverage of the days it was worn, as the ledger has it (rule 2:
+    covered slots of the day's own slots). None without CGM policies."""
     row = db.frame(
-        "select count(distinct policy_id)::int as policies, "
-        "sum(in_range)::float8 / nullif(sum(readings), 0) as time_in_range, "
-        "sum(low)::float8 / nullif(sum(readings), 0) as below_54, "
-        "sum(covered)::float8 / nullif(count(*) * 288, 0) as coverage from cgm_days "
-        "where day > (select max(day) from cgm_days) - %s", (TIR_WINDOW_DAYS,)).iloc[0]
+        "select count(distinct c.policy_id)::int as policies, "
+        "sum(c.in_range)::float8 / nullif(sum(c.readings), 0) as time_in_range, "
+        "sum(c.low)::float8 / nullif(sum(c.readings), 0) as below_54, "
+        "avg(l.coverage)::float8 / 100 as coverage "
+        "from cgm_days c left join current_ledger l using (policy_id, day) "
+        "where c.day > (select max(day) from cgm_days) - %s", (TIR_WINDOW_DAYS,)).iloc[0]
     if not row["policies"]:
         return None
     return {str(k): float(v) for k, v in row.to_dict().items()}
