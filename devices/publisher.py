@@ -48,6 +48,12 @@ class SessionStats:
     reconnects: int = 0
     resent: int = 0
 
+    def add(self, other: SessionStats) -> None:
+        self.published += other.published
+        self.acknowledged += other.acknowledged
+        self.reconnects += other.reconnects
+        self.resent += other.resent
+
 
 @dataclass
 class _Session:
@@ -250,12 +256,8 @@ def publish_fleet(target: MqttTarget, secret: str, by_device: dict[str, list[Out
         readings a year): a session tells its readings apart by sequence number."""
         stats = SessionStats()
         for part in split_sessions(messages):
-            one = meter_session(target, secret, device_id, part, timeout=timeout,
-                                end_to_end=end_to_end)
-            stats.published += one.published
-            stats.acknowledged += one.acknowledged
-            stats.reconnects += one.reconnects
-            stats.resent += one.resent
+            stats.add(meter_session(target, secret, device_id, part, timeout=timeout,
+                                    end_to_end=end_to_end))
         return stats
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="meter") as pool:
@@ -270,8 +272,5 @@ def publish_fleet(target: MqttTarget, secret: str, by_device: dict[str, list[Out
                 total.failed[device_id] = str(exc)
                 total.published += len(by_device[device_id])
                 continue
-            total.published += stats.published
-            total.acknowledged += stats.acknowledged
-            total.reconnects += stats.reconnects
-            total.resent += stats.resent
+            total.add(stats)
     return total
