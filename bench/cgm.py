@@ -147,9 +147,9 @@ def raw_sample(wearers: int, days: int, seed: int
 def price_from_summaries(policies: int, days: int, seed: int) -> dict[str, Any]:
     """The back-test of `days` days and tonight's run of one new day, from synthetic summaries;
     run in a fresh process, its peak RSS is what pricing this portfolio takes."""
-    from glucover.cli import _fixed_mmap_threshold
+    from glucover.cli import fixed_mmap_threshold
 
-    _fixed_mmap_threshold()  # as every glucover command has it
+    fixed_mmap_threshold()  # as every glucover command has it
     rules = load_builtin("cgm-default")
     pol, summaries = synthetic_summaries(policies, days, seed)
     through = START + timedelta(days=days - 1)

@@ -381,7 +381,7 @@ MMAP_THRESHOLD = 1 << 20
 M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
 
 
-def _fixed_mmap_threshold() -> None:
+def fixed_mmap_threshold() -> None:
     """Large arrays straight from mmap and back to the system when freed (glibc only)."""
     try:
         import ctypes
@@ -392,7 +392,7 @@ def _fixed_mmap_threshold() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _fixed_mmap_threshold()
+    fixed_mmap_threshold()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
