@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -159,6 +160,20 @@ def with_credentials(url: str, username: str, password: str) -> str:
 
 # Service logins made by `glucover migrate` when their password is in the environment
 # (docker compose passes them from .env); `glucover up` derives its own.
+def insert_version(conn: psycopg.Connection[Any], table: str, name: str, author: str,
+                   notes: str, body: str) -> int:
+    """Store `body` as the next version of `name` in a table of immutable versions (rulesets,
+    alert_rules: name, version, author, notes, body); returns its number."""
+    conn.execute("select pg_advisory_xact_lock(hashtext(%s || ':' || %s))", (table, name))
+    row = conn.execute(sql.SQL("select coalesce(max(version), 0) + 1 from {} where name = %s"
+                               ).format(sql.Identifier(table)), (name,)).fetchone()
+    version = int(str(row[0])) if row else 1
+    conn.execute(sql.SQL("insert into {} (name, version, author, notes, body) values "
+                         "(%s, %s, %s, %s, %s)").format(sql.Identifier(table)),
+                 (name, version, author, notes, body))
+    return version
+
+
 SERVICE_LOGINS = {"ingest": "glucover_ingest", "pricing": "glucover_pricing",
                   "dashboard": "glucover_dashboard"}
 

@@ -17,15 +17,13 @@ is one edit. A TOML file may leave a parameter out; it then takes the declared d
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import Field, dataclass, field, fields, replace
+from dataclasses import Field, dataclass, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
-from devices.wire.vocabulary import MGDL_PER_MMOL, Meal, Sample, Source, Status
+from devices.wire.vocabulary import MGDL_PER_MMOL, Meal, Sample, Source, Status, status_bits
+from glucover import parameters
 from glucover.errors import UserError
 
 
@@ -33,41 +31,13 @@ class RulesetError(UserError):
     """A ruleset file or form is wrong; the message names the parameter."""
 
 
-@dataclass(frozen=True)
-class Parameter:
-    """What a ruleset parameter is, for everything generated from the declarations."""
-
-    section: str
-    key: str
-    unit: str
-    label_en: str
-    label_zh: str
-    help: str
-    low: float | None = None  # inclusive bounds of a number
-    high: float | None = None
-    choices: tuple[str, ...] = ()  # the names a list (or a name) parameter may hold
-    kinds: tuple[str, ...] = ("bgm", "cgm")  # the kinds of ruleset it applies to
-
-    @property
-    def path(self) -> str:
-        return f"{self.section}.{self.key}"
-
-    def label(self, lang: str) -> str:
-        return self.label_zh if lang == "zh" else self.label_en
-
-
-KINDS = ("bgm", "cgm")  # devices.wire.vocabulary.DeviceKind: what a ruleset prices
+KINDS = parameters.KINDS  # what a ruleset prices
 BGM, CGM = ("bgm",), ("cgm",)
 # The shipped ruleset of each kind: what a new policy of that kind is priced by.
 RULESET_OF_KIND = {"bgm": "default", "cgm": "cgm-default"}
-
-
-def parameter(section: str, key: str, default: Any, *, label: tuple[str, str], help: str,
-              unit: str = "", low: float | None = None, high: float | None = None,
-              choices: tuple[str, ...] = (), kinds: tuple[str, ...] = KINDS) -> Any:
-    """A dataclass field carrying its Parameter declaration."""
-    declared = Parameter(section, key, unit, label[0], label[1], help, low, high, choices, kinds)
-    return field(default=default, metadata={"parameter": declared})
+Parameter = parameters.Parameter
+parameter = parameters.parameter
+declaration = parameters.declaration
 
 
 _SAMPLES = tuple(s.value for s in Sample)
@@ -77,7 +47,8 @@ _MEALS = tuple(m.value for m in Meal)
 
 
 @dataclass(frozen=True)
-class Ruleset:
+class Ruleset(parameters.Declared):
+    error = RulesetError
     name: str = parameter("ruleset", "name", "", label=("Name", "名称"),
                           help="Identifies the ruleset; published versions are numbered per name.")
     description: str = parameter("ruleset", "description", "",
@@ -208,13 +179,10 @@ class Ruleset:
 
     @property
     def excluded_status_mask(self) -> int:
-        mask = 0
-        for name in self.excluded_status:
-            mask |= 1 << Status[name].value
-        return mask
+        return status_bits(self.excluded_status)
 
     def validate(self) -> Ruleset:
-        problems = [p for f in declared_fields() if (p := _check(f, getattr(self, f.name)))]
+        problems = parameters.problems(self)
 
         def check(ok: bool, message: str) -> None:
             if not ok:
@@ -236,115 +204,20 @@ class Ruleset:
             raise RulesetError("; ".join(problems))
         return self
 
-    # ------------------------------------------------------------ TOML
-
-    def to_toml(self) -> str:
-        doc: dict[str, dict[str, Any]] = {}
-        for f in declared_fields():
-            value = getattr(self, f.name)
-            doc.setdefault(declaration(f).section, {})[declaration(f).key] = (
-                list(value) if isinstance(value, tuple) else value)
-        return tomli_w.dumps(doc)
-
-    @classmethod
-    def from_toml(cls, text: str, version: int = 0) -> Ruleset:
-        try:
-            doc = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise RulesetError(f"not valid TOML: {exc}") from None
-        by_path = {declaration(f).path: f for f in declared_fields()}
-        kwargs: dict[str, Any] = {"version": version}
-        unknown = []
-        for section, table in doc.items():
-            if not isinstance(table, dict):
-                unknown.append(section)
-                continue
-            for key, value in table.items():
-                f = by_path.get(f"{section}.{key}")
-                if f is None:
-                    unknown.append(f"{section}.{key}")
-                else:
-                    kwargs[f.name] = _typed(f, value)
-        if unknown:
-            raise RulesetError(f"unknown parameters: {', '.join(unknown)}")
-        if "name" not in kwargs:
-            raise RulesetError("ruleset.name is missing")
-        return cls(**kwargs).validate()
-
     def parameters(self) -> dict[str, Any]:
         """Flat parameter dict (for forms and diffs)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    def with_parameters(self, **changes: Any) -> Ruleset:
-        return replace(self, **changes).validate()
 
 
 def declared_fields(kind: str | None = None) -> tuple[Field[Any], ...]:
     """The Ruleset fields that are parameters, in declaration order (those a ruleset of `kind`
     uses, when given)."""
-    return tuple(f for f in fields(Ruleset) if "parameter" in f.metadata and (
-        kind is None or kind in f.metadata["parameter"].kinds))
-
-
-def declaration(f: Field[Any]) -> Parameter:
-    found: Parameter = f.metadata["parameter"]
-    return found
-
-
-def _typed(f: Field[Any], value: Any) -> Any:
-    """A TOML value as the field's type (that of its default), or a RulesetError naming it."""
-    path, default = declaration(f).path, f.default
-    if isinstance(default, tuple):
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise RulesetError(f"{path} must be a list of names")
-        return tuple(value)
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise RulesetError(f"{path} must be a number, got {value!r}")
-        return float(value)
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise RulesetError(f"{path} must be a whole number, got {value!r}")
-        return value
-    if not isinstance(value, str):
-        raise RulesetError(f"{path} must be text")
-    return value
-
-
-def _check(f: Field[Any], value: Any) -> str | None:
-    """What is wrong with one parameter's value against its declaration, if anything."""
-    p = declaration(f)
-    if p.choices and isinstance(value, str):
-        return None if value in p.choices else f"{p.path}: {value!r} is not one of " \
-            f"{', '.join(p.choices)}"
-    if p.choices:
-        bad = [v for v in value if v not in p.choices]
-        return f"{p.path}: {bad[0]!r} is not one of {', '.join(p.choices)}" if bad else None
-    if p.low is not None and value < p.low:
-        return f"{p.path} must be >= {p.low:g}"
-    if p.high is not None and value > p.high:
-        return f"{p.path} must be <= {p.high:g}"
-    return None
+    return parameters.declared(Ruleset, kind)
 
 
 def markdown_table() -> str:
     """The README's table of ruleset parameters, generated from the declarations."""
-    defaults = Ruleset()
-    rows = ["| parameter | for | unit | default | bounds | meaning |",
-            "|---|---|---|---|---|---|"]
-    for f in declared_fields():
-        p = declaration(f)
-        value = getattr(defaults, f.name)
-        shown = ", ".join(value) if isinstance(value, tuple) else f"{value}"
-        bounds = (f"one of {', '.join(p.choices)}" if p.choices else
-                  " ".join(part for part in (
-                      f">= {p.low:g}" if p.low is not None else "",
-                      f"<= {p.high:g}" if p.high is not None else "") if part).replace(
-                          " <=", ", <="))
-        shown = shown or ("(required)" if f.name == "name" else '""')
-        rows.append(f"| `{p.path}` | {', '.join(p.kinds)} | {p.unit} | {shown} | {bounds} | "
-                    f"{p.label_en}: {p.help} |")
-    return "\n".join(rows) + "\n"
+    return parameters.markdown_table(Ruleset(), required=("name",))
 
 
 def builtin_names() -> list[str]:

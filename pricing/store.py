@@ -10,6 +10,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
+from glucover.db import insert_version
 from pricing import ruleset as rulesets
 from pricing import safety
 from pricing.ruleset import Ruleset, RulesetError
@@ -37,9 +38,12 @@ def load_policies(conn: Conn, policy_ids: list[str] | None = None
     return policies, bindings
 
 
-def load_readings(conn: Conn, device_ids: list[str], since: datetime | None = None,
-                  until: datetime | None = None) -> pd.DataFrame:
-    """Readings of these meters measured in [since, until) (open ends when None)."""
+def load_readings(conn: Conn, device_ids: list[str] | None, since: datetime | None = None,
+                  until: datetime | None = None, ingested_at: list[datetime] | None = None
+                  ) -> pd.DataFrame:
+    """Readings of these meters (all, when None) measured in [since, until) (open ends when
+    None); only those stored by the ingest transactions of `ingested_at` when given (the alert
+    evaluator's new readings, 0019_care_alerts.sql)."""
     # COPY to CSV parsed by pandas' C reader: no Python object per row, so tens of millions of
     # readings load in seconds. COPY takes no bind parameters; the values are quoted literals.
     # Times travel as integer microseconds since the epoch (exact).
@@ -48,10 +52,13 @@ def load_readings(conn: Conn, device_ids: list[str], since: datetime | None = No
         " (extract(epoch from measured_at) * 1000000)::bigint,"
         " (extract(epoch from received_at) * 1000000)::bigint,"
         " value_mmol, meal, sample, source, status from readings"
-        " where device_id = any({devices}) and ({since}::timestamptz is null or measured_at >="
+        " where ({devices}::text[] is null or device_id = any({devices}))"
+        " and ({ingested}::timestamptz[] is null or ingested_at = any({ingested}))"
+        " and ({since}::timestamptz is null or measured_at >="
         " {since}) and ({until}::timestamptz is null or measured_at < {until}))"
         " to stdout (format csv)").format(
-            devices=sql.Literal(list(device_ids)), since=sql.Literal(since),
+            devices=sql.Literal(None if device_ids is None else list(device_ids)),
+            ingested=sql.Literal(ingested_at), since=sql.Literal(since),
             until=sql.Literal(until))
     buffer = io.BytesIO()
     with conn.cursor() as cur, cur.copy(query) as copy:
@@ -112,13 +119,8 @@ def publish(conn: Conn, ruleset: Ruleset, author: str, notes: str = "",
     if risk:
         notes = f"{notes}; hypoglycaemia risk accepted ({risk}): {hypoglycaemia_reason.strip()}"
     body = ruleset.to_toml()
-    conn.execute("select pg_advisory_xact_lock(hashtext('ruleset:' || %s))", (ruleset.name,))
-    row = conn.execute("select coalesce(max(version), 0) + 1 from rulesets where name = %s",
-                       (ruleset.name,)).fetchone()
-    version = int(str(row[0])) if row else 1
-    conn.execute("insert into rulesets (name, version, author, notes, body) values "
-                 "(%s, %s, %s, %s, %s)", (ruleset.name, version, author, notes, body))
-    return Ruleset.from_toml(body, version=version)
+    return Ruleset.from_toml(body, version=insert_version(conn, "rulesets", ruleset.name, author,
+                                                          notes, body))
 
 
 def current(conn: Conn, name: str) -> Ruleset:
