@@ -2,7 +2,8 @@
 cookie routes); AppTest runs this file alone.
 
 Signed-in users see the pages of their role: policyholders their own policy, actuaries the
-workbench and any policy, operations the data flow and meters. DATABASE_URL names the database
+workbench and any policy, operations the data flow and meters, clinicians the alerts and
+policyholders of their panel. DATABASE_URL names the database
 (the dashboard's own least-privilege role in `glucover up` and compose).
 """
 
@@ -15,7 +16,7 @@ import streamlit as st
 from dashboard import db, sessions
 from dashboard.auth import User, authenticate
 from dashboard.i18n import initial_language, t
-from dashboard.views import actuary, operations, policyholder
+from dashboard.views import actuary, care, operations, policyholder
 from glucover.config import Settings
 
 
@@ -107,8 +108,11 @@ def main() -> None:
                             url_path="policy")],
         "operations": [st.Page(operations.render, title="Operations", url_path="operations",
                                default=True)],
-        "clinician": [st.Page(lambda: policyholder.render(user), title="My panel",
-                              url_path="panel", default=True)],
+        # A clinician starts at the alert queue; a link to a policyholder opens the panel.
+        "clinician": [st.Page(lambda: care.render(user), title="Alerts", url_path="alerts",
+                              default="policy" not in st.query_params),
+                      st.Page(lambda: policyholder.render(user), title="My panel",
+                              url_path="panel", default="policy" in st.query_params)],
     }[user.role]
     st.navigation(pages).run()
 

@@ -14,7 +14,6 @@ from datetime import UTC, datetime, time, timedelta
 import psycopg
 
 from devices.fleet import Policyholder
-from devices.wire import topics
 from devices.wire.vocabulary import DeviceKind
 from glucover import broker
 from glucover.config import Settings
@@ -76,7 +75,7 @@ def sync_broker(conn: psycopg.Connection[tuple[object, ...]], settings: Settings
                            "order by device_id").fetchall()
     entries = broker.service_entries(settings.secret()) + [(str(d), str(h)) for d, h in devices]
     count = broker.write_passwd(files.passwd, entries)
-    broker.write_acl(files.acl, topics.acl(broker.SERVICE_ACCOUNTS))
+    broker.write_acl(files.acl, broker.acl_text())
     return SyncResult(count, broker.signal_reload(files))
 
 

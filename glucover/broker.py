@@ -22,9 +22,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from devices.wire import topics
+from glucover.config import MqttTarget
+
 MOSQUITTO_ITERATIONS = 101
 INGEST_ACCOUNT = "glucover-ingest"
-SERVICE_ACCOUNTS = (INGEST_ACCOUNT,)
+CARE_ACCOUNT = "glucover-care"  # publishes notices to policyholders (care/notices.py)
+SERVICE_ACCOUNTS = (INGEST_ACCOUNT, CARE_ACCOUNT)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,14 @@ class BrokerFiles:
 def derive_password(secret: str, account: str) -> str:
     """The broker password of a device or service account, from the deployment secret."""
     return hmac.new(secret.encode(), f"mqtt:{account}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def service_target(target: MqttTarget, secret: str, account: str) -> MqttTarget:
+    """MQTT_URL as a service uses it: with the service's own account unless the URL names
+    one."""
+    if target.username:
+        return target
+    return target.with_credentials(account, derive_password(secret, account))
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
@@ -75,6 +87,12 @@ def write_acl(path: Path, text: str) -> None:
     tmp.write_text(text)
     os.replace(tmp, path)
     _match_directory_owner(path)
+
+
+def acl_text(load_generators: Iterable[str] = ()) -> str:
+    """The ACL of a glucover broker: ingest reads readings and status and writes acks, the care
+    service writes notices, each meter its own topics (devices.wire.topics.acl)."""
+    return topics.acl((INGEST_ACCOUNT,), load_generators, (CARE_ACCOUNT,))
 
 
 def _match_directory_owner(path: Path) -> None:

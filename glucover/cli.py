@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         _pricing_commands,
         _cgm_commands,
         _export_commands,
+        _care_commands,
         _actuary_commands,
         _bench_commands,
     ):
@@ -225,6 +226,34 @@ def _pricing_commands(sub: Any) -> None:
     p.add_argument("--port", type=int, default=8501)
 
 
+def _care_commands(sub: Any) -> None:
+    """The care team's alerts (care/)."""
+    alerts = _add(sub, "alerts", None, "glucose alerts for the care team")
+    asub = _subcommands(alerts, "alerts_command", "ACTION")
+    p = _add(asub, "run", "care.cli:run_cli",
+             "the alert service: judge readings as ingest commits them, the time-based rules "
+             "on a schedule, publish notices")
+    p.add_argument("--sweep-every", type=float, default=900.0,
+                   help="seconds between runs of the time-based rules (0: never)")
+    p.add_argument("--no-notices", action="store_true", help="do not publish notices")
+    p = _add(asub, "sweep", "care.cli:sweep_cli",
+             "run the time-based rules (rising, lapsed, meter status) once, now")
+    p = _add(asub, "list", "care.cli:list_cli", "alerts, the queue's order")
+    p.add_argument("--policy", help="only this policy's")
+    p.add_argument("--open", action="store_true", help="only open and acknowledged ones")
+    p.add_argument("--json", action="store_true")
+    rules = _add(asub, "rules", None, "the alert rules and their versions")
+    rsub = _subcommands(rules, "rules_command", "ACTION")
+    p = _add(rsub, "show", "care.cli:rules_show_cli", "the rules in force, as TOML")
+    p = _add(rsub, "publish", "care.cli:rules_publish_cli",
+             "publish a TOML file as the next version of the rules")
+    p.add_argument("file")
+    p.add_argument("--author", required=True)
+    p.add_argument("--notes", default="")
+    _add(rsub, "parameters", "care.cli:rules_parameters_cli",
+         "the rule parameters as a Markdown table (the README's)")
+
+
 def _export_commands(sub: Any) -> None:
     """Records out, in standard form."""
     export = _add(sub, "export", None, "a policy's records in a standard form")
@@ -367,6 +396,16 @@ def _bench_commands(sub: Any) -> None:
     p.add_argument("--policies", type=int, default=50)
     p.add_argument("--days", type=int, default=365)
     p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    p = _add(bsub, "alerts", "bench.alerts:bench_cli",
+             "commit -> alert latency at a sustained rate through broker and ingest, vs a "
+             "nightly batch")
+    p.add_argument("--rate", type=int, default=5000, help="readings per second offered")
+    p.add_argument("--seconds", type=int, default=20)
+    p.add_argument("--devices", type=int, default=20_000)
+    p.add_argument("--danger-every", type=int, default=200,
+                   help="one reading in this many is below 3.0 mmol/L")
+    p.add_argument("--workers", type=int, default=2, help="ingest processes")
     p.add_argument("--json", action="store_true")
     p = _add(bsub, "soak", "bench.soak:soak_cli", "steady load; throughput and memory over time")
     p.add_argument("--minutes", type=float, default=5.0)

@@ -58,7 +58,7 @@ class Variable:
     default: str
 
 
-SERVICES = ("ingest", "pricing", "dashboard")  # services with a database login of their own
+SERVICES = ("ingest", "pricing", "dashboard", "care")  # services with a database login of their own
 
 VARIABLES = (
     Variable("DATABASE_URL", "`postgresql://user:pass@host:port/db`",

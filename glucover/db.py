@@ -175,7 +175,7 @@ def insert_version(conn: psycopg.Connection[Any], table: str, name: str, author:
 
 
 SERVICE_LOGINS = {"ingest": "glucover_ingest", "pricing": "glucover_pricing",
-                  "dashboard": "glucover_dashboard"}
+                  "dashboard": "glucover_dashboard", "care": "glucover_care"}
 
 
 def login_name(service: str) -> str:

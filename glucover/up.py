@@ -3,8 +3,8 @@
 Starts what is not configured (a private PostgreSQL cluster and Mosquitto broker under
 GLUCOVER_HOME on free ports), migrates, gives each service its own least-privilege database
 login, provisions a demo portfolio with meters and dashboard logins, then runs the simulator
-(history fast, then live), an ingest worker, the pricing engine on a schedule and the
-dashboard, until Ctrl-C stops them all.
+(history fast, then live), an ingest worker, the alert service, the pricing engine on a
+schedule and the dashboard, until Ctrl-C stops them all.
 """
 
 from __future__ import annotations
@@ -166,7 +166,8 @@ def _broker(stack: ExitStack, settings: Settings, secret: str) -> MqttTarget:
 def _start_services(args: argparse.Namespace, env: dict[str, str], admin_url: str,
                     urls: dict[str, str], target: MqttTarget, children: list[Child]
                     ) -> threading.Event:
-    """Ingest, the simulator and the dashboard, each with its own login; returns the event set
+    """Ingest, the simulator, the alert service and the dashboard, each with its own login;
+    returns the event set
     when the simulator's history is acknowledged. Raises when the dashboard does not start."""
     ingest_pw = broker.derive_password(env["GLUCOVER_SECRET"], broker.INGEST_ACCOUNT)
     ingest_mqtt = target.with_credentials(broker.INGEST_ACCOUNT, ingest_pw).url()
@@ -180,6 +181,11 @@ def _start_services(args: argparse.Namespace, env: dict[str, str], admin_url: st
     device_mqtt = MqttTarget(target.host, target.port).url()
     child, history_done = spawn("simulator", sim_args, {
         **env, "DATABASE_URL": admin_url, "MQTT_URL": device_mqtt}, marker="acknowledged")
+    children.append(child)
+    care_pw = broker.derive_password(env["GLUCOVER_SECRET"], broker.CARE_ACCOUNT)
+    child, _ = spawn("alerts", ["alerts", "run"], {
+        **env, "DATABASE_URL": urls["care"],
+        "MQTT_URL": target.with_credentials(broker.CARE_ACCOUNT, care_pw).url()})
     children.append(child)
     child, _ = spawn("dashboard", ["dashboard", "--port", str(args.dashboard_port)], {
         **env, "DATABASE_URL": urls["dashboard"], "GLUCOVER_DASHBOARD_ADDRESS": "127.0.0.1"})

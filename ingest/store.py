@@ -116,6 +116,12 @@ where excluded.sent_at >= sensor_sessions.sent_at
 """
 
 
+# The care team's alert evaluator learns of stored readings from this (0019_care_alerts.sql):
+# one row per transaction that stored readings, written last before the commit, and a wake-up
+# delivered when it commits.
+ALERT_INBOX_SQL = "insert into alert_inbox default values; notify glucover_readings"
+
+
 @dataclass(frozen=True)
 class Rejection:
     topic: str
@@ -286,8 +292,10 @@ def write_batch(conn: psycopg.Connection[Any], batch: Batch,
     for j in rejections:
         counts[str(j.reason)] = counts.get(str(j.reason), 0) + 1
     duplicates = batch.duplicates + len(batch.items) - stored - len(conflicts)
-    return WriteResult(stored, duplicates, counts, merged,
-                       _acknowledge(conn, batch.items) if acks and batch.items else {})
+    acked = _acknowledge(conn, batch.items) if acks and batch.items else {}
+    if stored:
+        conn.execute(ALERT_INBOX_SQL)
+    return WriteResult(stored, duplicates, counts, merged, acked)
 
 
 def newest_seq(seqs: set[int]) -> int:

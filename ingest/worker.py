@@ -307,11 +307,8 @@ class IngestWorker:
 
 
 def ingest_target(settings: Settings) -> MqttTarget:
-    target = settings.require_mqtt()
-    if target.username:
-        return target
-    account = broker.INGEST_ACCOUNT
-    return target.with_credentials(account, broker.derive_password(settings.secret(), account))
+    return broker.service_target(settings.require_mqtt(), settings.secret(),
+                                 broker.INGEST_ACCOUNT)
 
 
 def ingest_cli(args: argparse.Namespace, settings: Settings) -> int:

@@ -93,3 +93,17 @@ def test_bench_cgm_small(settings: object, capsys: pytest.CaptureFixture[str]) -
     for key in ("backtest_policy_days_per_s", "raw_policy_days_per_s", "nightly_seconds",
                 "peak_rss_mb"):
         assert report[key] > 0
+
+
+def test_bench_alerts_small(settings: object, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "alerts", "--rate", "400", "--seconds", "4", "--devices", "400",
+                 "--danger-every", "20", "--workers", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["stored"] == 1600
+    # Four rounds of the 400 meters, 20 lows each, every one from a meter of its own.
+    assert report["dangerous"] == report["alerts"] == 80
+    assert report["nightly_batch"]["alerts"] == 80
+    latency = report["commit_to_alert"]
+    assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+    assert report["publish_to_alert"]["p50_ms"] > latency["p50_ms"]
+    assert report["nightly_batch"]["p50_ms"] > 12 * 3600 * 1000

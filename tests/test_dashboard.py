@@ -605,7 +605,7 @@ def test_a_clinician_sees_only_the_panel_and_can_download_its_records(
         create_user(conn, "dr_li", PASSWORD, "clinician", rounds=4)
         add_to_panel(conn, "dr_li", ["POL-006-000002", "POL-006-000004"])
         conn.commit()
-    at = signed_in("dr_li")
+    at = signed_in("dr_li", {"policy": "POL-006-000002"})  # from an alert's link
     policies = next(s for s in at.selectbox if s.label == "Policy")
     assert policies.options == ["POL-006-000002", "POL-006-000004"]
     assert "POL-006-000002" in at.title[0].value
@@ -633,3 +633,63 @@ def test_the_workbench_shows_the_cgm_portfolio_from_its_day_summaries(
         f"CGM portfolio (2 policies), last 30 days: time in range 70–180 mg/dL {row[0]:.1%}, "
         "below 54 mg/dL ")
     assert at.caption[1].value.endswith(f"sensor coverage on days worn {worn[0]:.0%}")
+
+
+def test_a_clinician_works_the_alert_queue_of_the_panel_only(dashboard_db: str) -> None:
+    from care import store as care_store
+    from care.alerts import Finding
+    from dashboard.auth import add_to_panel
+
+    with psycopg.connect(dashboard_db) as conn:
+        create_user(conn, "dr_li", PASSWORD, "clinician", rounds=4)
+        add_to_panel(conn, "dr_li", ["POL-006-000002", "POL-006-000003"])
+        rules = care_store.rules_in_force(conn)
+        care_store.record(conn, [
+            Finding("POL-006-000003", "lapsed", (), "no valid reading since 03-01", key="a"),
+            Finding("POL-006-000002", "hypo_level2", (), "1 episode below 3 mmol/L", key="b"),
+            Finding("POL-006-000001", "hyper_severe", (), "off the panel", key="c")], rules)
+        conn.commit()
+    at = signed_in("dr_li")
+    assert at.title[0].value == "Alerts"
+    queue = at.dataframe[0].value
+    assert list(queue["Policyholder"]) == ["POL-006-000002", "POL-006-000003"]  # by severity
+    assert list(queue["Severity"]) == ["🔴 urgent", "🟡 medium"]
+    assert at.selectbox[0].value is not None
+    at.button(key="assign-2").click().run()
+    at.button(key="ack-2").click().run()
+    at.text_area[0].input("left a voicemail")
+    at.button(key="FormSubmitter:note-2-Add note").click().run()
+    outcome = next(s for s in at.selectbox if s.label == "Outcome")
+    outcome.select("referred")
+    at.button(key="FormSubmitter:resolve-2-Resolve").click().run()
+    assert not at.exception
+    with psycopg.connect(dashboard_db) as conn:
+        status = conn.execute("select status, outcome, assigned_to from alerts "
+                              "where alert_id = 2").fetchone()
+        trail = conn.execute("select username, action, detail from alert_audit "
+                             "order by audit_id").fetchall()
+    assert status == ("resolved", "referred", "dr_li")
+    assert trail == [("dr_li", "assign", "assigned to dr_li"), ("dr_li", "acknowledge", ""),
+                     ("dr_li", "note", "left a voicemail"), ("dr_li", "resolve", "referred")]
+    assert list(at.dataframe[0].value["Policyholder"]) == ["POL-006-000003"]
+    at.session_state["lang"] = "zh"
+    at.run()
+    assert at.title[0].value == "预警"
+    assert list(at.dataframe[0].value["预警"]) == ["停止测量"]
+
+
+def test_a_policyholder_sees_the_notices_of_their_own_policy_only(dashboard_db: str) -> None:
+    from care import store as care_store
+    from care.alerts import Finding
+
+    with psycopg.connect(dashboard_db) as conn:
+        care_store.record(conn, [Finding("POL-006-000002", "hypo_level2", (), "low", key="x")],
+                          care_store.rules_in_force(conn))
+        conn.commit()
+    bob = signed_in("bob")
+    (notice,) = [str(w.value) for w in bob.warning if "fast sugar" in str(w.value)]
+    assert notice.endswith("Your glucose was very low: eat 15 g of fast sugar (juice, glucose "
+                           "tablets) and re-check in 15 minutes. Your care team will call you.")
+    alice = signed_in("alice")
+    assert not [w for w in alice.warning if "fast sugar" in str(w.value)]
+    assert not [c for c in alice.caption if c.value == "Messages from your care team"]

@@ -59,6 +59,23 @@ def allowed(url: str, sql: str) -> bool:
     ("glucover_dashboard", "delete from claims", False),
     ("glucover_dashboard", "update dashboard_users set role = 'actuary'", False),
     ("glucover_dashboard", "update policies set base_sum_insured = 1e6", False),
+    ("glucover_dashboard", "update alerts set status = 'acknowledged'", True),
+    ("glucover_dashboard", "update alerts set rule = 'nothing'", False),
+    ("glucover_dashboard", "delete from alerts", False),
+    ("glucover_dashboard", "delete from alert_audit", False),
+    ("glucover_dashboard", "delete from alert_inbox", False),
+    ("glucover_ingest", "insert into alert_inbox default values", True),
+    ("glucover_ingest", "select * from alerts", False),
+    ("glucover_care", "select count(*) from readings", True),
+    ("glucover_care", "delete from alert_inbox", True),
+    ("glucover_care", "select id from alert_inbox for update skip locked", True),
+    ("glucover_care", "update alert_inbox set committed_at = now()", False),
+    ("glucover_care", "update readings set value = 1", False),
+    ("glucover_care", "delete from alerts", False),
+    ("glucover_care", "insert into alert_audit (username, alert_id, action) values "
+     "('x', 1, 'note')", False),
+    ("glucover_care", "select password_hash from dashboard_users", False),
+    ("glucover_care", READING, False),
 ])
 def test_database_roles_are_least_privilege(db_url: str, group: str, sql: str, ok: bool
                                             ) -> None:

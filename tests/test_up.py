@@ -13,7 +13,7 @@ import urllib.request
 import psycopg
 
 from glucover.servers import free_port
-from tests.helpers import state_dir
+from tests.helpers import state_dir, wait_until
 
 
 def test_up_reaches_a_healthy_dashboard_with_data_flowing() -> None:
@@ -53,8 +53,14 @@ def test_up_reaches_a_healthy_dashboard_with_data_flowing() -> None:
                                   "'glucover_%%_svc' order by 1").fetchall()
         assert readings is not None and readings[0] > 100
         assert ledger == (20,)
-        assert [r[0] for r in logins] == ["glucover_dashboard_svc", "glucover_ingest_svc",
-                                          "glucover_pricing_svc"]
+        assert [r[0] for r in logins] == ["glucover_care_svc", "glucover_dashboard_svc",
+                                          "glucover_ingest_svc", "glucover_pricing_svc"]
+        # The alert service runs with its own login and takes ingest's inbox as it fills.
+        assert "[alerts]" in text and "listening on glucover_readings" in text
+        with psycopg.connect(url) as conn:
+            assert wait_until(lambda: conn.execute(
+                "select count(*) from alert_inbox where committed_at < clock_timestamp() "
+                "- interval '5 seconds'").fetchone() == (0,), 20)
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(60)

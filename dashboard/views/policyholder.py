@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
+from care.notices import URGENT_NOTICES, notice_text
+from care.store import notices_for
 from dashboard import db
 from dashboard.auth import AccessDenied, User, panel, policy_for
 from dashboard.i18n import LANGUAGES, t
@@ -15,6 +18,8 @@ from dashboard.policyholder_data import EXPLAINED_ROWS, PolicySummary, load_summ
 from dashboard.views import cgm as cgm_view
 from glucover.config import Settings
 from records.export import policy_bundle, pseudonym_key
+
+NOTICE_DAYS = 7  # how long a notice stays on the page
 
 
 def explain(summary: PolicySummary, lang: str) -> pd.DataFrame:
@@ -115,6 +120,7 @@ def render(user: User) -> None:
         st.success(t("task_done", lang, status=t(summary.today_status, lang)))
     else:
         st.info(t("task_measure", lang, amount=rules.delta_in_target))
+    _notices(policy_id, lang)
     c1, c2, c3 = st.columns(3)
     c1.metric(t("gmi" if summary.cgm is not None else "a1c", lang),
               "—" if summary.est_a1c is None else f"{summary.est_a1c:.1f}%")
@@ -139,6 +145,19 @@ def render(user: User) -> None:
     else:
         # A static table: its text wraps, so it reads on a phone without scrolling sideways.
         st.table(explain(summary, lang).head(EXPLAINED_ROWS).set_index(t("col_day", lang)))
+
+
+def _notices(policy_id: str, lang: str) -> None:
+    """What the care team told this policyholder in the last week (care/notices.py), in the
+    page's language."""
+    with db.pool().connection() as conn:
+        notices = notices_for(conn, policy_id, within=timedelta(days=NOTICE_DAYS))
+    if notices.empty:
+        return
+    st.caption(t("notices_title", lang))
+    for kind, created_at in zip(notices["kind"], notices["created_at"], strict=True):
+        show = st.warning if kind in URGENT_NOTICES else st.info
+        show(f"{created_at:%m-%d %H:%M} · {notice_text(str(kind), lang)}", icon="🩺")
 
 
 def _today_so_far(summary: PolicySummary, lang: str) -> str:

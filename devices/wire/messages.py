@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from devices.wire.topics import ack_topic, readings_topic, status_topic
+from devices.wire.topics import ack_topic, notices_topic, readings_topic, status_topic
 from devices.wire.vocabulary import Meal, Sample, Source, Unit
 
 MAX_RECORDS = 1000  # records in one message: a meter's memory synced in one go
@@ -200,3 +200,40 @@ class Ack:
             raise ValueError("not an ack")
         return cls(doc["device_id"], datetime.fromisoformat(doc["sent_at"]),
                    tuple((int(a), int(b)) for a, b in stored))
+
+
+NOTICE_KINDS = ("very_low", "very_high", "measure_reminder")
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What the care service tells a policyholder through their meter (or its phone app):
+    retained on the meter's notices topic, so the latest reaches it when it next connects."""
+
+    notice_id: int
+    device_id: str
+    kind: str  # one of NOTICE_KINDS
+    language: str  # en | zh
+    text: str
+    created_at: datetime
+
+    @property
+    def topic(self) -> str:
+        return notices_topic(self.device_id)
+
+    def encode(self) -> bytes:
+        return json.dumps({"notice_id": self.notice_id, "device_id": self.device_id,
+                           "kind": self.kind, "language": self.language, "text": self.text,
+                           "created_at": self.created_at.isoformat()},
+                          ensure_ascii=False, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Notice:
+        """A notice as a meter reads it; ValueError when it is not one."""
+        doc = json.loads(payload)
+        if not (isinstance(doc, dict) and doc.get("kind") in NOTICE_KINDS
+                and all(isinstance(doc.get(k), str) for k in ("device_id", "text", "language"))
+                and type(doc.get("notice_id")) is int):
+            raise ValueError("not a notice")
+        return cls(doc["notice_id"], doc["device_id"], doc["kind"], doc["language"],
+                   doc["text"], datetime.fromisoformat(doc["created_at"]))

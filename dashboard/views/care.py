@@ -1,0 +1,116 @@
+"""The care team's alert queue (role `clinician`): the alerts of the policyholders on the
+clinician's panel, by severity and age; assign, acknowledge, note, resolve with an outcome,
+each action written to the audit table with it (care/store.py act)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import streamlit as st
+
+from care import store
+from care.rules import SEVERITIES
+from dashboard import db
+from dashboard.auth import User, panel
+from dashboard.i18n import t
+
+BADGE = dict(zip(SEVERITIES, ("🔴", "🟠", "🟡", "⚪"), strict=True))
+
+
+def age(raised_at: datetime, now: datetime) -> str:
+    minutes = int((now - raised_at).total_seconds() // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h"
+    return f"{minutes // 1440} d"
+
+
+def queue_table(queue: pd.DataFrame, lang: str, now: datetime) -> pd.DataFrame:
+    return pd.DataFrame({
+        t("col_severity", lang): [f"{BADGE[s]} {t(f'severity_{s}', lang)}"
+                                  for s in queue["severity"]],
+        t("col_age", lang): [age(r, now) for r in queue["raised_at"]],
+        t("col_policy", lang): queue["policy_id"],
+        t("col_rule", lang): [t(f"rule_{r}", lang) for r in queue["rule"]],
+        t("col_readings", lang): queue["reading_count"],
+        t("col_status", lang): [t(f"status_{s}", lang) for s in queue["status"]],
+        t("col_assigned", lang): queue["assigned_to"].fillna("—"),
+    })
+
+
+def render(user: User) -> None:
+    lang = st.session_state.get("lang", "en")
+    st.title(t("alerts_title", lang))
+    show_resolved = st.toggle(t("alerts_show_resolved", lang), value=False)
+    with db.pool().connection() as conn:
+        allowed = panel(conn, user)
+        queue = store.list_alerts(conn, allowed, open_only=not show_resolved)
+    if done := st.session_state.pop("alert_saved", None):
+        st.toast(done)
+    if queue.empty:
+        st.success(t("alerts_none", lang))
+        return
+    now = datetime.now(UTC)
+    st.dataframe(queue_table(queue, lang, now), hide_index=True, width="stretch")
+    labels = {int(a): f"{BADGE[str(s)]} {p} · {t(f'rule_{r}', lang)} · {age(w, now)}"
+              for a, s, p, r, w in zip(queue["alert_id"], queue["severity"], queue["policy_id"],
+                                       queue["rule"], queue["raised_at"], strict=True)}
+    alert_id = st.selectbox(t("alert_pick", lang), list(labels), format_func=labels.__getitem__)
+    alert = queue[queue["alert_id"] == alert_id].iloc[0]
+    _details(alert, lang)
+    if alert["status"] != "resolved":
+        _actions(user, int(alert_id), allowed, lang)
+
+
+def _details(alert: pd.Series, lang: str) -> None:  # type: ignore[type-arg]
+    st.subheader(f"{alert['policy_id']} · {t('rule_' + alert['rule'], lang)}")
+    st.write(alert["detail"])
+    st.markdown(f"[{t('alert_open_policy', lang)}](panel?policy={alert['policy_id']})")
+    with db.pool().connection() as conn:
+        readings = store.evidence(conn, int(alert["alert_id"]))
+        trail = store.audit_trail(conn, int(alert["alert_id"]))
+    if len(readings):
+        st.caption(t("alert_readings", lang))
+        st.dataframe(pd.DataFrame({
+            t("col_time", lang): readings["measured_at"].dt.strftime("%Y-%m-%d %H:%M"),
+            "mmol/L": readings["value_mmol"].round(1)}), hide_index=True)
+    if len(trail):
+        st.caption(t("alert_trail", lang))
+        st.table(pd.DataFrame({
+            t("col_time", lang): trail["at"].dt.strftime("%m-%d %H:%M"),
+            t("col_who", lang): trail["username"],
+            t("col_action", lang): [t(f"action_{a}", lang) for a in trail["action"]],
+            t("alert_note", lang): trail["detail"]}))
+
+
+def _act(user: User, alert_id: int, allowed: list[str], action: str, lang: str,
+         detail: str = "", outcome: str | None = None) -> None:
+    with db.pool().connection() as conn:
+        try:
+            store.act(conn, user.username, alert_id, action, detail, outcome, allowed)
+        except store.ActionError as exc:
+            conn.rollback()
+            st.error(str(exc))
+            return
+    st.session_state["alert_saved"] = t("alert_done", lang)
+    st.rerun()
+
+
+def _actions(user: User, alert_id: int, allowed: list[str], lang: str) -> None:
+    c1, c2 = st.columns(2)
+    if c1.button(t("alert_assign", lang), key=f"assign-{alert_id}"):
+        _act(user, alert_id, allowed, "assign", lang)
+    if c2.button(t("alert_acknowledge", lang), key=f"ack-{alert_id}"):
+        _act(user, alert_id, allowed, "acknowledge", lang)
+    with st.form(f"note-{alert_id}", clear_on_submit=True):
+        note = st.text_area(t("alert_note", lang))
+        if st.form_submit_button(t("alert_add_note", lang)):
+            _act(user, alert_id, allowed, "note", lang, note)
+    with st.form(f"resolve-{alert_id}"):
+        outcome = st.selectbox(t("alert_outcome", lang), store.OUTCOMES,
+                               format_func=lambda o: t(f"outcome_{o}", lang))
+        note = st.text_input(t("alert_note", lang), key=f"resolve-note-{alert_id}")
+        if st.form_submit_button(t("alert_resolve", lang)):
+            _act(user, alert_id, allowed, "resolve", lang, note, outcome)
