@@ -25,10 +25,16 @@ class Persona:
     manual_rate: float = 0.0  # days with a typed-in, flattering value
     clock_backdate_rate: float = 0.0  # missed days refilled with the clock set back a day
     gamer: bool = False
+    over_treats: bool = False  # chases the in-target reward into hypoglycaemia (a safety case)
 
 
 PERSONAS: tuple[Persona, ...] = (
-    Persona("well_controlled", 0.30, 6.0, 6.0, 0.6, 0.93, 0.93),
+    Persona("well_controlled", 0.25, 6.0, 6.0, 0.6, 0.93, 0.93),
+    # Aims for the bottom of the target band to earn every reward, over-treats (more insulin,
+    # skipped snacks) and goes low most weeks: never a gamer of the rules, a safety case. Carved
+    # out of well_controlled's share right after it, so the other personas' draws stay put.
+    Persona("over_treater", 0.05, 4.9, 4.9, 0.6, 0.95, 0.95, hypo_rate=0.35,
+            over_treats=True),
     Persona("improving", 0.15, 9.5, 6.4, 1.0, 0.80, 0.90),
     Persona("deteriorating", 0.15, 6.6, 10.8, 1.0, 0.85, 0.70),
     Persona("erratic", 0.10, 8.0, 8.0, 2.6, 0.70, 0.70, hypo_rate=0.05),

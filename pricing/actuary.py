@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from pricing import safety
@@ -255,6 +256,18 @@ class GamingReport:
     exclusions: pd.DataFrame  # segment, reason, readings
     clock_inversions: pd.DataFrame  # device_id, inversions (seq up, time back)
     flagged_policies: pd.DataFrame  # policy_id, segment, bonus, bonus_without_exclusions, gap
+    # Safety: segment, policies, mean bonus, % of policy-days with a valid reading below 3.9
+    # and below 3.0 mmol/L, flagged; and the policies rewarded while often hypoglycaemic.
+    safety: pd.DataFrame
+    hypo_rewarded: pd.DataFrame  # policy_id, segment, bonus, days_below_3_9_percent, ...
+
+
+# A segment the ruleset rewards (mean bonus above 0) while its policy-days with a reading below
+# 3.9 mmol/L reach this share (and three times the typical segment's) is flagged: it is being
+# paid into hypoglycaemia. A policy that earned a bonus with this share of its days
+# hypoglycaemic is listed for the care team.
+SAFETY_FLAG_PERCENT = 5.0
+HYPO_REWARDED_PERCENT = 10.0
 
 
 def gaming_report(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFrame,
@@ -279,7 +292,8 @@ def gaming_report(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.D
     per["gap"] = per["bonus_without_exclusions"] - per["bonus"]
 
     n_days = policy_day_counts(policies, through)
-    _, codes = assign_readings(policies, bindings, readings, ruleset, n_days)
+    assigned, codes = assign_readings(policies, bindings, readings, ruleset, n_days)
+    safety_by_segment, hypo_rewarded = _safety(policies, readings, assigned, n_days, per)
     device_segment = bindings.assign(segment=bindings["policy_id"].map(segment)).drop_duplicates(
         "device_id").set_index("device_id")["segment"]
     excl = pd.DataFrame({"segment": readings["device_id"].astype(str).map(device_segment)
@@ -295,4 +309,30 @@ def gaming_report(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.D
     inversions = ordered[back].groupby("device").size().rename("inversions").reset_index()
     inversions = inversions.rename(columns={"device": "device_id"})
     flagged = per[per["gap"] > max(flag_gap, 5 * typical)].sort_values("gap", ascending=False)
-    return GamingReport(by_segment, exclusions, inversions, flagged.reset_index(drop=True))
+    return GamingReport(by_segment, exclusions, inversions, flagged.reset_index(drop=True),
+                        safety_by_segment, hypo_rewarded)
+
+
+def _safety(policies: pd.DataFrame, readings: pd.DataFrame, assigned: AssignedReadings,
+            n_days: npt.NDArray[np.int64], per: pd.DataFrame
+            ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hypoglycaemia by segment and the policies a ruleset rewards while they go low: what
+    finds over-treaters chasing the reward (docs/domain.md#safety)."""
+    values = readings["value_mmol"].to_numpy(dtype=np.float64)[assigned.row]
+    shares = pd.DataFrame({"policy_id": policies["policy_id"].astype(str).to_numpy()})
+    for name, level in safety.LEVELS_MMOL:
+        below = safety.days_below(values, assigned.policy, assigned.day_offset, len(policies),
+                                  level)
+        shares[f"days_{name}_percent"] = 100 * below / np.maximum(n_days, 1)
+    both = per[["policy_id", "segment", "bonus"]].merge(shares, on="policy_id")
+    columns = [f"days_{name}_percent" for name in safety.NAMES]
+    by_segment = both.groupby("segment").agg(
+        policies=("policy_id", "count"), mean_bonus=("bonus", "mean"),
+        **{c: (c, "mean") for c in columns}).reset_index()
+    level1 = by_segment[columns[0]]
+    typical = float(level1.median()) if len(by_segment) else 0.0
+    by_segment["flagged"] = (level1 >= max(SAFETY_FLAG_PERCENT, 3 * typical)) & (
+        by_segment["mean_bonus"] > 0)
+    rewarded = both[(both["bonus"] > 0) & (both[columns[0]] >= HYPO_REWARDED_PERCENT)]
+    return (by_segment.round(2),
+            rewarded.sort_values(columns[0], ascending=False).round(2).reset_index(drop=True))

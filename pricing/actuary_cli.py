@@ -150,7 +150,9 @@ def gaming_cli(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps({"by_segment": _records(report.by_segment),
                           "exclusions": _records(report.exclusions),
                           "clock_inversions": _records(report.clock_inversions),
-                          "flagged_policies": _records(report.flagged_policies.head(200))},
+                          "flagged_policies": _records(report.flagged_policies.head(200)),
+                          "safety": _records(report.safety),
+                          "hypo_rewarded": _records(report.hypo_rewarded.head(200))},
                          indent=2))
         return 0
     print("what each segment obtains, and would obtain without the exclusions:")
@@ -160,6 +162,11 @@ def gaming_cli(args: argparse.Namespace, settings: Settings) -> int:
     if not report.clock_inversions.empty:
         print("\nmeters whose clock went back while seq went up (review):")
         print(report.clock_inversions.to_string(index=False))
+    print("\nsafety: % of policy-days with a valid reading below 3.9 and 3.0 mmol/L "
+          "(flagged: rewarded while going low):")
+    print(report.safety.to_string(index=False))
+    print(f"\n{len(report.hypo_rewarded)} policies earned a bonus with at least "
+          f"{actuary.HYPO_REWARDED_PERCENT:g}% of their days below 3.9 mmol/L (for the care team)")
     return 0
 
 

@@ -32,6 +32,18 @@ LEVELS_MMOL = (("below_3_9", glycaemia.TIR_LOW_MMOL),
 NAMES: tuple[str, ...] = tuple(name for name, _ in LEVELS_MMOL)
 
 
+def days_below(values_mmol: npt.NDArray[np.float64], policy: npt.NDArray[np.int64],
+               day_offset: npt.NDArray[np.int64], n_policies: int, level: float
+               ) -> npt.NDArray[np.int64]:
+    """Per policy (0..n_policies-1), how many of its days hold a valid reading below `level`,
+    from the valid readings' values, policies and day offsets."""
+    low = values_mmol < level
+    width = int(day_offset.max()) + 1 if len(day_offset) else 1
+    days = np.unique(policy[low] * width + day_offset[low])
+    counts: npt.NDArray[np.int64] = np.bincount(days // width, minlength=n_policies)
+    return counts
+
+
 @dataclass
 class Exposure:
     """Counts over a portfolio's history, summed chunk by chunk: policy-days, those with a
@@ -45,13 +57,12 @@ class Exposure:
     def add(self, values_mmol: npt.NDArray[np.float64], policy: npt.NDArray[np.int64],
             day_offset: npt.NDArray[np.int64], n_days: npt.NDArray[np.int64]) -> None:
         """The valid readings of a chunk (their policy and day) and its policies' day counts."""
-        width = max(int(n_days.max()) if len(n_days) else 0, 1)
         self.policy_days += int(n_days.sum())
         self.readings += len(values_mmol)
         for name, level in LEVELS_MMOL:
-            low = values_mmol < level
-            self.readings_below[name] += int(low.sum())
-            self.days_below[name] += len(np.unique(policy[low] * width + day_offset[low]))
+            self.readings_below[name] += int((values_mmol < level).sum())
+            self.days_below[name] += int(days_below(values_mmol, policy, day_offset, len(n_days),
+                                                    level).sum())
 
     def percentages(self) -> dict[str, float]:
         """Share of policy-days with a valid reading below each level, and (for CGMs, time

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from devices.personas import PERSONAS
@@ -67,14 +68,40 @@ def synthetic_portfolio(n_policies: int, days: int, seed: int = 1,
     for column in ("bound_from", "bound_to"):
         bindings[column] = pd.to_datetime(bindings[column], utc=True)
 
-    readings = _readings(rng, policies, devices, persona, day_sd, days, start_ts)
+    # Casual lows from their own stream, so adding them moved no other draw.
+    lows = _casual_lows(np.random.default_rng((seed, CASUAL_LOW_STREAM)), persona, days)
+    readings = _readings(rng, policies, devices, persona, day_sd, days, start_ts, lows)
     claims = _claims(rng, policies, days) if with_claims else pd.DataFrame()
     return Portfolio(policies, bindings, readings, claims)
 
 
+CASUAL_LOW_STREAM = 17
+
+
+@dataclass(frozen=True)
+class CasualLows:
+    """Hypoglycaemia readings outside the meal routine: on a share of days (the persona's
+    hypo_rate), one reading from 2.4 to 3.8 mmol/L between 10:00 and 23:00."""
+
+    policy: npt.NDArray[np.int64]
+    day: npt.NDArray[np.int64]
+    minute: npt.NDArray[np.float64]
+    value: npt.NDArray[np.float64]
+
+
+def _casual_lows(rng: np.random.Generator, persona: npt.NDArray[np.int64], days: int
+                 ) -> CasualLows:
+    rate = np.array([p.hypo_rate for p in PERSONAS])[persona]
+    counts = rng.binomial(days, rate)
+    policy = np.repeat(np.arange(len(persona)), counts)
+    return CasualLows(policy, rng.integers(0, days, len(policy)),
+                      rng.uniform(600, 1380, len(policy)),
+                      rng.uniform(2.4, 3.8, len(policy)).round(1))
+
+
 def _readings(rng: np.random.Generator, policies: pd.DataFrame, devices: np.ndarray,  # type: ignore[type-arg]
               persona: np.ndarray, day_sd: np.ndarray, days: int,  # type: ignore[type-arg]
-              start: pd.Timestamp) -> pd.DataFrame:
+              start: pd.Timestamp, lows: CasualLows) -> pd.DataFrame:
     n = len(policies)
     measured = rng.random((n, days)) < policies["adherence"].to_numpy()[:, None]
     p_idx, d_idx = np.nonzero(measured)
@@ -83,12 +110,13 @@ def _readings(rng: np.random.Generator, policies: pd.DataFrame, devices: np.ndar
     extra = rng.random(len(p_idx)) < POST_MEAL_SHARE
     q_idx, e_day = p_idx[extra], d_idx[extra]
     post = fasting[extra] + rng.normal(POST_MEAL_RISE, 1.0, extra.sum())
-    pol = np.concatenate([p_idx, q_idx])
-    day = np.concatenate([d_idx, e_day])
+    pol = np.concatenate([p_idx, q_idx, lows.policy])
+    day = np.concatenate([d_idx, e_day, lows.day])
     minutes = np.concatenate([420 + rng.normal(0, 35, len(p_idx)),
-                              570 + rng.normal(0, 40, len(q_idx))]).clip(0, 1439)
-    value = np.concatenate([fasting, post]).clip(1.2, 33.0).round(1)
-    meal = np.concatenate([np.zeros(len(p_idx), np.int8), np.ones(len(q_idx), np.int8)])
+                              570 + rng.normal(0, 40, len(q_idx)), lows.minute]).clip(0, 1439)
+    value = np.concatenate([fasting, post, lows.value]).clip(1.2, 33.0).round(1)
+    meal = np.concatenate([np.zeros(len(p_idx), np.int8), np.ones(len(q_idx), np.int8),
+                           np.full(len(lows.policy), 2, np.int8)])
     # Gaming: control solution and manual entries replace a high morning; clock tampering
     # raises the meter's time_fault.
     names = [p.name for p in PERSONAS]
@@ -135,7 +163,7 @@ def _readings(rng: np.random.Generator, policies: pd.DataFrame, devices: np.ndar
                                         tz="UTC"),  # gateways stamp milliseconds
         "value_mmol": value,
         "meal": pd.Categorical.from_codes(meal,  # type: ignore[call-overload]
-                                          categories=["fasting", "postprandial"]),
+                                          categories=["fasting", "postprandial", "casual"]),
         "sample": pd.Categorical.from_codes(sample,  # type: ignore[call-overload]
                                             categories=["capillary_plasma", "control_solution"]),
         "source": pd.Categorical.from_codes(source,  # type: ignore[call-overload]

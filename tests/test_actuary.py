@@ -42,6 +42,17 @@ def test_gaming_report_flags_exactly_the_gaming_personas() -> None:
     review = report.flagged_policies["segment"]
     assert len(review) > 100
     assert review.isin(flagged).mean() > 0.9
+    # Safety: the over-treaters earn the reward while going low; the report finds them (and
+    # not the erratic, who go low as often as some but earn nothing for it).
+    safety = report.safety.set_index("segment")
+    assert set(safety.index[safety["flagged"]]) == {"over_treater"}
+    low = safety["days_below_3_9_percent"].astype(float)
+    assert low["over_treater"] > 5 * low["well_controlled"]
+    assert float(safety["mean_bonus"]["over_treater"]) > 0
+    rewarded = report.hypo_rewarded["segment"]
+    over_treaters = int(safety["policies"]["over_treater"])
+    assert (rewarded == "over_treater").sum() > 0.9 * over_treaters
+    assert rewarded.value_counts().index[0] == "over_treater"
 
 
 def test_backtest_equals_the_engine_and_exports(db_url: str, tmp_path: Path,

@@ -247,6 +247,13 @@ def gaming_section(candidate: Ruleset | None) -> None:
         st.dataframe(report.clock_inversions, hide_index=True)
     st.download_button("Flagged policies (CSV)", report.flagged_policies.to_csv(index=False),
                        "gaming_flagged.csv", "text/csv")
+    st.subheader("Safety: hypoglycaemia by segment")
+    st.caption("Share of policy-days with a valid reading below 3.9 and below 3.0 mmol/L; a "
+               "segment is flagged when the ruleset rewards it while it goes low.")
+    st.dataframe(report.safety, hide_index=True, width="stretch")
+    st.download_button(f"Policies rewarded while often low ({len(report.hypo_rewarded)}, CSV)",
+                       report.hypo_rewarded.to_csv(index=False), "hypo_rewarded.csv",
+                       "text/csv")
 
 
 def render(user: User) -> None:
