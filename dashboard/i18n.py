@@ -155,7 +155,27 @@ TEXT: dict[str, dict[str, str]] = {
     "action_note": {"en": "note", "zh": "备注"},
     "action_resolve": {"en": "resolved", "zh": "解决"},
     "notices_title": {"en": "Messages from your care team", "zh": "医护团队消息"},
+    # The same page as the care team and actuaries see it: about the policyholder, not to them.
+    "readings_staff": {"en": "Readings (mmol/L), target band shaded",
+                       "zh": "血糖记录（mmol/L），阴影为目标范围"},
+    "ledger_staff": {"en": "How the sum insured changed", "zh": "保额变化明细"},
+    "below_base_staff": {"en": "Bonus {bonus:+,.0f}: the sum insured is below its base of "
+                               "{base:,.0f}.",
+                         "zh": "奖励 {bonus:+,.0f}：当前保额低于基础保额 {base:,.0f}。"},
+    "fhir_download_staff": {"en": "Download the records (FHIR R4)",
+                            "zh": "下载血糖记录（FHIR R4）"},
+    "metrics_title_staff": {"en": "CGM figures against the consensus targets",
+                            "zh": "CGM 指标与国际共识目标"},
+    "agp_download_staff": {"en": "Download the AGP report (PDF)", "zh": "下载 AGP 报告（PDF）"},
+    "notices_title_staff": {"en": "Notices sent to the policyholder",
+                            "zh": "已发送给成员的消息"},
 }
+
+
+def voiced(key: str, staff: bool) -> str:
+    """The text key for a reader: the policyholder is addressed as "you"; staff (the care
+    team, actuaries) read about the policyholder, where the text has a staff form."""
+    return f"{key}_staff" if staff and f"{key}_staff" in TEXT else key
 
 
 def initial_language(query: str | None, accept_language: str | None) -> str:

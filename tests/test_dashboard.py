@@ -610,7 +610,9 @@ def test_a_clinician_sees_only_the_panel_and_can_download_its_records(
     assert policies.options == ["POL-006-000002", "POL-006-000004"]
     assert "POL-006-000002" in at.title[0].value
     buttons = [b.proto.label for b in at.get("download_button")]
-    assert buttons == ["Download my records (FHIR R4, for your doctor)"]
+    assert buttons == ["Download the records (FHIR R4)"]
+    # The page speaks about the policyholder to the care team, not to them.
+    assert not at.info and "How the sum insured changed" in [s.value for s in at.subheader]
     off_panel = signed_in("dr_li", {"policy": "POL-006-000001"})
     assert [e.value for e in off_panel.error] == ["this policyholder is not on your panel"]
     assert not off_panel.metric

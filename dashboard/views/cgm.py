@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import db
-from dashboard.i18n import t
+from dashboard.i18n import t, voiced
 from dashboard.policyholder_data import PolicySummary
 from devices.wire.vocabulary import Unit
 from pricing import cgm
@@ -123,7 +123,7 @@ def metrics_table(m: dict[str, Any], unit: str, lang: str) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(t("col_metric", lang))
 
 
-def render(summary: PolicySummary, lang: str) -> None:
+def render(summary: PolicySummary, lang: str, staff: bool = False) -> None:
     figures = summary.cgm
     assert figures is not None
     unit = unit_picker()
@@ -141,10 +141,11 @@ def render(summary: PolicySummary, lang: str) -> None:
     st.caption(t("agp_caption", lang, low=low, high=high, unit=unit))
     st.subheader(t("daily_profiles", lang))
     st.altair_chart(daily_chart(figures, unit, lang), width="content")
-    st.subheader(t("metrics_title", lang))
+    st.subheader(t(voiced("metrics_title", staff), lang))
     st.table(metrics_table(figures.metrics, unit, lang))
     policy_id = summary.policy_id  # the page has checked that this user may see it
-    st.download_button(t("agp_download", lang), data=lambda: agp_pdf_of(policy_id, unit, lang),
+    st.download_button(t(voiced("agp_download", staff), lang),
+                       data=lambda: agp_pdf_of(policy_id, unit, lang),
                        file_name=f"glucover-{policy_id}-agp.pdf", mime="application/pdf",
                        on_click="ignore", icon=":material/picture_as_pdf:")
 

@@ -13,7 +13,7 @@ from care.notices import URGENT_NOTICES, notice_text
 from care.store import notices_for
 from dashboard import db
 from dashboard.auth import AccessDenied, User, panel, policy_for
-from dashboard.i18n import LANGUAGES, t
+from dashboard.i18n import LANGUAGES, t, voiced
 from dashboard.policyholder_data import EXPLAINED_ROWS, PolicySummary, load_summary
 from dashboard.views import cgm as cgm_view
 from glucover.config import Settings
@@ -99,6 +99,7 @@ def render(user: User) -> None:
     with db.pool().connection() as conn:
         summary = load_summary(conn, policy_id)
     st.title(f"{summary.holder_name} · {policy_id}")
+    staff = user.role != "policyholder"
     rules = summary.ruleset
     c1, c2, c3 = st.columns(3)
     c1.metric(t("sum_insured", lang), f"{summary.sum_insured:,.0f}",
@@ -109,18 +110,21 @@ def render(user: User) -> None:
               else f"{summary.claim_today:,.0f}")
     cap = rules.bonus_max
     if summary.bonus < 0:
-        st.warning(t("below_base", lang, bonus=summary.bonus, base=summary.base_sum_insured))
+        st.warning(t(voiced("below_base", staff), lang, bonus=summary.bonus,
+                     base=summary.base_sum_insured))
     else:
         st.progress(min(summary.bonus / cap, 1.0) if cap else 0.0,
                     text=t("progress_to_cap", lang, bonus=summary.bonus, cap=cap))
-    if rules.kind == "cgm":
+    if staff:  # today's task speaks to the policyholder
+        pass
+    elif rules.kind == "cgm":
         st.info(t("task_wear", lang, tir=rules.in_range_min_percent,
                   amount=rules.delta_in_target) + " " + _today_so_far(summary, lang))
     elif summary.today_status:
         st.success(t("task_done", lang, status=t(summary.today_status, lang)))
     else:
         st.info(t("task_measure", lang, amount=rules.delta_in_target))
-    _notices(policy_id, lang)
+    _notices(policy_id, lang, staff)
     c1, c2, c3 = st.columns(3)
     c1.metric(t("gmi" if summary.cgm is not None else "a1c", lang),
               "—" if summary.est_a1c is None else f"{summary.est_a1c:.1f}%")
@@ -129,17 +133,17 @@ def render(user: User) -> None:
     unit = t("day" if summary.streak == 1 else "days", lang)
     c3.metric(t("streak", lang), f"{summary.streak} {unit}")
     if summary.cgm is not None:
-        cgm_view.render(summary, lang)
+        cgm_view.render(summary, lang, staff)
     else:
-        st.subheader(t("readings", lang))
+        st.subheader(t(voiced("readings", staff), lang))
         if len(summary.readings):
             st.altair_chart(readings_chart(summary, lang), width="stretch")
     # Built only when clicked (a callable), from the policy this user may see.
-    st.download_button(t("fhir_download", lang), data=lambda: fhir_bundle(policy_id),
+    st.download_button(t(voiced("fhir_download", staff), lang), data=lambda: fhir_bundle(policy_id),
                        file_name=f"glucover-{policy_id}.fhir.json",
                        mime="application/fhir+json", help=t("fhir_help", lang),
                        on_click="ignore", icon=":material/download:")
-    st.subheader(t("ledger", lang))
+    st.subheader(t(voiced("ledger", staff), lang))
     if summary.ledger.empty:
         st.info(t("no_ledger", lang))
     else:
@@ -147,14 +151,14 @@ def render(user: User) -> None:
         st.table(explain(summary, lang).head(EXPLAINED_ROWS).set_index(t("col_day", lang)))
 
 
-def _notices(policy_id: str, lang: str) -> None:
+def _notices(policy_id: str, lang: str, staff: bool) -> None:
     """What the care team told this policyholder in the last week (care/notices.py), in the
     page's language."""
     with db.pool().connection() as conn:
         notices = notices_for(conn, policy_id, within=timedelta(days=NOTICE_DAYS))
     if notices.empty:
         return
-    st.caption(t("notices_title", lang))
+    st.caption(t(voiced("notices_title", staff), lang))
     for kind, created_at in zip(notices["kind"], notices["created_at"], strict=True):
         show = st.warning if kind in URGENT_NOTICES else st.info
         show(f"{created_at:%m-%d %H:%M} · {notice_text(str(kind), lang)}", icon="🩺")
