@@ -112,7 +112,9 @@ def main() -> None:
         "clinician": [st.Page(lambda: care.render(user), title="Alerts", url_path="alerts",
                               default="policy" not in st.query_params),
                       st.Page(lambda: policyholder.render(user), title="My panel",
-                              url_path="panel", default="policy" in st.query_params)],
+                              url_path="panel", default="policy" in st.query_params),
+                      st.Page(lambda: care.render_rules(user), title="Alert rules",
+                              url_path="alert-rules")],
     }[user.role]
     st.navigation(pages).run()
 

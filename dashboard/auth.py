@@ -21,6 +21,11 @@ class User:
     username: str
     role: str
     policy_id: str | None
+    care_lead: bool = False  # a clinician who publishes the alert rules
+
+    @property
+    def publishes_alert_rules(self) -> bool:
+        return self.role == "clinician" and self.care_lead
 
 
 def hash_password(password: str, rounds: int = BCRYPT_ROUNDS) -> str:
@@ -28,18 +33,20 @@ def hash_password(password: str, rounds: int = BCRYPT_ROUNDS) -> str:
 
 
 def create_user(conn: psycopg.Connection[Any], username: str, password: str, role: str,
-                policy_id: str | None = None, rounds: int = BCRYPT_ROUNDS) -> None:
+                policy_id: str | None = None, rounds: int = BCRYPT_ROUNDS,
+                care_lead: bool = False) -> None:
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     conn.execute(
-        "insert into dashboard_users (username, password_hash, role, policy_id) values "
-        "(%s, %s, %s, %s) on conflict (username) do update set password_hash = "
-        "excluded.password_hash, role = excluded.role, policy_id = excluded.policy_id",
-        (username, hash_password(password, rounds), role, policy_id))
+        "insert into dashboard_users (username, password_hash, role, policy_id, care_lead) "
+        "values (%s, %s, %s, %s, %s) on conflict (username) do update set password_hash = "
+        "excluded.password_hash, role = excluded.role, policy_id = excluded.policy_id, "
+        "care_lead = excluded.care_lead",
+        (username, hash_password(password, rounds), role, policy_id, care_lead))
 
 
 def authenticate(conn: psycopg.Connection[Any], username: str, password: str) -> User | None:
-    row = conn.execute("select password_hash, role, policy_id from dashboard_users "
+    row = conn.execute("select password_hash, role, policy_id, care_lead from dashboard_users "
                        "where username = %s", (username.strip(),)).fetchone()
     # Compare against a dummy hash for unknown users so timing does not tell who exists.
     stored = str(row[0]) if row else "$2b$12$" + "x" * 53
@@ -49,7 +56,8 @@ def authenticate(conn: psycopg.Connection[Any], username: str, password: str) ->
         ok = False
     if not row or not ok:
         return None
-    return User(username.strip(), str(row[1]), None if row[2] is None else str(row[2]))
+    return User(username.strip(), str(row[1]), None if row[2] is None else str(row[2]),
+                bool(row[3]))
 
 
 def add_to_panel(conn: psycopg.Connection[Any], username: str, policy_ids: list[str]) -> None:

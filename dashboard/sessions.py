@@ -85,10 +85,10 @@ def resume(conn: psycopg.Connection[Any], key: bytes, token: str | None,
     row = conn.execute(
         "update dashboard_sessions s set last_seen = now() from dashboard_users u "
         "where s.session_id = %s and s.expires_at > %s and u.username = s.username "
-        "returning u.username, u.role, u.policy_id", (session_id, now)).fetchone()
+        "returning u.username, u.role, u.policy_id, u.care_lead", (session_id, now)).fetchone()
     if row is None:
         return None
-    return User(str(row[0]), str(row[1]), None if row[2] is None else str(row[2]))
+    return User(str(row[0]), str(row[1]), None if row[2] is None else str(row[2]), bool(row[3]))
 
 
 def close_session(conn: psycopg.Connection[Any], key: bytes, token: str | None) -> None:

@@ -137,6 +137,12 @@ def from_toml(cls: type, text: str, error: type[UserError]) -> dict[str, Any]:
     return kwargs
 
 
+def diff(old: Any, new: Any) -> list[tuple[str, Any, Any]]:
+    """(parameter path, old value, new value) of every declared parameter that differs."""
+    return [(declaration(f).path, getattr(old, f.name), getattr(new, f.name))
+            for f in declared(type(old)) if getattr(old, f.name) != getattr(new, f.name)]
+
+
 def markdown_table(defaults: Any, required: tuple[str, ...] = ()) -> str:
     """A README table of the declared parameters of `defaults`' class, with its values."""
     rows = ["| parameter | for | unit | default | bounds | meaning |",

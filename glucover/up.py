@@ -97,7 +97,9 @@ def provision_demo(admin_url: str, settings: Settings, policies: int, seed: int,
                        for p in [p for p in people if p.kind == kind][:DEMO_POLICYHOLDERS]]
         logins.append(("clinician", "clinician", None))
         for username, role, policy in logins:
-            create_user(conn, username, DEMO_PASSWORD, role, policy, rounds=10)
+            # The demo clinician leads the care team: they publish the alert rules too.
+            create_user(conn, username, DEMO_PASSWORD, role, policy, rounds=10,
+                        care_lead=role == "clinician")
         # The demo clinician looks after the demo policyholders, meters and CGMs alike.
         add_to_panel(conn, "clinician", [p for _, role, p in logins if p is not None])
         conn.commit()

@@ -243,5 +243,5 @@ def load(name_or_file: str) -> Ruleset:
 
 
 def diff(old: Ruleset, new: Ruleset) -> list[tuple[str, Any, Any]]:
-    a, b = old.parameters(), new.parameters()
-    return [(k, a[k], b[k]) for k in a if k != "version" and a[k] != b[k]]
+    """(parameter path, published, draft) of every parameter the draft changes."""
+    return parameters.diff(old, new)

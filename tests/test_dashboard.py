@@ -144,7 +144,7 @@ def test_actuary_workbench_editor_backtest_and_glm(dashboard_db: str) -> None:
     assert not at.exception
     assert "Valid." in [s.value for s in at.success]
     diff = at.dataframe[0].value
-    assert list(diff["parameter"]) == ["delta_in_target"]
+    assert list(diff["parameter"]) == ["deltas.in_target"]  # as the TOML names it
     next(b for b in at.button if b.label == "Publish new version").click()
     at.run()
     assert any("Published default version 2" in s.value for s in at.success)
@@ -695,3 +695,41 @@ def test_a_policyholder_sees_the_notices_of_their_own_policy_only(dashboard_db: 
     alice = signed_in("alice")
     assert not [w for w in alice.warning if "fast sugar" in str(w.value)]
     assert not [c for c in alice.caption if c.value == "Messages from your care team"]
+
+
+def _alert_rules_page(username: str, lead: bool) -> None:
+    from dashboard.auth import User
+    from dashboard.views import care
+
+    care.render_rules(User(username, "clinician", None, lead))
+
+
+def test_the_care_team_lead_publishes_alert_rules_others_only_read_them(
+        dashboard_db: str) -> None:
+    reader = AppTest.from_function(_alert_rules_page, args=("dr_wu", False), default_timeout=60)
+    reader.run()
+    assert not reader.exception
+    assert [i.value for i in reader.info] == ["The care team lead publishes changes to the rules."]
+    shown = reader.table[0].value
+    assert "Level 2 hypoglycaemia below" in list(shown["Parameter"])
+    assert not reader.number_input
+    lead = AppTest.from_function(_alert_rules_page, args=("dr_li", True), default_timeout=60)
+    lead.run()
+    below = next(n for n in lead.number_input if n.label == "Level 2 hypoglycaemia below (mmol/L)")
+    below.set_value(3.2)
+    next(s for s in lead.selectbox if s.label.endswith("· lapsed")).select("high")
+    lead.text_input[0].input("pilot with the endocrinology team")
+    lead.button[0].click().run()
+    assert not lead.exception
+    assert lead.success[0].value.startswith("Published version 1")
+    with psycopg.connect(dashboard_db) as conn:
+        row = conn.execute("select version, author, notes, body from alert_rules").fetchone()
+    assert row is not None and row[:3] == (1, "dr_li", "pilot with the endocrinology team")
+    assert "below_mmol = 3.2" in row[3] and 'severity = "high"' in row[3]
+    # An invalid change is refused with the parameter named; nothing is published.
+    below = next(n for n in lead.number_input if n.label == "Level 2 hypoglycaemia below (mmol/L)")
+    below.set_value(4.5)
+    lead.button[0].click().run()
+    assert "must not be above" in lead.error[0].value
+    with psycopg.connect(dashboard_db) as conn:
+        assert conn.execute("select count(*) from alert_rules").fetchone() == (1,)

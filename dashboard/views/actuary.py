@@ -12,6 +12,7 @@ import streamlit as st
 
 from dashboard import db
 from dashboard.auth import User
+from dashboard.parameter_form import parameter_inputs
 from pricing import actuary, glycaemia, safety, store
 from pricing.ruleset import (
     RULESET_OF_KIND,
@@ -88,32 +89,6 @@ def _published(name: str) -> Ruleset:
         return store.in_force(conn, name)
 
 
-def parameter_inputs(base: Ruleset, lang: str = "en") -> dict[str, Any]:
-    """One input per declared ruleset parameter (pricing/ruleset.py), with its label (in the
-    page's language), unit, bounds and help: numbers three to a row, then the lists of names."""
-    values: dict[str, Any] = {}
-    declared = [f for f in declared_fields(base.kind) if declaration(f).section != "ruleset"]
-    cols = st.columns(3)
-    numbers = [f for f in declared if not declaration(f).choices]
-    for i, f in enumerate(numbers):
-        p, current = declaration(f), getattr(base, f.name)
-        label = f"{p.label(lang)} ({p.unit})" if p.unit else p.label(lang)
-        whole = isinstance(f.default, int)
-        kind: type = int if whole else float
-        value = cols[i % 3].number_input(
-            label, value=kind(current), step=kind(1 if whole else 0.1), help=p.help,
-            min_value=None if p.low is None else kind(p.low),
-            max_value=None if p.high is None else kind(p.high), key=f"rs_{f.name}")
-        values[f.name] = kind(value)
-    for f in declared:
-        p = declaration(f)
-        if p.choices:
-            values[f.name] = tuple(st.multiselect(p.label(lang), list(p.choices),
-                                                  list(getattr(base, f.name)), help=p.help,
-                                                  key=f"rs_{f.name}"))
-    return values
-
-
 def ruleset_editor(user: User) -> Ruleset | None:
     names = list(db.frame("select distinct name from rulesets order by name")["name"]) or [
         "default"]
@@ -121,7 +96,9 @@ def ruleset_editor(user: User) -> Ruleset | None:
     base = _published(name)
     st.caption(f"published version {base.version or 'built-in'}")
     with st.form("ruleset"):
-        values = parameter_inputs(base, st.session_state.get("lang", "en"))
+        values = parameter_inputs(
+            base, [f for f in declared_fields(base.kind) if declaration(f).section != "ruleset"],
+            st.session_state.get("lang", "en"))
         new_name = st.text_input("Name", value=base.name)
         submitted = st.form_submit_button("Validate")
     if not submitted and "candidate" not in st.session_state:

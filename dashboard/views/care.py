@@ -10,10 +10,12 @@ import pandas as pd
 import streamlit as st
 
 from care import store
-from care.rules import SEVERITIES
+from care.rules import SEVERITIES, AlertRulesError, declared_fields
 from dashboard import db
 from dashboard.auth import User, panel
 from dashboard.i18n import t
+from dashboard.parameter_form import parameter_inputs
+from glucover.parameters import declaration, diff
 
 BADGE = dict(zip(SEVERITIES, ("🔴", "🟠", "🟡", "⚪"), strict=True))
 
@@ -114,3 +116,45 @@ def _actions(user: User, alert_id: int, allowed: list[str], lang: str) -> None:
         note = st.text_input(t("alert_note", lang), key=f"resolve-note-{alert_id}")
         if st.form_submit_button(t("alert_resolve", lang)):
             _act(user, alert_id, allowed, "resolve", lang, note, outcome)
+
+
+def render_rules(user: User) -> None:
+    """The alert rules in force; the care team lead edits and publishes a new version."""
+    lang = st.session_state.get("lang", "en")
+    st.title(t("rules_title", lang))
+    with db.pool().connection() as conn:
+        rules = store.rules_in_force(conn)
+    st.caption(t("rules_version", lang, version=rules.version or "—"))
+    editable = [f for f in declared_fields() if declaration(f).section != "rules"]
+    if not user.publishes_alert_rules:
+        st.table(pd.DataFrame({
+            t("rules_section", lang): [declaration(f).section for f in editable],
+            t("rules_parameter", lang): [declaration(f).label(lang) for f in editable],
+            t("rules_value", lang): [_shown(getattr(rules, f.name)) + (
+                f" {declaration(f).unit}" if declaration(f).unit else "") for f in editable]}))
+        st.info(t("rules_lead_only", lang))
+        return
+    with st.form("alert-rules"):
+        values = parameter_inputs(rules, editable, lang, key="ar")
+        notes = st.text_input(t("rules_notes", lang))
+        submitted = st.form_submit_button(t("rules_publish", lang))
+    if not submitted:
+        return
+    try:
+        candidate = rules.with_parameters(version=0, **values)
+    except AlertRulesError as exc:
+        st.error(str(exc))
+        return
+    changes = diff(rules, candidate)
+    if not changes:
+        st.info(t("rules_unchanged", lang))
+        return
+    with db.pool().connection() as conn:
+        published = store.publish_rules(conn, candidate, user.username, notes)
+    st.success(t("rules_published", lang, version=published.version))
+    st.dataframe(pd.DataFrame(changes, columns=["parameter", "before", "now"]).astype(str),
+                 hide_index=True)
+
+
+def _shown(value: object) -> str:
+    return ", ".join(value) if isinstance(value, tuple) else str(value)
