@@ -68,7 +68,19 @@ def database_facts(url: str) -> dict[str, Any]:
             facts["devices"] = {str(kind): int(str(n)) for kind, n in conn.execute(
                 "select kind, count(*) from devices where revoked_at is null group by kind "
                 "order by kind")}
+            if facts["schema_version"] >= ALERTS_SCHEMA:
+                row = conn.execute(
+                    "select (select count(*) from alerts where status <> 'resolved'), "
+                    "count(*), coalesce(extract(epoch from clock_timestamp() - "
+                    "min(committed_at)), 0)::float8 from alert_inbox").fetchone()
+                assert row is not None
+                facts["alerts"] = {"open": int(str(row[0])), "inbox_waiting": int(str(row[1])),
+                                   "oldest_waiting_s": round(float(str(row[2])), 1)}
         return facts
+
+
+ALERTS_SCHEMA = 19  # 0019_care_alerts.sql
+ALERT_LAG_LIMIT_S = 60.0
 
 
 def run_doctor(settings: Settings) -> Report:
@@ -81,6 +93,14 @@ def run_doctor(settings: Settings) -> Report:
                                        f"reachable, backend {backend}"
                                        + ("; run `glucover migrate`" if backend == "unmigrated"
                                           else "")))
+            if alerts := report.facts.get("alerts"):
+                lag = alerts["oldest_waiting_s"]
+                report.checks.append(Check(
+                    "alerts", lag < ALERT_LAG_LIMIT_S,
+                    f"{alerts['open']} open; the alert service keeps up with ingest"
+                    if lag < ALERT_LAG_LIMIT_S else
+                    f"{alerts['inbox_waiting']} ingest transactions waiting {lag:.0f} s for the "
+                    "alert service: is `glucover alerts run` running?"))
         except Exception as exc:  # noqa: BLE001 - doctor reports any failure as a finding
             report.checks.append(Check("database", False, f"unreachable: {exc}"))
     else:

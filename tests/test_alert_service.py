@@ -303,3 +303,23 @@ def test_history_synced_late_reaches_the_care_team_but_sends_no_notice(db_url: s
     assert alerts(db_url) == [(p.policy_id, "hypo_level2", "open", 1)]
     with psycopg.connect(db_url) as conn:
         assert conn.execute("select count(*) from notices").fetchone() == (0,)
+
+
+def test_doctor_says_when_the_alert_service_falls_behind(db_url: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from glucover.config import Settings
+    from glucover.doctor import run_doctor
+
+    (p,) = people(db_url, 1, seed=16)
+    send(db_url, p.device_id, (1, timedelta(hours=1), 2.5))
+    with psycopg.connect(db_url) as conn:
+        conn.execute("update alert_inbox set committed_at = now() - interval '2 minutes'")
+        conn.commit()
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    (check,) = [c for c in run_doctor(Settings.from_env()).checks if c.name == "alerts"]
+    assert not check.ok and check.detail.startswith("1 ingest transactions waiting 1")
+    judge(db_url)
+    report = run_doctor(Settings.from_env())
+    (check,) = [c for c in report.checks if c.name == "alerts"]
+    assert check.ok and check.detail == "1 open; the alert service keeps up with ingest"
+    assert report.facts["alerts"] == {"open": 1, "inbox_waiting": 0, "oldest_waiting_s": 0.0}
