@@ -655,7 +655,7 @@ def test_a_clinician_works_the_alert_queue_of_the_panel_only(dashboard_db: str) 
     assert at.title[0].value == "Alerts"
     queue = at.dataframe[0].value
     assert list(queue["Policyholder"]) == ["POL-006-000002", "POL-006-000003"]  # by severity
-    assert list(queue["Severity"]) == ["🔴 urgent", "🟡 medium"]
+    assert list(queue["Severity"]) == ["URGENT", "medium"]
     assert at.selectbox[0].value is not None
     at.button(key="assign-2").click().run()
     at.button(key="ack-2").click().run()

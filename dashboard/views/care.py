@@ -17,26 +17,32 @@ from dashboard.i18n import t
 from dashboard.parameter_form import parameter_inputs
 from glucover.parameters import declaration, diff
 
-BADGE = dict(zip(SEVERITIES, ("🔴", "🟠", "🟡", "⚪"), strict=True))
+
+def severity(level: str, lang: str) -> str:
+    """A severity as the queue shows it: urgent in capitals (text, no colour or emoji to
+    depend on)."""
+    word = t(f"severity_{level}", lang)
+    return word.upper() if level == SEVERITIES[0] else word
 
 
-def age(raised_at: datetime, now: datetime) -> str:
+def age(raised_at: datetime, now: datetime, lang: str) -> str:
     minutes = int((now - raised_at).total_seconds() // 60)
     if minutes < 60:
-        return f"{minutes} min"
+        return t("age_minutes", lang, n=minutes)
     if minutes < 48 * 60:
-        return f"{minutes // 60} h"
-    return f"{minutes // 1440} d"
+        return t("age_hours", lang, n=minutes // 60)
+    return t("age_days", lang, n=minutes // 1440)
 
 
 def queue_table(queue: pd.DataFrame, lang: str, now: datetime) -> pd.DataFrame:
+    last = pd.to_datetime(queue["last_measured_at"], utc=True)
     return pd.DataFrame({
-        t("col_severity", lang): [f"{BADGE[s]} {t(f'severity_{s}', lang)}"
-                                  for s in queue["severity"]],
-        t("col_age", lang): [age(r, now) for r in queue["raised_at"]],
+        t("col_severity", lang): [severity(s, lang) for s in queue["severity"]],
+        t("col_age", lang): [age(r, now, lang) for r in queue["raised_at"]],
         t("col_policy", lang): queue["policy_id"],
         t("col_rule", lang): [t(f"rule_{r}", lang) for r in queue["rule"]],
         t("col_readings", lang): queue["reading_count"],
+        t("col_last_reading", lang): last.dt.strftime("%m-%d %H:%M").fillna("—"),
         t("col_status", lang): [t(f"status_{s}", lang) for s in queue["status"]],
         t("col_assigned", lang): queue["assigned_to"].fillna("—"),
     })
@@ -56,7 +62,8 @@ def render(user: User) -> None:
         return
     now = datetime.now(UTC)
     st.dataframe(queue_table(queue, lang, now), hide_index=True, width="stretch")
-    labels = {int(a): f"{BADGE[str(s)]} {p} · {t(f'rule_{r}', lang)} · {age(w, now)}"
+    labels = {int(a): f"{severity(str(s), lang)} · {p} · {t(f'rule_{r}', lang)} · "
+                      f"{age(w, now, lang)}"
               for a, s, p, r, w in zip(queue["alert_id"], queue["severity"], queue["policy_id"],
                                        queue["rule"], queue["raised_at"], strict=True)}
     alert_id = st.selectbox(t("alert_pick", lang), list(labels), format_func=labels.__getitem__)
@@ -68,11 +75,14 @@ def render(user: User) -> None:
 
 def _details(alert: pd.Series, lang: str) -> None:  # type: ignore[type-arg]
     st.subheader(f"{alert['policy_id']} · {t('rule_' + alert['rule'], lang)}")
-    st.write(alert["detail"])
-    st.markdown(f"[{t('alert_open_policy', lang)}](panel?policy={alert['policy_id']})")
     with db.pool().connection() as conn:
         readings = store.evidence(conn, int(alert["alert_id"]))
         trail = store.audit_trail(conn, int(alert["alert_id"]))
+    values = readings["value_mmol"].dropna()
+    # The service's own words are English; the figures are said in the page's language.
+    st.write(t("alert_summary", lang, n=len(readings), low=values.min(), high=values.max())
+             if len(values) and lang != "en" else alert["detail"])
+    st.markdown(f"[{t('alert_open_policy', lang)}](panel?policy={alert['policy_id']})")
     if len(readings):
         st.caption(t("alert_readings", lang))
         st.dataframe(pd.DataFrame({

@@ -161,7 +161,8 @@ def _notices(policy_id: str, lang: str, staff: bool) -> None:
     st.caption(t(voiced("notices_title", staff), lang))
     for kind, created_at in zip(notices["kind"], notices["created_at"], strict=True):
         show = st.warning if kind in URGENT_NOTICES else st.info
-        show(f"{created_at:%m-%d %H:%M} · {notice_text(str(kind), lang)}", icon="🩺")
+        show(f"{created_at:%m-%d %H:%M} · {notice_text(str(kind), lang)}",
+             icon=":material/medical_services:")
 
 
 def _today_so_far(summary: PolicySummary, lang: str) -> str:
