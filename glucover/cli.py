@@ -325,6 +325,12 @@ def _actuary_commands(sub: Any) -> None:
         default=0,
         help="use a seeded synthetic portfolio of N policies instead of the database",
     )
+    p.add_argument("--scheduler",
+                   help="run partitions of the policies on dask.distributed: `local` (a cluster "
+                   "of --workers processes here) or a scheduler's address, tcp://host:8786")
+    p.add_argument("--workers", type=int, default=2, help="with --scheduler local")
+    p.add_argument("--partitions", type=int, default=8,
+                   help="with --scheduler: partitions of the policies (tasks)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", help="directory for CSV exports")
     p = _add(

@@ -117,12 +117,26 @@ class BacktestResult:
                              "policies": counts})
 
 
-def backtest(policies: pd.DataFrame, bindings: pd.DataFrame, readings: ReadingsSource,
-             candidate: Ruleset, baseline: Ruleset, through: date,
-             progress: Callable[[float], None] | None = None, keep_paths: int = 200,
-             chunk_policies: int = CHUNK_POLICIES) -> BacktestResult:
-    """Replay the history under `candidate` and `baseline` with the pricing evaluator, a chunk
-    of `chunk_policies` policies at a time."""
+@dataclass
+class BacktestPart:
+    """A back-test of some of the policies: what `combine` needs from each part. Parts of
+    disjoint policies combine to the back-test of all of them, so a part may run anywhere (in
+    this process, or on a worker of a cluster: pricing/partitioned.py)."""
+
+    finals: pd.DataFrame  # policy_id, bonus, sum_insured on the last day (candidate)
+    finals_baseline: pd.DataFrame
+    glycaemia: pd.DataFrame  # policy_id, est_a1c, adherence, ...
+    paths: pd.DataFrame  # the first policies' daily sums under both rulesets
+    exposure: safety.Exposure
+    exposure_baseline: safety.Exposure
+
+
+def backtest_part(policies: pd.DataFrame, bindings: pd.DataFrame, readings: ReadingsSource,
+                  candidate: Ruleset, baseline: Ruleset, through: date,
+                  progress: Callable[[float], None] | None = None, keep_paths: int = 200,
+                  chunk_policies: int = CHUNK_POLICIES) -> BacktestPart:
+    """Replay the history of `policies` under `candidate` and `baseline` with the pricing
+    evaluator, a chunk of `chunk_policies` policies at a time."""
     glycaemia: list[pd.DataFrame] = []
     finals: list[pd.DataFrame] = []
     finals_base: list[pd.DataFrame] = []
@@ -161,14 +175,38 @@ def backtest(policies: pd.DataFrame, bindings: pd.DataFrame, readings: ReadingsS
                 "sum_insured_baseline": base_ledger.sum_insured[mask]})
         if progress:
             progress(min((start + chunk_policies) / max(n, 1), 1.0))
-    cand = pd.concat(finals) if finals else pd.DataFrame(columns=["policy_id", "bonus",
-                                                                   "sum_insured"])
-    base = pd.concat(finals_base) if finals_base else cand.iloc[0:0]
+    empty = pd.DataFrame(columns=["policy_id", "bonus", "sum_insured"])
+    return BacktestPart(pd.concat(finals) if finals else empty,
+                        pd.concat(finals_base) if finals_base else empty,
+                        pd.concat(glycaemia), path_frame, exposure, exposure_base)
+
+
+def backtest(policies: pd.DataFrame, bindings: pd.DataFrame, readings: ReadingsSource,
+             candidate: Ruleset, baseline: Ruleset, through: date,
+             progress: Callable[[float], None] | None = None, keep_paths: int = 200,
+             chunk_policies: int = CHUNK_POLICIES) -> BacktestResult:
+    """Replay the history under `candidate` and `baseline`, in this process."""
+    part = backtest_part(policies, bindings, readings, candidate, baseline, through, progress,
+                         keep_paths, chunk_policies)
+    return combine([part], policies, candidate, baseline, through)
+
+
+def combine(parts: list[BacktestPart], policies: pd.DataFrame, candidate: Ruleset,
+            baseline: Ruleset, through: date) -> BacktestResult:
+    """The back-test of all the parts' policies (disjoint), as if run at once: per-policy
+    figures, liabilities, segments and exposures. Paths are the first part's."""
+    cand = pd.concat([p.finals for p in parts])
+    base = pd.concat([p.finals_baseline for p in parts])
+    exposure, exposure_base = safety.Exposure(), safety.Exposure()
+    for p in parts:
+        exposure.merge(p.exposure)
+        exposure_base.merge(p.exposure_baseline)
     per = cand.merge(
         base.rename(columns={"bonus": "bonus_baseline", "sum_insured": "sum_insured_baseline"}),
         on="policy_id")
     per["policy_id"] = per["policy_id"].astype(str)
-    glyc = pd.concat(glycaemia)
+    glyc = pd.concat([p.glycaemia for p in parts])
+    glyc["policy_id"] = glyc["policy_id"].astype(str)
     per = per.merge(glyc[["policy_id", "est_a1c", "adherence"]], on="policy_id", how="left")
     segment = policies.set_index("policy_id")["segment"] if "segment" in policies else None
     per["segment"] = per["policy_id"].map(segment) if segment is not None else "all"
@@ -185,8 +223,8 @@ def backtest(policies: pd.DataFrame, bindings: pd.DataFrame, readings: ReadingsS
     ).reset_index()
     by_segment["change_vs_baseline"] = (by_segment["mean_sum_insured"]
                                         - by_segment["mean_sum_insured_baseline"])
-    return BacktestResult(candidate, baseline, through, per, path_frame, by_segment, exposure,
-                          exposure_base)
+    return BacktestResult(candidate, baseline, through, per, parts[0].paths, by_segment,
+                          exposure, exposure_base)
 
 
 # ---------------------------------------------------------------- GLM

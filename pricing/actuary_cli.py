@@ -83,13 +83,21 @@ def _run_backtest(args: argparse.Namespace, settings: Settings, candidate: rules
     if candidate.kind != baseline.kind:
         raise UserError(f"{candidate.name} prices {candidate.kind} policies and "
                         f"{baseline.name} {baseline.kind} ones: compare rulesets of one kind")
-    with psycopg.connect(settings.require_database_url()) as conn:
+    url = settings.require_database_url()
+    with psycopg.connect(url) as conn:
         policies, bindings = store.load_policies(conn)
         policies = store.of_kind(conn, policies, candidate.kind)
         if policies.empty:
             raise UserError(NO_POLICIES)
-        return run(policies, bindings, lambda ids: store.load_readings(conn, ids),
-                   _stored_through(args))
+        if not getattr(args, "scheduler", None):
+            return run(policies, bindings, lambda ids: store.load_readings(conn, ids),
+                       _stored_through(args))
+    from pricing import partitioned
+
+    through = _stored_through(args)
+    with partitioned.cluster(args.scheduler, args.workers) as client:
+        return partitioned.partitioned_backtest(client, url, policies, candidate, baseline,
+                                                through, args.partitions), through
 
 
 def backtest_cli(args: argparse.Namespace, settings: Settings) -> int:

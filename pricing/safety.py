@@ -64,6 +64,14 @@ class Exposure:
             self.days_below[name] += int(days_below(values_mmol, policy, day_offset, len(n_days),
                                                     level).sum())
 
+    def merge(self, other: Exposure) -> None:
+        """Add another part's counts (disjoint policies)."""
+        self.policy_days += other.policy_days
+        self.readings += other.readings
+        for name in NAMES:
+            self.days_below[name] += other.days_below[name]
+            self.readings_below[name] += other.readings_below[name]
+
     def percentages(self) -> dict[str, float]:
         """Share of policy-days with a valid reading below each level, and (for CGMs, time
         below range) share of valid readings below it, in percent."""

@@ -123,3 +123,41 @@ def test_backtest_loading_readings_a_chunk_at_a_time_changes_nothing() -> None:
     assert sorted(d for ids in asked for d in ids) == sorted(p.bindings["device_id"])
     pd.testing.assert_frame_equal(chunked.per_policy, whole.per_policy)
     pd.testing.assert_frame_equal(chunked.by_segment, whole.by_segment)
+
+
+def test_a_backtest_partitioned_on_a_local_dask_cluster_equals_one_process(
+        db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from pricing import partitioned, store
+
+    load_fleet(db_url, n=30, days=30, seed=14)
+    through = START + timedelta(days=29)
+    generous = DEFAULT.with_parameters(name="generous", delta_in_target=150.0)
+    with psycopg.connect(db_url) as conn:
+        policies, bindings = store.load_policies(conn)
+        single = actuary.backtest(policies, bindings, lambda ids: store.load_readings(conn, ids),
+                                  generous, DEFAULT, through)
+    assert partitioned.partitions([f"P{i}" for i in range(10)], 4) == [
+        ["P0", "P1", "P2"], ["P3", "P4", "P5"], ["P6", "P7", "P8"], ["P9"]]
+    with partitioned.cluster(partitioned.LOCAL, workers=2) as client:
+        spread = partitioned.partitioned_backtest(client, db_url, policies, generous, DEFAULT,
+                                                  through, n_partitions=4)
+        assert len(client.scheduler_info()["workers"]) == 2
+
+    def ordered(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+        return frame.sort_values(key).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(ordered(spread.per_policy, "policy_id"),
+                                  ordered(single.per_policy, "policy_id"))
+    pd.testing.assert_frame_equal(spread.by_segment, single.by_segment)
+    assert spread.exposure == single.exposure and spread.summary() == single.summary()
+    assert single.summary()["change_vs_baseline"] > 0  # not two empty results
+    # The CLI points at a cluster the same way.
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    candidate = tmp_path / "generous.toml"
+    candidate.write_text(generous.to_toml())
+    assert main(["actuary", "backtest", "--ruleset", str(candidate), "--through",
+                 through.isoformat(), "--scheduler", "local", "--workers", "2",
+                 "--partitions", "3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["total_sum_insured"] == pytest.approx(single.summary()["total_sum_insured"])
