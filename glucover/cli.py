@@ -369,6 +369,10 @@ def _bench_commands(sub: Any) -> None:
         default=1000,
         help="policies the loop baseline runs on (its rate is per policy-day)",
     )
+    p.add_argument("--chunk-policies", type=int, default=10_000,
+                   help="policies made and priced at a time")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="skip the all-at-once run beside it (memory and speed baseline)")
     p.add_argument("--json", action="store_true")
     p = _add(
         bsub, "ingest", "bench.ingest:bench_cli", "end-to-end ingest throughput vs a naive bridge"

@@ -65,9 +65,11 @@ def load_readings(conn: Conn, device_ids: list[str] | None, since: datetime | No
         for block in copy:
             buffer.write(block)
     buffer.seek(0)
-    dtypes = {"device_id": "category", "seq": "int64", "measured_at": "int64",
+    # The compact representation (pricing/evaluator.py's readings contract): 32-bit seq and
+    # status, categories for the names, no object column.
+    dtypes = {"device_id": "category", "seq": "int32", "measured_at": "int64",
               "received_at": "int64", "value_mmol": "float64", "meal": "category",
-              "sample": "category", "source": "category", "status": "int64"}
+              "sample": "category", "source": "category", "status": "int32"}
     if buffer.getbuffer().nbytes:
         frame = pd.read_csv(buffer, header=None, names=list(dtypes), dtype=dtypes)
     else:

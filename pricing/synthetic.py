@@ -9,6 +9,7 @@ of about 1.59 per +1% HbA1c (UKPDS 35, microvascular).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,10 +38,14 @@ class Portfolio:
 
 
 def synthetic_portfolio(n_policies: int, days: int, seed: int = 1,
-                        start: str = "2025-01-01", with_claims: bool = True) -> Portfolio:
+                        start: str = "2025-01-01", with_claims: bool = True,
+                        first: int = 1) -> Portfolio:
+    """`n_policies` policies numbered from `first` (S0000001, meter M0000001, ...) with `days`
+    of readings from `start`, seeded."""
     rng = np.random.default_rng(seed)
-    ids = np.char.add("S", np.char.zfill(np.arange(1, n_policies + 1).astype(str), 7))
-    devices = np.char.add("M", np.char.zfill(np.arange(1, n_policies + 1).astype(str), 7))
+    numbers = np.arange(first, first + n_policies).astype(str)
+    ids = np.char.add("S", np.char.zfill(numbers, 7))
+    devices = np.char.add("M", np.char.zfill(numbers, 7))
     weights = np.array([p.weight for p in PERSONAS])
     persona = rng.choice(len(PERSONAS), n_policies, p=weights / weights.sum())
     mean_fasting = np.array([(p.fasting_start + p.fasting_end) / 2 for p in PERSONAS])[persona]
@@ -87,6 +92,15 @@ class CasualLows:
     day: npt.NDArray[np.int64]
     minute: npt.NDArray[np.float64]
     value: npt.NDArray[np.float64]
+
+
+def synthetic_chunks(n_policies: int, days: int, seed: int, chunk_policies: int
+                     ) -> Iterator[Portfolio]:
+    """A portfolio of `n_policies` made chunk by chunk (policies numbered on across chunks,
+    each chunk seeded by (seed, its index)): a bench holds one chunk at a time."""
+    for index, first in enumerate(range(0, n_policies, chunk_policies)):
+        yield synthetic_portfolio(min(chunk_policies, n_policies - first), days,
+                                  seed * 1_000_003 + index, with_claims=False, first=first + 1)
 
 
 def _casual_lows(rng: np.random.Generator, persona: npt.NDArray[np.int64], days: int
@@ -157,7 +171,7 @@ def _readings(rng: np.random.Generator, policies: pd.DataFrame, devices: np.ndar
     device_cat = pd.Categorical.from_codes(pol,  # type: ignore[call-overload]
                                             categories=pd.Index(devices))
     return pd.DataFrame({
-        "device_id": device_cat, "seq": seq.astype(np.int64),
+        "device_id": device_cat, "seq": seq.astype(np.int32),
         "measured_at": pd.DatetimeIndex(measured_ns, tz="UTC"),
         "received_at": pd.DatetimeIndex(measured_ns + (delay_s * 1e3).astype(np.int64) * 10**6,
                                         tz="UTC"),  # gateways stamp milliseconds
@@ -168,7 +182,7 @@ def _readings(rng: np.random.Generator, policies: pd.DataFrame, devices: np.ndar
                                             categories=["capillary_plasma", "control_solution"]),
         "source": pd.Categorical.from_codes(source,  # type: ignore[call-overload]
                                             categories=["meter", "manual"]),
-        "status": status,
+        "status": status.astype(np.int32),
     })
 
 

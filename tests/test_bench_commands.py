@@ -12,12 +12,17 @@ from glucover.cli import main
 
 def test_bench_pricing_small(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "pricing", "--policies", "400", "--days", "60", "--loop-policies",
-                 "60", "--json"]) == 0
+                 "60", "--chunk-policies", "150", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["policy_days"] == 400 * 60
     assert report["ledgers_equal_on_sample"] is True
     for key in ("policy_days_per_s", "loop_policy_days_per_s", "ratio_vs_loop", "peak_rss_mb"):
         assert report[key] > 0
+    # Three chunks (150, 150, 100 policies), the largest held at once; beside them the whole
+    # portfolio at once, in a process of its own, the same size.
+    assert 0 < report["largest_chunk_readings"] < report["readings"] / 2
+    assert report["all_at_once"]["policy_days"] == report["policy_days"]
+    assert 20 < report["frame_bytes_per_reading"] < 45  # compact: no int64 seq, no objects
     counts = report["day_status_counts"]
     assert counts["in_target"] > 0 and counts["missed"] > 0 and counts["high"] > 0
 
