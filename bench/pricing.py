@@ -4,7 +4,7 @@ sample of the same portfolio (it would take hours on all of it); its rate is per
 and the two ledgers are asserted equal on that sample.
 
 Memory: the portfolio is made and priced a chunk of policies at a time, as back-tests and the
-nightly run price stored portfolios (pricing/actuary.py CHUNK_POLICIES), in the compact
+nightly run price stored portfolios (pricing/evaluator.py CHUNK_POLICIES), in the compact
 representation the database loader gives (32-bit seq and status, categories, no object
 column). Beside it, in a process of its own so its peak is its own, the same portfolio made
 and priced all at once: the baseline of memory and of speed."""
@@ -22,11 +22,9 @@ import pandas as pd
 
 from bench.harness import emit, peak_rss_mb, progress
 from bench.reference import evaluate_loop
-from pricing.evaluator import DAY_STATUSES, evaluate
+from pricing.evaluator import CHUNK_POLICIES, DAY_STATUSES, evaluate
 from pricing.ruleset import load_builtin
 from pricing.synthetic import Portfolio, synthetic_chunks, synthetic_portfolio
-
-CHUNK_POLICIES = 10_000
 
 
 def _through(portfolio: Portfolio, days: int) -> Any:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from pricing import safety
 from pricing.evaluator import (
+    CHUNK_POLICIES,
     EXCLUSION_REASONS,
     AssignedReadings,
     Ledger,
@@ -30,8 +31,6 @@ from pricing.evaluator import (
 from pricing.glycaemia import estimated_a1c, in_range
 from pricing.ruleset import Ruleset
 from pricing.synthetic import BASE_ANNUAL_CLAIM_RATE, HAZARD_RATIO_PER_A1C, Portfolio
-
-CHUNK_POLICIES = 20_000  # back-tests evaluate this many policies at a time (progress, memory)
 
 # Readings for a back-test: a frame holding them all, or a loader giving those of some meters
 # (a back-test of a stored portfolio then holds one chunk's readings at a time).

@@ -15,6 +15,7 @@ from glucover.config import Settings
 from glucover.errors import UserError
 from pricing import actuary, store
 from pricing import ruleset as rulesets
+from pricing.evaluator import CHUNK_POLICIES
 from pricing.synthetic import HAZARD_RATIO_PER_A1C, synthetic_portfolio
 
 SYNTHETIC_DAYS = 365
@@ -70,7 +71,7 @@ def _run_backtest(args: argparse.Namespace, settings: Settings, candidate: rules
                   baseline: rulesets.Ruleset) -> tuple[actuary.BacktestResult, date]:
     def run(policies: pd.DataFrame, bindings: pd.DataFrame, readings: actuary.ReadingsSource,
             through: date) -> tuple[actuary.BacktestResult, date]:
-        progress = _progress if len(policies) > actuary.CHUNK_POLICIES else None
+        progress = _progress if len(policies) > CHUNK_POLICIES else None
         return actuary.backtest(policies, bindings, readings, candidate, baseline, through,
                                 progress=progress), through
 

@@ -19,7 +19,15 @@ import pandas as pd
 import psycopg
 
 from pricing import cgm_days, store, time_in_range
-from pricing.evaluator import DAY_STATUSES, FIGURE_COLUMNS, UNMEASURED, Resume, evaluate
+from pricing.evaluator import (
+    CHUNK_POLICIES,
+    DAY_STATUSES,
+    FIGURE_COLUMNS,
+    UNMEASURED,
+    Resume,
+    evaluate,
+)
+from pricing.ruleset import Ruleset
 
 # A batch committed by ingest can carry an ingested_at (its transaction start) a little before
 # the previous run's watermark; look back this much further so no such reading is missed.
@@ -129,42 +137,52 @@ def run_pricing(database_url: str, through: date | None = None, ruleset: str | N
             rules = store.current(conn, str(name))
             group = group.reset_index(drop=True)
             points = _resume_points(conn, group, through, since)
-            if points.empty:
-                continue
-            group = group.set_index("policy_id").loc[points["policy_id"]].reset_index()
-            bonus, measured = _ledger_state(conn, points, rules.block_days)
-            resume = Resume(
-                offset=np.array([(r - s).days for r, s in zip(
-                    points["resume_day"], points["start_date"], strict=True)], dtype=np.int64),
-                bonus=bonus, measured_in_block=measured)
-            its_bindings = bindings[bindings["policy_id"].isin(points["policy_id"])]
-            earliest = min(points["resume_day"])
-            if rules.kind == "cgm":
-                # One summary row per policy-day instead of a CGM's 288 readings a day.
-                ids = list(points["policy_id"])
-                cgm_days.refresh(conn, ids, rules, since)
-                summaries = cgm_days.load(conn, ids, rules, earliest)
-                ledger = time_in_range.evaluate_days(group, summaries, rules, through,
-                                                     resume).to_frame()
-            else:
-                readings = store.load_readings(
-                    conn, sorted(set(its_bindings["device_id"])),
-                    since=datetime.combine(earliest, datetime.min.time(), UTC) - TZ_MARGIN,
-                    until=datetime.combine(through, datetime.min.time(), UTC) + 2 * TZ_MARGIN)
-                ledger = evaluate(group, its_bindings, readings, rules, through,
-                                  resume).to_frame()
-            ledger["ruleset_version"] = rules.version
-            ledger["ruleset_name"] = rules.name
-            fresh = _changed_rows(conn, ledger, earliest)
-            added += _append(conn, fresh, run_id)
-            total_days += len(ledger)
-            evaluated += len(points)
+            # A chunk of policies at a time: a first run over a long history, or a day many
+            # meters synced, holds one chunk's readings, not the portfolio's.
+            for start in range(0, len(points), CHUNK_POLICIES):
+                part = points.iloc[start:start + CHUNK_POLICIES].reset_index(drop=True)
+                days, rows = _price(conn, group, bindings, part, rules, through, since, run_id)
+                total_days += days
+                added += rows
+                evaluated += len(part)
         conn.execute("update pricing_runs set finished_at = now(), policies = %s, rows_added = %s"
                      " where run_id = %s", (evaluated, added, run_id))
         conn.commit()
         conn.execute("select refresh_readings_daily()")
         conn.commit()
     return RunSummary(run_id, through, evaluated, total_days, added, time.monotonic() - started)
+
+
+def _price(conn: psycopg.Connection[Any], group: pd.DataFrame, bindings: pd.DataFrame,
+           points: pd.DataFrame, rules: Ruleset, through: date, since: datetime | None,
+           run_id: int) -> tuple[int, int]:
+    """Price the policies of `points` (one ruleset's) from their resume days through
+    `through`; append the changed ledger rows. Returns (policy-days evaluated, rows added)."""
+    group = group.set_index("policy_id").loc[points["policy_id"]].reset_index()
+    bonus, measured = _ledger_state(conn, points, rules.block_days)
+    resume = Resume(
+        offset=np.array([(r - s).days for r, s in zip(
+            points["resume_day"], points["start_date"], strict=True)], dtype=np.int64),
+        bonus=bonus, measured_in_block=measured)
+    its_bindings = bindings[bindings["policy_id"].isin(points["policy_id"])]
+    earliest = min(points["resume_day"])
+    if rules.kind == "cgm":
+        # One summary row per policy-day instead of a CGM's 288 readings a day.
+        ids = list(points["policy_id"])
+        cgm_days.refresh(conn, ids, rules, since)
+        summaries = cgm_days.load(conn, ids, rules, earliest)
+        ledger = time_in_range.evaluate_days(group, summaries, rules, through,
+                                             resume).to_frame()
+    else:
+        readings = store.load_readings(
+            conn, sorted(set(its_bindings["device_id"])),
+            since=datetime.combine(earliest, datetime.min.time(), UTC) - TZ_MARGIN,
+            until=datetime.combine(through, datetime.min.time(), UTC) + 2 * TZ_MARGIN)
+        ledger = evaluate(group, its_bindings, readings, rules, through, resume).to_frame()
+    ledger["ruleset_version"] = rules.version
+    ledger["ruleset_name"] = rules.name
+    fresh = _changed_rows(conn, ledger, earliest)
+    return len(ledger), _append(conn, fresh, run_id)
 
 
 def _changed_rows(conn: psycopg.Connection[Any], ledger: pd.DataFrame, earliest: date

@@ -136,14 +136,13 @@ def day_summaries(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.D
         **{k: v[where].astype(np.int32) for k, v in counts.items()}})
 
 
-CHUNK_POLICIES = 10_000  # priced together: bounds the day grids' memory, whatever the size
 
 
 def evaluate_days(policies: pd.DataFrame, summaries: pd.DataFrame, ruleset: Ruleset,
                   through: date | str | np.datetime64, resume: ev.Resume | None = None
                   ) -> ev.Ledger:
     """Rules 3-6 from the policy-day summaries (rows of days without one: no readings), in
-    chunks of CHUNK_POLICIES policies (each policy's days depend only on its own rows)."""
+    chunks of ev.CHUNK_POLICIES policies (each policy's days depend only on its own rows)."""
     n_policies = len(policies)
     if resume is None:
         resume = ev.Resume(np.zeros(n_policies, np.int64), np.zeros(n_policies),
@@ -151,8 +150,8 @@ def evaluate_days(policies: pd.DataFrame, summaries: pd.DataFrame, ruleset: Rule
     row_policy = ev._positions(summaries["policy_id"],
                                pd.Index(policies["policy_id"].astype(str)))
     parts = []
-    for a in range(0, max(n_policies, 1), CHUNK_POLICIES):
-        b = min(a + CHUNK_POLICIES, n_policies)
+    for a in range(0, max(n_policies, 1), ev.CHUNK_POLICIES):
+        b = min(a + ev.CHUNK_POLICIES, n_policies)
         rows = np.flatnonzero((row_policy >= a) & (row_policy < b))
         chunk = ev.Resume(resume.offset[a:b], resume.bonus[a:b], resume.measured_in_block[a:b])
         parts.append(_evaluate_chunk(policies.iloc[a:b], summaries.iloc[rows],
