@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -232,30 +233,37 @@ class AlertService:
         self.raised = 0
 
     def run(self) -> None:
-        """Until stopped; through database outages (reconnecting, the inbox waits)."""
+        """Until stopped; through database outages (reconnecting, the inbox waits). The
+        schedule runs in a thread of its own, so a long sweep never holds back the stream."""
         publisher = NoticePublisher(self.config.mqtt) if self.config.mqtt else None
-        delay = RETRY_MIN_S
+        sweeper = threading.Thread(target=self._retrying, args=(self._sweeps,),
+                                   name="alerts-sweep", daemon=True)
+        if self.config.sweep_every_s:
+            sweeper.start()
         try:
-            while not self.stop.is_set():
-                try:
-                    self._serve(publisher)
-                except psycopg.OperationalError as exc:
-                    log.warning("database unreachable (%s); retrying in %.1fs", exc, delay)
-                    self.stop.wait(delay)
-                    delay = min(delay * 2, RETRY_MAX_S)
+            self._retrying(lambda: self._serve(publisher))
         finally:
+            if sweeper.is_alive():
+                sweeper.join(30)
             if publisher is not None:
                 publisher.close()
+
+    def _retrying(self, serve: Callable[[], None]) -> None:
+        delay = RETRY_MIN_S
+        while not self.stop.is_set():
+            try:
+                serve()
+            except psycopg.OperationalError as exc:
+                log.warning("database unreachable (%s); retrying in %.1fs", exc, delay)
+                self.stop.wait(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
 
     def _serve(self, publisher: NoticePublisher | None) -> None:
         cfg = self.config
         with psycopg.connect(cfg.database_url, autocommit=True) as listener, \
                 psycopg.connect(cfg.database_url) as conn:
             listener.execute(f"listen {CHANNEL}")
-            # The first sweep one interval after starting: a service started beside a fleet
-            # still syncing its history would find every policy lapsed.
             rules, rules_at = store.rules_in_force(conn), time.monotonic()
-            swept_at = time.monotonic()
             conn.commit()
             log.info("alert rules %s v%d; listening on %s", rules.name, rules.version, CHANNEL)
             while not self.stop.is_set():
@@ -264,13 +272,18 @@ class AlertService:
                     conn.commit()
                 while (result := judge_inbox(conn, rules)).inbox_rows:
                     self._report(result.raised)
-                if cfg.sweep_every_s and time.monotonic() - swept_at >= cfg.sweep_every_s:
-                    self._report(sweep(conn, rules))
-                    swept_at = time.monotonic()
                 if publisher is not None:
                     publisher.publish(conn)
                 for _ in listener.notifies(timeout=cfg.wait_s, stop_after=1):
                     pass
+
+    def _sweeps(self) -> None:
+        """The time-based rules every `sweep_every_s`, the first one interval after starting:
+        a service started beside a fleet still syncing its history would find every policy
+        lapsed. Notices it queues are published by the stream's loop."""
+        with psycopg.connect(self.config.database_url) as conn:
+            while not self.stop.wait(self.config.sweep_every_s):
+                self._report(sweep(conn, store.rules_in_force(conn)))
 
     def _report(self, raised: list[store.Raised]) -> None:
         self.raised += len(raised)

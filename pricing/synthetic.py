@@ -94,13 +94,14 @@ class CasualLows:
     value: npt.NDArray[np.float64]
 
 
-def synthetic_chunks(n_policies: int, days: int, seed: int, chunk_policies: int
-                     ) -> Iterator[Portfolio]:
+def synthetic_chunks(n_policies: int, days: int, seed: int, chunk_policies: int,
+                     start: str = "2025-01-01") -> Iterator[Portfolio]:
     """A portfolio of `n_policies` made chunk by chunk (policies numbered on across chunks,
     each chunk seeded by (seed, its index)): a bench holds one chunk at a time."""
     for index, first in enumerate(range(0, n_policies, chunk_policies)):
         yield synthetic_portfolio(min(chunk_policies, n_policies - first), days,
-                                  seed * 1_000_003 + index, with_claims=False, first=first + 1)
+                                  seed * 1_000_003 + index, start=start, with_claims=False,
+                                  first=first + 1)
 
 
 def _casual_lows(rng: np.random.Generator, persona: npt.NDArray[np.int64], days: int

@@ -25,15 +25,23 @@ from pricing.ruleset import (
 )
 from pricing.synthetic import synthetic_portfolio
 
+# The portfolio on the last priced day (the nightly run prices every policy through yesterday):
+# one day's rows by the ledger's day index (0021), not every policy-day. The heaviest queries
+# of the workbench are named, so `glucover bench dashboard --explain` shows their plans.
+KPI_SQL = (
+    "select count(*) as policies, coalesce(sum(sum_insured), 0)::float8 as total, "
+    "coalesce(avg(bonus), 0)::float8 as mean_bonus, "
+    "coalesce(avg((day_status = 'in_target')::int), 0)::float8 as in_target_share "
+    "from current_ledger where day = (select max(day) from sum_insured_ledger)")
+TIR_SQL = (
+    "select sum(in_range_readings)::float8 / nullif(sum(readings), 0) "
+    "from readings_daily r join devices d using (device_id) where d.kind = 'bgm' "
+    "and day > (select max(day) from readings_daily) - make_interval(days => %s)")
+
 
 @st.cache_data(ttl=30, show_spinner=False)
 def kpis(url: str) -> dict[str, Any]:
-    row = db.frame(
-        "select count(*) as policies, coalesce(sum(sum_insured), 0)::float8 as total, "
-        "coalesce(avg(bonus), 0)::float8 as mean_bonus, "
-        "coalesce(avg((day_status = 'in_target')::int), 0)::float8 as in_target_share "
-        "from (select distinct on (policy_id) policy_id, sum_insured, bonus, day_status "
-        "from current_ledger order by policy_id, day desc) last")
+    row = db.frame(KPI_SQL)
     claims = db.one("select count(*) from claims")
     policies = db.one("select count(*) from policies")
     first: dict[str, Any] = {str(k): v for k, v in row.iloc[0].to_dict().items()}
@@ -49,11 +57,7 @@ def portfolio_time_in_range() -> float | None:
     data, from the daily summary (readings_daily: validity and band as pricing/glycaemia.py).
     None before the summary has data (plain PostgreSQL: before the first pricing run)."""
     try:
-        value = db.one(
-            "select sum(in_range_readings)::float8 / nullif(sum(readings), 0) "
-            "from readings_daily r join devices d using (device_id) where d.kind = 'bgm' "
-            "and day > (select max(day) from readings_daily) - make_interval(days => %s)",
-            (TIR_WINDOW_DAYS,))
+        value = db.one(TIR_SQL, (TIR_WINDOW_DAYS,))
     except psycopg.errors.ObjectNotInPrerequisiteState:  # never refreshed
         return None
     return None if value is None else float(value)
@@ -65,15 +69,22 @@ def cgm_portfolio() -> dict[str, float] | None:
     readings), and the sensor's coverage of the days it was worn, as the ledger has it (rule 2:
     covered slots of the day's own slots). None without CGM policies."""
     row = db.frame(
-        "select count(distinct c.policy_id)::int as policies, "
-        "sum(c.in_range)::float8 / nullif(sum(c.readings), 0) as time_in_range, "
-        "sum(c.low)::float8 / nullif(sum(c.readings), 0) as below_54, "
-        "avg(l.coverage)::float8 / 100 as coverage "
-        "from cgm_days c left join current_ledger l using (policy_id, day) "
-        "where c.day > (select max(day) from cgm_days) - %s", (TIR_WINDOW_DAYS,)).iloc[0]
+        "select count(distinct policy_id)::int as policies, "
+        "sum(in_range)::float8 / nullif(sum(readings), 0) as time_in_range, "
+        "sum(low)::float8 / nullif(sum(readings), 0) as below_54 "
+        "from cgm_days where day > (select max(day) from cgm_days) - %s",
+        (TIR_WINDOW_DAYS,)).iloc[0]
+    # Coverage on the days worn from the ledger's CGM rows of the same days (their figures are
+    # set; a partial index by day finds them), the latest run's row of each policy-day.
+    coverage = db.one(
+        "select avg(coverage)::float8 / 100 from (select distinct on (policy_id, day) coverage "
+        "from sum_insured_ledger where coverage is not null and time_in_range is not null "
+        "and day > (select max(day) from cgm_days) - %s "
+        "order by policy_id, day, run_id desc) latest", (TIR_WINDOW_DAYS,))
     if not row["policies"]:
         return None
-    return {str(k): float(v) for k, v in row.to_dict().items()}
+    return {**{str(k): float(v) for k, v in row.to_dict().items()},
+            "coverage": float(coverage or 0.0)}
 
 
 @st.cache_data(ttl=60, show_spinner="Loading the stored portfolio…")
