@@ -107,6 +107,14 @@ def copy_portfolio(url: str, policies: int, days: int, seed: int = 5,
         conn.execute("update pricing_runs set policies = %s, rows_added = %s", (policies, rows))
         conn.commit()
         conn.execute("select refresh_readings_daily()")
+        conn.commit()
+        backend = conn.execute("select backend from schema_info").fetchone()
+        conn.commit()
+        if backend == ("timescaledb",):
+            # The continuous aggregate's policy refreshes the last days only; history loaded
+            # in bulk is materialized here, as an operator would after an import.
+            conn.autocommit = True
+            conn.execute("call refresh_continuous_aggregate('readings_daily', null, null)")
         conn.execute("analyze")
         conn.commit()
     return {"readings": readings, "ledger_rows": rows, "first_day": start.isoformat(),

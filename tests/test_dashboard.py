@@ -132,8 +132,10 @@ def test_actuary_workbench_editor_backtest_and_glm(dashboard_db: str) -> None:
     with psycopg.connect(dashboard_db) as conn:
         readings = store.load_readings(conn, [str(d) for (d,) in conn.execute(
             "select device_id from devices")])
-    day = readings["measured_at"].dt.floor("D")
-    window = readings[day > day.max() - pd.Timedelta(days=TIR_WINDOW_DAYS)]
+        row = conn.execute("select max(day) from sum_insured_ledger").fetchone()
+    assert row is not None
+    day = readings["measured_at"].dt.floor("D").dt.tz_localize(None)
+    window = readings[day > pd.Timestamp(row[0]) - pd.Timedelta(days=TIR_WINDOW_DAYS)]
     tir = glycaemia.of_readings(window, load_builtin("default")).time_in_range
     assert tir is not None
     assert f"last {TIR_WINDOW_DAYS} days of readings: {tir:.1%}" in at.caption[0].value

@@ -33,10 +33,12 @@ KPI_SQL = (
     "coalesce(avg(bonus), 0)::float8 as mean_bonus, "
     "coalesce(avg((day_status = 'in_target')::int), 0)::float8 as in_target_share "
     "from current_ledger where day = (select max(day) from sum_insured_ledger)")
+# The window ends at the last priced day (the ledger's day index): a max over the daily
+# summary itself would read all of it (on TimescaleDB, every bucket of the continuous aggregate).
 TIR_SQL = (
     "select sum(in_range_readings)::float8 / nullif(sum(readings), 0) "
     "from readings_daily r join devices d using (device_id) where d.kind = 'bgm' "
-    "and day > (select max(day) from readings_daily) - make_interval(days => %s)")
+    "and day > (select max(day) from sum_insured_ledger) - make_interval(days => %s)")
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -53,9 +55,10 @@ TIR_WINDOW_DAYS = 30
 
 
 def portfolio_time_in_range() -> float | None:
-    """Share of the portfolio's valid readings in range over the last TIR_WINDOW_DAYS days of
-    data, from the daily summary (readings_daily: validity and band as pricing/glycaemia.py).
-    None before the summary has data (plain PostgreSQL: before the first pricing run)."""
+    """Share of the portfolio's valid readings in range over the TIR_WINDOW_DAYS days up to
+    the last priced day (and any after it), from the daily summary (readings_daily: validity
+    and band as pricing/glycaemia.py). None before the summary has data (plain PostgreSQL:
+    before the first pricing run)."""
     try:
         value = db.one(TIR_SQL, (TIR_WINDOW_DAYS,))
     except psycopg.errors.ObjectNotInPrerequisiteState:  # never refreshed
