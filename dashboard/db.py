@@ -12,6 +12,11 @@ from psycopg_pool import ConnectionPool
 from glucover.config import Settings
 
 POOL_MAX = 8
+# The operations page's and the workbench's aggregates over a day or two of readings at 100,000
+# policies sort and bitmap-scan more than PostgreSQL's default 4 MB: with it their bitmaps went
+# lossy and their sorts to disk (`glucover bench dashboard --explain`). Per connection, at most
+# POOL_MAX of them.
+WORK_MEM = "64MB"
 
 
 def database_url() -> str:
@@ -21,7 +26,7 @@ def database_url() -> str:
 @st.cache_resource(show_spinner=False)
 def _pool(url: str) -> ConnectionPool:
     p = ConnectionPool(url, min_size=1, max_size=POOL_MAX, open=True,
-                       kwargs={"connect_timeout": 10})
+                       kwargs={"connect_timeout": 10, "options": f"-c work_mem={WORK_MEM}"})
     p.wait(timeout=15)
     return p
 

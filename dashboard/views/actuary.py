@@ -33,12 +33,14 @@ KPI_SQL = (
     "coalesce(avg(bonus), 0)::float8 as mean_bonus, "
     "coalesce(avg((day_status = 'in_target')::int), 0)::float8 as in_target_share "
     "from current_ledger where day = (select max(day) from sum_insured_ledger)")
-# The window ends at the last priced day (the ledger's day index): a max over the daily
-# summary itself would read all of it (on TimescaleDB, every bucket of the continuous aggregate).
+# The window ends at the last priced day (the ledger's day index; a max over the daily summary
+# itself would read all of it: on TimescaleDB every bucket of the continuous aggregate), and
+# travels as a bound value, so the planner sees a month of days and takes the day index.
+LAST_PRICED_SQL = "select max(day) from sum_insured_ledger"
 TIR_SQL = (
     "select sum(in_range_readings)::float8 / nullif(sum(readings), 0) "
     "from readings_daily r join devices d using (device_id) where d.kind = 'bgm' "
-    "and day > (select max(day) from sum_insured_ledger) - make_interval(days => %s)")
+    "and day > %s::date - make_interval(days => %s)")
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -60,7 +62,10 @@ def portfolio_time_in_range() -> float | None:
     and band as pricing/glycaemia.py). None before the summary has data (plain PostgreSQL:
     before the first pricing run)."""
     try:
-        value = db.one(TIR_SQL, (TIR_WINDOW_DAYS,))
+        last = db.one(LAST_PRICED_SQL)
+        if last is None:
+            return None
+        value = db.one(TIR_SQL, (last, TIR_WINDOW_DAYS))
     except psycopg.errors.ObjectNotInPrerequisiteState:  # never refreshed
         return None
     return None if value is None else float(value)
