@@ -25,6 +25,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from care.rules import AlertRules
+from devices.wire.vocabulary import Status
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class Finding:
     def last_measured(self) -> datetime | None:
         return max((m for _, _, m in self.evidence), default=None)
 
+
+BATTERY_LOW = 1 << Status.battery_low.value  # the meter's own battery-low annunciation
 
 FRAME_COLUMNS = ("policy_id", "kind", "device_id", "seq", "measured_at", "value_mmol", "status",
                  "valid", "qualifying", "new")
@@ -181,7 +184,7 @@ def _device_trouble(policy_id: str, rows: pd.DataFrame, rules: AlertRules) -> li
     stored reading counts here, valid or not (an error status is what makes one invalid)."""
     status = rows["status"].to_numpy(dtype=np.int64)
     errors = rows[(status & rules.error_mask) != 0]
-    battery = rows[(status & 1) != 0]  # Status.battery_low is bit 0
+    battery = rows[(status & BATTERY_LOW) != 0]
     parts, notes = [], []
     clustered = _within([errors[i:i + 1] for i in range(len(errors))], rules.error_count,
                         timedelta(hours=rules.error_hours))

@@ -48,7 +48,6 @@ PUBLISH_TIMEOUT_S = 10.0
 LAPSED_HISTORY = timedelta(days=400)  # how far back the sweep looks for a lapsed policy's last
 STREAMING_RULES = ("hypo_level2", "hyper_severe", "hypo_level1_repeated", "device_trouble")
 RETRY_MIN_S, RETRY_MAX_S = 0.5, 10.0
-BATTERY_LOW_BIT = 1  # devices.wire.vocabulary.Status.battery_low is bit 0
 
 
 @dataclass
@@ -68,7 +67,7 @@ def _triggered(new: pd.DataFrame, rules: AlertRules) -> dict[str, list[str]]:
         "hypo_level2": v < rules.level2_below,
         "hypo_level1_repeated": v < rules.level1_below,
         "hyper_severe": v > min(rules.hyper_above, rules.hyper_cgm_above),
-        "device_trouble": (status & (rules.error_mask | BATTERY_LOW_BIT)) != 0,
+        "device_trouble": (status & (rules.error_mask | alerts.BATTERY_LOW)) != 0,
     }
     devices = new["device_id"].astype(str).to_numpy()
     found: dict[str, list[str]] = {}
