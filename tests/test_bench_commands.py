@@ -53,7 +53,9 @@ def test_bench_ingest_small(settings: object, capsys: pytest.CaptureFixture[str]
     for scenario in ("single", "batched"):
         use = report["cpu_s_per_1000_readings"][scenario]
         assert set(use) == {"worker", "broker", "database", "load_generator"}
-        assert use["worker"] > 0 and use["database"] > 0
+        # CPU time comes in 10 ms clock ticks: 4,000 batched readings may cost the database
+        # less than one (a CI run saw 0.0); the worker's decoding always costs more.
+        assert use["worker"] > 0 and use["database"] >= 0 and use["broker"] >= 0
     assert report["cpu_s_per_1000_readings"]["single"]["broker"] > 0  # 4,000 messages
     assert report["single_readings_per_s"] in report["rounds"]["single"]
 
