@@ -17,7 +17,7 @@ import psycopg
 from care.alerts import FRAME_COLUMNS, Finding
 from care.notices import NOTICE_OF_RULE, notice_text
 from care.rules import AlertRules, builtin
-from glucover.db import insert_version
+from glucover.db import insert_version, read_version
 from pricing import store as pricing_store
 from pricing.evaluator import assign_readings
 from pricing.ruleset import Ruleset
@@ -34,9 +34,8 @@ FOREVER_DAYS = 10**6  # the evaluator's day count for a policy with no end in si
 
 def rules_in_force(conn: Conn) -> AlertRules:
     """The latest published version of the rules, else the shipped file (version 0)."""
-    row = conn.execute("select body, version from alert_rules where name = %s "
-                       "order by version desc limit 1", (RULES_NAME,)).fetchone()
-    return builtin() if row is None else AlertRules.from_toml(str(row[0]), int(str(row[1])))
+    found = read_version(conn, "alert_rules", RULES_NAME)
+    return builtin() if found is None else AlertRules.from_toml(*found)
 
 
 def publish_rules(conn: Conn, rules: AlertRules, author: str, notes: str = "") -> AlertRules:

@@ -174,6 +174,17 @@ def insert_version(conn: psycopg.Connection[Any], table: str, name: str, author:
     return version
 
 
+def read_version(conn: psycopg.Connection[Any], table: str, name: str,
+                 version: int | None = None) -> tuple[str, int] | None:
+    """(body, version) of `name` in a table of immutable versions: the latest, or the one
+    named; None when there is none."""
+    row = conn.execute(sql.SQL(
+        "select body, version from {} where name = %s and (%s::int is null or version = %s) "
+        "order by version desc limit 1").format(sql.Identifier(table)),
+        (name, version, version)).fetchone()
+    return None if row is None else (str(row[0]), int(str(row[1])))
+
+
 SERVICE_LOGINS = {"ingest": "glucover_ingest", "pricing": "glucover_pricing",
                   "dashboard": "glucover_dashboard", "care": "glucover_care"}
 

@@ -10,7 +10,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from glucover.db import insert_version
+from glucover.db import insert_version, read_version
 from pricing import ruleset as rulesets
 from pricing import safety
 from pricing.ruleset import Ruleset, RulesetError
@@ -81,13 +81,8 @@ def load_readings(conn: Conn, device_ids: list[str] | None, since: datetime | No
 
 def published(conn: Conn, name: str, version: int | None = None) -> Ruleset | None:
     """A published ruleset (the latest version unless one is named)."""
-    row = conn.execute(
-        "select body, version from rulesets where name = %s"
-        " and (%s::int is null or version = %s) order by version desc limit 1",
-        (name, version, version)).fetchone()
-    if row is None:
-        return None
-    return Ruleset.from_toml(str(row[0]), version=int(str(row[1])))
+    found = read_version(conn, "rulesets", name, version)
+    return None if found is None else Ruleset.from_toml(found[0], version=found[1])
 
 
 def in_force(conn: Conn, name: str) -> Ruleset:
