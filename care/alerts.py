@@ -99,7 +99,9 @@ def streaming_findings(frame: pd.DataFrame, rules: AlertRules, settled: Settled 
                                                   observed=True):
         judge = _Unsettled(str(policy_id), settled or set())
         found += _policy_findings(str(policy_id), str(kind), rows, rules, judge)
-    return [f for f in found if f.evidence and _touches_new(f, frame)]
+    new = frame[frame["new"].to_numpy(dtype=bool)]
+    fresh = set(zip(new["policy_id"].astype(str), _evidence(new), strict=True))
+    return [f for f in found if any((f.policy_id, e) in fresh for e in f.evidence)]
 
 
 @dataclass(frozen=True)
@@ -117,13 +119,6 @@ class _Unsettled:
         keep = [(str(d), int(s), m.to_pydatetime()) not in keys for d, s, m in zip(
             rows["device_id"], rows["seq"], rows["measured_at"], strict=True)]
         return rows[np.asarray(keep, dtype=bool)]
-
-
-def _touches_new(finding: Finding, frame: pd.DataFrame) -> bool:
-    new = frame[frame["new"] & (frame["policy_id"] == finding.policy_id)]
-    ids = set(zip(new["device_id"].astype(str), new["seq"].astype(int),
-                  new["measured_at"].map(lambda m: m.to_pydatetime()), strict=True))
-    return any(e in ids for e in finding.evidence)
 
 
 def _policy_findings(policy_id: str, kind: str, rows: pd.DataFrame, rules: AlertRules,
