@@ -186,14 +186,14 @@ def run_bench(settings: Settings, wearers: int, ingest_days: int, policies: int,
             conn.commit()
         seed_devices(servers.db_url, wearers)  # the meters of the baseline
         env = ingest_env(servers)
-        with ingest_workers(servers, env, 1, acks=True):
+        with ingest_workers(servers, env, 1, acks=True) as running:
             say(f"CGM traffic: {len(messages):,} messages, {count:,} readings from "
                 f"{wearers:,} sensors over {ingest_days} days")
-            report["ingest_cgm"] = run_scenario(servers, messages, count)
+            report["ingest_cgm"] = run_scenario(servers, messages, count, workers=running)
             report["storage"] = storage(servers.db_url)
             say(f"meter baseline: {count:,} single-record messages")
             report["ingest_meters"] = run_scenario(servers, workload(wearers, count, 1, seed),
-                                                   count)
+                                                   count, workers=running)
 
     say(f"summaries: {policies:,} CGM policies x {days} days (in a process of its own, so "
         "its peak memory is the pricing's)")

@@ -9,9 +9,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from devices.wire import decoding, topics
-from ingest.store import Batch, Item, Rejection, SensorUpdate, StatusUpdate, content, identity
+from ingest.store import Batch, Item, Rejection, SensorUpdate, StatusUpdate, content
 
 log = logging.getLogger("glucover.ingest")
+
+
+# The batch's readings so far, per meter and seq: their indices in Batch.items (one, unless the
+# meter's counter wrapped). A reading's identity is (device_id, seq, measured_at).
+Seen = dict[str, dict[int, list[int]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +35,7 @@ def decode(messages: list[Received], trust_sent_at: bool) -> Batch:
     the decoder itself fail on a message (a bug of ours), that message is recorded as a
     decoder_error with its payload and the rest of the batch goes on."""
     batch = Batch()
-    seen: dict[tuple[str, int, datetime], int] = {}
+    seen: Seen = {}
     for msg in messages:
         try:
             _decode_message(msg, trust_sent_at, batch, seen)
@@ -44,7 +49,7 @@ def decode(messages: list[Received], trust_sent_at: bool) -> Batch:
 
 
 def _decode_message(msg: Received, trust_sent_at: bool, batch: Batch,
-                    seen: dict[tuple[str, int, datetime], int]) -> None:
+                    seen: Seen) -> None:
     """Decode one message into `batch`: its readings, its rejections, or its status."""
     found = topics.topic_device(msg.topic)
     if found is None:
@@ -73,19 +78,27 @@ def _decode_message(msg: Received, trust_sent_at: bool, batch: Batch,
     for err in decoded.rejected:
         batch.rejections.append(Rejection(msg.topic, device_id, err.reason, str(err),
                                           msg.payload, msg.received_at))
+    by_seq = seen.setdefault(device_id, {})
+    items = batch.items
+    if decoded.readings:
+        batch.meters.add(device_id)
     for reading in decoded.readings:
-        key = identity(reading)
-        first = seen.get(key)
-        if first is not None:
-            earlier = batch.items[first].reading
-            if content(earlier) == content(reading):
-                batch.duplicates += 1
-            else:
-                batch.rejections.append(Rejection(
-                    msg.topic, device_id, decoding.RejectReason.CONFLICTING_DUPLICATE,
-                    f"seq {reading.seq} at {reading.measured_at.isoformat()} came twice in "
-                    f"one batch with different content ({earlier.value} vs {reading.value} "
-                    f"{reading.unit})", msg.payload, msg.received_at))
+        earlier = by_seq.get(reading.seq)
+        if earlier is None:
+            by_seq[reading.seq] = [len(items)]
+            items.append(Item(reading, msg.topic, msg.payload))
             continue
-        seen[key] = len(batch.items)
-        batch.items.append(Item(reading, msg.topic, msg.payload))
+        # The meter's seq came before in this batch: a re-send, or its counter wrapped.
+        first = next((items[i].reading for i in earlier
+                      if items[i].reading.measured_at == reading.measured_at), None)
+        if first is None:
+            earlier.append(len(items))
+            items.append(Item(reading, msg.topic, msg.payload))
+        elif content(first) == content(reading):
+            batch.duplicates += 1
+        else:
+            batch.rejections.append(Rejection(
+                msg.topic, device_id, decoding.RejectReason.CONFLICTING_DUPLICATE,
+                f"seq {reading.seq} at {reading.measured_at.isoformat()} came twice in "
+                f"one batch with different content ({first.value} vs {reading.value} "
+                f"{reading.unit})", msg.payload, msg.received_at))

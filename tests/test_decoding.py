@@ -4,6 +4,7 @@ the fast and the thorough record validators agree on any record."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -106,3 +107,77 @@ def test_fast_and_thorough_validators_agree(record: dict[str, Any], drop: set[st
         assert all(p.path.startswith("$.records[0]") for p in verdict.problems)
     else:
         assert fast == verdict
+
+
+messages = st.fixed_dictionaries({
+    "device_id": _field(st.sampled_from([ME, OTHER])),
+    "sent_at": _field(timestamps.map(lambda t: t.isoformat())),
+    "records": _field(st.lists(records, max_size=4)),
+}, optional={"version": json_values, "extra": json_values})
+
+
+def _outcome(decoded: decoding.Decoded | decoding.WireError) -> Any:
+    if isinstance(decoded, decoding.WireError):
+        return "refused", [(p.reason, p.path) for p in decoded.problems]
+    return decoded.readings, [[(p.reason, p.path) for p in e.problems] for e in decoded.rejected]
+
+
+@settings(max_examples=400, deadline=None)
+@given(message=messages, trusted=st.booleans())
+def test_typed_message_path_decodes_as_the_thorough_one(message: dict[str, Any],
+                                                        trusted: bool) -> None:
+    """A readings message the typed fast path (decode_valid) takes comes out exactly as the
+    thorough path decodes it: the same readings, the same records refused for the same
+    reasons; what the fast path declines, the thorough path refuses or finds a bad record in."""
+    payload = json.dumps(message).encode()
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    fast = decoding.decode_valid(payload, ME, now, trusted)
+    thorough: decoding.Decoded | decoding.WireError
+    try:
+        thorough = decoding.decode_thorough(payload, ME, now, trusted)
+    except decoding.WireError as refused:
+        thorough = refused
+    if fast is not None:
+        assert _outcome(fast) == _outcome(thorough)
+    else:
+        assert isinstance(thorough, decoding.WireError) or any(
+            p.reason == decoding.RejectReason.INVALID_RECORD
+            for e in thorough.rejected for p in e.problems), _outcome(thorough)
+
+
+def test_typed_path_reads_repeated_keys_as_the_json_parser_does() -> None:
+    """JSON lets a key repeat; both paths take the last value."""
+    record = ('{"seq": 1, "seq": 7, "measured_at": "2026-05-31T08:00:00+08:00", "value": 5.5,'
+              ' "unit": "mmol/L", "meal": "fasting", "sample": "capillary_plasma",'
+              ' "source": "meter", "status": []}')
+    payload = (f'{{"device_id": "{ME}", "sent_at": "2026-05-31T08:00:00+08:00",'
+               f' "records": [{record}]}}').encode()
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    fast = decoding.decode_valid(payload, ME, now)
+    assert fast is not None and [r.seq for r in fast.readings] == [7]
+    assert _outcome(fast) == _outcome(decoding.decode_thorough(payload, ME, now))
+
+
+def test_a_batch_keeps_one_of_each_reading_and_both_sides_of_a_seq_wrap() -> None:
+    """Within one batch: a re-sent reading counts once, a different record under a stored
+    identity is refused as a conflicting duplicate, and a seq the meter used again after its
+    counter wrapped (another measured_at) is a reading of its own."""
+    from devices.wire.messages import ReadingsMessage, Record
+
+    at = datetime(2026, 5, 31, 8, tzinfo=UTC)
+    later = datetime(2026, 5, 31, 9, tzinfo=UTC)
+    first = ReadingsMessage(ME, at, (Record(7, at, 5.5), Record(8, at, 6.0)))
+    resent = ReadingsMessage(ME, later, (Record(7, at, 5.5),))
+    changed = ReadingsMessage(ME, later, (Record(8, at, 9.9),))
+    wrapped = ReadingsMessage(ME, later, (Record(7, later, 4.4),))
+    other = ReadingsMessage(OTHER, later, (Record(7, at, 5.5),))
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    batch = decode([Received(m.topic, m.encode(), i, 1, now)
+                    for i, m in enumerate((first, resent, changed, wrapped, other))],
+                   trust_sent_at=False)
+    assert [(i.reading.device_id, i.reading.seq, i.reading.value) for i in batch.items] == [
+        (ME, 7, 5.5), (ME, 8, 6.0), (ME, 7, 4.4), (OTHER, 7, 5.5)]
+    assert batch.duplicates == 1
+    assert [r.reason for r in batch.rejections] == [
+        decoding.RejectReason.CONFLICTING_DUPLICATE]
+    assert "6.0 vs 9.9" in batch.rejections[0].detail

@@ -14,8 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 
+import msgspec
 import orjson
 
 from devices.wire import gls
@@ -195,35 +196,74 @@ _STATUS_BIT = {s.name: 1 << s.value for s in Status}
 _Checked = tuple[int, datetime, float, str, str, str, str, int]
 
 
+# The fast path: a record (or a whole readings message) valid in every field decodes in C
+# (msgspec) straight into these typed structs, whose fields are the wire format's
+# (devices/wire/messages.py) and whose literals are the vocabulary's. Whatever they refuse
+# takes the thorough path, which names every problem; both accept exactly the same records
+# (tests/test_decoding.py).
+if TYPE_CHECKING:
+    _UnitName = str
+    _MealName = str
+    _SampleName = str
+    _SourceName = str
+    _StatusName = str
+else:
+    _UnitName = Literal[tuple(sorted(_UNITS))]
+    _MealName = Literal[tuple(sorted(_MEALS))]
+    _SampleName = Literal[tuple(sorted(_SAMPLES))]
+    _SourceName = Literal[tuple(sorted(_SOURCES))]
+    _StatusName = Literal[tuple(sorted(_STATUS_BIT))]
+
+
+class _Record(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    seq: Annotated[int, msgspec.Meta(ge=0, le=0xFFFF)]
+    measured_at: str
+    value: float
+    unit: _UnitName
+    meal: _MealName
+    sample: _SampleName
+    source: _SourceName
+    status: list[_StatusName]
+
+
+class _Message(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    device_id: str
+    sent_at: str
+    records: list[_Record]
+    version: Any = None
+
+
+assert frozenset(_Record.__struct_fields__) == RECORD_FIELDS
+assert frozenset(_Message.__struct_fields__) == ENVELOPE_FIELDS
+_decode_message = msgspec.json.Decoder(_Message).decode
+
+
+def _aware(text: str) -> datetime | None:
+    """An ISO-8601 time with its UTC offset, or None."""
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return ts if ts.tzinfo is not None else None  # fromisoformat's zones have an offset
+
+
+def _typed_checked(r: _Record) -> _Checked | None:
+    measured_at = _aware(r.measured_at)
+    if measured_at is None or not math.isfinite(r.value):
+        return None
+    bits = 0
+    for name in r.status:
+        bits |= _STATUS_BIT[name]
+    return r.seq, measured_at, r.value, r.unit, r.meal, r.sample, r.source, bits
+
+
 def check_fast(raw: Any) -> _Checked | None:
     """Step 2b for the common case, a valid record, without building anything for errors.
     None means "not obviously valid": the thorough check below then names every problem."""
-    if type(raw) is not dict or raw.keys() != RECORD_FIELDS:
-        return None
-    seq, value, status = raw["seq"], raw["value"], raw["status"]
-    unit, meal, sample, source = raw["unit"], raw["meal"], raw["sample"], raw["source"]
-    if not (type(seq) is int and 0 <= seq <= 0xFFFF and type(value) in (int, float)
-            and math.isfinite(value) and type(unit) is str and unit in _UNITS
-            and type(meal) is str and meal in _MEALS and type(sample) is str
-            and sample in _SAMPLES and type(source) is str and source in _SOURCES
-            and type(status) is list):
-        return None
-    bits = 0
-    for name in status:
-        bit = _STATUS_BIT.get(name) if type(name) is str else None
-        if bit is None:
-            return None
-        bits |= bit
-    text = raw["measured_at"]
-    if type(text) is not str:
-        return None
     try:
-        measured_at = datetime.fromisoformat(text)
-    except ValueError:
+        return _typed_checked(msgspec.convert(raw, _Record))
+    except msgspec.ValidationError:
         return None
-    if measured_at.utcoffset() is None:
-        return None
-    return seq, measured_at, float(value), unit, meal, sample, source, bits
 
 
 def check_thorough(raw: Any, index: int) -> _Checked:
@@ -282,17 +322,23 @@ def check_thorough(raw: Any, index: int) -> _Checked:
 def normalise_record(raw: Any, index: int, device_id: str, received_at: datetime) -> Reading:
     """Steps 2b and 3 for one record: validate every field, then normalise to mmol/L and UTC."""
     checked = check_fast(raw) or check_thorough(raw, index)
+    return _normalised(checked, index, device_id, received_at)
+
+
+def _normalised(checked: _Checked, index: int, device_id: str, received_at: datetime
+                ) -> Reading:
+    """Step 3: a checked record in mmol/L and UTC, or the reason it can be no reading."""
     seq, measured_at, value, unit, meal, sample, source, bits = checked
     mmol = value / MGDL_PER_MMOL if unit == "mg/dL" else value
     if not 0 < mmol <= ABSOLUTE_MAX_MMOL:
         raise WireError([Problem(RejectReason.VALUE_OUT_OF_RANGE, f"$.records[{index}].value",
-                                 f"{raw['value']} {unit} is no possible blood glucose")])
+                                 f"{value:g} {unit} is no possible blood glucose")])
     utc = measured_at.astimezone(UTC)
     ahead = utc - received_at  # how far the meter's clock says it is ahead of us
     if utc < EARLIEST_PLAUSIBLE or ahead > IMPLAUSIBLY_AHEAD:
         raise WireError([Problem(RejectReason.TIMESTAMP_IMPLAUSIBLE,
                                  f"$.records[{index}].measured_at",
-                                 f"{raw['measured_at']} is too far from the receive time "
+                                 f"{measured_at.isoformat()} is too far from the receive time "
                                  f"{received_at.isoformat()}")])
     offset = measured_at.utcoffset()
     assert offset is not None
@@ -317,6 +363,15 @@ def decode_readings(payload: bytes, topic_device_id: str, received_at: datetime,
     `trust_sent_at` (replays of recorded or simulated history only) takes the gateway's sent_at
     as the receive time when it is not later than the real one.
     """
+    fast = decode_valid(payload, topic_device_id, received_at, trust_sent_at)
+    if fast is not None:
+        return fast
+    return decode_thorough(payload, topic_device_id, received_at, trust_sent_at)
+
+
+def decode_thorough(payload: bytes, topic_device_id: str, received_at: datetime,
+                    trust_sent_at: bool = False) -> Decoded:
+    """decode_readings for any message, naming every problem of a bad one."""
     doc = parse(payload)
     out = Decoded([], [])
     records: Iterable[tuple[int, Any]]
@@ -330,6 +385,35 @@ def decode_readings(payload: bytes, topic_device_id: str, received_at: datetime,
     for i, raw in records:
         try:
             out.readings.append(normalise_record(raw, i, topic_device_id, received_at))
+        except WireError as exc:
+            out.rejected.append(exc)
+    return out
+
+
+def decode_valid(payload: bytes, topic_device_id: str, received_at: datetime,
+                  trust_sent_at: bool = False) -> Decoded | None:
+    """decode_readings for a v1 message whose envelope and records are valid in every field
+    (values out of range and implausible times are refused here too, record by record), or
+    None: the message then takes the path that names every problem."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return None
+    try:
+        message = _decode_message(payload)
+    except msgspec.MsgspecError:
+        return None
+    sent = _aware(message.sent_at)
+    if (sent is None or message.device_id != topic_device_id
+            or not 0 < len(message.records) <= MAX_RECORDS):
+        return None
+    checked = [_typed_checked(r) for r in message.records]
+    if trust_sent_at:
+        received_at = min(received_at, sent.astimezone(UTC))
+    out = Decoded([], [])
+    for i, c in enumerate(checked):
+        if c is None:
+            return None
+        try:
+            out.readings.append(_normalised(c, i, topic_device_id, received_at))
         except WireError as exc:
             out.rejected.append(exc)
     return out
