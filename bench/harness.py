@@ -105,13 +105,18 @@ def ingest_env(servers: Servers) -> dict[str, str]:
 
 def spawn(args: list[str], env: dict[str, str], log: Path, ready: str
           ) -> subprocess.Popen[bytes]:
-    """Start a process logging to `log`; return once the log says `ready`."""
+    """Start a process logging to `log`; return once the log says `ready` (in what this
+    process wrote: a log is appended to by each process that uses it)."""
     out = log.open("ab")
+    before = out.tell()
     proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
     out.close()
     deadline = time.monotonic() + SPAWN_TIMEOUT_S
     while time.monotonic() < deadline:
-        if ready in log.read_text(errors="replace"):
+        with log.open("rb") as written:
+            written.seek(before)
+            said = written.read().decode(errors="replace")
+        if ready in said:
             time.sleep(0.3)
             return proc
         if proc.poll() is not None:
