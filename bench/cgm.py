@@ -18,6 +18,7 @@ import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -44,6 +45,7 @@ from pricing.evaluator import Resume
 from pricing.ruleset import load_builtin
 
 START = date(2026, 1, 5)
+NO_COMPRESSION_POLICY = "36500 days"
 ZONES = ("Asia/Shanghai", "Asia/Hong_Kong", "Europe/London", "America/New_York")
 
 
@@ -180,7 +182,9 @@ def run_bench(settings: Settings, wearers: int, ingest_days: int, policies: int,
 
     messages, count, device_ids = cgm_traffic(wearers, ingest_days, seed)
     with ExitStack() as stack:
-        servers = private_servers(stack, settings)
+        # The simulated history starts in January: TimescaleDB's compression policy must not
+        # compress it in the middle of the ingest run (storage() compresses every chunk itself).
+        servers = private_servers(stack, replace(settings, compress_after=NO_COMPRESSION_POLICY))
         with psycopg.connect(servers.db_url) as conn:
             add_devices(conn, device_ids, servers.secret, DeviceKind.CGM)
             conn.commit()

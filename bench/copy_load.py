@@ -13,12 +13,15 @@ import numpy.typing as npt
 import pandas as pd
 import psycopg
 
+from devices.wire.values import stored_decimals
+from devices.wire.vocabulary import Unit
 from pricing.evaluator import evaluate
 from pricing.ruleset import load_builtin
 from pricing.synthetic import Portfolio, synthetic_chunks
 
 READING_STAGING = {"device_id": "text", "seq": "integer", "measured_us": "bigint",
-                   "received_us": "bigint", "value": "float8", "meal": "text", "sample": "text",
+                   "received_us": "bigint", "value_digits": "bigint",
+                   "value_exponent": "smallint", "meal": "text", "sample": "text",
                    "source": "text", "status": "integer"}
 LEDGER_STAGING = {"policy_id": "text", "day": "integer", "day_status": "text",
                   "reading_seq": "integer", "delta": "numeric", "bonus": "numeric",
@@ -58,19 +61,21 @@ def copy_chunk(conn: psycopg.Connection[Any], part: Portfolio, through: date,
     # in the database: formatting tens of millions of timestamps as text is what made a first
     # version of this loader slow.
     r = part.readings
+    digits, exponent = stored_decimals(r["value_mmol"].to_numpy(np.float64), Unit.MMOL_L)
     conn.execute(STAGING)
     _copy_csv(conn, "load_readings", list(READING_STAGING), pd.DataFrame({
         "device_id": r["device_id"], "seq": r["seq"], "measured_us": _micros(r["measured_at"]),
-        "received_us": _micros(r["received_at"]), "value": r["value_mmol"], "meal": r["meal"],
-        "sample": r["sample"], "source": r["source"], "status": r["status"]}))
+        "received_us": _micros(r["received_at"]), "value_digits": digits,
+        "value_exponent": exponent, "meal": r["meal"], "sample": r["sample"],
+        "source": r["source"], "status": r["status"]}))
     # Ingested when received, as live ingest would have stored them over the year (the
     # operations page looks at what was ingested in the last minutes).
     conn.execute(
         "insert into readings (device_id, seq, measured_at, utc_offset_min, received_at, "
-        "ingested_at, value, unit, value_mmol, meal, sample, source, status) "
+        "ingested_at, value_digits, value_exponent, unit, meal, sample, source, status) "
         "select device_id, seq, to_timestamp(measured_us / 1e6), 0, "
-        "to_timestamp(received_us / 1e6), to_timestamp(received_us / 1e6), value, 'mmol/L', "
-        "value, meal, sample, source, status from load_readings")
+        "to_timestamp(received_us / 1e6), to_timestamp(received_us / 1e6), value_digits, "
+        "value_exponent, 'mmol/L', meal, sample, source, status from load_readings")
     ledger = evaluate(part.policies, part.bindings, r, ruleset, through).to_frame()
     _copy_csv(conn, "load_ledger", list(LEDGER_STAGING), pd.DataFrame({
         "policy_id": ledger["policy_id"],

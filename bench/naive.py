@@ -14,7 +14,7 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.wire.topics import TOPIC_ROOT
-from devices.wire.vocabulary import MGDL_PER_MMOL
+from devices.wire.values import stored_decimal
 from glucover.config import MqttTarget
 
 
@@ -35,17 +35,16 @@ def run(database_url: str, target: MqttTarget) -> None:
     def on_message(c: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
         doc = json.loads(msg.payload)
         for r in doc["records"]:
-            value = float(r["value"])
-            mmol = value / MGDL_PER_MMOL if r["unit"] == "mg/dL" else value
+            digits, exponent = stored_decimal(float(r["value"]), r["unit"])
             measured = datetime.fromisoformat(r["measured_at"])
             offset = measured.utcoffset()
             conn.execute(
                 "insert into readings (device_id, seq, measured_at, utc_offset_min, received_at,"
-                " value, unit, value_mmol, meal, sample, source, status) values (%s, %s, %s, %s,"
-                " %s, %s, %s, %s, %s, %s, %s, 0) on conflict do nothing",
+                " value_digits, value_exponent, unit, meal, sample, source, status) values (%s,"
+                " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0) on conflict do nothing",
                 (doc["device_id"], r["seq"], measured,
-                 int(offset.total_seconds() // 60) if offset else 0, datetime.now(UTC), value,
-                 r["unit"], mmol, r["meal"], r["sample"], r["source"]))
+                 int(offset.total_seconds() // 60) if offset else 0, datetime.now(UTC), digits,
+                 exponent, r["unit"], r["meal"], r["sample"], r["source"]))
 
     client.on_connect = on_connect
     client.on_subscribe = on_subscribe

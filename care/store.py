@@ -225,7 +225,8 @@ def list_alerts(conn: Conn, policy_ids: list[str] | None = None, open_only: bool
 
 def evidence(conn: Conn, alert_id: int) -> pd.DataFrame:
     rows = conn.execute(
-        "select r.device_id, r.seq, r.measured_at, g.value_mmol, g.meal, g.status "
+        "select r.device_id, r.seq, r.measured_at,"
+        " glucose_mmol(g.value_digits, g.value_exponent, g.unit), g.meal, g.status "
         "from alert_readings r left join readings g using (device_id, seq, measured_at) "
         "where r.alert_id = %s order by r.measured_at", (alert_id,)).fetchall()
     return pd.DataFrame(rows, columns=["device_id", "seq", "measured_at", "value_mmol", "meal",

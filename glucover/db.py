@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from devices.wire.vocabulary import MGDL_PER_MMOL
 from glucover.config import ConfigError, Settings
 
 MIGRATION_LOCK_KEY = 0x6C7563  # advisory lock: one migrator at a time
@@ -102,6 +103,8 @@ def _migrate_locked(conn: psycopg.Connection[tuple[object, ...]],
             conn.execute(text.encode())
             conn.execute("insert into schema_migrations (version, name, variant) values "
                          "(%s, %s, %s)", (m.version, m.name, m.variant))
+        for statement in _AFTER_COMMIT.findall(text):  # what cannot run in a transaction
+            conn.execute(statement.encode())
         applied.append(f"{m.version:04d}_{m.name}" + (f".{m.variant}" if m.variant else ""))
     return MigrateResult(backend, applied)
 
@@ -121,10 +124,16 @@ _SPELLINGS = {
 }
 
 
+# A migration's line `--! after commit: STATEMENT` runs once the migration has committed, for
+# what PostgreSQL or TimescaleDB refuse inside a transaction.
+_AFTER_COMMIT = re.compile(r"^--! after commit: (.+)$", re.MULTILINE)
+
+
 def _fill(text: str, backend: str, settings: Settings) -> str:
     """A migration's placeholders filled in for this backend and these settings."""
     if "{compress_after}" in text:
         text = text.replace("{compress_after}", _interval(settings.compress_after))
+    text = text.replace("{mgdl_per_mmol}", repr(MGDL_PER_MMOL))
     for placeholder, spelling in _SPELLINGS[backend].items():
         text = text.replace(placeholder, spelling)
     return text

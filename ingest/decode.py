@@ -80,13 +80,14 @@ def _decode_message(msg: Received, trust_sent_at: bool, batch: Batch,
                                           msg.payload, msg.received_at))
     by_seq = seen.setdefault(device_id, {})
     items = batch.items
+    topic, payload = msg.topic, msg.payload
     if decoded.readings:
         batch.meters.add(device_id)
     for reading in decoded.readings:
         earlier = by_seq.get(reading.seq)
         if earlier is None:
             by_seq[reading.seq] = [len(items)]
-            items.append(Item(reading, msg.topic, msg.payload))
+            items.append(Item(reading, topic, payload))
             continue
         # The meter's seq came before in this batch: a re-send, or its counter wrapped.
         first = next((items[i].reading for i in earlier

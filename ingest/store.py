@@ -15,6 +15,7 @@ import psycopg
 
 from devices.wire.decoding import Reading, RejectReason
 from devices.wire.messages import SEQ_MODULO
+from devices.wire.values import value_of
 
 REJECT_PAYLOAD_CAP = 65_536  # bytes of a refused payload kept for review
 
@@ -23,18 +24,18 @@ READING_COLUMNS = Reading._fields
 # A reading's identity, and the content two copies of one identity must share; anything else
 # (the receive time) may differ between a reading and its re-sent copy.
 IDENTITY_COLUMNS = ("device_id", "seq", "measured_at")
-CONTENT_COLUMNS = ("value", "unit", "meal", "sample", "source", "status")
+CONTENT_COLUMNS = ("value_digits", "value_exponent", "unit", "meal", "sample", "source", "status")
 content = attrgetter(*CONTENT_COLUMNS)
 _COLS = ", ".join(READING_COLUMNS)
 
-READING_TYPES = ("text", "int4", "timestamptz", "int2", "timestamptz", "float8", "text", "float8",
+READING_TYPES = ("text", "int4", "timestamptz", "int2", "timestamptz", "int8", "int2", "text",
                  "text", "text", "text", "int4")
 STAGING_TYPES = ("int4", *READING_TYPES)
 STAGING_DDL = f"""
 create temp table if not exists ingest_staging (
     item integer not null,
     device_id text, seq integer, measured_at timestamptz, utc_offset_min smallint,
-    received_at timestamptz, value double precision, unit text, value_mmol double precision,
+    received_at timestamptz, value_digits bigint, value_exponent smallint, unit text,
     meal text, sample text, source text, status integer
 ) on commit delete rows;
 -- {_COLS}
@@ -273,11 +274,12 @@ def write_batch(conn: psycopg.Connection[Any], batch: Batch,
         else:
             merged = True
             stored, conflicts = _merge_readings(conn, batch.items)
-        for index, value, unit, meal, sample, source, status in conflicts:
+        for index, digits, exponent, unit, meal, sample, source, status in conflicts:
             r, topic, payload = batch.items[index]
             rejections.append(Rejection(
                 topic, r.device_id, RejectReason.CONFLICTING_DUPLICATE,
-                f"seq {r.seq} at {r.measured_at.isoformat()} is stored as {value} {unit} "
+                f"seq {r.seq} at {r.measured_at.isoformat()} is stored as "
+                f"{value_of(digits, exponent)} {unit} "
                 f"{meal}/{sample}/{source}/status {status}; this copy says {r.value} "
                 f"{r.unit} {r.meal}/{r.sample}/{r.source}/status {r.status}",
                 payload, r.received_at))

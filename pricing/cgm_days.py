@@ -66,13 +66,15 @@ join policy_devices pd on pd.policy_id = t.policy_id
 join readings r on r.device_id = pd.device_id
      and r.measured_at >= m.midnight and r.measured_at < m.next
      and r.measured_at >= pd.bound_from and (pd.bound_to is null or r.measured_at < pd.bound_to)
-cross join lateral (select case when r.unit = 'mg/dL' then r.value
-                                else r.value * %(mgdl_per_mmol)s end as mgdl) v
+cross join lateral (select glucose_value(r.value_digits, r.value_exponent) as value,
+                           glucose_mmol(r.value_digits, r.value_exponent, r.unit) as mmol) g
+cross join lateral (select case when r.unit = 'mg/dL' then g.value
+                                else g.value * %(mgdl_per_mmol)s end as mgdl) v
 where t.day >= p.start_date
   and r.sample <> all(%(excluded_samples)s)
   and r.source = any(%(sources)s)
   and r.status & %(status_mask)s = 0
-  and r.value_mmol >= %(min_mmol)s and r.value_mmol <= %(max_mmol)s
+  and g.mmol >= %(min_mmol)s and g.mmol <= %(max_mmol)s
   and r.measured_at - r.received_at <= make_interval(secs => %(future_s)s)
   and r.received_at - r.measured_at <= make_interval(secs => %(late_s)s)
 group by t.policy_id, t.day

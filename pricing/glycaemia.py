@@ -1,7 +1,8 @@
 """Glycaemic control, defined once: which readings count, the time-in-range band and the
 estimated HbA1c. The policyholder page, the actuaries' workbench and the database's daily
-summary (`readings_daily`, glucover/migrations/0007_*.sql) all use these definitions; a test
-(tests/test_glycaemia.py) holds the three to the same figures for the same policy.
+summary (`readings_daily`, glucover/migrations/0024_readings_decimal_value.sql) all use these
+definitions; a test (tests/test_glycaemia.py) holds the three to the same figures for the same
+policy.
 
 Formulas and sources: docs/domain.md ("Glycaemic figures").
 """

@@ -28,6 +28,9 @@ from records import agp_report, fhir
 
 READING_COLUMNS = ("device_id", "seq", "measured_at", "utc_offset_min", "received_at", "value",
                    "unit", "value_mmol", "meal", "sample", "source", "status")
+# The value as sent and in mmol/L, from the decimal readings stores (devices/wire/values.py).
+READING_SELECT = {"value": "glucose_value(value_digits, value_exponent)",
+                  "value_mmol": "glucose_mmol(value_digits, value_exponent, unit)"}
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,8 @@ def policy_bundle(conn: psycopg.Connection[Any], policy_id: str, key: bytes,
 def _readings(conn: psycopg.Connection[Any], device_ids: list[str], since: datetime,
               until: datetime) -> pd.DataFrame:
     rows = conn.execute(
-        f"select {', '.join(READING_COLUMNS)} from readings where device_id = any(%s) "
+        f"select {', '.join(READING_SELECT.get(c, c) for c in READING_COLUMNS)} from readings "
+        "where device_id = any(%s) "
         "and measured_at >= %s and measured_at < %s", (device_ids, since, until)).fetchall()
     frame = pd.DataFrame(rows, columns=list(READING_COLUMNS))
     for column in ("measured_at", "received_at"):

@@ -335,9 +335,9 @@ def test_operations_tells_ingest_lag_from_history_age(dashboard_db: str) -> None
     assert metrics["Reading age"].endswith(" d")
     with psycopg.connect(dashboard_db) as conn:  # a reading received a moment ago, stored now
         conn.execute("insert into readings (device_id, seq, measured_at, utc_offset_min, "
-                     "received_at, ingested_at, value, unit, value_mmol, meal, sample, source) "
-                     "select device_id, 60000, now() - interval '1 minute', 0, "
-                     "now() - interval '250 milliseconds', now(), 5.5, 'mmol/L', 5.5, "
+                     "received_at, ingested_at, value_digits, value_exponent, unit, meal, "
+                     "sample, source) select device_id, 60000, now() - interval '1 minute', 0, "
+                     "now() - interval '250 milliseconds', now(), 55, -1, 'mmol/L', "
                      "'fasting', 'capillary_plasma', 'meter' from devices limit 1")
         conn.commit()
     st.cache_data.clear()  # the page caches its figures for a few seconds

@@ -33,7 +33,8 @@ def _decoded(case: dict[str, Any], now: datetime) -> tuple[list[str], pd.DataFra
     payloads = case_payloads(case, 0, ME, OTHER, now)
     batch = decode([Received(readings_topic(ME), p, i, 1, now) for i, p in enumerate(payloads)],
                    trust_sent_at=False)
-    frame = pd.DataFrame([i.reading._asdict() for i in batch.items])
+    frame = pd.DataFrame([i.reading._asdict() | {"value_mmol": i.reading.value_mmol}
+                          for i in batch.items])
     return [str(r.reason) for r in batch.rejections], frame
 
 

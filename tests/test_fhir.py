@@ -55,7 +55,8 @@ def test_a_policys_bundle_validates_and_holds_exactly_its_valid_readings(db_url:
         export = policy_bundle(conn, policy_id, KEY, last=LAST)
         expected = valid_readings(conn, policy_id)
         stored = {(str(d), int(s), t): (float(v), str(u), int(o), str(m)) for d, s, t, v, u, o, m
-                  in conn.execute("select device_id, seq, measured_at, value, unit, "
+                  in conn.execute("select device_id, seq, measured_at, "
+                                  "glucose_value(value_digits, value_exponent), unit, "
                                   "utc_offset_min, meal from readings").fetchall()}
         everything = conn.execute(
             "select count(*) from readings r join policy_devices b using (device_id) "

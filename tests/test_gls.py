@@ -154,8 +154,9 @@ def test_a_gateway_message_is_stored_and_its_bad_entries_refused(db_url: str) ->
         result = write_batch(conn, decode(
             [Received(readings_topic("GW-1"), message, 1, 1, received)], trust_sent_at=False))
         conn.commit()
-        stored = conn.execute("select seq, measured_at, value, unit, value_mmol, meal "
-                              "from readings order by seq").fetchall()
+        stored = conn.execute("select seq, measured_at, glucose_value(value_digits, "
+                              "value_exponent), unit, glucose_mmol(value_digits, value_exponent,"
+                              " unit), meal from readings order by seq").fetchall()
         rejects = conn.execute("select reason from rejected_messages order by id").fetchall()
     assert result.stored == 2
     assert [r[0] for r in rejects] == ["gls_special_value", "gls_trailing_bytes"]

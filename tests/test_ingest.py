@@ -120,7 +120,8 @@ def test_every_rejection_reason_is_recorded_and_the_worker_carries_on(stack: Sta
         worker.stop()
     assert sorted(got) == sorted(str(r) for r in expected)
     with psycopg.connect(stack.db_url) as conn:
-        stored = conn.execute("select seq, value from readings order by seq").fetchall()
+        stored = conn.execute("select seq, glucose_value(value_digits, value_exponent) "
+                              "from readings order by seq").fetchall()
         big = conn.execute("select payload_size, length(payload) from rejected_messages "
                            "where reason = 'payload_too_large'").fetchone()
         detail = conn.execute("select detail from rejected_messages where reason = "
@@ -169,7 +170,9 @@ def test_a_message_the_database_refuses_costs_only_itself(stack: Stack) -> None:
     with psycopg.connect(stack.db_url) as conn:  # a rule the wire format knows nothing of
         conn.execute("""create function refuse_1313() returns trigger language plpgsql as $$
             begin
-                if new.value = 13.13 then raise exception 'value 13.13 is refused'; end if;
+                if glucose_value(new.value_digits, new.value_exponent) = 13.13 then
+                    raise exception 'value 13.13 is refused';
+                end if;
                 return new;
             end $$""")
         conn.execute("create trigger refuse_1313 before insert on readings for each row "

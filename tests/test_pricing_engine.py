@@ -29,8 +29,9 @@ def export_csv(db_url: str, tmp_path: Path) -> tuple[Path, Path]:
             w = csv.writer(f)
             w.writerow(["device_id", "seq", "measured_at", "received_at", "value", "unit",
                         "meal", "sample", "source", "status"])
-            for row in conn.execute("select device_id, seq, measured_at, received_at, value, "
-                                    "unit, meal, sample, source, status from readings"):
+            for row in conn.execute("select device_id, seq, measured_at, received_at, "
+                                    "glucose_value(value_digits, value_exponent), unit, meal, "
+                                    "sample, source, status from readings"):
                 *head, bits = row
                 head[2] = head[2].isoformat()
                 head[3] = head[3].isoformat()

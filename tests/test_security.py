@@ -13,8 +13,8 @@ from glucover.db import ensure_login_role, with_credentials
 from tests.helpers import START, load_fleet
 
 READING = ("insert into readings (device_id, seq, measured_at, utc_offset_min, received_at, "
-           "value, unit, value_mmol, meal, sample, source) values ('GM-X', 1, now(), 0, now(), "
-           "5.5, 'mmol/L', 5.5, 'fasting', 'capillary_plasma', 'meter')")
+           "value_digits, value_exponent, unit, meal, sample, source) values ('GM-X', 1, now(), "
+           "0, now(), 55, -1, 'mmol/L', 'fasting', 'capillary_plasma', 'meter')")
 
 
 def login(db_url: str, group: str) -> str:
@@ -37,7 +37,7 @@ def allowed(url: str, sql: str) -> bool:
     ("glucover_ingest", READING, True),
     ("glucover_ingest", "insert into rejected_messages (topic, reason, detail, payload, "
      "payload_size) values ('t', 'r', 'd', 'x', 1)", True),
-    ("glucover_ingest", "update readings set value = 1", False),
+    ("glucover_ingest", "update readings set value_digits = 1", False),
     ("glucover_ingest", "delete from readings", False),
     ("glucover_ingest", "select * from sum_insured_ledger", False),
     ("glucover_ingest", "insert into rulesets (name, version, author, body) values "
@@ -70,7 +70,7 @@ def allowed(url: str, sql: str) -> bool:
     ("glucover_care", "delete from alert_inbox", True),
     ("glucover_care", "select id from alert_inbox for update skip locked", True),
     ("glucover_care", "update alert_inbox set committed_at = now()", False),
-    ("glucover_care", "update readings set value = 1", False),
+    ("glucover_care", "update readings set value_digits = 1", False),
     ("glucover_care", "delete from alerts", False),
     ("glucover_care", "insert into alert_audit (username, alert_id, action) values "
      "('x', 1, 'note')", False),
@@ -172,7 +172,7 @@ def test_migrate_creates_service_logins_from_the_environment(
     assert main(["migrate"]) == 0
     ingest = with_credentials(fresh_db, "glucover_ingest_svc", "ingest-pw")
     assert allowed(ingest, READING)
-    assert not allowed(ingest, "update readings set value = 1")
+    assert not allowed(ingest, "update readings set value_digits = 1")
     with psycopg.connect(fresh_db) as conn:
         others = conn.execute("select count(*) from pg_roles where rolname in "
                               "('glucover_pricing_svc', 'glucover_dashboard_svc')").fetchone()

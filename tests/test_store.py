@@ -32,7 +32,8 @@ def _write(db_url: str, messages: list[Received]) -> WriteResult:
 def _stored(db_url: str) -> list[tuple[str, int, float]]:
     with psycopg.connect(db_url) as conn:
         return [(str(d), int(s), float(v)) for d, s, v in conn.execute(
-            "select device_id, seq, value from readings order by device_id, seq")]
+            "select device_id, seq, glucose_value(value_digits, value_exponent) from readings "
+            "order by device_id, seq")]
 
 
 def _rejects(db_url: str) -> list[tuple[str, str]]:

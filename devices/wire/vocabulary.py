@@ -27,6 +27,11 @@ class Unit(StrEnum):
     MG_DL = "mg/dL"
 
 
+# The decimals a meter shows in each unit (docs/domain.md#units): readings keep at least these
+# in their stored decimal, so one meter's values share an exponent (devices/wire/values.py).
+UNIT_DECIMALS: dict[str, int] = {Unit.MMOL_L: 1, Unit.MG_DL: 0}
+
+
 class Meal(StrEnum):
     FASTING = "fasting"
     PREPRANDIAL = "preprandial"
