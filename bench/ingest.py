@@ -80,7 +80,6 @@ def workload(devices: int, readings: int, per_message: int, seed: int) -> list[t
     return messages
 
 
-
 class Workers:
     """The ingest workers of a scenario: how many readings they have stored so far."""
 

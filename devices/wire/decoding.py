@@ -259,11 +259,8 @@ def _aware(text: str) -> datetime | None:
 
 
 def _typed_checked(r: _Record) -> _Checked | None:
-    try:
-        measured_at = datetime.fromisoformat(r.measured_at)
-    except ValueError:
-        return None
-    if measured_at.tzinfo is None or not math.isfinite(r.value):  # as _aware()
+    measured_at = _aware(r.measured_at)
+    if measured_at is None or not math.isfinite(r.value):
         return None
     bits = 0
     for name in r.status:
@@ -350,7 +347,7 @@ def _normalised(index: int, device_id: str, received_at: datetime, latest: datet
     mmol = value / MGDL_PER_MMOL if unit == "mg/dL" else value
     if not 0 < mmol <= ABSOLUTE_MAX_MMOL:
         raise WireError([Problem(RejectReason.VALUE_OUT_OF_RANGE, f"$.records[{index}].value",
-                                 f"{value:g} {unit} is no possible blood glucose")])
+                                 f"{value} {unit} is no possible blood glucose")])
     utc = measured_at.astimezone(UTC)
     if utc < EARLIEST_PLAUSIBLE or utc > latest:  # the meter's clock, far off ours
         raise WireError([Problem(RejectReason.TIMESTAMP_IMPLAUSIBLE,
