@@ -125,9 +125,9 @@ def copy_limit(db_url: str, messages: list[tuple[str, bytes]], per_copy: int = 2
     """The messages' readings, decoded as ingest decodes them, COPY'd into readings by this
     process in ingest's binary COPY, `per_copy` rows per transaction: readings/s."""
     received = datetime.now(UTC)
-    rows = [item.reading for item in decode(
+    rows = decode(
         [Received(topic, payload, i, 1, received) for i, (topic, payload) in enumerate(
-            messages)], trust_sent_at=False).items]
+            messages)], trust_sent_at=False).readings
     _reset(db_url)
     started = time.perf_counter()
     with psycopg.connect(db_url) as conn:

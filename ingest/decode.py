@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from devices.wire import decoding, topics
-from ingest.store import Batch, Item, Rejection, SensorUpdate, StatusUpdate, content
+from ingest.store import Batch, Origin, Rejection, SensorUpdate, StatusUpdate, content
 
 log = logging.getLogger("glucover.ingest")
 
 
-# The batch's readings so far, per meter and seq: their indices in Batch.items (one, unless the
+# The batch's readings so far, per meter and seq: their indices in Batch.readings (one, unless the
 # meter's counter wrapped). A reading's identity is (device_id, seq, measured_at).
 Seen = dict[str, dict[int, list[int]]]
 
@@ -79,22 +79,24 @@ def _decode_message(msg: Received, trust_sent_at: bool, batch: Batch,
         batch.rejections.append(Rejection(msg.topic, device_id, err.reason, str(err),
                                           msg.payload, msg.received_at))
     by_seq = seen.setdefault(device_id, {})
-    items = batch.items
-    topic, payload = msg.topic, msg.payload
+    readings, origins = batch.readings, batch.origins
+    origin = Origin(msg.topic, msg.payload)
     if decoded.readings:
         batch.meters.add(device_id)
     for reading in decoded.readings:
         earlier = by_seq.get(reading.seq)
         if earlier is None:
-            by_seq[reading.seq] = [len(items)]
-            items.append(Item(reading, topic, payload))
+            by_seq[reading.seq] = [len(readings)]
+            readings.append(reading)
+            origins.append(origin)
             continue
         # The meter's seq came before in this batch: a re-send, or its counter wrapped.
-        first = next((items[i].reading for i in earlier
-                      if items[i].reading.measured_at == reading.measured_at), None)
+        first = next((readings[i] for i in earlier
+                      if readings[i].measured_at == reading.measured_at), None)
         if first is None:
-            earlier.append(len(items))
-            items.append(Item(reading, msg.topic, msg.payload))
+            earlier.append(len(readings))
+            readings.append(reading)
+            origins.append(origin)
         elif content(first) == content(reading):
             batch.duplicates += 1
         else:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import pairwise
+from itertools import groupby, pairwise
 from operator import attrgetter
 from typing import Any, NamedTuple
 
@@ -26,6 +26,7 @@ READING_COLUMNS = Reading._fields
 IDENTITY_COLUMNS = ("device_id", "seq", "measured_at")
 CONTENT_COLUMNS = ("value_digits", "value_exponent", "unit", "meal", "sample", "source", "status")
 content = attrgetter(*CONTENT_COLUMNS)
+_DEVICE_ID, _SEQ = attrgetter("device_id"), attrgetter("seq")
 _COLS = ", ".join(READING_COLUMNS)
 
 READING_TYPES = ("text", "int4", "timestamptz", "int2", "timestamptz", "int8", "int2", "text",
@@ -135,10 +136,10 @@ class Rejection:
     received_at: datetime
 
 
-class Item(NamedTuple):
-    """A reading to store, with the message it came in (for a rejection's record)."""
+class Origin(NamedTuple):
+    """The message a reading came in (for a rejection's record): one per message, shared by
+    its readings."""
 
-    reading: Reading
     topic: str
     payload: bytes
 
@@ -171,13 +172,16 @@ class StatusUpdate(NamedTuple):
 class Batch:
     """What a batch of messages came to, before it is written."""
 
-    items: list[Item] = field(default_factory=list)
+    # The readings to store, in arrival order, and origins[i] the message readings[i] came in
+    # (two lists, not a tuple per reading: ingest adds hundreds of thousands a second).
+    readings: list[Reading] = field(default_factory=list)
+    origins: list[Origin] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     statuses: list[StatusUpdate] = field(default_factory=list)
     duplicates: int = 0
     sensors: list[SensorUpdate] = field(default_factory=list)
     # The meters whose readings or statuses are in the batch, kept as they are added (a set
-    # built from the items cost a tenth of a microsecond per reading, twice a batch).
+    # built from the readings cost a tenth of a microsecond per reading, twice a batch).
     meters: set[str] = field(default_factory=set)
 
     def device_ids(self) -> set[str]:
@@ -188,19 +192,20 @@ class Batch:
         unknown_device rejection."""
         if not refused:
             return
-        keep = [i for i in self.items if i.reading.device_id not in refused]
+        pairs = list(zip(self.readings, self.origins, strict=True))
         self.rejections += [Rejection(
-            i.topic, i.reading.device_id, RejectReason.UNKNOWN_DEVICE,
-            f"device {i.reading.device_id!r} {why}", i.payload, i.reading.received_at)
-            for i in self.items if i.reading.device_id in refused]
-        self.items = keep
+            o.topic, r.device_id, RejectReason.UNKNOWN_DEVICE, f"device {r.device_id!r} {why}",
+            o.payload, r.received_at) for r, o in pairs if r.device_id in refused]
+        kept = [(r, o) for r, o in pairs if r.device_id not in refused]
+        self.readings = [r for r, _ in kept]
+        self.origins = [o for _, o in kept]
         self.meters -= refused
         self.statuses = [s for s in self.statuses if s.device_id not in refused]
         self.sensors = [s for s in self.sensors if s.device_id not in refused]
 
     def copy(self) -> Batch:
-        return Batch(list(self.items), list(self.rejections), list(self.statuses),
-                     self.duplicates, list(self.sensors), set(self.meters))
+        return Batch(list(self.readings), list(self.origins), list(self.rejections),
+                     list(self.statuses), self.duplicates, list(self.sensors), set(self.meters))
 
 
 @dataclass(frozen=True)
@@ -218,23 +223,23 @@ def prepare(conn: psycopg.Connection[Any]) -> None:
     conn.commit()
 
 
-def _copy_readings(conn: psycopg.Connection[Any], items: list[Item]) -> bool:
-    """The fast path: COPY the items' readings straight into readings. False, with nothing
+def _copy_readings(conn: psycopg.Connection[Any], readings: list[Reading]) -> bool:
+    """The fast path: COPY the readings straight into the table. False, with nothing
     written, when one of them is stored already."""
     with conn.cursor() as cur:
         cur.execute("savepoint copy_readings")
         try:
             with cur.copy(COPY_READINGS_SQL) as copy:
                 copy.set_types(READING_TYPES)
-                for item in items:
-                    copy.write_row(item.reading)
+                for reading in readings:
+                    copy.write_row(reading)
         except psycopg.errors.UniqueViolation:
             cur.execute("rollback to savepoint copy_readings")
             return False
     return True
 
 
-def _merge_readings(conn: psycopg.Connection[Any], items: list[Item]
+def _merge_readings(conn: psycopg.Connection[Any], readings: list[Reading]
                     ) -> tuple[int, list[tuple[Any, ...]]]:
     """The slow path, when some readings are re-sent: staging table, then INSERT ... ON
     CONFLICT DO NOTHING. Returns (stored, conflicting duplicates as (item index, stored
@@ -243,10 +248,10 @@ def _merge_readings(conn: psycopg.Connection[Any], items: list[Item]
     with conn.cursor() as cur:
         with cur.copy(f"copy ingest_staging (item, {_COLS}) from stdin (format binary)") as copy:
             copy.set_types(STAGING_TYPES)
-            for i, item in enumerate(items):
-                copy.write_row((i, *item.reading))
+            for i, reading in enumerate(readings):
+                copy.write_row((i, *reading))
         stored = cur.execute(INSERT_SQL).rowcount
-        if stored < len(items):
+        if stored < len(readings):
             conflicts = cur.execute(CONFLICTS_SQL).fetchall()
     return stored, conflicts
 
@@ -268,14 +273,14 @@ def write_batch(conn: psycopg.Connection[Any], batch: Batch,
     stored = 0
     conflicts: list[tuple[Any, ...]] = []
     merged = False
-    if batch.items:
-        if _copy_readings(conn, batch.items):
-            stored = len(batch.items)
+    if batch.readings:
+        if _copy_readings(conn, batch.readings):
+            stored = len(batch.readings)
         else:
             merged = True
-            stored, conflicts = _merge_readings(conn, batch.items)
+            stored, conflicts = _merge_readings(conn, batch.readings)
         for index, digits, exponent, unit, meal, sample, source, status in conflicts:
-            r, topic, payload = batch.items[index]
+            r, (topic, payload) = batch.readings[index], batch.origins[index]
             rejections.append(Rejection(
                 topic, r.device_id, RejectReason.CONFLICTING_DUPLICATE,
                 f"seq {r.seq} at {r.measured_at.isoformat()} is stored as "
@@ -299,8 +304,8 @@ def write_batch(conn: psycopg.Connection[Any], batch: Batch,
     counts: dict[str, int] = {}
     for j in rejections:
         counts[str(j.reason)] = counts.get(str(j.reason), 0) + 1
-    duplicates = batch.duplicates + len(batch.items) - stored - len(conflicts)
-    acked = _acknowledge(conn, batch.items) if acks and batch.items else {}
+    duplicates = batch.duplicates + len(batch.readings) - stored - len(conflicts)
+    acked = _acknowledge(conn, batch.readings) if acks and batch.readings else {}
     if stored:
         conn.execute(ALERT_INBOX_SQL)
     return WriteResult(stored, duplicates, counts, merged, acked)
@@ -329,13 +334,13 @@ def _multirange(seqs: set[int]) -> str:
     return "{" + ",".join(runs) + "}"
 
 
-def _acknowledge(conn: psycopg.Connection[Any], items: list[Item]
+def _acknowledge(conn: psycopg.Connection[Any], readings: list[Reading]
                  ) -> dict[str, tuple[tuple[int, int], ...]]:
     """Record the batch's readings (stored now, or stored before: re-sends and conflicting
     copies are settled too) in device_acks; each meter's stored ranges, inclusive."""
     seqs: dict[str, set[int]] = {}
-    for item in items:
-        seqs.setdefault(item.reading.device_id, set()).add(item.reading.seq)
+    for device_id, run in groupby(readings, _DEVICE_ID):  # a message's readings are together
+        seqs.setdefault(device_id, set()).update(map(_SEQ, run))
     devices = list(seqs)
     rows = conn.execute(ACKS_SQL, (
         devices, [_multirange(seqs[d]) for d in devices],

@@ -33,8 +33,7 @@ def _decoded(case: dict[str, Any], now: datetime) -> tuple[list[str], pd.DataFra
     payloads = case_payloads(case, 0, ME, OTHER, now)
     batch = decode([Received(readings_topic(ME), p, i, 1, now) for i, p in enumerate(payloads)],
                    trust_sent_at=False)
-    frame = pd.DataFrame([i.reading._asdict() | {"value_mmol": i.reading.value_mmol}
-                          for i in batch.items])
+    frame = pd.DataFrame([r._asdict() | {"value_mmol": r.value_mmol} for r in batch.readings])
     return [str(r.reason) for r in batch.rejections], frame
 
 
@@ -176,7 +175,7 @@ def test_a_batch_keeps_one_of_each_reading_and_both_sides_of_a_seq_wrap() -> Non
     batch = decode([Received(m.topic, m.encode(), i, 1, now)
                     for i, m in enumerate((first, resent, changed, wrapped, other))],
                    trust_sent_at=False)
-    assert [(i.reading.device_id, i.reading.seq, i.reading.value) for i in batch.items] == [
+    assert [(r.device_id, r.seq, r.value) for r in batch.readings] == [
         (ME, 7, 5.5), (ME, 8, 6.0), (ME, 7, 4.4), (OTHER, 7, 5.5)]
     assert batch.duplicates == 1
     assert [r.reason for r in batch.rejections] == [

@@ -263,7 +263,7 @@ def test_a_decoder_failure_costs_only_its_message(monkeypatch: pytest.MonkeyPatc
     bad = good.replace(b'"meter"', b'"boom"')
     batch = decode([Received(topics.readings_topic("GM-1"), p, i, 1, now)
                     for i, p in enumerate([bad, good])], trust_sent_at=False)
-    assert [i.reading.seq for i in batch.items] == [1]
+    assert [r.seq for r in batch.readings] == [1]
     assert [(j.reason, j.device_id, j.payload) for j in batch.rejections] == [
         (decoding.RejectReason.DECODER_ERROR, "GM-1", bad)]
     assert "RecursionError" in batch.rejections[0].detail
