@@ -6,7 +6,7 @@ A double of a one-decimal mmol/L value (5.6) has no short binary form, so Timesc
 compression of doubles (Gorilla, XOR of neighbours) kept ~5.5 bytes of each; the digits of a
 meter's consecutive readings differ by a little and compress by delta of deltas to under one
 byte (docs/architecture.md#storage). Exact both ways: `value_of(*stored_decimal(v, unit)) == v`
-for every finite v, in Python and in SQL (glucose_value(), 0023_readings_decimal_value.sql).
+for every finite v, in Python and in SQL (glucose_value(), 0024_readings_decimal_value.sql).
 """
 
 from __future__ import annotations
