@@ -5,8 +5,9 @@ docs/domain.md#units), not as a binary double.
 A double of a one-decimal mmol/L value (5.6) has no short binary form, so TimescaleDB's
 compression of doubles (Gorilla, XOR of neighbours) kept ~5.5 bytes of each; the digits of a
 meter's consecutive readings differ by a little and compress by delta of deltas to under one
-byte (docs/architecture.md#storage). Exact both ways: `value_of(*stored_decimal(v, unit)) == v`
-for every finite v, in Python and in SQL (glucose_value(), 0024_readings_decimal_value.sql).
+byte (docs/architecture.md, "Storage of a reading's value"). Exact both ways:
+`value_of(*stored_decimal(v, unit)) == v` for every finite v, in Python and in SQL
+(glucose_value(), 0024_readings_decimal_value.sql).
 """
 
 from __future__ import annotations

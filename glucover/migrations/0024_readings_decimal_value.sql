@@ -1,8 +1,9 @@
 -- A reading keeps its value as the decimal the meter sent, digits x 10^exponent
 -- (devices/wire/values.py), instead of two doubles (the value as sent and in mmol/L): the same
 -- values exactly, and a third of the compressed size on TimescaleDB, where a double of a
--- one-decimal mmol/L value cost ~5.5 bytes (docs/architecture.md#storage). Readers compute the
--- value and mmol/L with the two functions below, which PostgreSQL inlines.
+-- one-decimal mmol/L value cost ~5.5 bytes (docs/architecture.md, "Storage of a reading's
+-- value"). Readers compute the value and mmol/L with the two functions below, which
+-- PostgreSQL inlines.
 
 -- The double a stored decimal stands for, exactly as Python's float() of its text: a division
 -- of two exact doubles is correctly rounded; past 2^53 digits or 10^22, the text itself.
