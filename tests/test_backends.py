@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
 
+from bench.harness import bench_device, seed_devices
 from glucover.config import Settings
 from glucover.db import migrate
 from glucover.doctor import database_facts
@@ -76,7 +78,7 @@ def test_timescaledb_backend(timescale_pg: LocalPostgres, settings: Settings,
     assert {"policy_refresh_continuous_aggregate", "policy_compression"} <= set(
         facts["policies"])
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("call refresh_continuous_aggregate('readings_daily', null, null)")
+        conn.execute("call run_job(%s)", (_refresh_job(conn),))  # as the scheduler runs it
         agg = conn.execute("select count(*) from timescaledb_information.continuous_aggregates"
                            " where view_name = 'readings_daily'").fetchone()
         summary = conn.execute("select count(*), sum(readings) from policy_daily_summary"
@@ -89,3 +91,41 @@ def test_timescaledb_backend(timescale_pg: LocalPostgres, settings: Settings,
     assert stored is not None and daily is not None and 0 < daily[0] <= stored[0]
     assert chunks is not None and chunks[0] >= 3  # 7-day chunks over 20+ days
     assert len(current_ledger(url)) == 8 * 20
+
+
+def _refresh_job(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("select job_id from timescaledb_information.jobs where proc_name = "
+                       "'policy_refresh_continuous_aggregate' and hypertable_name = "
+                       "'readings_daily'").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_timescaledb_summarises_readings_stored_long_after_their_day(
+        timescale_pg: LocalPostgres, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """History replayed, or a gateway's back-fill after weeks out of range, reaches the daily
+    summary of a database whose summary is already materialized up to now: the refresh policy
+    covers all time (a 10-day window left such days out for good)."""
+    monkeypatch.setenv("GLUCOVER_TIMESCALE", "on")
+    url = timescale_pg.url()
+    migrate(url, Settings.from_env())
+    seed_devices(url, 1)
+    yesterday = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(
+        days=1)  # at noon: a day's readings stay in that day
+    with psycopg.connect(url, autocommit=True) as conn:
+        def store(at: datetime, seqs: range) -> None:
+            conn.cursor().executemany(
+                "insert into readings (device_id, seq, measured_at, utc_offset_min, received_at,"
+                " value_digits, value_exponent, unit, meal, sample, source, status) values "
+                "(%s, %s, %s, 0, %s, 55, -1, 'mmol/L', 'fasting', 'capillary_plasma', 'meter', 0)",
+                [(bench_device(0), seq, at + timedelta(minutes=seq), at + timedelta(minutes=seq))
+                 for seq in seqs])
+
+        store(yesterday, range(0, 5))
+        conn.execute("call run_job(%s)", (_refresh_job(conn),))  # materialized up to now
+        old = yesterday - timedelta(days=60)
+        store(old, range(5, 12))  # stored 60 days after its day, as a replay stores it
+        conn.execute("call run_job(%s)", (_refresh_job(conn),))
+        days: dict[Any, int] = dict(conn.execute(
+            "select day::date, readings from readings_daily").fetchall())
+    assert days == {yesterday.date(): 5, old.date(): 7}

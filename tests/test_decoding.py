@@ -5,7 +5,7 @@ the fast and the thorough record validators agree on any record."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pandas as pd
@@ -143,6 +143,42 @@ def test_typed_message_path_decodes_as_the_thorough_one(message: dict[str, Any],
         assert isinstance(thorough, decoding.WireError) or any(
             p.reason == decoding.RejectReason.INVALID_RECORD
             for e in thorough.rejected for p in e.problems), _outcome(thorough)
+
+
+def _one_record(measured_at: str) -> bytes:
+    return json.dumps({"device_id": ME, "sent_at": "2026-05-31T08:00:00+08:00", "records": [{
+        "seq": 1, "measured_at": measured_at, "value": 5.5, "unit": "mmol/L", "meal": "fasting",
+        "sample": "capillary_plasma", "source": "meter", "status": []}]}).encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(local=st.datetimes(min_value=datetime(2021, 1, 1), max_value=datetime(2026, 5, 1)),
+       seconds=st.integers(-86_399, 86_399))
+def test_a_reading_is_stored_in_utc_with_its_offset_in_whole_minutes(
+        local: datetime, seconds: int) -> None:
+    """Whatever offset a meter gives (seconds too, which Python's ISO times allow), the reading
+    holds the instant in UTC and the offset's minutes rounded down, on both paths."""
+    offset = timedelta(seconds=seconds)
+    sent = local.replace(tzinfo=timezone(offset))
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    for decoded in (decoding.decode_valid(_one_record(sent.isoformat()), ME, now),
+                    decoding.decode_thorough(_one_record(sent.isoformat()), ME, now)):
+        assert decoded is not None and not decoded.rejected
+        (reading,) = decoded.readings
+        assert reading.measured_at == sent and reading.measured_at.tzinfo is UTC
+        assert reading.utc_offset_min == offset // timedelta(minutes=1)
+
+
+def test_offsets_past_the_remembered_ones_are_read_as_well() -> None:
+    """Offsets' minutes are remembered by zone, up to a bound (an offset may carry seconds, so
+    a sender could make any number of them): every one beyond it is still read right."""
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    for k in range(-1500, 1500, 2):  # 1,500 zones, more than the bound
+        offset = timedelta(seconds=37 * k)
+        sent = datetime(2026, 5, 1, 8, tzinfo=timezone(offset)).isoformat()
+        decoded = decoding.decode_valid(_one_record(sent), ME, now)
+        assert decoded is not None
+        assert decoded.readings[0].utc_offset_min == offset // timedelta(minutes=1), sent
 
 
 def test_typed_path_reads_repeated_keys_as_the_json_parser_does() -> None:

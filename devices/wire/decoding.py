@@ -10,9 +10,9 @@ manual entries, error statuses, the meter's range, the clock) is the ruleset's b
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 
@@ -337,6 +337,25 @@ def normalise_record(raw: Any, index: int, device_id: str, received_at: datetime
 
 
 _MINUTE = timedelta(minutes=1)
+# A Reading from the tuple of its fields, built field for field in _normalised: tuple's own
+# __new__, without the NamedTuple's Python-level one or _make's length check (135 -> 80 ns).
+_new_reading: Callable[[type[Reading], tuple[Any, ...]], Reading] = tuple.__new__
+# Minutes east of UTC of the offsets times came in, by their tzinfo: a meter's records share
+# one or two offsets, and reading the minutes off each time cost a tenth of a microsecond a
+# record (the lookup, a fifth of that). Bounded: an offset may carry seconds.
+_OFFSET_MINUTES: dict[tzinfo | None, int] = {}
+_OFFSETS_KEPT = 1024
+
+
+def _offset_minutes(ts: datetime) -> int:
+    """Whole minutes of an aware time's UTC offset, rounded down (the readings' column), kept
+    in _OFFSET_MINUTES for the next time in that offset."""
+    offset = ts.utcoffset()
+    assert offset is not None
+    minutes: int = offset // _MINUTE
+    if len(_OFFSET_MINUTES) < _OFFSETS_KEPT:
+        _OFFSET_MINUTES[ts.tzinfo] = minutes
+    return minutes
 
 
 def _normalised(index: int, device_id: str, received_at: datetime, latest: datetime, seq: int,
@@ -354,12 +373,12 @@ def _normalised(index: int, device_id: str, received_at: datetime, latest: datet
                                  f"$.records[{index}].measured_at",
                                  f"{measured_at.isoformat()} is too far from the receive time "
                                  f"{received_at.isoformat()}")])
-    offset = measured_at.utcoffset()
-    assert offset is not None
+    minutes = _OFFSET_MINUTES.get(measured_at.tzinfo)
+    if minutes is None:
+        minutes = _offset_minutes(measured_at)
     digits, exponent = stored_decimal(value, unit)
-    # _make: the tuple without the namedtuple's Python-level __new__ (a third less per reading)
-    return Reading._make((device_id, seq, utc, offset // _MINUTE, received_at, digits, exponent,
-                          unit, meal, sample, source, bits))
+    return _new_reading(Reading, (device_id, seq, utc, minutes, received_at, digits, exponent,
+                                  unit, meal, sample, source, bits))
 
 
 @dataclass
