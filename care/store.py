@@ -19,7 +19,7 @@ from care.notices import NOTICE_OF_RULE, notice_text
 from care.rules import AlertRules, builtin
 from glucover.db import insert_version, read_version
 from pricing import store as pricing_store
-from pricing.evaluator import assign_readings
+from pricing.evaluator import assign_readings, bound_readings
 from pricing.ruleset import Ruleset
 
 Conn = psycopg.Connection[Any]
@@ -75,13 +75,10 @@ def place(readings: pd.DataFrame, policies: pd.DataFrame, bindings: pd.DataFrame
     pricing ruleset (pricing/evaluator.py assign_readings, rule 1). `new`: the readings the
     batch stored (identity columns); all are new when None."""
     readings = readings.reset_index(drop=True)
-    rows = readings.assign(row=np.arange(len(readings)),
-                           device_id=readings["device_id"].astype(str))
-    placed = rows.merge(bindings.assign(device_id=bindings["device_id"].astype(str)),
-                        on="device_id")
-    bound = (placed["measured_at"] >= placed["bound_from"]) & (
-        placed["bound_to"].isna() | (placed["measured_at"] < placed["bound_to"]))
-    placed = placed[bound.to_numpy()].reset_index(drop=True)
+    row, binding = bound_readings(bindings, readings)
+    placed = readings.iloc[row].reset_index(drop=True).assign(
+        row=row, device_id=lambda f: f["device_id"].astype(str),
+        policy_id=bindings["policy_id"].to_numpy()[binding])
     valid = np.zeros(len(placed), dtype=bool)
     qualifying = np.zeros(len(placed), dtype=bool)
     kind = np.empty(len(placed), dtype=object)

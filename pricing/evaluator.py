@@ -208,23 +208,7 @@ def assign_readings(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd
     code = exclusion_codes(readings, ruleset, measured)
     policy_index = pd.Index(policies["policy_id"])
     b_policy = policy_index.get_indexer(pd.Index(bindings["policy_id"]))
-    devices = pd.Index(pd.unique(bindings["device_id"].astype(str)))
-    r_device = _positions(readings["device_id"], devices)
-    b_device = _positions(bindings["device_id"], devices)
-    lo = _bound_ns(bindings["bound_from"], np.iinfo(np.int64).min)
-    hi = _bound_ns(bindings["bound_to"], np.iinfo(np.int64).max)
-
-    # Readings x bindings of their device. The common case, one binding per device, is a
-    # direct lookup; several bindings per device go through a sorted expansion.
-    if len(b_device) == len(devices):
-        binding_of = np.empty(len(devices), dtype=np.int64)
-        binding_of[b_device] = np.arange(len(b_device))
-        row = np.flatnonzero(r_device >= 0)
-        binding = binding_of[r_device[row]]
-    else:
-        row, binding = _expand(r_device, b_device, len(devices))
-    bound = (measured[row] >= lo[binding]) & (measured[row] < hi[binding])
-    row, binding = row[bound], binding[bound]
+    row, binding = bound_readings(bindings, readings, measured)
     policy = b_policy[binding]
     keep = policy >= 0
     row, policy = row[keep], policy[keep]
@@ -241,6 +225,32 @@ def assign_readings(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd
     code[row[before & (code[row] == 0)]] = EXCLUSION_REASONS.index("before_start")
     ok = (code[row] == 0) & (offset >= 0) & (offset < n_days[policy])
     return AssignedReadings(row[ok], policy[ok], offset[ok], measured[row[ok]]), code
+
+
+def bound_readings(bindings: pd.DataFrame, readings: pd.DataFrame,
+                   measured: npt.NDArray[np.int64] | None = None
+                   ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Rule 1's binding: each reading with every binding of its meter in force when it was
+    measured (bound_from <= measured_at < bound_to; no bound_to: still bound), as (reading
+    row, binding row) pairs. `measured`: the readings' UTC nanoseconds, when known."""
+    if measured is None:
+        measured = _ns(readings["measured_at"])
+    devices = pd.Index(pd.unique(bindings["device_id"].astype(str)))
+    r_device = _positions(readings["device_id"], devices)
+    b_device = _positions(bindings["device_id"], devices)
+    lo = _bound_ns(bindings["bound_from"], np.iinfo(np.int64).min)
+    hi = _bound_ns(bindings["bound_to"], np.iinfo(np.int64).max)
+    # Readings x bindings of their device. The common case, one binding per device, is a
+    # direct lookup; several bindings per device go through a sorted expansion.
+    if len(b_device) == len(devices):
+        binding_of = np.empty(len(devices), dtype=np.int64)
+        binding_of[b_device] = np.arange(len(b_device))
+        row = np.flatnonzero(r_device >= 0)
+        binding = binding_of[r_device[row]]
+    else:
+        row, binding = _expand(r_device, b_device, len(devices))
+    bound = (measured[row] >= lo[binding]) & (measured[row] < hi[binding])
+    return row[bound], binding[bound]
 
 
 def _expand(r_device: npt.NDArray[np.int64], b_device: npt.NDArray[np.int64], n_devices: int

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -17,6 +18,10 @@ from care.alerts import (
     streaming_findings,
 )
 from care.rules import AlertRules, AlertRulesError, builtin, markdown_table
+from care.store import Rulesets, place
+from pricing.evaluator import assign_readings
+from pricing.ruleset import Ruleset, load_builtin
+from tests.pricing_helpers import random_portfolio
 
 T0 = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
 RULES = builtin()
@@ -191,3 +196,38 @@ def test_a_notice_is_a_wire_format_message_in_the_policyholders_language(languag
     assert ("15 g" if language == "en" else "15克") in notice_text("very_low", language)
     with pytest.raises(jsonschema.ValidationError):
         validator.validate({**json.loads(notice.encode()), "kind": "advert"})
+
+
+class _Builtin(Rulesets):
+    """The shipped pricing rulesets by name, without a database."""
+
+    def __init__(self) -> None:
+        self.found = {}
+
+    def __call__(self, name: str) -> Ruleset:
+        return load_builtin(name)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_readings_are_placed_at_the_policies_their_meter_was_bound_to(seed: int) -> None:
+    """Each reading goes to every policy its meter was bound to when it was measured (bindings
+    that end and begin mid-history, a meter bound to nobody), valid as pricing rule 1 judges
+    it for that policy: against a plain join of readings and bindings."""
+    policies, bindings, readings = random_portfolio(seed)
+    policies = policies.assign(ruleset_name="default")
+    placed = place(readings, policies, bindings, _Builtin())
+    joined = readings.merge(bindings, on="device_id")
+    joined = joined[(joined["bound_from"].isna() | (joined["measured_at"] >= joined["bound_from"]))
+                    & (joined["bound_to"].isna() | (joined["measured_at"] < joined["bound_to"]))]
+    key = ["policy_id", "device_id", "seq", "measured_at"]
+
+    def keys(frame: pd.DataFrame) -> list[tuple[str, ...]]:
+        return sorted(map(tuple, frame[key].astype(str).to_numpy()))
+
+    assert keys(placed) == keys(joined)
+    assert 0 < placed["valid"].sum() < len(placed)  # some of each, from the random exclusions
+    assigned, _ = assign_readings(policies, bindings, readings, load_builtin("default"),
+                                  np.full(len(policies), 10_000))
+    valid = readings.iloc[assigned.row].assign(
+        policy_id=policies["policy_id"].to_numpy()[assigned.policy])
+    assert keys(placed[placed["valid"]]) == keys(valid)
