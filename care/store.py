@@ -231,9 +231,9 @@ def evidence(conn: Conn, alert_id: int) -> pd.DataFrame:
 
 
 def audit_trail(conn: Conn, alert_id: int) -> pd.DataFrame:
-    rows = conn.execute("select at, username, action, detail from alert_audit "
+    rows = conn.execute("select at, username, action, detail, outcome from alert_audit "
                         "where alert_id = %s order by audit_id", (alert_id,)).fetchall()
-    return pd.DataFrame(rows, columns=["at", "username", "action", "detail"])
+    return pd.DataFrame(rows, columns=["at", "username", "action", "detail", "outcome"])
 
 
 def notices_for(conn: Conn, policy_id: str, within: timedelta, limit: int = 5) -> pd.DataFrame:
@@ -266,7 +266,6 @@ def act(conn: Conn, username: str, alert_id: int, action: str, detail: str = "",
     if action == "assign":
         conn.execute("update alerts set assigned_to = %s, updated_at = clock_timestamp() "
                      "where alert_id = %s", (username, alert_id))
-        detail = detail or f"assigned to {username}"
     elif action == "acknowledge":
         conn.execute("update alerts set status = 'acknowledged', acknowledged_at = "
                      "clock_timestamp(), assigned_to = coalesce(assigned_to, %s), updated_at = "
@@ -280,6 +279,8 @@ def act(conn: Conn, username: str, alert_id: int, action: str, detail: str = "",
         conn.execute("update alerts set status = 'resolved', outcome = %s, resolved_at = "
                      "clock_timestamp(), updated_at = clock_timestamp() where alert_id = %s",
                      (outcome, alert_id))
-        detail = f"{outcome}: {detail}".rstrip(": ")
-    conn.execute("insert into alert_audit (username, alert_id, action, detail) values "
-                 "(%s, %s, %s, %s)", (username, alert_id, action, detail))
+    # The trail holds the clinician's own words; the action and outcome are codes, said in the
+    # reader's language where they are shown.
+    conn.execute("insert into alert_audit (username, alert_id, action, detail, outcome) values "
+                 "(%s, %s, %s, %s, %s)", (username, alert_id, action, detail.strip(),
+                                          outcome if action == "resolve" else None))

@@ -237,7 +237,8 @@ def test_alert_audit_is_append_only_and_every_action_is_audited(db_url: str) -> 
         conn.commit()
         trail = store.audit_trail(conn, alert_id)
         assert list(trail["action"]) == ["assign", "acknowledge", "note", "resolve"]
-        assert list(trail["detail"])[2:] == ["left a voicemail", "called: ate 15 g"]
+        assert list(trail["detail"])[2:] == ["left a voicemail", "ate 15 g"]
+        assert list(trail["outcome"].fillna("")) == ["", "", "", "called"]
         with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
             conn.execute("update alert_audit set detail = 'nothing happened'")
         conn.rollback()

@@ -670,16 +670,28 @@ def test_a_clinician_works_the_alert_queue_of_the_panel_only(dashboard_db: str) 
     with psycopg.connect(dashboard_db) as conn:
         status = conn.execute("select status, outcome, assigned_to from alerts "
                               "where alert_id = 2").fetchone()
-        trail = conn.execute("select username, action, detail from alert_audit "
+        trail = conn.execute("select username, action, detail, outcome from alert_audit "
                              "order by audit_id").fetchall()
     assert status == ("resolved", "referred", "dr_li")
-    assert trail == [("dr_li", "assign", "assigned to dr_li"), ("dr_li", "acknowledge", ""),
-                     ("dr_li", "note", "left a voicemail"), ("dr_li", "resolve", "referred")]
+    # The clinician's own words, and the outcome as a code (said in the reader's language).
+    assert trail == [("dr_li", "assign", "", None), ("dr_li", "acknowledge", "", None),
+                     ("dr_li", "note", "left a voicemail", None),
+                     ("dr_li", "resolve", "", "referred")]
     assert list(at.dataframe[0].value["Policyholder"]) == ["POL-006-000003"]
     at.session_state["lang"] = "zh"
     at.run()
     assert at.title[0].value == "预警"
     assert list(at.dataframe[0].value["预警"]) == ["停止测量"]
+
+
+def test_an_audit_rows_outcome_is_said_in_the_pages_language() -> None:
+    from dashboard.views.care import trail_note
+
+    assert trail_note("referred", "left a voicemail", "zh") == "已转诊: left a voicemail"
+    assert trail_note("no_action", "", "en") == "no action"
+    assert trail_note(None, "left a voicemail", "zh") == "left a voicemail"
+    # Rows written before the outcome had a column keep their words.
+    assert trail_note(None, "referred: called twice", "zh") == "referred: called twice"
 
 
 def test_a_policyholder_sees_the_notices_of_their_own_policy_only(dashboard_db: str) -> None:

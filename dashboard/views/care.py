@@ -34,6 +34,15 @@ def age(raised_at: datetime, now: datetime, lang: str) -> str:
     return t("age_days", lang, n=minutes // 1440)
 
 
+def trail_note(outcome: str | None, detail: str, lang: str) -> str:
+    """An audit row's note: a resolution's outcome in the page's language, then the
+    clinician's own words (rows from before the outcome had a column hold English text)."""
+    if outcome is None or pd.isna(outcome):
+        return detail
+    said = t(f"outcome_{outcome}", lang)
+    return f"{said}: {detail}" if detail else said
+
+
 def queue_table(queue: pd.DataFrame, lang: str, now: datetime) -> pd.DataFrame:
     last = pd.to_datetime(queue["last_measured_at"], utc=True)
     return pd.DataFrame({
@@ -94,7 +103,8 @@ def _details(alert: pd.Series, lang: str) -> None:  # type: ignore[type-arg]
             t("col_time", lang): trail["at"].dt.strftime("%m-%d %H:%M"),
             t("col_who", lang): trail["username"],
             t("col_action", lang): [t(f"action_{a}", lang) for a in trail["action"]],
-            t("alert_note", lang): trail["detail"]}))
+            t("alert_note", lang): [trail_note(o, d, lang) for o, d in zip(
+                trail["outcome"], trail["detail"], strict=True)]}))
 
 
 def _act(user: User, alert_id: int, allowed: list[str], action: str, lang: str,
