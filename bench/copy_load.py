@@ -15,6 +15,7 @@ import psycopg
 
 from devices.wire.values import stored_decimals
 from devices.wire.vocabulary import Unit
+from glucover.db import execute_when_free
 from pricing.evaluator import evaluate
 from pricing.ruleset import load_builtin
 from pricing.synthetic import Portfolio, synthetic_chunks
@@ -116,10 +117,11 @@ def copy_portfolio(url: str, policies: int, days: int, seed: int = 5,
         backend = conn.execute("select backend from schema_info").fetchone()
         conn.commit()
         if backend == ("timescaledb",):
-            # The continuous aggregate's policy refreshes the last days only; history loaded
-            # in bulk is materialized here, as an operator would after an import.
+            # History loaded in bulk is materialized now, not at the refresh policy's next
+            # run (every 15 minutes), as an operator would after an import.
             conn.autocommit = True
-            conn.execute("call refresh_continuous_aggregate('readings_daily', null, null)")
+            execute_when_free(conn, "call refresh_continuous_aggregate('readings_daily', "
+                                    "null, null)")
         conn.execute("analyze")
         conn.commit()
     return {"readings": readings, "ledger_rows": rows, "first_day": start.isoformat(),

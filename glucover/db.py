@@ -6,6 +6,7 @@ The schema itself lives in glucover/migrations/*.sql; this module only applies i
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -104,7 +105,7 @@ def _migrate_locked(conn: psycopg.Connection[tuple[object, ...]],
             conn.execute("insert into schema_migrations (version, name, variant) values "
                          "(%s, %s, %s)", (m.version, m.name, m.variant))
         for statement in _AFTER_COMMIT.findall(text):  # what cannot run in a transaction
-            conn.execute(statement.encode())
+            execute_when_free(conn, statement)
         applied.append(f"{m.version:04d}_{m.name}" + (f".{m.variant}" if m.variant else ""))
     return MigrateResult(backend, applied)
 
@@ -122,6 +123,29 @@ _SPELLINGS = {
         "{continuous_aggregate}": "",
     },
 }
+
+
+# TimescaleDB refuses to refresh a continuous aggregate while another refresh of an overlapping
+# window runs (SQLSTATE 55P03), where PostgreSQL would wait: its refresh policy's job, which the
+# scheduler starts as soon as the policy exists, say. Such a statement is tried again.
+REFRESH_WAIT_S = 300.0
+
+
+def execute_when_free(conn: psycopg.Connection[Any], statement: str,
+                      wait_s: float = REFRESH_WAIT_S) -> None:
+    """Run a statement outside a transaction (an autocommit connection), trying again while
+    TimescaleDB refuses it for a concurrent refresh, for up to `wait_s` seconds."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.05
+    while True:
+        try:
+            conn.execute(statement.encode())
+            return
+        except psycopg.errors.LockNotAvailable:
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 # A migration's line `--! after commit: STATEMENT` runs once the migration has committed, for

@@ -12,7 +12,7 @@ import pytest
 
 from bench.harness import bench_device, seed_devices
 from glucover.config import Settings
-from glucover.db import migrate
+from glucover.db import execute_when_free, migrate
 from glucover.doctor import database_facts
 from glucover.servers import LocalPostgres, timescale_installed
 from tests.helpers import START, current_ledger, load_fleet, state_dir
@@ -78,7 +78,7 @@ def test_timescaledb_backend(timescale_pg: LocalPostgres, settings: Settings,
     assert {"policy_refresh_continuous_aggregate", "policy_compression"} <= set(
         facts["policies"])
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("call run_job(%s)", (_refresh_job(conn),))  # as the scheduler runs it
+        _run_refresh_job(conn)
         agg = conn.execute("select count(*) from timescaledb_information.continuous_aggregates"
                            " where view_name = 'readings_daily'").fetchone()
         summary = conn.execute("select count(*), sum(readings) from policy_daily_summary"
@@ -93,12 +93,14 @@ def test_timescaledb_backend(timescale_pg: LocalPostgres, settings: Settings,
     assert len(current_ledger(url)) == 8 * 20
 
 
-def _refresh_job(conn: psycopg.Connection[Any]) -> int:
+def _run_refresh_job(conn: psycopg.Connection[Any]) -> None:
+    """The daily summary's refresh policy, run now as TimescaleDB's scheduler runs it (once
+    the scheduler's own run of it, which may be under way, is done)."""
     row = conn.execute("select job_id from timescaledb_information.jobs where proc_name = "
                        "'policy_refresh_continuous_aggregate' and hypertable_name = "
                        "'readings_daily'").fetchone()
     assert row is not None
-    return int(row[0])
+    execute_when_free(conn, f"call run_job({int(row[0])})")
 
 
 def test_timescaledb_summarises_readings_stored_long_after_their_day(
@@ -122,10 +124,10 @@ def test_timescaledb_summarises_readings_stored_long_after_their_day(
                  for seq in seqs])
 
         store(yesterday, range(0, 5))
-        conn.execute("call run_job(%s)", (_refresh_job(conn),))  # materialized up to now
+        _run_refresh_job(conn)  # materialized up to now
         old = yesterday - timedelta(days=60)
         store(old, range(5, 12))  # stored 60 days after its day, as a replay stores it
-        conn.execute("call run_job(%s)", (_refresh_job(conn),))
+        _run_refresh_job(conn)
         days: dict[Any, int] = dict(conn.execute(
             "select day::date, readings from readings_daily").fetchall())
     assert days == {yesterday.date(): 5, old.date(): 7}

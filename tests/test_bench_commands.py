@@ -83,8 +83,11 @@ def test_bench_dashboard_renders_every_page(settings: object,
                                             capsys: pytest.CaptureFixture[str],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://unused")  # the bench must leave it as is
-    main(["bench", "dashboard", "--policies", "60", "--days", "60", "--runs", "3", "--json"])
-    report = json.loads(capsys.readouterr().out)
+    code = main(["bench", "dashboard", "--policies", "60", "--days", "60", "--runs", "3",
+                 "--json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    report = json.loads(out.out)
     # Loaded by COPY: every policy priced every day, readings as the synthetic portfolio has.
     assert report["ledger_rows"] == 60 * 60 and report["readings"] > 60 * 60
     assert set(report["pages"]) == {"policyholder", "actuary", "operations", "clinician"}

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import psycopg
 import pytest
 
 from glucover.cli import main
 from glucover.config import Settings
-from glucover.db import migrate
+from glucover.db import execute_when_free, migrate
 
 TABLES = {"devices", "policies", "policy_devices", "readings", "rejected_messages", "rulesets",
           "sum_insured_ledger", "claims", "pricing_runs", "ruleset_drafts", "device_status",
@@ -100,3 +101,27 @@ def test_doctor_on_unmigrated_database(fresh_db: str, settings: Settings,
     out = capsys.readouterr().out
     assert "backend: unmigrated" in out
     assert "glucover migrate" in out
+
+
+def test_a_statement_refused_for_a_lock_in_use_is_tried_again_once_it_is_free(
+        fresh_db: str) -> None:
+    """TimescaleDB refuses a refresh while another runs (SQLSTATE 55P03) instead of waiting;
+    execute_when_free tries again until the other is done. The same refusal made here with a
+    row lock and NOWAIT, released by the other session a moment later."""
+    with psycopg.connect(fresh_db, autocommit=True) as setup:
+        setup.execute("create table held (id int primary key); insert into held values (1)")
+    holder = psycopg.connect(fresh_db)
+    holder.execute("select * from held for update")
+    release = threading.Timer(0.5, holder.commit)
+    release.start()
+    try:
+        with psycopg.connect(fresh_db, autocommit=True) as conn:
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                conn.execute("select * from held for update nowait")
+            execute_when_free(conn, "select * from held for update nowait", wait_s=30)
+            holder.execute("select * from held for update")
+            with pytest.raises(psycopg.errors.LockNotAvailable):  # gives up after wait_s
+                execute_when_free(conn, "select * from held for update nowait", wait_s=0.2)
+    finally:
+        release.cancel()
+        holder.close()
