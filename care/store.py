@@ -247,8 +247,18 @@ def notices_for(conn: Conn, policy_id: str, within: timedelta, limit: int = 5) -
 # ------------------------------------------------------------------ the care team's actions
 
 
+# Why an action may be refused: the dashboard says each as `action_refused_<code>`.
+REFUSALS = ("unknown_action", "not_on_panel", "resolved", "empty_note", "no_outcome")
+
+
 class ActionError(ValueError):
-    pass
+    """An action refused: a code from REFUSALS, which the dashboard says in its reader's
+    language, and English for logs and the command line."""
+
+    def __init__(self, code: str, message: str) -> None:
+        assert code in REFUSALS, code
+        super().__init__(message)
+        self.code = code
 
 
 def act(conn: Conn, username: str, alert_id: int, action: str, detail: str = "",
@@ -256,13 +266,13 @@ def act(conn: Conn, username: str, alert_id: int, action: str, detail: str = "",
     """A clinician's action on an alert and its audit row, in one transaction the caller
     commits. `allowed`: the policies the clinician may act on (their panel)."""
     if action not in ACTIONS:
-        raise ActionError(f"unknown action {action!r}")
+        raise ActionError("unknown_action", f"unknown action {action!r}")
     row = conn.execute("select policy_id, status from alerts where alert_id = %s for update",
                        (alert_id,)).fetchone()
     if row is None or (allowed is not None and str(row[0]) not in allowed):
-        raise ActionError("no such alert on your panel")
+        raise ActionError("not_on_panel", "no such alert on your panel")
     if row[1] == "resolved" and action != "note":
-        raise ActionError("the alert is resolved")
+        raise ActionError("resolved", "the alert is resolved")
     if action == "assign":
         conn.execute("update alerts set assigned_to = %s, updated_at = clock_timestamp() "
                      "where alert_id = %s", (username, alert_id))
@@ -272,10 +282,10 @@ def act(conn: Conn, username: str, alert_id: int, action: str, detail: str = "",
                      "clock_timestamp() where alert_id = %s", (username, alert_id))
     elif action == "note":
         if not detail.strip():
-            raise ActionError("a note needs text")
+            raise ActionError("empty_note", "a note needs text")
     else:
         if outcome not in OUTCOMES:
-            raise ActionError(f"resolve with one of: {', '.join(OUTCOMES)}")
+            raise ActionError("no_outcome", f"resolve with one of: {', '.join(OUTCOMES)}")
         conn.execute("update alerts set status = 'resolved', outcome = %s, resolved_at = "
                      "clock_timestamp(), updated_at = clock_timestamp() where alert_id = %s",
                      (outcome, alert_id))

@@ -660,7 +660,9 @@ def test_a_clinician_works_the_alert_queue_of_the_panel_only(dashboard_db: str) 
     assert list(queue["Severity"]) == ["URGENT", "medium"]
     assert at.selectbox[0].value is not None
     at.button(key="assign-2").click().run()
+    assert at.button(key="assign-2").disabled  # done: not offered again
     at.button(key="ack-2").click().run()
+    assert at.button(key="ack-2").disabled
     at.text_area[0].input("left a voicemail")
     at.button(key="FormSubmitter:note-2-Add note").click().run()
     outcome = next(s for s in at.selectbox if s.label == "Outcome")
@@ -682,6 +684,16 @@ def test_a_clinician_works_the_alert_queue_of_the_panel_only(dashboard_db: str) 
     at.run()
     assert at.title[0].value == "预警"
     assert list(at.dataframe[0].value["预警"]) == ["停止测量"]
+    at.button(key="FormSubmitter:note-1-添加备注").click().run()  # a note without text
+    assert [e.value for e in at.error] == ["备注不能为空。"]  # refused, in the page's language
+
+
+def test_every_refusal_of_an_action_is_said_in_both_languages() -> None:
+    from care.store import REFUSALS
+    from dashboard.i18n import TEXT
+
+    for code in REFUSALS:
+        assert set(TEXT[f"action_refused_{code}"]) == {"en", "zh"}, code
 
 
 def test_an_audit_rows_outcome_is_said_in_the_pages_language() -> None:

@@ -79,7 +79,7 @@ def render(user: User) -> None:
     alert = queue[queue["alert_id"] == alert_id].iloc[0]
     _details(alert, lang)
     if alert["status"] != "resolved":
-        _actions(user, int(alert_id), allowed, lang)
+        _actions(user, alert, allowed, lang)
 
 
 def _details(alert: pd.Series, lang: str) -> None:  # type: ignore[type-arg]
@@ -114,17 +114,22 @@ def _act(user: User, alert_id: int, allowed: list[str], action: str, lang: str,
             store.act(conn, user.username, alert_id, action, detail, outcome, allowed)
         except store.ActionError as exc:
             conn.rollback()
-            st.error(str(exc))
+            st.error(t(f"action_refused_{exc.code}", lang))
             return
     st.session_state["alert_saved"] = t("alert_done", lang)
     st.rerun()
 
 
-def _actions(user: User, alert_id: int, allowed: list[str], lang: str) -> None:
+def _actions(user: User, alert: pd.Series, allowed: list[str],  # type: ignore[type-arg]
+             lang: str) -> None:
+    alert_id = int(alert["alert_id"])
     c1, c2 = st.columns(2)
-    if c1.button(t("alert_assign", lang), key=f"assign-{alert_id}"):
+    # What is done already is not offered again: assigning to oneself, acknowledging twice.
+    if c1.button(t("alert_assign", lang), key=f"assign-{alert_id}",
+                 disabled=alert["assigned_to"] == user.username):
         _act(user, alert_id, allowed, "assign", lang)
-    if c2.button(t("alert_acknowledge", lang), key=f"ack-{alert_id}"):
+    if c2.button(t("alert_acknowledge", lang), key=f"ack-{alert_id}",
+                 disabled=alert["status"] != "open"):
         _act(user, alert_id, allowed, "acknowledge", lang)
     with st.form(f"note-{alert_id}", clear_on_submit=True):
         note = st.text_area(t("alert_note", lang))
