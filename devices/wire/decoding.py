@@ -27,8 +27,8 @@ from devices.wire.messages import (
     RECORD_FIELDS,
     SENSOR_STATES,
 )
-from devices.wire.values import mmol_of, stored_decimal, value_of
-from devices.wire.vocabulary import MGDL_PER_MMOL, Meal, Sample, Source, Status, Unit
+from devices.wire.values import in_mmol, mmol_of, stored_decimal, value_of
+from devices.wire.vocabulary import Meal, Sample, Source, Status, Unit
 
 # A reading outside this is physically impossible for a capillary meter and is refused at ingest;
 # the narrower meter range (20-600 mg/dL) is the pricing ruleset's business.
@@ -363,8 +363,7 @@ def _normalised(index: int, device_id: str, received_at: datetime, latest: datet
                 source: str, bits: int) -> Reading:
     """Step 3: a checked record in mmol/L and UTC, or the reason it can be no reading.
     `latest` is the receive time + IMPLAUSIBLY_AHEAD (once per message, not per record)."""
-    mmol = value / MGDL_PER_MMOL if unit == "mg/dL" else value
-    if not 0 < mmol <= ABSOLUTE_MAX_MMOL:
+    if not 0 < in_mmol(value, unit) <= ABSOLUTE_MAX_MMOL:
         raise WireError([Problem(RejectReason.VALUE_OUT_OF_RANGE, f"$.records[{index}].value",
                                  f"{value} {unit} is no possible blood glucose")])
     utc = measured_at.astimezone(UTC)

@@ -39,10 +39,14 @@ def value_of(digits: int, exponent: int) -> float:
     return digits / 10 ** -exponent if exponent <= 0 else float(digits * 10 ** exponent)
 
 
-def mmol_of(digits: int, exponent: int, unit: str) -> float:
-    """The value in mmol/L, unrounded: as sent, or mg/dL / 18.0156."""
-    value = value_of(digits, exponent)
+def in_mmol(value: float, unit: str) -> float:
+    """A value in `unit` in mmol/L, unrounded: as sent, or mg/dL / 18.0156."""
     return value / MGDL_PER_MMOL if unit == "mg/dL" else value
+
+
+def mmol_of(digits: int, exponent: int, unit: str) -> float:
+    """A stored decimal in mmol/L, unrounded."""
+    return in_mmol(value_of(digits, exponent), unit)
 
 
 def stored_decimals(values: npt.NDArray[np.float64], unit: str
