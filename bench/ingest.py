@@ -122,6 +122,10 @@ def _poll(db_url: str, expected: int, timeout: float, workers: Workers | None = 
     return seen
 
 
+# The processes of the COPY limit: the load generator is the process that COPYs.
+COPY_PROCESSES = ("database", "load_generator")
+
+
 def copy_limit(db_url: str, messages: list[tuple[str, bytes]], per_copy: int = 20_000,
                cpu: CpuMeter | None = None) -> dict[str, Any]:
     """The messages' readings, decoded as ingest decodes them, COPY'd into readings by this
@@ -147,10 +151,6 @@ def copy_limit(db_url: str, messages: list[tuple[str, bytes]], per_copy: int = 2
     return {"readings": len(rows), "seconds": round(seconds, 3),
             "readings_per_s": round(len(rows) / max(seconds, 1e-9)),
             "cpu_s_per_1000_readings": use and {k: use[k] for k in COPY_PROCESSES}}
-
-
-# The processes of the COPY limit: the load generator is the process that COPYs.
-COPY_PROCESSES = ("database", "load_generator")
 
 
 class CpuMeter:
@@ -341,8 +341,7 @@ def run_bench(devices: int, readings: int, workers: int, settings: Settings,
     every = [r for k in runs if k != "copy_limit" for r in runs[k]] + [paced]
     # The share is taken round by round (each batched run against the limit measured just
     # before it), and the median of those reported.
-    shares = sorted(share(r, c) for r, c in zip(runs["batched"], runs["copy_limit"],
-                                                strict=True))
+    shares = [share(r, c) for r, c in zip(runs["batched"], runs["copy_limit"], strict=True)]
     return {
         "devices": devices, "readings": readings, "workers": workers, "repeat": repeat,
         "single_readings_per_s": s["readings_per_s"],
@@ -355,11 +354,9 @@ def run_bench(devices: int, readings: int, workers: int, settings: Settings,
         "acks_cost_batched_percent": round(100 * (1 - b["readings_per_s"]
                                                   / max(b0["readings_per_s"], 1)), 1),
         "copy_limit_readings_per_s": limit["readings_per_s"],
-        "batched_share_of_limit_percent": shares[len(shares) // 2],
-        "batched_share_of_limit_rounds": [share(r, c) for r, c in zip(
-            runs["batched"], runs["copy_limit"], strict=True)],
-        "single_share_of_limit_percent": round(100 * s["readings_per_s"]
-                                               / max(limit["readings_per_s"], 1), 1),
+        "batched_share_of_limit_percent": sorted(shares)[len(shares) // 2],
+        "batched_share_of_limit_rounds": shares,
+        "single_share_of_limit_percent": share(s, limit),
         "cpu_s_per_1000_readings": {"single": s["cpu_s_per_1000_readings"],
                                     "batched": b["cpu_s_per_1000_readings"],
                                     "copy_limit": limit["cpu_s_per_1000_readings"]},
