@@ -36,6 +36,7 @@ from care.alerts import Finding, InForce, MeterStatus
 from care.rules import AlertRules
 from devices.wire.messages import Notice
 from glucover.config import MqttTarget
+from kernel import days
 from pricing import store as pricing_store
 
 log = logging.getLogger("glucover.alerts")
@@ -155,7 +156,7 @@ def _sweep_findings(conn: psycopg.Connection[Any], rules: AlertRules, ids: list[
     last_seen = {str(k): pd.Timestamp(v).to_pydatetime() for k, v in last.items()}
     for policy_id, start_date, zone in zip(policies["policy_id"], policies["start_date"],
                                            policies["timezone"], strict=True):
-        start = pd.Timestamp(start_date).tz_localize(str(zone)).tz_convert(UTC)
+        start = days.midnight(pd.Timestamp(start_date).date(), str(zone))
         in_force.append(InForce(str(policy_id), start.to_pydatetime(),
                                 last_seen.get(str(policy_id))))
     found += alerts.lapsed_findings(in_force, now, rules)

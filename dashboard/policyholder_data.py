@@ -7,7 +7,7 @@ ledger's state yesterday, exactly as tonight's run will compute it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 
+from kernel import days
 from pricing import cgm, glycaemia, store
 from pricing.claims import payout_on
 from pricing.evaluator import FIGURE_COLUMNS, UNMEASURED, Resume, evaluate
@@ -55,7 +56,7 @@ def load_summary(conn: psycopg.Connection[Any], policy_id: str,
         raise LookupError(f"no policy {policy_id}")
     p = policies.iloc[0]
     zone = ZoneInfo(str(p["timezone"]))
-    today = (now or datetime.now(UTC)).astimezone(zone).date()
+    today = days.today(str(zone), now)
     ruleset = store.in_force(conn, str(p["ruleset_name"]))
     ledger = _ledger(conn, policy_id, today)
     readings = _readings(conn, bindings, ledger, today, zone)

@@ -14,11 +14,11 @@ from datetime import UTC, datetime, time, timedelta
 import psycopg
 
 from devices.fleet import Policyholder
-from devices.wire.vocabulary import DeviceKind
 from glucover import broker
 from glucover.config import Settings
 from glucover.db import connect
 from glucover.errors import UserError
+from kernel.vocabulary import DeviceKind
 from pricing.ruleset import RULESET_OF_KIND
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from kernel.sequence import SEQ_MODULO
 from pricing import safety
 from pricing.evaluator import (
     CHUNK_POLICIES,
@@ -342,7 +343,7 @@ def gaming_report(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.D
         ["device", "received_at", "seq"])
     back = (ordered["device"] == ordered["device"].shift()) & (
         ordered["measured_at"] < ordered["measured_at"].shift() - pd.Timedelta(hours=6)) & (
-        (ordered["seq"] - ordered["seq"].shift()) % 65536 == 1)
+        (ordered["seq"] - ordered["seq"].shift()) % SEQ_MODULO == 1)
     inversions = ordered[back].groupby("device").size().rename("inversions").reset_index()
     inversions = inversions.rename(columns={"device": "device_id"})
     flagged = per[per["gap"] > max(flag_gap, 5 * typical)].sort_values("gap", ascending=False)

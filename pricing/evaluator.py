@@ -34,9 +34,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from kernel import days
 from pricing.ruleset import Ruleset
 
-NS_PER_DAY = 86_400 * 10**9
 # Policies priced together wherever a portfolio is priced piece by piece (the nightly run,
 # back-tests, CGM day grids, the pricing bench): bounds memory by the chunk, whatever the
 # portfolio's size, at no cost in policy-days/s (`glucover bench pricing`).
@@ -141,24 +141,6 @@ def _without(ledger: Ledger, name: str) -> Ledger:
     return replace(ledger, **{name: empty})  # type: ignore[arg-type]
 
 
-def _local_day_numbers(measured_ns: npt.NDArray[np.int64], zone_code: npt.NDArray[np.int64],
-                       zones: pd.Index) -> npt.NDArray[np.int64]:  # type: ignore[type-arg]
-    """Day number (days since 1970-01-01) of each instant in its own IANA zone
-    (`zones[zone_code[i]]`); the zones are few, the instants many."""
-    out = np.empty(len(measured_ns), dtype=np.int64)
-    groups: list[tuple[int, Any]]
-    if len(zones) == 1:
-        groups = [(0, slice(None))]
-    else:
-        order = np.argsort(zone_code, kind="stable")
-        bounds = np.searchsorted(zone_code[order], np.arange(len(zones) + 1))
-        groups = [(z, order[bounds[z]:bounds[z + 1]]) for z in range(len(zones))]
-    for z, where in groups:
-        utc = pd.DatetimeIndex(measured_ns[where].astype("datetime64[ns]"), tz="UTC")
-        out[where] = utc.tz_convert(str(zones[z])).tz_localize(None).asi8 // NS_PER_DAY
-    return out
-
-
 def exclusion_codes(readings: pd.DataFrame, ruleset: Ruleset,
                     measured: npt.NDArray[np.int64] | None = None) -> npt.NDArray[np.int8]:
     """The first policy-independent rule each reading fails (index into EXCLUSION_REASONS).
@@ -217,9 +199,9 @@ def assign_readings(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd
     code[(code == 0) & ~bound_rows] = EXCLUSION_REASONS.index("not_bound_device")
 
     zone_code, zones = pd.factorize(policies["timezone"].astype(str))
-    local_day = _local_day_numbers(measured[row], zone_code.astype(np.int64)[policy],
-                                   pd.Index(zones))
-    start_day = _start_day_numbers(policies)[policy]
+    local_day = days.day_numbers_by_zone(measured[row], zone_code.astype(np.int64)[policy],
+                                         pd.Index(zones))
+    start_day = start_day_numbers(policies)[policy]
     offset = local_day - start_day
     before = offset < 0
     code[row[before & (code[row] == 0)]] = EXCLUSION_REASONS.index("before_start")
@@ -287,21 +269,15 @@ def _bound_ns(series: pd.Series, default: int) -> npt.NDArray[np.int64]:  # type
     return np.where(values.isna().to_numpy(), default, ns)
 
 
-def _start_day_numbers(policies: pd.DataFrame) -> npt.NDArray[np.int64]:
-    start = pd.to_datetime(policies["start_date"]).to_numpy(dtype="datetime64[D]")
-    days: npt.NDArray[np.int64] = start.astype(np.int64)
-    return days
-
-
-def day_number(day: date | str | np.datetime64) -> int:
-    """Days since 1970-01-01."""
-    return int(pd.Timestamp(day).to_datetime64().astype("datetime64[D]").astype(np.int64))
+def start_day_numbers(policies: pd.DataFrame) -> npt.NDArray[np.int64]:
+    """Each policy's start date as a day number (kernel/days.py)."""
+    return days.date_numbers(policies["start_date"])
 
 
 def policy_day_counts(policies: pd.DataFrame, through: date | str | np.datetime64
                       ) -> npt.NDArray[np.int64]:
     counts: npt.NDArray[np.int64] = np.maximum(
-        day_number(through) - _start_day_numbers(policies) + 1, 0)
+        days.day_number(through) - start_day_numbers(policies) + 1, 0)
     return counts
 
 
@@ -429,7 +405,7 @@ def _ledger(policies: pd.DataFrame, n_days: npt.NDArray[np.int64], resume: Resum
     columns = np.arange(width)[None, :]
     live = (columns < n_days[:, None]) & (columns >= resume.offset[:, None])
     policy_of_cell = np.broadcast_to(np.arange(n_policies)[:, None], live.shape)[live]
-    start = _start_day_numbers(policies)
+    start = start_day_numbers(policies)
     day = (start[policy_of_cell] + np.broadcast_to(np.arange(width)[None, :], live.shape)[live]
            ).astype("datetime64[D]")
     base = policies["base_sum_insured"].to_numpy(dtype=np.float64)

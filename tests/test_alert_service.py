@@ -24,9 +24,9 @@ from devices.fleet import Policyholder, portfolio
 from devices.provisioning import add_portfolio
 from devices.wire.messages import Notice, ReadingsMessage, Record
 from devices.wire.topics import notices_topic
-from devices.wire.vocabulary import Meal, Sample
 from glucover import broker
 from glucover.cli import main
+from kernel.vocabulary import Meal, Sample
 from tests.conftest import Stack
 from tests.helpers import TEST_SECRET, store_messages, wait_until
 from tests.ingest_helpers import provision, start_worker

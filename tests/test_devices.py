@@ -17,9 +17,10 @@ import pytest
 from devices import wire as wire_package
 from devices.fleet import fleet_messages, portfolio
 from devices.publisher import meter_session
-from devices.wire import decoding, topics, vocabulary
+from devices.wire import decoding, topics
 from glucover.cli import main
 from glucover.servers import LocalMosquitto
+from kernel import units
 from tests.helpers import START, TEST_SECRET, wait_until
 from tests.mqtt_helpers import Collector, add_accounts, try_publish
 
@@ -85,7 +86,7 @@ def test_personas_and_meter_behaviour_are_realistic() -> None:
             seqs[doc["device_id"]].append(r["seq"])
             samples[name].add(r["sample"])
             sources[name].add(r["source"])
-            mmol = r["value"] / vocabulary.MGDL_PER_MMOL if r["unit"] == "mg/dL" else r["value"]
+            mmol = r["value"] / units.MGDL_PER_MMOL if r["unit"] == "mg/dL" else r["value"]
             if r["meal"] == "fasting" and r["sample"] != "control_solution" and r[
                     "source"] == "meter" and not r["status"]:
                 day = (datetime.fromisoformat(r["measured_at"]).date() - START).days

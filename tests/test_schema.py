@@ -45,17 +45,6 @@ def test_migrate_cli_twice(fresh_db: str, settings: Settings, monkeypatch: pytes
     assert "nothing (up to date)" in capsys.readouterr().out
 
 
-def test_plain_backend_has_materialized_daily_summary(db_url: str) -> None:
-    with psycopg.connect(db_url) as conn:
-        backend = conn.execute("select backend from schema_info").fetchone()
-        if backend is None or backend[0] != "postgresql":
-            pytest.skip("TimescaleDB backend active")
-        kind = conn.execute("select relkind from pg_class where relname = 'readings_daily'"
-                            ).fetchone()
-        assert kind == ("m",)
-        conn.execute("select refresh_readings_daily()")
-
-
 def test_published_rulesets_are_immutable(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
         conn.execute("insert into rulesets (name, version, author, body) values "
