@@ -165,6 +165,16 @@ class AlertRules(parameters.Declared):
             "device_trouble": timedelta(hours=self.error_hours),
         }[rule]
 
+    def evidence_window(self, rule: str) -> timedelta:
+        """The span of an alert's readings, ending at its newest, that shows it: the readings
+        a streaming rule judges it on (its look-back), a rise's last window. An open alert
+        gathers the evidence of each later episode; older readings are counted, not listed."""
+        if rule == "rising":
+            return timedelta(days=self.rise_days)
+        if rule == "lapsed":  # judged on no reading
+            return timedelta(days=self.lapsed_days)
+        return self.lookback(rule)
+
     # ------------------------------------------------------------ TOML
 
     def validate(self) -> AlertRules:
