@@ -23,10 +23,6 @@ from glucover.parameters import parameter
 CGM = ("cgm",)
 SEVERITIES = ("urgent", "high", "medium", "low")  # the queue's order
 _STATUSES = tuple(s.name for s in Status)
-RULE_NAMES = ("hypo_level2", "hypo_level1_repeated", "hyper_severe", "rising", "lapsed",
-              "device_trouble")
-# Rules judged on a schedule (time passing is their evidence), not as readings arrive.
-SCHEDULED = ("rising", "lapsed")
 
 
 class AlertRulesError(UserError):
