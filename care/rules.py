@@ -25,10 +25,6 @@ from kernel.vocabulary import Status, status_bits
 CGM = ("cgm",)
 SEVERITIES = ("urgent", "high", "medium", "low")  # the queue's order
 _STATUSES = tuple(s.name for s in Status)
-RULE_NAMES = ("hypo_level2", "hypo_level1_repeated", "hyper_severe", "rising", "lapsed",
-              "device_trouble")
-# Rules judged on a schedule (time passing is their evidence), not as readings arrive.
-SCHEDULED = ("rising", "lapsed")
 
 
 class AlertRulesError(UserError):
@@ -167,6 +163,16 @@ class AlertRules(parameters.Declared):
             "hypo_level1_repeated": timedelta(days=self.level1_days),
             "device_trouble": timedelta(hours=self.error_hours),
         }[rule]
+
+    def evidence_window(self, rule: str) -> timedelta:
+        """The span of an alert's readings, ending at its newest, that shows it: the readings
+        a streaming rule judges it on (its look-back), a rise's last window. An open alert
+        gathers the evidence of each later episode; older readings are counted, not listed."""
+        if rule == "rising":
+            return timedelta(days=self.rise_days)
+        if rule == "lapsed":  # judged on no reading
+            return timedelta(days=self.lapsed_days)
+        return self.lookback(rule)
 
     # ------------------------------------------------------------ TOML
 

@@ -47,7 +47,6 @@ NOTICE_BATCH = 500
 SWEEP_CHUNK = 2_000  # policies per sweep step
 PUBLISH_TIMEOUT_S = 10.0
 LAPSED_HISTORY = timedelta(days=400)  # how far back the sweep looks for a lapsed policy's last
-STREAMING_RULES = ("hypo_level2", "hyper_severe", "hypo_level1_repeated", "device_trouble")
 RETRY_MIN_S, RETRY_MAX_S = 0.5, 10.0
 
 

@@ -360,7 +360,9 @@ def _actuary_commands(sub: Any) -> None:
         "pricing.actuary_cli:actuary_cli",
         "what gaming personas would obtain; exclusions by reason",
     )
-    p.add_argument("--ruleset", default="default")
+    p.add_argument("--ruleset", default=None,
+                   help="a candidate (built-in name or TOML file) replacing its own product's "
+                   "ruleset; the other policies keep their published one (default: none)")
     p.add_argument("--synthetic", type=int, default=0)
     p.add_argument("--through", type=_date, default=None)
     p.add_argument("--json", action="store_true")

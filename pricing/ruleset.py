@@ -235,6 +235,15 @@ def load_builtin(name: str) -> Ruleset:
     return Ruleset.from_toml(entry.read_text())
 
 
+def builtin_or_default(name: str) -> Ruleset:
+    """The built-in ruleset `name`, else `default`: what a policy naming `name` is priced by
+    when no version of it is published."""
+    try:
+        return load_builtin(name)
+    except RulesetError:
+        return load_builtin("default")
+
+
 def load(name_or_file: str) -> Ruleset:
     """A ruleset from a TOML file path, or a built-in by name."""
     path = Path(name_or_file)

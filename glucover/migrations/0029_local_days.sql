@@ -20,7 +20,8 @@ $$;
 
 -- The fingerstick daily summary becomes per policy and local day, under the ruleset in force
 -- (pricing/meter_days.py): readings_daily was per meter and UTC day, with the default
--- ruleset's validity written here as literals. (On TimescaleDB dropping the continuous
+-- ruleset's validity written here as literals. policy_daily_summary, which joined the ledger to
+-- it, goes too: nothing but tests read it. (On TimescaleDB dropping the continuous
 -- aggregate deletes its refresh job, which the scheduler may be starting: retried as in 0007.)
 do $$
 begin
@@ -53,18 +54,9 @@ create table meter_days (
 );
 create index meter_days_day on meter_days (day);
 
-create view policy_daily_summary as
-    select l.policy_id, l.day, l.day_status, l.delta, l.bonus, l.sum_insured,
-           l.ruleset_name, l.ruleset_version,
-           d.readings, d.pre_meal_readings, d.mean_mmol, d.min_mmol, d.max_mmol,
-           d.in_range_readings
-    from current_ledger l
-    left join meter_days d on d.policy_id = l.policy_id and d.day = l.day;
-
 do $$ begin
     if exists (select 1 from pg_roles where rolname = 'glucover_pricing') then
         grant select, insert, update, delete on meter_days to glucover_pricing;
-        grant select on meter_days, policy_daily_summary to glucover_pricing,
-            glucover_dashboard;
+        grant select on meter_days to glucover_dashboard;
     end if;
 end $$;
