@@ -16,7 +16,7 @@ import psycopg
 from devices.wire.values import stored_decimals
 from kernel.vocabulary import Unit
 from pricing import meter_days
-from pricing.evaluator import evaluate
+from pricing.products import evaluate
 from pricing.ruleset import load_builtin
 from pricing.synthetic import Portfolio, synthetic_chunks
 

@@ -18,7 +18,8 @@ import psycopg
 from kernel import days
 from pricing import cgm, glycaemia, store
 from pricing.claims import payout_on
-from pricing.evaluator import FIGURE_COLUMNS, UNMEASURED, Resume, evaluate
+from pricing.evaluator import FIGURE_COLUMNS, UNMEASURED, Resume
+from pricing.products import evaluate
 from pricing.ruleset import Ruleset
 
 HISTORY_DAYS = 90  # readings chart, estimated HbA1c and time in range

@@ -25,11 +25,11 @@ from pricing.evaluator import (
     AssignedReadings,
     Ledger,
     assign_readings,
-    evaluate,
     policy_day_counts,
     validity_key,
 )
 from pricing.glycaemia import estimated_a1c, in_range
+from pricing.products import evaluate
 from pricing.ruleset import RULESET_OF_KIND, Ruleset, builtin_or_default
 from pricing.synthetic import BASE_ANNUAL_CLAIM_RATE, HAZARD_RATIO_PER_A1C, Portfolio
 

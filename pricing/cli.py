@@ -10,8 +10,8 @@ import numpy as np
 
 from glucover.config import Settings
 from pricing import ruleset as rulesets
-from pricing.evaluator import evaluate
 from pricing.inputs import read_policies, read_readings
+from pricing.products import evaluate
 
 
 def evaluate_cli(args: argparse.Namespace, settings: Settings) -> int:

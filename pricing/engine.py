@@ -19,14 +19,8 @@ import pandas as pd
 import psycopg
 
 from pricing import cgm_days, meter_days, store, time_in_range
-from pricing.evaluator import (
-    CHUNK_POLICIES,
-    DAY_STATUSES,
-    FIGURE_COLUMNS,
-    UNMEASURED,
-    Resume,
-    evaluate,
-)
+from pricing.evaluator import CHUNK_POLICIES, DAY_STATUSES, FIGURE_COLUMNS, UNMEASURED, Resume
+from pricing.products import evaluate
 from pricing.ruleset import Ruleset
 
 # A batch committed by ingest can carry an ingested_at (its transaction start) a little before

@@ -1,7 +1,8 @@
 """The pricing evaluator: readings + policies + ruleset -> the sum insured ledger. Pure.
 
 These are the rules of a `bgm` ruleset (fingerstick meters); a `cgm` ruleset's day rules are in
-pricing/time_in_range.py, which shares rules 1, 4 and 5 from here, and `evaluate` takes either.
+pricing/time_in_range.py, which shares rules 1, 4 and 5 from here (it imports this module, never
+the reverse); pricing/products.py `evaluate` takes a ruleset of either kind.
 
 One code path serves the nightly run (pricing/engine.py), `price evaluate` on CSV files, the
 actuaries' back-tests and the tests. It is vectorised: no Python loop over readings or
@@ -218,8 +219,8 @@ def bound_readings(bindings: pd.DataFrame, readings: pd.DataFrame,
     if measured is None:
         measured = _ns(readings["measured_at"])
     devices = pd.Index(pd.unique(bindings["device_id"].astype(str)))
-    r_device = _positions(readings["device_id"], devices)
-    b_device = _positions(bindings["device_id"], devices)
+    r_device = positions(readings["device_id"], devices)
+    b_device = positions(bindings["device_id"], devices)
     lo = _bound_ns(bindings["bound_from"], np.iinfo(np.int64).min)
     hi = _bound_ns(bindings["bound_to"], np.iinfo(np.int64).max)
     # Readings x bindings of their device. The common case, one binding per device, is a
@@ -251,7 +252,7 @@ def _expand(r_device: npt.NDArray[np.int64], b_device: npt.NDArray[np.int64], n_
     return row, binding
 
 
-def _positions(values: pd.Series, index: pd.Index) -> npt.NDArray[np.int64]:  # type: ignore[type-arg]
+def positions(values: pd.Series, index: pd.Index) -> npt.NDArray[np.int64]:  # type: ignore[type-arg]
     """Position of each value in `index` (-1 when absent); categoricals by their codes, so
     millions of readings never become Python strings."""
     if isinstance(values.dtype, pd.CategoricalDtype):
@@ -305,10 +306,9 @@ def evaluate(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFr
     """Rules 1-6 for every policy from its start_date (or its `resume` day) through `through`,
     inclusive. Readings before a resume day may be left out of `readings`. `assigned` (from
     assign_readings with a ruleset of the same validity_key) saves redoing rule 1."""
-    if ruleset.kind == "cgm":
-        from pricing import time_in_range  # it builds on this module's rules 1, 4 and 5
-
-        return time_in_range.evaluate(policies, bindings, readings, ruleset, through, resume)
+    if ruleset.kind != "bgm":
+        raise ValueError(f"ruleset {ruleset.name} is of kind {ruleset.kind}: price it with "
+                         "pricing.products.evaluate")
     n_policies = len(policies)
     n_days = policy_day_counts(policies, through)
     width = int(n_days.max()) if n_policies else 0
@@ -319,8 +319,8 @@ def evaluate(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFr
         assigned, _ = assign_readings(policies, bindings, readings, ruleset, n_days)
     values, seq_grid = _qualifying_readings(readings, assigned, ruleset, n_policies, width)
     status, step = _day_statuses(values, ruleset)
-    bonus, delta = _running_bonus(step, status != MISSED, ruleset, resume)
-    return _ledger(policies, n_days, resume, status, seq_grid, bonus, delta)
+    bonus, delta = running_bonus(step, status != MISSED, ruleset, resume)
+    return build_ledger(policies, n_days, resume, status, seq_grid, bonus, delta)
 
 
 def _qualifying_readings(readings: pd.DataFrame, assigned: AssignedReadings, ruleset: Ruleset,
@@ -363,7 +363,7 @@ def _day_statuses(values: npt.NDArray[np.float64], ruleset: Ruleset
     return status, step
 
 
-def _running_bonus(step: npt.NDArray[np.float64], measured_day: npt.NDArray[np.bool_],
+def running_bonus(step: npt.NDArray[np.float64], measured_day: npt.NDArray[np.bool_],
                    ruleset: Ruleset, resume: Resume
                    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Rules 4-5: the running, clamped bonus with the weekly adherence penalty, all policies at
@@ -395,7 +395,7 @@ def _running_bonus(step: npt.NDArray[np.float64], measured_day: npt.NDArray[np.b
     return bonus, delta
 
 
-def _ledger(policies: pd.DataFrame, n_days: npt.NDArray[np.int64], resume: Resume,
+def build_ledger(policies: pd.DataFrame, n_days: npt.NDArray[np.int64], resume: Resume,
             status: npt.NDArray[np.int8], seq_grid: npt.NDArray[np.int32],
             bonus: npt.NDArray[np.float64], delta: npt.NDArray[np.float64],
             figures: DayFigures | None = None) -> Ledger:

@@ -134,7 +134,7 @@ def evaluate_days(policies: pd.DataFrame, summaries: pd.DataFrame, ruleset: Rule
     if resume is None:
         resume = ev.Resume(np.zeros(n_policies, np.int64), np.zeros(n_policies),
                            np.zeros(n_policies, np.int64))
-    row_policy = ev._positions(summaries["policy_id"],
+    row_policy = ev.positions(summaries["policy_id"],
                                pd.Index(policies["policy_id"].astype(str)))
     parts = []
     for a in range(0, max(n_policies, 1), ev.CHUNK_POLICIES):
@@ -157,7 +157,7 @@ def _evaluate_chunk(policies: pd.DataFrame, summaries: pd.DataFrame,
     step = np.array([ruleset.delta_missed, ruleset.delta_in_target, ruleset.delta_high,
                      ruleset.delta_out_of_target, ruleset.delta_missed,
                      ruleset.delta_hypo_risk])[status]
-    bonus, delta = ev._running_bonus(step, status != ev.INSUFFICIENT, ruleset, resume)
+    bonus, delta = ev.running_bonus(step, status != ev.INSUFFICIENT, ruleset, resume)
     n = grids["readings"]
     with np.errstate(invalid="ignore", divide="ignore"):
         figures = ev.DayFigures(*(
@@ -165,7 +165,7 @@ def _evaluate_chunk(policies: pd.DataFrame, summaries: pd.DataFrame,
                 (grids["covered"], slots), (grids["in_range"], n), (grids["low"], n),
                 (grids["very_high"], n))))
     seq = np.full(status.shape, -1, dtype=np.int32)
-    return ev._ledger(policies, n_days, resume, status, seq, bonus, delta, figures)
+    return ev.build_ledger(policies, n_days, resume, status, seq, bonus, delta, figures)
 
 
 def _grids(policies: pd.DataFrame, summaries: pd.DataFrame,

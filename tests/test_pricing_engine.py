@@ -122,7 +122,7 @@ def test_late_reading_reopens_days_and_keeps_the_superseded_rows(db_url: str) ->
 
 def _full_evaluation(db_url: str, through: date) -> pd.DataFrame:
     from pricing import store
-    from pricing.evaluator import evaluate
+    from pricing.products import evaluate
     from pricing.ruleset import load_builtin
 
     with psycopg.connect(db_url) as conn:
