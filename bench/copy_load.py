@@ -13,12 +13,12 @@ import numpy.typing as npt
 import pandas as pd
 import psycopg
 
+from actuary.synthetic import Portfolio, synthetic_chunks
 from devices.wire.values import stored_decimals
 from kernel.vocabulary import Unit
 from pricing import meter_days
 from pricing.products import evaluate
 from pricing.ruleset import load_builtin
-from pricing.synthetic import Portfolio, synthetic_chunks
 
 READING_STAGING = {"device_id": "text", "seq": "integer", "measured_us": "bigint",
                    "received_us": "bigint", "value_digits": "bigint",

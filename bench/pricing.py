@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from actuary.synthetic import Portfolio, synthetic_chunks, synthetic_portfolio
 from bench.harness import emit, peak_rss_mb, progress
 from bench.reference import evaluate_loop
 from pricing.evaluator import CHUNK_POLICIES, DAY_STATUSES
 from pricing.products import evaluate
 from pricing.ruleset import load_builtin
-from pricing.synthetic import Portfolio, synthetic_chunks, synthetic_portfolio
 
 
 def _through(portfolio: Portfolio, days: int) -> Any:

@@ -16,8 +16,8 @@ import pandas as pd
 import psycopg
 
 from kernel import days
+from policies.claims import payout_on
 from pricing import cgm, glycaemia, store
-from pricing.claims import payout_on
 from pricing.evaluator import FIGURE_COLUMNS, UNMEASURED, Resume
 from pricing.products import evaluate
 from pricing.ruleset import Ruleset

@@ -319,13 +319,13 @@ def _cgm_commands(sub: Any) -> None:
 def _actuary_commands(sub: Any) -> None:
     """The actuaries' workbench."""
     actuary = _add(
-        sub, "actuary", "pricing.actuary_cli:actuary_cli", "back-tests, GLMs and the gaming report"
+        sub, "actuary", "actuary.cli:actuary_cli", "back-tests, GLMs and the gaming report"
     )
     asub = actuary.add_subparsers(dest="actuary_command", required=True, metavar="ACTION")
     p = _add(
         asub,
         "backtest",
-        "pricing.actuary_cli:actuary_cli",
+        "actuary.cli:actuary_cli",
         "replay stored history under a candidate ruleset",
     )
     p.add_argument("--ruleset", required=True)
@@ -348,7 +348,7 @@ def _actuary_commands(sub: Any) -> None:
     p = _add(
         asub,
         "glm",
-        "pricing.actuary_cli:actuary_cli",
+        "actuary.cli:actuary_cli",
         "claim frequency GLM (Poisson, log link, exposure)",
     )
     p.add_argument("--policies", type=int, default=20000, help="synthetic portfolio size")
@@ -357,7 +357,7 @@ def _actuary_commands(sub: Any) -> None:
     p = _add(
         asub,
         "gaming",
-        "pricing.actuary_cli:actuary_cli",
+        "actuary.cli:actuary_cli",
         "what gaming personas would obtain; exclusions by reason",
     )
     p.add_argument("--ruleset", default=None,

@@ -51,7 +51,7 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def claim_cli(args: argparse.Namespace, settings: Settings) -> int:
-    from pricing.claims import file_claim
+    from policies.claims import file_claim
 
     claim = file_claim(settings.require_database_url(), args.policy, args.date, args.reason)
     print(f"claim {claim.claim_id}: policy {claim.policy_id}, event {claim.event_date}, payout "

@@ -10,12 +10,12 @@ import pandas as pd
 import psycopg
 import pytest
 
+from actuary import backtest, gaming, glm
+from actuary.synthetic import HAZARD_RATIO_PER_A1C, synthetic_portfolio
 from devices.fleet import fleet_messages, portfolio
 from devices.provisioning import add_portfolio
 from glucover.cli import main
-from pricing import actuary
 from pricing.ruleset import load_builtin
-from pricing.synthetic import HAZARD_RATIO_PER_A1C, synthetic_portfolio
 from tests.helpers import START, TEST_SECRET, current_ledger, load_fleet, store_messages
 
 DEFAULT = load_builtin("default")
@@ -23,7 +23,7 @@ DEFAULT = load_builtin("default")
 
 def test_glm_recovers_the_simulated_hba1c_effect() -> None:
     portfolio = synthetic_portfolio(20_000, 365, seed=11)
-    fit = actuary.glm_on_synthetic(portfolio, DEFAULT, date(2025, 12, 31))
+    fit = glm.glm_on_synthetic(portfolio, DEFAULT, date(2025, 12, 31))
     _, low, high = fit.rate_ratio("est_a1c")
     assert low < HAZARD_RATIO_PER_A1C < high
     assert high - low < 0.6  # informative, not a flat interval
@@ -34,7 +34,7 @@ def test_glm_recovers_the_simulated_hba1c_effect() -> None:
 
 def test_gaming_report_flags_exactly_the_gaming_personas() -> None:
     p = synthetic_portfolio(3000, 120, seed=3)
-    report = actuary.gaming_report(p.policies, p.bindings, p.readings, DEFAULT, date(2025, 4, 30))
+    report = gaming.gaming_report(p.policies, p.bindings, p.readings, DEFAULT, date(2025, 4, 30))
     flagged = set(report.by_segment.loc[report.by_segment["flagged"], "segment"])
     assert flagged == {"gamer_control_solution", "gamer_manual", "gamer_clock"}
     reasons = report.exclusions.set_index(["segment", "reason"])["readings"]
@@ -158,14 +158,14 @@ def test_backtest_loading_readings_a_chunk_at_a_time_changes_nothing() -> None:
     p = synthetic_portfolio(300, 60, seed=5, with_claims=False)
     through = (p.policies["start_date"].min() + pd.Timedelta(days=59)).date()
     generous = DEFAULT.with_parameters(name="generous", delta_in_target=150.0)
-    whole = actuary.backtest(p.policies, p.bindings, p.readings, generous, DEFAULT, through)
+    whole = backtest.backtest(p.policies, p.bindings, p.readings, generous, DEFAULT, through)
     asked: list[list[str]] = []
 
     def load(device_ids: list[str]) -> pd.DataFrame:
         asked.append(device_ids)
         return p.readings[p.readings["device_id"].isin(device_ids)]
 
-    chunked = actuary.backtest(p.policies, p.bindings, load, generous, DEFAULT, through,
+    chunked = backtest.backtest(p.policies, p.bindings, load, generous, DEFAULT, through,
                                chunk_policies=70)
     assert [len(ids) for ids in asked] == [70, 70, 70, 70, 20]  # one meter per policy here
     assert sorted(d for ids in asked for d in ids) == sorted(p.bindings["device_id"])
@@ -176,14 +176,15 @@ def test_backtest_loading_readings_a_chunk_at_a_time_changes_nothing() -> None:
 def test_a_backtest_partitioned_on_a_local_dask_cluster_equals_one_process(
         db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from pricing import partitioned, store
+    from actuary import partitioned
+    from pricing import store
 
     load_fleet(db_url, n=30, days=30, seed=14)
     through = START + timedelta(days=29)
     generous = DEFAULT.with_parameters(name="generous", delta_in_target=150.0)
     with psycopg.connect(db_url) as conn:
         policies, bindings = store.load_policies(conn)
-        single = actuary.backtest(policies, bindings, lambda ids: store.load_readings(conn, ids),
+        single = backtest.backtest(policies, bindings, lambda ids: store.load_readings(conn, ids),
                                   generous, DEFAULT, through)
     assert partitioned.partitions([f"P{i}" for i in range(10)], 4) == [
         ["P0", "P1", "P2"], ["P3", "P4", "P5"], ["P6", "P7", "P8"], ["P9"]]

@@ -10,9 +10,10 @@ import numpy as np
 import psycopg
 import pytest
 
+from actuary import backtest
 from dashboard.policyholder_data import load_summary
 from kernel.vocabulary import Status
-from pricing import actuary, glycaemia, meter_days, store
+from pricing import glycaemia, meter_days, store
 from pricing.evaluator import exclusion_codes
 from pricing.ruleset import load_builtin
 from tests.helpers import START, load_fleet
@@ -40,7 +41,7 @@ def test_dashboard_workbench_and_daily_summary_agree_on_each_policy(db_url: str)
         policies, bindings = store.load_policies(conn)
         meter_days.refresh(conn, list(policies["policy_id"]), ruleset, None)
         readings = store.load_readings(conn, sorted(set(bindings["device_id"])))
-        bench = actuary.policy_glycaemia(policies, bindings, readings, ruleset, through)
+        bench = backtest.policy_glycaemia(policies, bindings, readings, ruleset, through)
         daily = dict(((str(p), (int(n), float(m), int(r))) for p, n, m, r in conn.execute(
             "select policy_id, sum(readings), sum(mean_mmol * readings) / sum(readings), "
             "sum(in_range_readings) from meter_days where day <= %s group by policy_id",

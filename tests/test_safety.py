@@ -47,7 +47,8 @@ def test_back_tests_report_hypoglycaemia_exposure_beside_the_baseline() -> None:
     candidate allowing manual entries counts."""
     from datetime import date
 
-    from pricing.actuary import backtest
+    from actuary.backtest import backtest
+
     from tests.pricing_helpers import policies, reading, readings
 
     pol, bindings = policies({"policy_id": "P"})

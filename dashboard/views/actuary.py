@@ -10,10 +10,12 @@ import pandas as pd
 import psycopg
 import streamlit as st
 
+from actuary import backtest, gaming, glm
+from actuary.synthetic import synthetic_portfolio
 from dashboard import db
 from dashboard.auth import User
 from dashboard.parameter_form import parameter_inputs
-from pricing import actuary, glycaemia, safety, store
+from pricing import glycaemia, safety, store
 from pricing.ruleset import (
     RULESET_OF_KIND,
     Ruleset,
@@ -23,7 +25,6 @@ from pricing.ruleset import (
     diff,
     load_builtin,
 )
-from pricing.synthetic import synthetic_portfolio
 
 # The portfolio on the last priced day (the nightly run prices every policy through yesterday):
 # one day's rows by the ledger's day index (0021), not every policy-day. The heaviest queries
@@ -179,7 +180,7 @@ def backtest_section(candidate: Ruleset | None) -> None:
         with db.pool().connection() as conn:
             return store.load_readings(conn, device_ids)
 
-    result = actuary.backtest(policies, bindings, chunk_readings, rules, baseline, through,
+    result = backtest.backtest(policies, bindings, chunk_readings, rules, baseline, through,
                               progress=progress)
     summary = result.summary()
     c1, c2, c3 = st.columns(3)
@@ -214,7 +215,7 @@ def backtest_section(candidate: Ruleset | None) -> None:
 def _glm(n: int) -> pd.DataFrame:
     portfolio = synthetic_portfolio(n, 365, seed=11)
     through = (portfolio.policies["start_date"].min() + pd.Timedelta(days=364)).date()
-    return actuary.glm_on_synthetic(portfolio, load_builtin("default"), through).table
+    return glm.glm_on_synthetic(portfolio, load_builtin("default"), through).table
 
 
 def glm_section() -> None:
@@ -232,7 +233,7 @@ def gaming_section(candidate: Ruleset | None) -> None:
     if policies.empty:
         st.warning("No policies stored yet.")
         return
-    report = actuary.gaming_report(policies, bindings, readings,
+    report = gaming.gaming_report(policies, bindings, readings,
                                    candidate or _published("default"),
                                    datetime.now(UTC).date() - timedelta(days=1))
     st.dataframe(report.by_segment.round(1), hide_index=True, width="stretch")

@@ -12,12 +12,13 @@ from typing import Any
 
 import pandas as pd
 
+from actuary import backtest, gaming, glm
+from actuary.synthetic import HAZARD_RATIO_PER_A1C, synthetic_portfolio
 from glucover.config import Settings
 from glucover.errors import UserError
-from pricing import actuary, store
 from pricing import ruleset as rulesets
+from pricing import store
 from pricing.evaluator import CHUNK_POLICIES
-from pricing.synthetic import HAZARD_RATIO_PER_A1C, synthetic_portfolio
 
 SYNTHETIC_DAYS = 365
 
@@ -69,11 +70,11 @@ def _export(out: str | None, frames: dict[str, pd.DataFrame]) -> None:
 
 
 def _run_backtest(args: argparse.Namespace, settings: Settings, candidate: rulesets.Ruleset,
-                  baseline: rulesets.Ruleset) -> tuple[actuary.BacktestResult, date]:
-    def run(policies: pd.DataFrame, bindings: pd.DataFrame, readings: actuary.ReadingsSource,
-            through: date) -> tuple[actuary.BacktestResult, date]:
+                  baseline: rulesets.Ruleset) -> tuple[backtest.BacktestResult, date]:
+    def run(policies: pd.DataFrame, bindings: pd.DataFrame, readings: backtest.ReadingsSource,
+            through: date) -> tuple[backtest.BacktestResult, date]:
         progress = _progress if len(policies) > CHUNK_POLICIES else None
-        return actuary.backtest(policies, bindings, readings, candidate, baseline, through,
+        return backtest.backtest(policies, bindings, readings, candidate, baseline, through,
                                 progress=progress), through
 
     if getattr(args, "synthetic", 0):
@@ -94,7 +95,7 @@ def _run_backtest(args: argparse.Namespace, settings: Settings, candidate: rules
         if not getattr(args, "scheduler", None):
             return run(policies, bindings, lambda ids: store.load_readings(conn, ids),
                        _stored_through(args))
-    from pricing import partitioned
+    from actuary import partitioned
 
     through = _stored_through(args)
     with partitioned.cluster(args.scheduler, args.workers) as client:
@@ -136,7 +137,7 @@ def glm_cli(args: argparse.Namespace, settings: Settings) -> int:
     portfolio = synthetic_portfolio(args.policies, SYNTHETIC_DAYS, seed=args.seed)
     through = (portfolio.policies["start_date"].min()
                + pd.Timedelta(days=SYNTHETIC_DAYS - 1)).date()
-    fit = actuary.glm_on_synthetic(portfolio, rulesets.load_builtin("default"), through)
+    fit = glm.glm_on_synthetic(portfolio, rulesets.load_builtin("default"), through)
     if args.json:
         print(json.dumps({"n": fit.n, "claims": fit.claims, "exposure_years": fit.exposure_years,
                           "deviance": fit.deviance, "simulated_rate_ratio_per_a1c":
@@ -164,7 +165,7 @@ def gaming_cli(args: argparse.Namespace, settings: Settings) -> int:
             in_force = {name: store.in_force(conn, name)
                         for name in policies["ruleset_name"].astype(str).unique()}
         published = in_force.__getitem__
-    report = actuary.gaming_report(policies, bindings, readings, candidate, through,
+    report = gaming.gaming_report(policies, bindings, readings, candidate, through,
                                    published=published)
     if args.json:
         print(json.dumps({"by_segment": _records(report.by_segment),
@@ -186,7 +187,7 @@ def gaming_cli(args: argparse.Namespace, settings: Settings) -> int:
           "(flagged: rewarded while going low):")
     print(report.safety.to_string(index=False))
     print(f"\n{len(report.hypo_rewarded)} policies earned a bonus with at least "
-          f"{actuary.HYPO_REWARDED_PERCENT:g}% of their days below 3.9 mmol/L (for the care team)")
+          f"{gaming.HYPO_REWARDED_PERCENT:g}% of their days below 3.9 mmol/L (for the care team)")
     return 0
 
 

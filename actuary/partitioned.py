@@ -1,9 +1,9 @@
 """Back-tests partitioned by policy across machines, on dask.distributed.
 
-The policies are cut into partitions; each partition runs `pricing.actuary.backtest_part` on a
+The policies are cut into partitions; each partition runs `actuary.backtest.backtest_part` on a
 worker of the cluster, which reads its own policies' history from the database (the scheduler
 ships policy ids and rulesets, never readings), and the client combines the parts
-(`pricing.actuary.combine`) into the same result one process gives: a part's figures depend
+(`actuary.backtest.combine`) into the same result one process gives: a part's figures depend
 only on its own policies. `local` starts a LocalCluster of worker processes on this machine;
 any other value is a scheduler's address (`tcp://scheduler:8786`), whose workers run this
 package and reach the database at the URL given (a read replica does).
@@ -19,7 +19,8 @@ from typing import Any
 import pandas as pd
 import psycopg
 
-from pricing import actuary, store
+from actuary import backtest
+from pricing import store
 from pricing.ruleset import Ruleset
 
 LOCAL = "local"
@@ -35,12 +36,12 @@ def partitions(policy_ids: list[str], n: int) -> list[list[str]]:
 
 
 def part_from_database(database_url: str, policy_ids: list[str], candidate: Ruleset,
-                       baseline: Ruleset, through: date) -> actuary.BacktestPart:
+                       baseline: Ruleset, through: date) -> backtest.BacktestPart:
     """One partition's back-test, where it runs: its policies and their readings from the
     database, a chunk of policies at a time."""
     with psycopg.connect(database_url) as conn:
         policies, bindings = store.load_policies(conn, policy_ids)
-        return actuary.backtest_part(policies, bindings,
+        return backtest.backtest_part(policies, bindings,
                                      lambda ids: store.load_readings(conn, ids), candidate,
                                      baseline, through)
 
@@ -64,11 +65,11 @@ def cluster(scheduler: str, workers: int) -> Iterator[Any]:
 
 def partitioned_backtest(client: Any, database_url: str, policies: pd.DataFrame,
                          candidate: Ruleset, baseline: Ruleset, through: date,
-                         n_partitions: int) -> actuary.BacktestResult:
+                         n_partitions: int) -> backtest.BacktestResult:
     """The back-test of `policies`, a partition per task on the client's cluster."""
     parts = partitions([str(p) for p in policies["policy_id"]], n_partitions)
     futures = client.map(part_from_database, [database_url] * len(parts), parts,
                          [candidate] * len(parts), [baseline] * len(parts),
                          [through] * len(parts), pure=False)
-    done: list[actuary.BacktestPart] = client.gather(futures)
-    return actuary.combine(done, policies, candidate, baseline, through)
+    done: list[backtest.BacktestPart] = client.gather(futures)
+    return backtest.combine(done, policies, candidate, baseline, through)
