@@ -51,18 +51,20 @@ def parameter_inputs(base: Any, fields: Sequence[Field[Any]], lang: str = "en",
         st.markdown(f"**{title}**")
         own = [f for f in fields if declaration(f).section == section]
         numbers = [f for f in own if not declaration(f).choices]
-        cols = st.columns(3) if numbers else []
-        for i, f in enumerate(numbers):
-            p, current = declaration(f), getattr(base, f.name)
-            label = f"{p.label(lang)} ({p.unit})" if p.unit else p.label(lang)
-            whole = isinstance(f.default, int)
-            kind: type = int if whole else float
-            value = cols[i % 3].number_input(
-                label, value=kind(current), step=kind(1 if whole else 0.1), help=p.help,
-                min_value=None if p.low is None else kind(p.low),
-                max_value=None if p.high is None else kind(p.high),
-                key=widget_key(scope, f.name))
-            values[f.name] = kind(value)
+        # A row of three at a time, so a phone (columns stacked) keeps the declared order.
+        for row in range(0, len(numbers), 3):
+            for col, f in zip(st.columns(3), numbers[row:row + 3], strict=False):
+                p, current = declaration(f), getattr(base, f.name)
+                unit = unit_words(p.unit, lang)
+                label = f"{p.label(lang)} ({unit})" if unit else p.label(lang)
+                whole = isinstance(f.default, int)
+                kind: type = int if whole else float
+                value = col.number_input(
+                    label, value=kind(current), step=kind(1 if whole else 0.1), help=p.help,
+                    min_value=None if p.low is None else kind(p.low),
+                    max_value=None if p.high is None else kind(p.high),
+                    key=widget_key(scope, f.name))
+                values[f.name] = kind(value)
         for f in own:
             p, current = declaration(f), getattr(base, f.name)
             if p.choices and isinstance(current, str):
@@ -77,8 +79,15 @@ def parameter_inputs(base: Any, fields: Sequence[Field[Any]], lang: str = "en",
     return values
 
 
+def unit_words(unit: str, lang: str) -> str:
+    """A declared unit as the page's language writes it (RMB: 元; mmol/L stays)."""
+    key = f"form_unit_{unit}"
+    return t(key, lang) if key in TEXT else unit
+
+
 def shown(value: Any, unit: str = "", choice_label: Words = _same) -> str:
-    """A parameter's value as a person reads it: names in words, numbers with their unit."""
+    """A parameter's value as a person reads it: names in words, numbers with their unit (as
+    `unit_words` gives it)."""
     if isinstance(value, tuple):
         return ", ".join(choice_label(v) for v in value) or "—"
     if isinstance(value, str):
@@ -97,7 +106,8 @@ def changes(base: Any, candidate: Any, lang: str, section_heading: str,
     for path, before, after in diff(base, candidate):
         p = declaration(by_path[path])
         rows.append((section_title(p.section), p.label(lang), path,
-                     shown(before, p.unit, choice_label), shown(after, p.unit, choice_label)))
+                     shown(before, unit_words(p.unit, lang), choice_label),
+                     shown(after, unit_words(p.unit, lang), choice_label)))
     return pd.DataFrame(rows, columns=[section_heading, t("form_parameter", lang),
                                        t("form_toml", lang), t("form_before", lang),
                                        t("form_after", lang)])

@@ -248,3 +248,12 @@ def test_alert_rules_in_chinese_say_rules_severities_and_statuses_in_words(
     errors = multiselect(lead, "错误状态")
     assert "电量低" in errors.options and "battery_low" not in errors.options
     assert [b.label for b in lead.button] == ["检查修改"]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_a_change_against_the_baseline_is_said_sign_first(lang: str) -> None:
+    """st.metric colours a delta by its text's first character: "较基准 -249" read as a rise."""
+    from dashboard.i18n import t
+
+    for key in ("bt_vs_baseline", "bt_pt_vs_baseline"):
+        assert t(key, lang, change="-249").startswith("-249")

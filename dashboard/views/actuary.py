@@ -13,7 +13,7 @@ import streamlit as st
 
 from dashboard import db
 from dashboard.auth import User
-from dashboard.i18n import t
+from dashboard.i18n import TEXT, t
 from dashboard.parameter_form import (
     changes,
     choice_words,
@@ -137,6 +137,21 @@ def backtest_part_size(policies: int) -> int:
         policies / BACKTEST_PARTS))))
 
 
+def _headed(frame: pd.DataFrame, lang: str) -> pd.DataFrame:
+    """A results table with its column names in the page's language (a column without words
+    keeps its name); the CSV downloads keep the machine names."""
+    return frame.rename(columns={c: t(f"wb_col_{c}", lang) for c in frame.columns
+                                 if f"wb_col_{c}" in TEXT})
+
+
+def _worse_when_higher(shown_change: float) -> dict[str, Any]:
+    """st.metric's colouring of a change where more is worse (liability, hypoglycaemia): a
+    rise red, a fall green, no change (as shown, rounded) grey without an arrow."""
+    if shown_change == 0:
+        return {"delta_color": "off", "delta_arrow": "off"}
+    return {"delta_color": "inverse"}
+
+
 def backtest_section(candidate: Ruleset | None) -> None:
     lang = st.session_state.get("lang", "en")
     rules = candidate or _published("default")
@@ -183,7 +198,7 @@ def backtest_section(candidate: Ruleset | None) -> None:
     liability_change = summary["expected_liability"] - summary["expected_liability_baseline"]
     c2.metric(t("bt_liability", lang), f"{summary['expected_liability']:,.0f}",
               delta=t("bt_vs_baseline", lang, change=f"{liability_change:+,.0f}"),
-              delta_color="inverse")
+              **_worse_when_higher(round(liability_change)))
     c3.metric(t("bt_mean", lang), f"{summary['mean_sum_insured']:,.0f}")
     h1, h2, h3 = st.columns(3)
     for col, key in ((h1, "days_below_3_9"), (h2, "days_below_3_0"),
@@ -192,14 +207,14 @@ def backtest_section(candidate: Ruleset | None) -> None:
         change = value - summary[f"hypo_{key}_percent_baseline"]
         col.metric(t(f"bt_{key}", lang), f"{value:.2f}%",
                    delta=t("bt_pt_vs_baseline", lang, change=f"{change:+.2f}"),
-                   delta_color="inverse")
+                   **_worse_when_higher(round(change, 2)))
     st.altair_chart(alt.Chart(result.per_policy).mark_bar().encode(
         x=alt.X("bonus:Q", bin=alt.Bin(maxbins=30), title=t("bt_bonus_axis", lang)),
         y=alt.Y("count():Q", title=t("bt_policies_axis", lang))), width="stretch")
     st.altair_chart(alt.Chart(result.by_segment).mark_bar().encode(
         x=alt.X("expected_liability:Q", title=t("bt_liability_axis", lang)),
         y=alt.Y("segment:N", sort="-x", title=t("bt_segment_axis", lang))), width="stretch")
-    st.dataframe(result.by_segment.round(2), hide_index=True, width="stretch")
+    st.dataframe(_headed(result.by_segment.round(2), lang), hide_index=True, width="stretch")
     st.download_button(t("bt_per_policy_csv", lang), result.per_policy.to_csv(index=False),
                        "backtest_per_policy.csv", "text/csv")
     st.download_button(t("bt_by_segment_csv", lang), result.by_segment.to_csv(index=False),
@@ -236,8 +251,8 @@ def gaming_section(candidate: Ruleset | None) -> None:
     report = actuary.gaming_report(policies, bindings, readings,
                                    candidate or _published("default"),
                                    datetime.now(UTC).date() - timedelta(days=1))
-    st.dataframe(report.by_segment.round(1), hide_index=True, width="stretch")
-    st.dataframe(report.exclusions, hide_index=True, width="stretch")
+    st.dataframe(_headed(report.by_segment.round(1), lang), hide_index=True, width="stretch")
+    st.dataframe(_headed(report.exclusions, lang), hide_index=True, width="stretch")
     if not report.clock_inversions.empty:
         st.write(t("gm_clock", lang))
         st.dataframe(report.clock_inversions, hide_index=True)
@@ -245,7 +260,7 @@ def gaming_section(candidate: Ruleset | None) -> None:
                        "gaming_flagged.csv", "text/csv")
     st.subheader(t("gm_safety", lang))
     st.caption(t("gm_safety_caption", lang))
-    st.dataframe(report.safety, hide_index=True, width="stretch")
+    st.dataframe(_headed(report.safety, lang), hide_index=True, width="stretch")
     st.download_button(t("gm_hypo_rewarded_csv", lang, n=len(report.hypo_rewarded)),
                        report.hypo_rewarded.to_csv(index=False), "hypo_rewarded.csv",
                        "text/csv")

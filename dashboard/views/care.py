@@ -21,6 +21,7 @@ from dashboard.parameter_form import (
     form_scope,
     parameter_inputs,
     shown,
+    unit_words,
     widget_key,
 )
 from glucover.parameters import declaration
@@ -168,14 +169,15 @@ def render_rules(user: User) -> None:
         rules = store.rules_in_force(conn)
     if done := st.session_state.pop("rules_published", None):
         st.success(t("rules_published", lang, version=done))
-    st.caption(t("rules_version", lang, version=rules.version or "—"))
+    st.caption(t("rules_version", lang, version=rules.version or t("ws_builtin", lang)))
     editable = [f for f in declared_fields() if declaration(f).section != "rules"]
     sections, choices = _rule_words(lang), choice_words(lang)
     if not user.publishes_alert_rules:
         st.table(pd.DataFrame({
             t("rules_section", lang): [sections(declaration(f).section) for f in editable],
             t("rules_parameter", lang): [declaration(f).label(lang) for f in editable],
-            t("rules_value", lang): [shown(getattr(rules, f.name), declaration(f).unit, choices)
+            t("rules_value", lang): [shown(getattr(rules, f.name),
+                                           unit_words(declaration(f).unit, lang), choices)
                                      for f in editable]}))
         st.info(t("rules_lead_only", lang))
         return
