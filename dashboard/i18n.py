@@ -266,7 +266,7 @@ TEXT: dict[str, dict[str, str]] = {
     "bt_days_below_3_0": {"en": "Days with a reading < 3.0 mmol/L",
                           "zh": "有读数 < 3.0 mmol/L 的天数占比"},
     "bt_readings_below_3_0": {"en": "Readings < 3.0 mmol/L (time below 54)",
-                              "zh": "读数 < 3.0 mmol/L 占比（低于 54 mg/dL 时间）"},
+                              "zh": "读数 < 3.0 mmol/L 占比"},
     "bt_pt_vs_baseline": {"en": "{change} pt vs baseline", "zh": "{change} 个百分点（较基准）"},
     "bt_bonus_axis": {"en": "bonus at period end (RMB)", "zh": "期末奖励（元）"},
     "bt_policies_axis": {"en": "policies", "zh": "保单数"},

@@ -99,18 +99,19 @@ def shown(value: Any, unit: str = "", choice_label: Words = _same) -> str:
 def changes(base: Any, candidate: Any, lang: str, section_heading: str,
             section_title: Words = _same, choice_label: Words = _same) -> pd.DataFrame:
     """What `candidate` changes against `base` (glucover.parameters.diff), a row per
-    parameter: its section and label in words, its TOML name, the value before and after.
+    parameter: its section and label in words, the value before and after, its TOML name.
     No rows when nothing changed."""
     by_path = {declaration(f).path: f for f in declared(type(base))}
     rows = []
     for path, before, after in diff(base, candidate):
         p = declaration(by_path[path])
-        rows.append((section_title(p.section), p.label(lang), path,
+        rows.append((section_title(p.section), p.label(lang),
                      shown(before, unit_words(p.unit, lang), choice_label),
-                     shown(after, unit_words(p.unit, lang), choice_label)))
+                     shown(after, unit_words(p.unit, lang), choice_label), path))
+    # The file's name last: on a phone the values are what fits.
     return pd.DataFrame(rows, columns=[section_heading, t("form_parameter", lang),
-                                       t("form_toml", lang), t("form_before", lang),
-                                       t("form_after", lang)])
+                                       t("form_before", lang), t("form_after", lang),
+                                       t("form_toml", lang)])
 
 
 _CHOICE_KEYS = ("severity_{}", "meter_status_{}", "sample_{}", "source_{}")
