@@ -38,6 +38,7 @@ from care import alerts, store
 from devices.wire.messages import ReadingsMessage, Record
 from devices.wire.topics import readings_topic
 from glucover.config import Settings
+from kernel.sequence import SEQ_MODULO
 from pricing import store as pricing_store
 
 DAY_S = 86_400
@@ -76,7 +77,7 @@ def workload(devices: int, readings: int, danger_every: int, seed: int
         value = float(values[j])
         if j % danger_every == (j // devices) % danger_every and device not in lows:
             value, lows[device] = LOW_MMOL, j
-        record = Record(seq=(j // devices) % 65536,
+        record = Record(seq=(j // devices) % SEQ_MODULO,
                         measured_at=now - timedelta(seconds=readings - j), value=value)
         messages.append((readings_topic(device), ReadingsMessage(device, now, (record,)).encode()))
     return messages, lows

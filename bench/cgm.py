@@ -38,8 +38,9 @@ from bench.ingest import ingest_workers, run_scenario, workload
 from devices import cgm as sensors
 from devices.fleet import fleet_messages, portfolio
 from devices.provisioning import add_devices
-from devices.wire.vocabulary import DeviceKind
 from glucover.config import Settings
+from kernel.units import MGDL_PER_MMOL
+from kernel.vocabulary import DeviceKind
 from pricing import time_in_range
 from pricing.evaluator import Resume
 from pricing.ruleset import load_builtin
@@ -132,7 +133,7 @@ def raw_sample(wearers: int, days: int, seed: int
         frames.append(pd.DataFrame({
             "device_id": p.device_id, "seq": w.seq, "measured_at": measured,
             "received_at": measured + pd.Timedelta(seconds=20),
-            "value_mmol": w.mgdl / 18.0156, "meal": "unknown", "sample": "interstitial_fluid",
+            "value_mmol": w.mgdl / MGDL_PER_MMOL, "meal": "unknown", "sample": "interstitial_fluid",
             "source": "meter", "status": 0}))
     pol = pd.DataFrame({"policy_id": [p.policy_id for p in people],
                         "start_date": pd.Timestamp(START), "base_sum_insured": 20_000.0,

@@ -14,9 +14,9 @@ import pandas as pd
 import psycopg
 
 from devices.wire.values import stored_decimals
-from devices.wire.vocabulary import Unit
-from glucover.db import execute_when_free
-from pricing.evaluator import evaluate
+from kernel.vocabulary import Unit
+from pricing import meter_days
+from pricing.products import evaluate
 from pricing.ruleset import load_builtin
 from pricing.synthetic import Portfolio, synthetic_chunks
 
@@ -106,22 +106,15 @@ def copy_portfolio(url: str, policies: int, days: int, seed: int = 5,
         conn.execute("insert into rulesets (name, version, author, notes, body) values "
                      "('default', 1, 'glucover', 'built-in ruleset file', %s) "
                      "on conflict do nothing", (load_builtin("default").to_toml(),))
+        rules = load_builtin("default")
         for part in synthetic_chunks(policies, days, seed, chunk_policies, start=str(start)):
             n, m = copy_chunk(conn, part, through, int(str(row[0])))
+            # The day summaries, as the nightly run keeps them.
+            meter_days.refresh(conn, list(part.policies["policy_id"].astype(str)), rules, None)
             readings, rows = readings + n, rows + m
             conn.commit()
         conn.execute("update pricing_runs set policies = %s, rows_added = %s", (policies, rows))
         conn.commit()
-        conn.execute("select refresh_readings_daily()")
-        conn.commit()
-        backend = conn.execute("select backend from schema_info").fetchone()
-        conn.commit()
-        if backend == ("timescaledb",):
-            # History loaded in bulk is materialized now, not at the refresh policy's next
-            # run (every 15 minutes), as an operator would after an import.
-            conn.autocommit = True
-            execute_when_free(conn, "call refresh_continuous_aggregate('readings_daily', "
-                                    "null, null)")
         conn.execute("analyze")
         conn.commit()
     return {"readings": readings, "ledger_rows": rows, "first_day": start.isoformat(),

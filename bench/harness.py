@@ -21,6 +21,7 @@ from typing import Any
 
 import psycopg
 
+from devices.provisioning import acl_text
 from glucover import broker
 from glucover.config import Settings
 from glucover.db import migrate
@@ -64,7 +65,7 @@ def private_servers(stack: ExitStack, settings: Settings) -> Servers:
     mq = LocalMosquitto(root / "mqtt")
     mq.write_config()
     files = broker.BrokerFiles(mq.confdir)
-    broker.write_acl(files.acl, broker.acl_text((LOADGEN_ACCOUNT,)))
+    broker.write_acl(files.acl, acl_text((LOADGEN_ACCOUNT,)))
     loadgen = broker.hash_password(broker.derive_password(secret, LOADGEN_ACCOUNT))
     broker.write_passwd(files.passwd, [*broker.service_entries(secret), (LOADGEN_ACCOUNT, loadgen)])
     mq.start()

@@ -52,6 +52,7 @@ from glucover.config import Settings
 from glucover.servers import free_port
 from ingest.decode import Received, decode
 from ingest.store import COPY_READINGS_SQL, READING_TYPES
+from kernel.sequence import SEQ_MODULO
 
 # Completion check only: throughput and latencies come from commit timestamps. The ingest
 # workers' own count of stored readings (their Prometheus metrics) costs the database nothing;
@@ -73,7 +74,7 @@ def workload(devices: int, readings: int, per_message: int, seed: int) -> list[t
         first_seq = (j // devices) * per_message
         count = min(per_message, readings - j * per_message)
         records = tuple(
-            Record(seq=(first_seq + k) % 65536,
+            Record(seq=(first_seq + k) % SEQ_MODULO,
                    measured_at=base + timedelta(minutes=30 * (first_seq + k)),
                    value=float(values[j * per_message + k]))
             for k in range(count))

@@ -22,7 +22,8 @@ import pandas as pd
 
 from bench.harness import emit, peak_rss_mb, progress
 from bench.reference import evaluate_loop
-from pricing.evaluator import CHUNK_POLICIES, DAY_STATUSES, evaluate
+from pricing.evaluator import CHUNK_POLICIES, DAY_STATUSES
+from pricing.products import evaluate
 from pricing.ruleset import load_builtin
 from pricing.synthetic import Portfolio, synthetic_chunks, synthetic_portfolio
 

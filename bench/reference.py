@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from devices.wire.vocabulary import Status
+from kernel.vocabulary import Status
 from pricing.ruleset import Ruleset
 
 

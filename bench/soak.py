@@ -33,6 +33,7 @@ from bench.loadgen import publish_raw
 from devices.wire.messages import ReadingsMessage, Record
 from devices.wire.topics import readings_topic
 from glucover.config import Settings
+from kernel.sequence import SEQ_MODULO
 
 SAMPLE_EVERY_S = 5.0
 WARMUP_FRACTION = 0.25  # memory slope is fitted after this share of the run...
@@ -52,7 +53,7 @@ def steady_messages(seed: int = 3) -> Iterator[tuple[str, bytes]]:
             device = bench_device(i % DEVICES)
             n = i // DEVICES
             msg = ReadingsMessage(device, base, (Record(
-                seq=n % 65536, measured_at=base + timedelta(minutes=n), value=float(value)),))
+                seq=n % SEQ_MODULO, measured_at=base + timedelta(minutes=n), value=float(value)),))
             yield readings_topic(device), msg.encode()
             i += 1
 

@@ -25,7 +25,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from care.rules import AlertRules
-from devices.wire.vocabulary import Status
+from kernel.vocabulary import Status
 
 
 @dataclass(frozen=True)

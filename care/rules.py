@@ -3,8 +3,9 @@ declared parameter (glucover/parameters.py), loaded from TOML and published in v
 care team lead (`glucover alerts rules`). The shipped rules are `care/default-rules.toml`; the
 clinical thresholds and their sources are in docs/care.md.
 
-Glucose thresholds are in mmol/L, compared with a reading's value_mmol (mg/dL / 18.0156,
-unrounded): 3.0 mmol/L is the consensus' 54 mg/dL, 3.9 its 70, 13.9 its 250, 16.7 its 300.
+Glucose thresholds are in mmol/L, compared with a reading's value_mmol (mg/dL / MGDL_PER_MMOL,
+unrounded); their defaults are the consensus levels of kernel/glucose.py where there is one
+(16.7 mmol/L, 300 mg/dL, is the care team's own).
 """
 
 from __future__ import annotations
@@ -15,18 +16,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from devices.wire.vocabulary import Status, status_bits
 from glucover import parameters
 from glucover.errors import UserError
 from glucover.parameters import parameter
+from kernel import glucose
+from kernel.vocabulary import Status, status_bits
 
 CGM = ("cgm",)
 SEVERITIES = ("urgent", "high", "medium", "low")  # the queue's order
 _STATUSES = tuple(s.name for s in Status)
-RULE_NAMES = ("hypo_level2", "hypo_level1_repeated", "hyper_severe", "rising", "lapsed",
-              "device_trouble")
-# Rules judged on a schedule (time passing is their evidence), not as readings arrive.
-SCHEDULED = ("rising", "lapsed")
 
 
 class AlertRulesError(UserError):
@@ -48,7 +46,7 @@ class AlertRules(parameters.Declared):
     version: int = 0  # 0: not published; set by publishing
 
     level2_below: float = parameter(
-        "hypo_level2", "below_mmol", 3.0, unit="mmol/L", low=0.0,
+        "hypo_level2", "below_mmol", glucose.HYPO_LEVEL2.mmol, unit="mmol/L", low=0.0,
         label=("Level 2 hypoglycaemia below", "二级低血糖阈值"),
         help="A valid fingerstick reading below this raises the alert at once.")
     level2_minutes: int = parameter(
@@ -58,7 +56,7 @@ class AlertRules(parameters.Declared):
     level2_severity: str = _severity("hypo_level2", "urgent")
 
     level1_below: float = parameter(
-        "hypo_level1_repeated", "below_mmol", 3.9, unit="mmol/L", low=0.0,
+        "hypo_level1_repeated", "below_mmol", glucose.HYPO_LEVEL1.mmol, unit="mmol/L", low=0.0,
         label=("Level 1 hypoglycaemia below", "一级低血糖阈值"),
         help="Readings below this are level 1 hypoglycaemia.")
     level1_count: int = parameter(
@@ -80,7 +78,8 @@ class AlertRules(parameters.Declared):
         label=("Severe hyperglycaemia above", "严重高血糖阈值"),
         help="A valid fingerstick reading above this raises the alert at once.")
     hyper_cgm_above: float = parameter(
-        "hyper_severe", "cgm_above_mmol", 13.9, unit="mmol/L", low=0.0, kinds=CGM,
+        "hyper_severe", "cgm_above_mmol", glucose.HYPER_LEVEL2.mmol, unit="mmol/L", low=0.0,
+        kinds=CGM,
         label=("CGM: above", "CGM：高于"), help="A CGM raises it when its readings stay above "
         "this for cgm_minutes.")
     hyper_minutes: int = parameter(
@@ -119,7 +118,7 @@ class AlertRules(parameters.Declared):
         "device_trouble", "error_hours", 24, unit="h", low=1, high=24 * 14,
         label=("Within hours", "小时内"), help="The window the error readings fall in.")
     error_statuses: tuple[str, ...] = parameter(
-        "device_trouble", "error_statuses", tuple(s for s in _STATUSES if s != "battery_low"),
+        "device_trouble", "error_statuses", glucose.ERROR_STATUSES,
         choices=_STATUSES, label=("Error statuses", "错误状态"),
         help="Meter annunciations that count as errors.")
     clock_drift_seconds: int = parameter(
@@ -164,6 +163,16 @@ class AlertRules(parameters.Declared):
             "hypo_level1_repeated": timedelta(days=self.level1_days),
             "device_trouble": timedelta(hours=self.error_hours),
         }[rule]
+
+    def evidence_window(self, rule: str) -> timedelta:
+        """The span of an alert's readings, ending at its newest, that shows it: the readings
+        a streaming rule judges it on (its look-back), a rise's last window. An open alert
+        gathers the evidence of each later episode; older readings are counted, not listed."""
+        if rule == "rising":
+            return timedelta(days=self.rise_days)
+        if rule == "lapsed":  # judged on no reading
+            return timedelta(days=self.lapsed_days)
+        return self.lookback(rule)
 
     # ------------------------------------------------------------ TOML
 

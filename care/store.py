@@ -204,15 +204,21 @@ def _queue_notices(conn: Conn, raised: list[Raised]) -> None:
 
 ALERT_COLUMNS = ("alert_id", "policy_id", "rule", "severity", "status", "raised_at",
                  "reading_count", "detail", "assigned_to", "updated_at", "first_measured_at",
-                 "last_measured_at", "outcome", "resolved_at")
+                 "last_measured_at", "outcome", "resolved_at", "evidence_at")
+# An alert's age is its newest evidence's: the latest reading that shows it (an open alert
+# gathers later episodes), else, for one judged on no reading (a lapse, a status report),
+# when it was raised.
+EVIDENCE_AT = "coalesce(last_measured_at, raised_at) as evidence_at"
 SEVERITY_RANK = "array_position(array['urgent', 'high', 'medium', 'low'], severity)"
 
 
 def list_alerts(conn: Conn, policy_ids: list[str] | None = None, open_only: bool = False,
                 limit: int = 1000) -> pd.DataFrame:
-    """Alerts, the queue's order: open before resolved, by severity, oldest first."""
+    """Alerts, the queue's order: open before resolved, by severity, oldest first; with
+    `evidence_at`, the time of the newest evidence."""
+    select = ", ".join(EVIDENCE_AT if c == "evidence_at" else c for c in ALERT_COLUMNS)
     rows = conn.execute(
-        f"select {', '.join(ALERT_COLUMNS)} from alerts "
+        f"select {select} from alerts "
         "where (%(ids)s::text[] is null or policy_id = any(%(ids)s)) "
         "and (not %(open)s or status <> 'resolved') "
         f"order by status = 'resolved', {SEVERITY_RANK}, raised_at limit %(limit)s",
@@ -220,14 +226,45 @@ def list_alerts(conn: Conn, policy_ids: list[str] | None = None, open_only: bool
     return pd.DataFrame(rows, columns=list(ALERT_COLUMNS))
 
 
-def evidence(conn: Conn, alert_id: int) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Evidence:
+    """The readings that show an alert: those within its rule's window (AlertRules.
+    evidence_window) ending at the newest, newest first, and how many earlier ones it holds
+    (an alert left open gathers every later episode)."""
+
+    readings: pd.DataFrame  # device_id, seq, measured_at, value_mmol, meal, status
+    earlier: int
+
+
+def rules_of_alert(conn: Conn, alert_id: int) -> AlertRules:
+    """The version of the rules that raised the alert (the shipped file for version 0)."""
+    row = conn.execute("select rules_name, rules_version from alerts where alert_id = %s",
+                       (alert_id,)).fetchone()
+    found = (read_version(conn, "alert_rules", str(row[0]), int(str(row[1])))
+             if row is not None and int(str(row[1])) else None)
+    return builtin() if found is None else AlertRules.from_toml(*found)
+
+
+def evidence(conn: Conn, alert_id: int) -> Evidence:
+    """The alert's readings within its rule's window, newest first, with a count of the rest,
+    under the rules that raised it."""
+    rule = conn.execute("select rule from alerts where alert_id = %s", (alert_id,)).fetchone()
+    window = rules_of_alert(conn, alert_id).evidence_window(str(rule[0]) if rule else "lapsed")
+    since = ("(select last_measured_at - %(window)s from alerts a "
+             "where a.alert_id = %(id)s)")
+    params = {"id": alert_id, "window": window}
     rows = conn.execute(
         "select r.device_id, r.seq, r.measured_at,"
         " glucose_mmol(g.value_digits, g.value_exponent, g.unit), g.meal, g.status "
         "from alert_readings r left join readings g using (device_id, seq, measured_at) "
-        "where r.alert_id = %s order by r.measured_at", (alert_id,)).fetchall()
-    return pd.DataFrame(rows, columns=["device_id", "seq", "measured_at", "value_mmol", "meal",
-                                       "status"])
+        f"where r.alert_id = %(id)s and r.measured_at >= {since} "
+        "order by r.measured_at desc, r.device_id, r.seq desc", params).fetchall()
+    earlier = conn.execute(
+        f"select count(*) from alert_readings where alert_id = %(id)s and measured_at < {since}",
+        params).fetchone()
+    return Evidence(pd.DataFrame(rows, columns=["device_id", "seq", "measured_at", "value_mmol",
+                                                "meal", "status"]),
+                    int(str(earlier[0])) if earlier else 0)
 
 
 def audit_trail(conn: Conn, alert_id: int) -> pd.DataFrame:

@@ -36,6 +36,7 @@ from care.alerts import Finding, InForce, MeterStatus
 from care.rules import AlertRules
 from devices.wire.messages import Notice
 from glucover.config import MqttTarget
+from kernel import days
 from pricing import store as pricing_store
 
 log = logging.getLogger("glucover.alerts")
@@ -46,7 +47,6 @@ NOTICE_BATCH = 500
 SWEEP_CHUNK = 2_000  # policies per sweep step
 PUBLISH_TIMEOUT_S = 10.0
 LAPSED_HISTORY = timedelta(days=400)  # how far back the sweep looks for a lapsed policy's last
-STREAMING_RULES = ("hypo_level2", "hyper_severe", "hypo_level1_repeated", "device_trouble")
 RETRY_MIN_S, RETRY_MAX_S = 0.5, 10.0
 
 
@@ -155,7 +155,7 @@ def _sweep_findings(conn: psycopg.Connection[Any], rules: AlertRules, ids: list[
     last_seen = {str(k): pd.Timestamp(v).to_pydatetime() for k, v in last.items()}
     for policy_id, start_date, zone in zip(policies["policy_id"], policies["start_date"],
                                            policies["timezone"], strict=True):
-        start = pd.Timestamp(start_date).tz_localize(str(zone)).tz_convert(UTC)
+        start = days.midnight(pd.Timestamp(start_date).date(), str(zone))
         in_force.append(InForce(str(policy_id), start.to_pydatetime(),
                                 last_seen.get(str(policy_id))))
     found += alerts.lapsed_findings(in_force, now, rules)

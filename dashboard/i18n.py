@@ -114,6 +114,8 @@ TEXT: dict[str, dict[str, str]] = {
     "alerts_show_resolved": {"en": "Show resolved", "zh": "显示已解决"},
     "alert_pick": {"en": "Alert", "zh": "预警"},
     "alert_readings": {"en": "Readings that raised it", "zh": "触发预警的读数"},
+    "alert_readings_earlier": {"en": "and {n} earlier readings of this open alert",
+                               "zh": "此预警另有 {n} 个更早的读数"},
     "alert_trail": {"en": "What the care team did", "zh": "处理记录"},
     "alert_open_policy": {"en": "Open readings, ledger and AGP", "zh": "查看读数、保额明细和 AGP"},
     "alert_assign": {"en": "Assign to me", "zh": "分配给我"},

@@ -17,8 +17,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.i18n import TEXT, t
-from devices.wire.vocabulary import Meal
 from glucover.parameters import declaration, declared, diff
+from kernel.vocabulary import Meal
 
 Words = Callable[[str], str]  # a section or an allowed name, as a person reads it
 

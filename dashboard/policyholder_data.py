@@ -7,7 +7,7 @@ ledger's state yesterday, exactly as tonight's run will compute it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,9 +15,11 @@ import numpy as np
 import pandas as pd
 import psycopg
 
+from kernel import days
 from pricing import cgm, glycaemia, store
 from pricing.claims import payout_on
-from pricing.evaluator import FIGURE_COLUMNS, UNMEASURED, Resume, evaluate
+from pricing.evaluator import FIGURE_COLUMNS, UNMEASURED, Resume
+from pricing.products import evaluate
 from pricing.ruleset import Ruleset
 
 HISTORY_DAYS = 90  # readings chart, estimated HbA1c and time in range
@@ -55,7 +57,7 @@ def load_summary(conn: psycopg.Connection[Any], policy_id: str,
         raise LookupError(f"no policy {policy_id}")
     p = policies.iloc[0]
     zone = ZoneInfo(str(p["timezone"]))
-    today = (now or datetime.now(UTC)).astimezone(zone).date()
+    today = days.today(str(zone), now)
     ruleset = store.in_force(conn, str(p["ruleset_name"]))
     ledger = _ledger(conn, policy_id, today)
     readings = _readings(conn, bindings, ledger, today, zone)

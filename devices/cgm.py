@@ -27,7 +27,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.signal import lfilter
 
-from devices.wire.messages import MAX_RECORDS, SEQ_MODULO
+from devices.wire.messages import MAX_RECORDS
+from kernel.sequence import SEQ_MODULO
 
 INTERVAL_MIN = 5
 PER_DAY = 24 * 60 // INTERVAL_MIN

@@ -40,15 +40,9 @@ from devices.wire.messages import (
     Record,
     SensorReport,
 )
-from devices.wire.vocabulary import (
-    MGDL_PER_MMOL,
-    DeviceKind,
-    Meal,
-    Sample,
-    Source,
-    Unit,
-    status_bits,
-)
+from kernel.sequence import SEQ_MODULO
+from kernel.units import MGDL_PER_MMOL
+from kernel.vocabulary import DeviceKind, Meal, Sample, Source, Unit, status_bits
 
 # Where the demo portfolio lives, and in what unit its meters display.
 TIMEZONES = (("Asia/Shanghai", 0.70, Unit.MMOL_L), ("Asia/Hong_Kong", 0.10, Unit.MMOL_L),
@@ -209,7 +203,7 @@ class _Meter:
         self.person, self.rng, self.link_rng = person, rng, link_rng
         self.zone = ZoneInfo(person.timezone)
         self.state = MeterState(
-            seq=int(rng.integers(0, 65536)), clock_offset_s=float(rng.normal(0, 40)),
+            seq=int(rng.integers(0, SEQ_MODULO)), clock_offset_s=float(rng.normal(0, 40)),
             drift_s_per_day=float(rng.normal(0, 1.5)), battery=float(rng.uniform(60, 100)),
             firmware=str(rng.choice(FIRMWARE)))
         self.order = 0
@@ -315,7 +309,7 @@ class _Meter:
         stored_records = []
         for when, rec in measured:
             stored_records.append((when, replace(rec, seq=state.seq)))
-            state.seq = (state.seq + 1) % 65536
+            state.seq = (state.seq + 1) % SEQ_MODULO
         last_true = stored_records[-1][0] if stored_records else None
         for when, rec in stored_records:
             if state.offline_until is not None:
@@ -381,7 +375,7 @@ class _Sensor:
         self.zone = ZoneInfo(person.timezone)
         self.plan = cgm.SessionPlan(person.device_id, self._midnight(person.start_date),
                                     persona, _rng(seed, "sensors", person.index))
-        self.seq = int(_rng(seed, "cgm-seq", person.index).integers(0, 65536))
+        self.seq = int(_rng(seed, "cgm-seq", person.index).integers(0, SEQ_MODULO))
         self.order = 0
 
     def _midnight(self, day: date) -> datetime:
@@ -412,7 +406,7 @@ class _Sensor:
         person = self.person
         w = cgm.wear(self.persona, begin, end, time(), self.plan.until(end),
                      _rng(self.seed, "cgm", person.index, chunk), self.seq)
-        self.seq = (self.seq + len(w.measured_ns)) % 65536
+        self.seq = (self.seq + len(w.measured_ns)) % SEQ_MODULO
         if stop is not None:  # the asked-for days end inside this week
             keep = w.measured_ns < cgm.ns(stop)
             w = cgm.Wear(w.measured_ns[keep], w.mgdl[keep], w.seq[keep], w.sent_ns[keep],

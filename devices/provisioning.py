@@ -14,11 +14,12 @@ from datetime import UTC, datetime, time, timedelta
 import psycopg
 
 from devices.fleet import Policyholder
-from devices.wire.vocabulary import DeviceKind
+from devices.wire import topics
 from glucover import broker
 from glucover.config import Settings
 from glucover.db import connect
 from glucover.errors import UserError
+from kernel.vocabulary import DeviceKind
 from pricing.ruleset import RULESET_OF_KIND
 
 
@@ -75,7 +76,7 @@ def sync_broker(conn: psycopg.Connection[tuple[object, ...]], settings: Settings
                            "order by device_id").fetchall()
     entries = broker.service_entries(settings.secret()) + [(str(d), str(h)) for d, h in devices]
     count = broker.write_passwd(files.passwd, entries)
-    broker.write_acl(files.acl, broker.acl_text())
+    broker.write_acl(files.acl, acl_text())
     return SyncResult(count, broker.signal_reload(files))
 
 
@@ -138,3 +139,9 @@ def sync_cli(args: argparse.Namespace, settings: Settings) -> int:
     print(f"wrote {settings.broker_dir}: {result.accounts} accounts"
           + (", broker reloaded" if result.reloaded else ""))
     return 0
+
+
+def acl_text(load_generators: Iterable[str] = ()) -> str:
+    """The ACL of a glucover broker: ingest reads readings and status and writes acks, the care
+    service writes notices, each meter its own topics (devices.wire.topics.acl)."""
+    return topics.acl((broker.INGEST_ACCOUNT,), load_generators, (broker.CARE_ACCOUNT,))

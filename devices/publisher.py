@@ -24,10 +24,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from devices.fleet import Outgoing
-from devices.wire.messages import SEQ_MODULO, Ack, DeviceStatus
+from devices.wire.messages import Ack, DeviceStatus
 from devices.wire.topics import READINGS_QOS, ack_topic
 from glucover import broker
 from glucover.config import MqttTarget
+from kernel.sequence import SEQ_MODULO
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import itertools
 import json
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -21,7 +23,7 @@ from devices.fleet import (
     portfolio,
 )
 from devices.publisher import PublishError, meter_session, publish_fleet
-from glucover.config import Settings
+from glucover.config import MqttTarget, Settings
 from glucover.db import connect
 from glucover.errors import UserError
 
@@ -56,21 +58,49 @@ def provision(settings: Settings, people: list[Policyholder]) -> None:
 LIVE_SESSION_TIMEOUT_S = 15.0  # a live meter gives up this session and retries with the next
 
 
-def _live(people: list[Policyholder], seed: int, after: datetime, speed: float,
-          settings: Settings, end_to_end: bool) -> None:
-    target = settings.require_mqtt()
-    secret = settings.secret()
+def _device(message: Outgoing) -> str:
+    return message.topic.split("/")[3]
+
+
+def live(people: list[Policyholder], seed: int, after: datetime, speed: float,
+         target: MqttTarget, secret: str, end_to_end: bool,
+         stop: threading.Event | None = None) -> None:
+    """Publish the meters' messages from `after` (where the history ended) on, until `stop`.
+
+    Replaying the history took time: the messages the meters sent meanwhile are published
+    first, as syncs, until none is left before the real now. Live mode then takes over at the
+    real now: each message is sent at its own time (at `speed`, from that moment on), so a live
+    reading's sent_at is when it is really sent and ingest's lag is the real one."""
+    stop = stop or threading.Event()
     streams: list[Iterator[Outgoing]] = [
         (m for m in meter_messages(p, seed) if m.at >= after) for p in people]
     merged = heapq.merge(*streams, key=lambda m: (m.at, m.topic, m.order))
-    origin_sim, origin_real = after, time.monotonic()
-    batch: list[Outgoing] = []
+    upcoming = next(merged, None)
     undelivered: dict[str, list[Outgoing]] = {}  # kept by a meter until its next session
-    for message in merged:
-        due = origin_real + (message.at - origin_sim).total_seconds() / speed
-        if batch and (message.topic.split("/")[3] != batch[0].topic.split("/")[3]
-                      or message.at != batch[0].at):
-            device = batch[0].topic.split("/")[3]
+    while upcoming is not None and not stop.is_set():  # catch up with the real now
+        now = datetime.now(UTC)
+        behind: dict[str, list[Outgoing]] = defaultdict(list)
+        while upcoming is not None and upcoming.at < now:
+            behind[_device(upcoming)].append(upcoming)
+            upcoming = next(merged, None)
+        if not behind:
+            break
+        result = publish_fleet(target, secret, behind, timeout=LIVE_SESSION_TIMEOUT_S,
+                               end_to_end=end_to_end)
+        for device in result.failed:
+            undelivered[device] = behind[device]
+        print(f"live: {sum(map(len, behind.values()))} messages sent while the history was "
+              f"replayed caught up ({len(result.failed)} meters keep theirs for later)",
+              flush=True)
+    started, origin = datetime.now(UTC), time.monotonic()
+    batch: list[Outgoing] = []
+    messages = itertools.chain([upcoming] if upcoming is not None else [], merged)
+    for message in messages:
+        if stop.is_set():
+            return
+        due = origin + (message.at - started).total_seconds() / speed
+        if batch and (_device(message) != _device(batch[0]) or message.at != batch[0].at):
+            device = _device(batch[0])
             batch = undelivered.pop(device, []) + batch
             try:
                 meter_session(target, secret, device, batch, timeout=LIVE_SESSION_TIMEOUT_S,
@@ -81,8 +111,8 @@ def _live(people: list[Policyholder], seed: int, after: datetime, speed: float,
                 undelivered[device] = batch
             batch = []
         delay = due - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+        if delay > 0 and stop.wait(delay):
+            return
         batch.append(message)
 
 
@@ -134,5 +164,5 @@ def simulate_cli(args: argparse.Namespace, settings: Settings) -> int:
           flush=True)
     if args.live:
         print(f"live: publishing in real time (x{args.speed:g}); Ctrl-C to stop", flush=True)
-        _live(people, args.seed, history_end, args.speed, settings, end_to_end)
+        live(people, args.seed, history_end, args.speed, target, settings.secret(), end_to_end)
     return 0 if not stats.failed and stats.acknowledged == stats.published else 1

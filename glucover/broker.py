@@ -22,7 +22,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from devices.wire import topics
 from glucover.config import MqttTarget
 
 MOSQUITTO_ITERATIONS = 101
@@ -87,12 +86,6 @@ def write_acl(path: Path, text: str) -> None:
     tmp.write_text(text)
     os.replace(tmp, path)
     _match_directory_owner(path)
-
-
-def acl_text(load_generators: Iterable[str] = ()) -> str:
-    """The ACL of a glucover broker: ingest reads readings and status and writes acks, the care
-    service writes notices, each meter its own topics (devices.wire.topics.acl)."""
-    return topics.acl((INGEST_ACCOUNT,), load_generators, (CARE_ACCOUNT,))
 
 
 def _match_directory_owner(path: Path) -> None:

@@ -21,6 +21,14 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-01-31") from None
 
 
+def _zone(text: str) -> str:
+    from zoneinfo import available_timezones
+
+    if text not in available_timezones():
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IANA time zone like Asia/Shanghai")
+    return text
+
+
 # ------------------------------------------------------------------ handlers
 # Each subcommand names its handler "module:function"; the function takes (args, settings) and
 # returns the exit code. Modules load only when their command runs.
@@ -299,9 +307,13 @@ def _cgm_commands(sub: Any) -> None:
         "consensus CGM metrics per device from a CSV file (no database)",
     )
     p.add_argument("--readings", required=True, help="CSV: device_id,measured_at,value,unit")
-    _window(p, "first day of the window (default: each device's first reading)",
-            "last day of the window, inclusive (default: each device's last)")
-    p.add_argument("--format", choices=("csv", "json"), default="csv")
+    _window(p, "first local day of the window (default: each device's first reading)",
+            "last local day of the window, inclusive (default: each device's last)")
+    p.add_argument("--timezone", type=_zone, default="UTC",
+                   help="IANA time zone whose calendar days --from, --to and the days column "
+                   "count (default: UTC; a policy's own zone for its figures)")
+    p.add_argument("--format", choices=("csv", "json"), default="csv",
+                   help="figures unrounded, for machines")
 
 
 def _actuary_commands(sub: Any) -> None:
@@ -348,7 +360,9 @@ def _actuary_commands(sub: Any) -> None:
         "pricing.actuary_cli:actuary_cli",
         "what gaming personas would obtain; exclusions by reason",
     )
-    p.add_argument("--ruleset", default="default")
+    p.add_argument("--ruleset", default=None,
+                   help="a candidate (built-in name or TOML file) replacing its own product's "
+                   "ruleset; the other policies keep their published one (default: none)")
     p.add_argument("--synthetic", type=int, default=0)
     p.add_argument("--through", type=_date, default=None)
     p.add_argument("--json", action="store_true")

@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from devices.wire.vocabulary import MGDL_PER_MMOL
 from glucover.config import ConfigError, Settings
+from kernel import glucose, sequence, units
 
 MIGRATION_LOCK_KEY = 0x6C7563  # advisory lock: one migrator at a time
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(timescale|plain))?\.sql$")
@@ -125,6 +125,17 @@ _SPELLINGS = {
 }
 
 
+# The kernel's values a migration names by placeholder: SQL never writes one as a literal.
+KERNEL_VALUES = {
+    "{mgdl_per_mmol}": repr(units.MGDL_PER_MMOL),
+    "{seq_modulo}": str(sequence.SEQ_MODULO),
+    "{ack_window}": str(sequence.ACK_WINDOW),
+    "{error_status_mask}": str(glucose.ERROR_STATUS_MASK),
+    "{fingerstick_low_mmol}": repr(glucose.FINGERSTICK_RANGE_MMOL[0]),
+    "{fingerstick_high_mmol}": repr(glucose.FINGERSTICK_RANGE_MMOL[1]),
+}
+
+
 # TimescaleDB refuses to refresh a continuous aggregate while another refresh of an overlapping
 # window runs (SQLSTATE 55P03), where PostgreSQL would wait: its refresh policy's job, which the
 # scheduler starts as soon as the policy exists, say. Such a statement is tried again.
@@ -157,7 +168,8 @@ def _fill(text: str, backend: str, settings: Settings) -> str:
     """A migration's placeholders filled in for this backend and these settings."""
     if "{compress_after}" in text:
         text = text.replace("{compress_after}", _interval(settings.compress_after))
-    text = text.replace("{mgdl_per_mmol}", repr(MGDL_PER_MMOL))
+    for placeholder, value in KERNEL_VALUES.items():
+        text = text.replace(placeholder, value)
     for placeholder, spelling in _SPELLINGS[backend].items():
         text = text.replace(placeholder, spelling)
     return text

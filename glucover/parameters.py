@@ -16,7 +16,7 @@ import tomli_w
 
 from glucover.errors import UserError
 
-KINDS = ("bgm", "cgm")  # devices.wire.vocabulary.DeviceKind: what a parameter applies to
+KINDS = ("bgm", "cgm")  # kernel.vocabulary.DeviceKind: what a parameter applies to
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from typing import Any, NamedTuple
 import psycopg
 
 from devices.wire.decoding import Reading, RejectReason
-from devices.wire.messages import SEQ_MODULO
 from devices.wire.values import value_of
+from kernel.sequence import SEQ_MODULO
 
 REJECT_PAYLOAD_CAP = 65_536  # bytes of a refused payload kept for review
 

@@ -9,7 +9,7 @@ Quantities (see docs/domain.md):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date
 
@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from kernel.sequence import SEQ_MODULO
 from pricing import safety
 from pricing.evaluator import (
     CHUNK_POLICIES,
@@ -24,12 +25,12 @@ from pricing.evaluator import (
     AssignedReadings,
     Ledger,
     assign_readings,
-    evaluate,
     policy_day_counts,
     validity_key,
 )
 from pricing.glycaemia import estimated_a1c, in_range
-from pricing.ruleset import Ruleset
+from pricing.products import evaluate
+from pricing.ruleset import RULESET_OF_KIND, Ruleset, builtin_or_default
 from pricing.synthetic import BASE_ANNUAL_CLAIM_RATE, HAZARD_RATIO_PER_A1C, Portfolio
 
 # Readings for a back-test: a frame holding them all, or a loader giving those of some meters
@@ -307,16 +308,64 @@ SAFETY_FLAG_PERCENT = 5.0
 HYPO_REWARDED_PERCENT = 10.0
 
 
+def product_rulesets(names: Iterable[str], candidate: Ruleset | None,
+                     published: Callable[[str], Ruleset]) -> dict[str, Ruleset]:
+    """The ruleset each product (the ruleset_name its policies carry) is priced by in a report:
+    its published one, except the product the candidate is a draft of, which the candidate
+    replaces: the product of the candidate's name, else (a draft saved under a new name) the
+    shipped product of its kind, as a back-test compares it (RULESET_OF_KIND)."""
+    products = set(names)
+    replaced = None
+    if candidate is not None:
+        replaced = (candidate.name if candidate.name in products
+                    else RULESET_OF_KIND[candidate.kind])
+    return {name: candidate if candidate is not None and name == replaced else published(name)
+            for name in sorted(products)}
+
+
+def _by_product(policies: pd.DataFrame, candidate: Ruleset | None,
+                published: Callable[[str], Ruleset]) -> list[tuple[Ruleset, pd.DataFrame]]:
+    """The policies in groups of one product, each with the ruleset it is priced by. Policies
+    naming no product (a synthetic portfolio) are all priced by the candidate (else default)."""
+    if "ruleset_name" not in policies or policies.empty:
+        return [(candidate or published(RULESET_OF_KIND["bgm"]), policies)]
+    names = policies["ruleset_name"].astype(str)
+    by_name = product_rulesets(names.unique(), candidate, published)
+    return [(rules, policies[(names == name).to_numpy()].reset_index(drop=True))
+            for name, rules in by_name.items()]
+
+
 def gaming_report(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFrame,
-                  ruleset: Ruleset, through: date, flag_gap: float = 300.0) -> GamingReport:
-    """What each segment obtains under the ruleset and would obtain without its exclusions;
-    which readings were excluded and why; meters whose clock went back while seq went up."""
-    last = final_day(evaluate(policies, bindings, readings, ruleset, through))
-    last_loose = final_day(evaluate(policies, bindings, readings, permissive(ruleset), through))
-    per = last[["policy_id", "bonus"]].merge(last_loose[["policy_id", "bonus"]], on="policy_id",
-                                             suffixes=("", "_without_exclusions"))
-    per["policy_id"] = per["policy_id"].astype(str)
+                  ruleset: Ruleset | None, through: date, flag_gap: float = 300.0,
+                  published: Callable[[str], Ruleset] = builtin_or_default) -> GamingReport:
+    """What each segment obtains and would obtain without its ruleset's exclusions; which
+    readings were excluded and why; meters whose clock went back while seq went up.
+
+    Each policy is priced by its own product's ruleset (its ruleset_name: a CGM wearer by the
+    CGM rules, as the nightly run and a back-test price it): `published(name)` gives it, and
+    `ruleset`, a candidate, replaces only its own product's (product_rulesets)."""
+    finals: list[pd.DataFrame] = []
+    shares: list[pd.DataFrame] = []
+    excluded: list[pd.DataFrame] = []
     segment = policies.set_index("policy_id")["segment"]
+    device_segment = bindings.assign(segment=bindings["policy_id"].map(segment)).drop_duplicates(
+        "device_id").set_index("device_id")["segment"]
+    for rules, group in _by_product(policies, ruleset, published):
+        b = bindings[bindings["policy_id"].isin(set(group["policy_id"]))]
+        r = readings[readings["device_id"].isin(set(b["device_id"]))]
+        last = final_day(evaluate(group, b, r, rules, through))
+        loose = final_day(evaluate(group, b, r, permissive(rules), through))
+        finals.append(last[["policy_id", "bonus"]].merge(
+            loose[["policy_id", "bonus"]], on="policy_id",
+            suffixes=("", "_without_exclusions")))
+        n_days = policy_day_counts(group, through)
+        assigned, codes = assign_readings(group, b, r, rules, n_days)
+        shares.append(_hypo_shares(group, r, assigned, n_days))
+        excluded.append(pd.DataFrame({
+            "segment": r["device_id"].astype(str).map(device_segment).to_numpy(),
+            "reason": np.array(EXCLUSION_REASONS)[codes]}))
+    per = pd.concat(finals, ignore_index=True)
+    per["policy_id"] = per["policy_id"].astype(str)
     per["segment"] = per["policy_id"].map(segment)
     by_segment = per.groupby("segment").agg(
         policies=("policy_id", "count"), mean_bonus=("bonus", "mean"),
@@ -328,13 +377,8 @@ def gaming_report(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.D
     by_segment["flagged"] = by_segment["gap"] > max(flag_gap, 5 * typical)
     per["gap"] = per["bonus_without_exclusions"] - per["bonus"]
 
-    n_days = policy_day_counts(policies, through)
-    assigned, codes = assign_readings(policies, bindings, readings, ruleset, n_days)
-    safety_by_segment, hypo_rewarded = _safety(policies, readings, assigned, n_days, per)
-    device_segment = bindings.assign(segment=bindings["policy_id"].map(segment)).drop_duplicates(
-        "device_id").set_index("device_id")["segment"]
-    excl = pd.DataFrame({"segment": readings["device_id"].astype(str).map(device_segment)
-                         .to_numpy(), "reason": np.array(EXCLUSION_REASONS)[codes]})
+    safety_by_segment, hypo_rewarded = _safety(pd.concat(shares, ignore_index=True), per)
+    excl = pd.concat(excluded, ignore_index=True)
     exclusions = (excl[excl["reason"] != "ok"].groupby(["segment", "reason"]).size()
                   .rename("readings").reset_index())
 
@@ -342,7 +386,7 @@ def gaming_report(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.D
         ["device", "received_at", "seq"])
     back = (ordered["device"] == ordered["device"].shift()) & (
         ordered["measured_at"] < ordered["measured_at"].shift() - pd.Timedelta(hours=6)) & (
-        (ordered["seq"] - ordered["seq"].shift()) % 65536 == 1)
+        (ordered["seq"] - ordered["seq"].shift()) % SEQ_MODULO == 1)
     inversions = ordered[back].groupby("device").size().rename("inversions").reset_index()
     inversions = inversions.rename(columns={"device": "device_id"})
     flagged = per[per["gap"] > max(flag_gap, 5 * typical)].sort_values("gap", ascending=False)
@@ -350,17 +394,21 @@ def gaming_report(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.D
                         safety_by_segment, hypo_rewarded)
 
 
-def _safety(policies: pd.DataFrame, readings: pd.DataFrame, assigned: AssignedReadings,
-            n_days: npt.NDArray[np.int64], per: pd.DataFrame
-            ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Hypoglycaemia by segment and the policies a ruleset rewards while they go low: what
-    finds over-treaters chasing the reward (docs/domain.md#safety)."""
+def _hypo_shares(policies: pd.DataFrame, readings: pd.DataFrame, assigned: AssignedReadings,
+                 n_days: npt.NDArray[np.int64]) -> pd.DataFrame:
+    """Per policy: the share of its days with a valid reading below each hypoglycaemia level."""
     values = readings["value_mmol"].to_numpy(dtype=np.float64)[assigned.row]
     shares = pd.DataFrame({"policy_id": policies["policy_id"].astype(str).to_numpy()})
     for name, level in safety.LEVELS_MMOL:
         below = safety.days_below(values, assigned.policy, assigned.day_offset, len(policies),
                                   level)
         shares[f"days_{name}_percent"] = 100 * below / np.maximum(n_days, 1)
+    return shares
+
+
+def _safety(shares: pd.DataFrame, per: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hypoglycaemia by segment and the policies a ruleset rewards while they go low: what
+    finds over-treaters chasing the reward (docs/domain.md#safety)."""
     both = per[["policy_id", "segment", "bonus"]].merge(shares, on="policy_id")
     columns = [f"days_{name}_percent" for name in safety.NAMES]
     by_segment = both.groupby("segment").agg(

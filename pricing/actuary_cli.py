@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -153,8 +154,18 @@ def glm_cli(args: argparse.Namespace, settings: Settings) -> int:
 
 def gaming_cli(args: argparse.Namespace, settings: Settings) -> int:
     policies, bindings, readings, through = _portfolio(args, settings)
-    report = actuary.gaming_report(policies, bindings, readings, rulesets.load(args.ruleset),
-                                   through)
+    candidate = rulesets.load(args.ruleset) if args.ruleset else None
+    published: Callable[[str], rulesets.Ruleset] = rulesets.builtin_or_default
+    if not getattr(args, "synthetic", 0):
+        import psycopg
+
+        # Each product's published ruleset, as the nightly run prices its policies.
+        with psycopg.connect(settings.require_database_url()) as conn:
+            in_force = {name: store.in_force(conn, name)
+                        for name in policies["ruleset_name"].astype(str).unique()}
+        published = in_force.__getitem__
+    report = actuary.gaming_report(policies, bindings, readings, candidate, through,
+                                   published=published)
     if args.json:
         print(json.dumps({"by_segment": _records(report.by_segment),
                           "exclusions": _records(report.exclusions),

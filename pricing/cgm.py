@@ -10,7 +10,9 @@ Sources (docs/domain.md#continuous-glucose-monitoring):
   GMI (%) = 3.31 + 0.02392 x mean glucose (mg/dL).
 
 Definitions, each a function below or a column of `metrics`:
-- readings: readings in the window; days: distinct local calendar days holding a reading.
+- the window: local calendar days (kernel/days.py) in the wearer's time zone, from the local
+  midnight starting the first to the one ending the last; readings: readings in the window;
+  days: distinct local calendar days holding a reading.
 - active_percent: distinct expected intervals holding a reading / intervals in the window x 100.
   The expected interval is the device's own: its shortest frequent gap between readings, in
   whole minutes, 1 to 15 (5 for a Dexcom, 15 for some Libre sensors).
@@ -24,21 +26,22 @@ Definitions, each a function below or a column of `metrics`:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
-from devices.wire.vocabulary import MGDL_PER_MMOL, Unit
+from kernel import days, glucose
+from kernel.units import MGDL_PER_MMOL, in_unit
+from kernel.vocabulary import Unit
 from pricing import glycaemia, time_in_range
 from pricing.ruleset import Ruleset
 
-TIR_LOW_MGDL = 70.0  # level 1 hypoglycaemia below this
-TIR_HIGH_MGDL = 180.0
-LEVEL2_LOW_MGDL = 54.0  # level 2 hypoglycaemia below this
-LEVEL2_HIGH_MGDL = 250.0
+TIR_LOW_MGDL, TIR_HIGH_MGDL = glucose.TARGET_RANGE_MGDL  # kernel/glucose.py
+LEVEL2_LOW_MGDL = glucose.HYPO_LEVEL2.mgdl
+LEVEL2_HIGH_MGDL = glucose.HYPER_LEVEL2.mgdl
 GMI_INTERCEPT = 3.31
 GMI_SLOPE_PER_MGDL = 0.02392
 SUFFICIENT_ACTIVE_PERCENT = 70.0
@@ -83,20 +86,19 @@ def active_percent(times: pd.Series, start: pd.Timestamp, end: pd.Timestamp,  # 
     return 100.0 * len(np.unique((inside - start.value) // step)) / slots
 
 
-def metrics(readings: pd.DataFrame, first: date | None = None, last: date | None = None
-            ) -> pd.DataFrame:
-    """One row per device with the columns of COLUMNS.
+def metrics(readings: pd.DataFrame, first: date | None = None, last: date | None = None,
+            zone: str = "UTC") -> pd.DataFrame:
+    """One row per device with the columns of COLUMNS, unrounded.
 
-    `readings`: device_id, measured_at (UTC), local_date (the reading's calendar day where it
-    was taken), value_mgdl. The window is the days `first` to `last` inclusive (UTC midnights)
-    when given, else each device's first to last reading."""
+    `readings`: device_id, measured_at (aware), value_mgdl. The window is the local days
+    `first` to `last` inclusive in `zone` (an IANA name: the policy's) when given, else each
+    device's first to last reading; `days` counts local days of `zone`."""
     rows = []
     for device_id, group in readings.groupby("device_id", sort=True, observed=True):
-        start = (pd.Timestamp(datetime.combine(first, time()), tz="UTC") if first
-                 else group["measured_at"].min())
         interval = interval_minutes(group["measured_at"])
-        end = (pd.Timestamp(datetime.combine(last + timedelta(days=1), time()), tz="UTC")
-               if last else group["measured_at"].max() + pd.Timedelta(minutes=interval))
+        start = days.midnight(first, zone) if first else group["measured_at"].min()
+        end = (days.midnight(last + timedelta(days=1), zone) if last
+               else group["measured_at"].max() + pd.Timedelta(minutes=interval))
         inside = group[(group["measured_at"] >= start) & (group["measured_at"] < end)]
         values = inside["value_mgdl"].to_numpy(dtype=np.float64)
         n = len(values)
@@ -104,11 +106,15 @@ def metrics(readings: pd.DataFrame, first: date | None = None, last: date | None
             continue
         mean = float(values.mean())
         sd = float(values.std(ddof=1)) if n > 1 else 0.0
-        tail_start = end - pd.Timedelta(days=SUFFICIENCY_DAYS)
-        long_enough = end - start >= pd.Timedelta(days=SUFFICIENCY_DAYS)
+        if first and last:  # the last SUFFICIENCY_DAYS local days (23 or 25 hours on a change)
+            tail_start = days.midnight(last - timedelta(days=SUFFICIENCY_DAYS - 1), zone)
+            long_enough = (last - first).days + 1 >= SUFFICIENCY_DAYS
+        else:
+            tail_start = end - pd.Timedelta(days=SUFFICIENCY_DAYS)
+            long_enough = end - start >= pd.Timedelta(days=SUFFICIENCY_DAYS)
         rows.append({
             "device_id": device_id, "readings": n,
-            "days": int(inside["local_date"].nunique()),
+            "days": int(days.local_dates(inside["measured_at"], zone).nunique()),
             "active_percent": active_percent(inside["measured_at"], start, end, interval),
             "mean_mgdl": mean, "gmi": float(gmi(mean)), "sd_mgdl": sd,
             "cv": 100.0 * sd / mean,
@@ -161,11 +167,6 @@ def band_shares(m: dict[str, Any]) -> list[float]:
             float(m["tar_above_250"])]
 
 
-def in_unit(mgdl: Any, unit: str) -> Any:
-    """A value (or array) in mg/dL, in `unit` for display: mg/dL, or mmol/L (/ 18.0156)."""
-    return mgdl / MGDL_PER_MMOL if unit == Unit.MMOL_L else mgdl
-
-
 def target_band(unit: str) -> tuple[float, float]:
     """The consensus target range, 70-180 mg/dL, in `unit`."""
     low: float = in_unit(TIR_LOW_MGDL, unit)
@@ -215,8 +216,8 @@ def window(readings: pd.DataFrame, ruleset: Ruleset, zone: ZoneInfo, today: date
     first, last = today - timedelta(days=AGP_DAYS), today - timedelta(days=1)
     inside = ((local.dt.date >= first) & (local.dt.date <= last)).to_numpy()
     frame = pd.DataFrame({"device_id": "cgm", "measured_at": valid["measured_at"],
-                          "local_date": local.dt.date, "value_mgdl": mgdl})[inside]
-    rows = metrics(frame, first, last)
+                          "value_mgdl": mgdl})[inside]
+    rows = metrics(frame, first, last, str(zone))
     minutes = (local.dt.hour * 60 + local.dt.minute).to_numpy()[inside]
     on_today = (local.dt.date == today).to_numpy()
     return CgmWindow(

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import numpy as np
 
 from glucover.config import Settings
 from pricing import ruleset as rulesets
-from pricing.evaluator import evaluate
 from pricing.inputs import read_policies, read_readings
+from pricing.products import evaluate
 
 
 def evaluate_cli(args: argparse.Namespace, settings: Settings) -> int:
@@ -36,7 +37,6 @@ def evaluate_cli(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_cli(args: argparse.Namespace, settings: Settings) -> int:
-    import json
     import time
 
     from pricing.engine import run_pricing
@@ -70,13 +70,15 @@ def cgm_metrics_cli(args: argparse.Namespace, settings: Settings) -> int:
     from pricing import cgm
     from pricing.inputs import read_cgm_readings
 
-    table = cgm.metrics(read_cgm_readings(args.readings), args.date_from, args.date_to)
-    for column in ("active_percent", "mean_mgdl", "sd_mgdl", "cv", "tir_70_180",
-                   "tbr_below_70", "tbr_below_54", "tar_above_180", "tar_above_250"):
-        table[column] = table[column].round(1)
-    table["gmi"] = table["gmi"].round(2)
+    table = cgm.metrics(read_cgm_readings(args.readings), args.date_from, args.date_to,
+                        args.timezone)
+    # For machines: every figure unrounded (shortest round-trip decimals); a person's
+    # rounding is the dashboard's and the AGP report's, and targets are judged unrounded.
+    print(f"days are local days of {args.timezone}", file=sys.stderr)
     if args.format == "csv":
-        table.to_csv(sys.stdout, index=False)
+        table.to_csv(sys.stdout, index=False, float_format=lambda v: repr(float(v)))
     else:
-        sys.stdout.write(table.to_json(orient="records", indent=1) + "\n")
+        records = [{str(k): v.item() if hasattr(v, "item") else v for k, v in row.items()}
+                   for row in table.to_dict(orient="records")]
+        sys.stdout.write(json.dumps(records, indent=1) + "\n")
     return 0

@@ -18,15 +18,9 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from pricing import cgm_days, store, time_in_range
-from pricing.evaluator import (
-    CHUNK_POLICIES,
-    DAY_STATUSES,
-    FIGURE_COLUMNS,
-    UNMEASURED,
-    Resume,
-    evaluate,
-)
+from pricing import cgm_days, meter_days, store, time_in_range
+from pricing.evaluator import CHUNK_POLICIES, DAY_STATUSES, FIGURE_COLUMNS, UNMEASURED, Resume
+from pricing.products import evaluate
 from pricing.ruleset import Ruleset
 
 # A batch committed by ingest can carry an ingested_at (its transaction start) a little before
@@ -72,7 +66,7 @@ def _resume_points(conn: psycopg.Connection[Any], policies: pd.DataFrame, throug
             "select policy_id, max(day) from sum_insured_ledger where policy_id = any(%s) "
             "group by policy_id", (ids,)).fetchall())
         changed: dict[str, date] = dict(conn.execute(  # type: ignore[arg-type]
-            """select pd.policy_id, min((r.measured_at at time zone p.timezone)::date)
+            """select pd.policy_id, min(local_day(r.measured_at, p.timezone))
                from readings r
                join policy_devices pd on pd.device_id = r.device_id
                     and r.measured_at >= pd.bound_from
@@ -148,8 +142,6 @@ def run_pricing(database_url: str, through: date | None = None, ruleset: str | N
         conn.execute("update pricing_runs set finished_at = now(), policies = %s, rows_added = %s"
                      " where run_id = %s", (evaluated, added, run_id))
         conn.commit()
-        conn.execute("select refresh_readings_daily()")
-        conn.commit()
     return RunSummary(run_id, through, evaluated, total_days, added, time.monotonic() - started)
 
 
@@ -174,6 +166,7 @@ def _price(conn: psycopg.Connection[Any], group: pd.DataFrame, bindings: pd.Data
         ledger = time_in_range.evaluate_days(group, summaries, rules, through,
                                              resume).to_frame()
     else:
+        meter_days.refresh(conn, list(points["policy_id"]), rules, since)
         readings = store.load_readings(
             conn, sorted(set(its_bindings["device_id"])),
             since=datetime.combine(earliest, datetime.min.time(), UTC) - TZ_MARGIN,

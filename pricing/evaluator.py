@@ -1,7 +1,8 @@
 """The pricing evaluator: readings + policies + ruleset -> the sum insured ledger. Pure.
 
 These are the rules of a `bgm` ruleset (fingerstick meters); a `cgm` ruleset's day rules are in
-pricing/time_in_range.py, which shares rules 1, 4 and 5 from here, and `evaluate` takes either.
+pricing/time_in_range.py, which shares rules 1, 4 and 5 from here (it imports this module, never
+the reverse); pricing/products.py `evaluate` takes a ruleset of either kind.
 
 One code path serves the nightly run (pricing/engine.py), `price evaluate` on CSV files, the
 actuaries' back-tests and the tests. It is vectorised: no Python loop over readings or
@@ -34,9 +35,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from kernel import days
 from pricing.ruleset import Ruleset
 
-NS_PER_DAY = 86_400 * 10**9
 # Policies priced together wherever a portfolio is priced piece by piece (the nightly run,
 # back-tests, CGM day grids, the pricing bench): bounds memory by the chunk, whatever the
 # portfolio's size, at no cost in policy-days/s (`glucover bench pricing`).
@@ -141,24 +142,6 @@ def _without(ledger: Ledger, name: str) -> Ledger:
     return replace(ledger, **{name: empty})  # type: ignore[arg-type]
 
 
-def _local_day_numbers(measured_ns: npt.NDArray[np.int64], zone_code: npt.NDArray[np.int64],
-                       zones: pd.Index) -> npt.NDArray[np.int64]:  # type: ignore[type-arg]
-    """Day number (days since 1970-01-01) of each instant in its own IANA zone
-    (`zones[zone_code[i]]`); the zones are few, the instants many."""
-    out = np.empty(len(measured_ns), dtype=np.int64)
-    groups: list[tuple[int, Any]]
-    if len(zones) == 1:
-        groups = [(0, slice(None))]
-    else:
-        order = np.argsort(zone_code, kind="stable")
-        bounds = np.searchsorted(zone_code[order], np.arange(len(zones) + 1))
-        groups = [(z, order[bounds[z]:bounds[z + 1]]) for z in range(len(zones))]
-    for z, where in groups:
-        utc = pd.DatetimeIndex(measured_ns[where].astype("datetime64[ns]"), tz="UTC")
-        out[where] = utc.tz_convert(str(zones[z])).tz_localize(None).asi8 // NS_PER_DAY
-    return out
-
-
 def exclusion_codes(readings: pd.DataFrame, ruleset: Ruleset,
                     measured: npt.NDArray[np.int64] | None = None) -> npt.NDArray[np.int8]:
     """The first policy-independent rule each reading fails (index into EXCLUSION_REASONS).
@@ -217,9 +200,9 @@ def assign_readings(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd
     code[(code == 0) & ~bound_rows] = EXCLUSION_REASONS.index("not_bound_device")
 
     zone_code, zones = pd.factorize(policies["timezone"].astype(str))
-    local_day = _local_day_numbers(measured[row], zone_code.astype(np.int64)[policy],
-                                   pd.Index(zones))
-    start_day = _start_day_numbers(policies)[policy]
+    local_day = days.day_numbers_by_zone(measured[row], zone_code.astype(np.int64)[policy],
+                                         pd.Index(zones))
+    start_day = start_day_numbers(policies)[policy]
     offset = local_day - start_day
     before = offset < 0
     code[row[before & (code[row] == 0)]] = EXCLUSION_REASONS.index("before_start")
@@ -236,8 +219,8 @@ def bound_readings(bindings: pd.DataFrame, readings: pd.DataFrame,
     if measured is None:
         measured = _ns(readings["measured_at"])
     devices = pd.Index(pd.unique(bindings["device_id"].astype(str)))
-    r_device = _positions(readings["device_id"], devices)
-    b_device = _positions(bindings["device_id"], devices)
+    r_device = positions(readings["device_id"], devices)
+    b_device = positions(bindings["device_id"], devices)
     lo = _bound_ns(bindings["bound_from"], np.iinfo(np.int64).min)
     hi = _bound_ns(bindings["bound_to"], np.iinfo(np.int64).max)
     # Readings x bindings of their device. The common case, one binding per device, is a
@@ -269,7 +252,7 @@ def _expand(r_device: npt.NDArray[np.int64], b_device: npt.NDArray[np.int64], n_
     return row, binding
 
 
-def _positions(values: pd.Series, index: pd.Index) -> npt.NDArray[np.int64]:  # type: ignore[type-arg]
+def positions(values: pd.Series, index: pd.Index) -> npt.NDArray[np.int64]:  # type: ignore[type-arg]
     """Position of each value in `index` (-1 when absent); categoricals by their codes, so
     millions of readings never become Python strings."""
     if isinstance(values.dtype, pd.CategoricalDtype):
@@ -287,21 +270,15 @@ def _bound_ns(series: pd.Series, default: int) -> npt.NDArray[np.int64]:  # type
     return np.where(values.isna().to_numpy(), default, ns)
 
 
-def _start_day_numbers(policies: pd.DataFrame) -> npt.NDArray[np.int64]:
-    start = pd.to_datetime(policies["start_date"]).to_numpy(dtype="datetime64[D]")
-    days: npt.NDArray[np.int64] = start.astype(np.int64)
-    return days
-
-
-def day_number(day: date | str | np.datetime64) -> int:
-    """Days since 1970-01-01."""
-    return int(pd.Timestamp(day).to_datetime64().astype("datetime64[D]").astype(np.int64))
+def start_day_numbers(policies: pd.DataFrame) -> npt.NDArray[np.int64]:
+    """Each policy's start date as a day number (kernel/days.py)."""
+    return days.date_numbers(policies["start_date"])
 
 
 def policy_day_counts(policies: pd.DataFrame, through: date | str | np.datetime64
                       ) -> npt.NDArray[np.int64]:
     counts: npt.NDArray[np.int64] = np.maximum(
-        day_number(through) - _start_day_numbers(policies) + 1, 0)
+        days.day_number(through) - start_day_numbers(policies) + 1, 0)
     return counts
 
 
@@ -329,10 +306,9 @@ def evaluate(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFr
     """Rules 1-6 for every policy from its start_date (or its `resume` day) through `through`,
     inclusive. Readings before a resume day may be left out of `readings`. `assigned` (from
     assign_readings with a ruleset of the same validity_key) saves redoing rule 1."""
-    if ruleset.kind == "cgm":
-        from pricing import time_in_range  # it builds on this module's rules 1, 4 and 5
-
-        return time_in_range.evaluate(policies, bindings, readings, ruleset, through, resume)
+    if ruleset.kind != "bgm":
+        raise ValueError(f"ruleset {ruleset.name} is of kind {ruleset.kind}: price it with "
+                         "pricing.products.evaluate")
     n_policies = len(policies)
     n_days = policy_day_counts(policies, through)
     width = int(n_days.max()) if n_policies else 0
@@ -343,8 +319,8 @@ def evaluate(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFr
         assigned, _ = assign_readings(policies, bindings, readings, ruleset, n_days)
     values, seq_grid = _qualifying_readings(readings, assigned, ruleset, n_policies, width)
     status, step = _day_statuses(values, ruleset)
-    bonus, delta = _running_bonus(step, status != MISSED, ruleset, resume)
-    return _ledger(policies, n_days, resume, status, seq_grid, bonus, delta)
+    bonus, delta = running_bonus(step, status != MISSED, ruleset, resume)
+    return build_ledger(policies, n_days, resume, status, seq_grid, bonus, delta)
 
 
 def _qualifying_readings(readings: pd.DataFrame, assigned: AssignedReadings, ruleset: Ruleset,
@@ -387,7 +363,7 @@ def _day_statuses(values: npt.NDArray[np.float64], ruleset: Ruleset
     return status, step
 
 
-def _running_bonus(step: npt.NDArray[np.float64], measured_day: npt.NDArray[np.bool_],
+def running_bonus(step: npt.NDArray[np.float64], measured_day: npt.NDArray[np.bool_],
                    ruleset: Ruleset, resume: Resume
                    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Rules 4-5: the running, clamped bonus with the weekly adherence penalty, all policies at
@@ -419,7 +395,7 @@ def _running_bonus(step: npt.NDArray[np.float64], measured_day: npt.NDArray[np.b
     return bonus, delta
 
 
-def _ledger(policies: pd.DataFrame, n_days: npt.NDArray[np.int64], resume: Resume,
+def build_ledger(policies: pd.DataFrame, n_days: npt.NDArray[np.int64], resume: Resume,
             status: npt.NDArray[np.int8], seq_grid: npt.NDArray[np.int32],
             bonus: npt.NDArray[np.float64], delta: npt.NDArray[np.float64],
             figures: DayFigures | None = None) -> Ledger:
@@ -429,7 +405,7 @@ def _ledger(policies: pd.DataFrame, n_days: npt.NDArray[np.int64], resume: Resum
     columns = np.arange(width)[None, :]
     live = (columns < n_days[:, None]) & (columns >= resume.offset[:, None])
     policy_of_cell = np.broadcast_to(np.arange(n_policies)[:, None], live.shape)[live]
-    start = _start_day_numbers(policies)
+    start = start_day_numbers(policies)
     day = (start[policy_of_cell] + np.broadcast_to(np.arange(width)[None, :], live.shape)[live]
            ).astype("datetime64[D]")
     base = policies["base_sum_insured"].to_numpy(dtype=np.float64)

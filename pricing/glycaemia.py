@@ -1,6 +1,6 @@
 """Glycaemic control, defined once: which readings count, the time-in-range band and the
 estimated HbA1c. The policyholder page, the actuaries' workbench and the database's daily
-summary (`readings_daily`, glucover/migrations/0024_readings_decimal_value.sql) all use these
+summary (`meter_days`, pricing/meter_days.py, over local days) all use these
 definitions; a test (tests/test_glycaemia.py) holds the three to the same figures for the same
 policy.
 
@@ -15,15 +15,13 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from devices.wire.vocabulary import MGDL_PER_MMOL
+from kernel import glucose
+from kernel.units import MGDL_PER_MMOL
 from pricing.evaluator import exclusion_codes
 from pricing.ruleset import Ruleset
 
-# Time in range for fingerstick readings, mmol/L, both ends inclusive: from the level 1
-# hypoglycaemia threshold (3.9 mmol/L = 70 mg/dL) to the non-fasting target ceiling
-# (10.0 mmol/L = 180 mg/dL). docs/domain.md#clinical-thresholds.
-TIR_LOW_MMOL = 3.9
-TIR_HIGH_MMOL = 10.0
+# Time in range for fingerstick readings, mmol/L, both ends inclusive (kernel/glucose.py).
+TIR_LOW_MMOL, TIR_HIGH_MMOL = glucose.FINGERSTICK_RANGE_MMOL
 
 # ADAG (Nathan et al., Diabetes Care 2008): eAG mg/dL = 28.7 x A1c - 46.7.
 ADAG_SLOPE = 28.7

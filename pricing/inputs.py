@@ -16,8 +16,10 @@ from zoneinfo import available_timezones
 import numpy as np
 import pandas as pd
 
-from devices.wire.vocabulary import MGDL_PER_MMOL, Meal, Sample, Source, Status, Unit
 from glucover.errors import UserError
+from kernel.sequence import SEQ_MODULO
+from kernel.units import MGDL_PER_MMOL
+from kernel.vocabulary import Meal, Sample, Source, Status, Unit
 
 CGM_CSV_COLUMNS = ("device_id", "measured_at", "value", "unit")
 POLICY_CSV_COLUMNS = ("policy_id", "device_id", "start_date", "base_sum_insured", "timezone")
@@ -96,8 +98,8 @@ def _as_mgdl(value: pd.Series, unit: pd.Series) -> np.ndarray:  # type: ignore[t
 def read_readings(path: Path | str) -> pd.DataFrame:
     frame = _read(path, READING_CSV_COLUMNS)
     seq = pd.to_numeric(frame["seq"], errors="coerce")
-    _fail(path, frame, ~((seq >= 0) & (seq <= 65535) & (seq == seq.round())), "seq",
-          "is not a whole number 0..65535")
+    _fail(path, frame, ~((seq >= 0) & (seq < SEQ_MODULO) & (seq == seq.round())), "seq",
+          f"is not a whole number 0..{SEQ_MODULO - 1}")
     measured = _timestamp(path, frame, "measured_at")
     received = _timestamp(path, frame, "received_at")
     value = pd.to_numeric(frame["value"], errors="coerce")
@@ -134,8 +136,8 @@ def read_readings(path: Path | str) -> pd.DataFrame:
 
 
 def read_cgm_readings(path: Path | str) -> pd.DataFrame:
-    """device_id, measured_at (UTC), local_date (the day where the reading was taken, from its
-    UTC offset), value_mgdl; repeats of (device_id, measured_at) keep the first."""
+    """device_id, measured_at (UTC), value_mgdl; repeats of (device_id, measured_at) keep the
+    first."""
     frame = _read(path, CGM_CSV_COLUMNS)
     _fail(path, frame, frame["device_id"].str.strip() == "", "device_id", "is empty")
     measured = _timestamp(path, frame, "measured_at")
@@ -143,15 +145,8 @@ def read_cgm_readings(path: Path | str) -> pd.DataFrame:
     _fail(path, frame, ~np.isfinite(value.to_numpy(dtype=float)) | (value <= 0), "value",
           "is not a positive number")
     _choice(path, frame, "unit", {u.value for u in Unit})
-    offset = frame["measured_at"].str.strip().str.extract(r"(Z|[+-]\d{2}:?\d{2})$")[0]
-    sign = np.where(offset.str[0] == "-", -1, 1)
-    digits = offset.str.replace(":", "").str[1:]
-    minutes = np.where(offset == "Z", 0, sign * (pd.to_numeric(digits.str[:2], errors="coerce")
-                                                 * 60 + pd.to_numeric(digits.str[2:4],
-                                                                      errors="coerce")))
-    local_date = (measured + pd.to_timedelta(minutes, unit="min")).dt.date
     mgdl = _as_mgdl(value, frame["unit"])
     readings = pd.DataFrame({"device_id": frame["device_id"], "measured_at": measured,
-                             "local_date": local_date, "value_mgdl": mgdl})
+                             "value_mgdl": mgdl})
     first = ~readings.duplicated(["device_id", "measured_at"], keep="first")
     return readings[first].reset_index(drop=True)

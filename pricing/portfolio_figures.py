@@ -30,8 +30,7 @@ KPI_SQL = (
 LAST_PRICED_SQL = "select max(day) from sum_insured_ledger"
 TIR_SQL = (
     "select sum(in_range_readings)::float8 / nullif(sum(readings), 0) "
-    "from readings_daily r join devices d using (device_id) where d.kind = 'bgm' "
-    "and day > %s::date - make_interval(days => %s)")
+    "from meter_days where day > %s::date - make_interval(days => %s)")
 CLAIMS_SQL = "select count(*) from claims"
 POLICIES_SQL = "select count(*) from policies"
 CGM_SQL = (
@@ -66,7 +65,7 @@ def kpis(conn: Conn) -> dict[str, Any]:
 
 def time_in_range(conn: Conn) -> float | None:
     """Share of the portfolio's valid readings in range over the TIR_WINDOW_DAYS days up to
-    the last priced day (and any after it), from the daily summary (readings_daily: validity
+    the last priced day (and any after it), from the daily summary (meter_days: validity
     and band as pricing/glycaemia.py). None before the summary has data (plain PostgreSQL:
     before the first pricing run)."""
     try:

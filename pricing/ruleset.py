@@ -22,9 +22,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from devices.wire.vocabulary import MGDL_PER_MMOL, Meal, Sample, Source, Status, status_bits
 from glucover import parameters
 from glucover.errors import UserError
+from kernel import glucose
+from kernel.units import MGDL_PER_MMOL
+from kernel.vocabulary import Meal, Sample, Source, Status, status_bits
 
 
 class RulesetError(UserError):
@@ -66,13 +68,14 @@ class Ruleset(parameters.Declared):
         label=("Allowed sources", "允许的来源"),
         help="Only meter-sent readings count; manual entries do not.")
     excluded_status: tuple[str, ...] = parameter(
-        "validity", "excluded_status", tuple(s for s in _STATUSES if s != "battery_low"),
+        "validity", "excluded_status", glucose.ERROR_STATUSES,
         choices=_STATUSES, label=("Excluded meter statuses", "排除的仪器状态"),
         help="GLS annunciations that void a reading (battery_low is harmless).")
     min_mgdl: float = parameter(
         "validity", "min_mgdl", 20.0, unit="mg/dL", low=0.0,
         label=("Meter range from", "仪器量程下限"),
-        help="The device's measuring range; compared in mmol/L (mg/dL / 18.0156, unrounded).")
+        help="The device's measuring range; compared in mmol/L (mg/dL / "
+        f"{MGDL_PER_MMOL}, unrounded).")
     max_mgdl: float = parameter(
         "validity", "max_mgdl", 600.0, unit="mg/dL", low=0.0,
         label=("Meter range to", "仪器量程上限"), help="Upper end of the meter's range.")
@@ -125,7 +128,7 @@ class Ruleset(parameters.Declared):
         label=("Sensor coverage needed", "所需佩戴覆盖率"),
         help="insufficient: covered slots below this share of the day's slots.")
     hypo_below_mgdl: float = parameter(
-        "cgm", "hypo_below_mgdl", 54.0, unit="mg/dL", low=0.0, kinds=CGM,
+        "cgm", "hypo_below_mgdl", glucose.HYPO_LEVEL2.mgdl, unit="mg/dL", low=0.0, kinds=CGM,
         label=("Level 2 hypoglycaemia below", "二级低血糖阈值"),
         help="Readings below this are clinically significant hypoglycaemia.")
     hypo_max_percent: float = parameter(
@@ -133,17 +136,17 @@ class Ruleset(parameters.Declared):
         label=("Hypoglycaemia share that voids a day", "低血糖占比上限"),
         help="hypo_risk: readings below the level 2 threshold make up at least this share.")
     range_low_mgdl: float = parameter(
-        "cgm", "range_low_mgdl", 70.0, unit="mg/dL", low=0.0, kinds=CGM,
+        "cgm", "range_low_mgdl", glucose.TARGET_RANGE_MGDL[0], unit="mg/dL", low=0.0, kinds=CGM,
         label=("Time in range from", "目标范围下限"), help="In range: low <= v <= high.")
     range_high_mgdl: float = parameter(
-        "cgm", "range_high_mgdl", 180.0, unit="mg/dL", low=0.0, kinds=CGM,
+        "cgm", "range_high_mgdl", glucose.TARGET_RANGE_MGDL[1], unit="mg/dL", low=0.0, kinds=CGM,
         label=("Time in range up to", "目标范围上限"), help="Upper end of the range.")
     in_range_min_percent: float = parameter(
         "cgm", "in_range_min_percent", 70.0, unit="%", low=0.0, high=100.0, kinds=CGM,
         label=("Time in range for a good day", "达标所需范围内占比"),
         help="in_target: readings in range make up at least this share.")
     very_high_above_mgdl: float = parameter(
-        "cgm", "very_high_above_mgdl", 250.0, unit="mg/dL", low=0.0, kinds=CGM,
+        "cgm", "very_high_above_mgdl", glucose.HYPER_LEVEL2.mgdl, unit="mg/dL", low=0.0, kinds=CGM,
         label=("Very high above", "极高阈值"),
         help="Readings above this are level 2 hyperglycaemia.")
     very_high_min_percent: float = parameter(
@@ -230,6 +233,15 @@ def load_builtin(name: str) -> Ruleset:
     if not entry.is_file():
         raise RulesetError(f"no built-in ruleset {name!r}; built-in: {', '.join(builtin_names())}")
     return Ruleset.from_toml(entry.read_text())
+
+
+def builtin_or_default(name: str) -> Ruleset:
+    """The built-in ruleset `name`, else `default`: what a policy naming `name` is priced by
+    when no version of it is published."""
+    try:
+        return load_builtin(name)
+    except RulesetError:
+        return load_builtin("default")
 
 
 def load(name_or_file: str) -> Ruleset:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from devices.wire.vocabulary import MGDL_PER_MMOL
+from kernel import glucose
+from kernel.units import MGDL_PER_MMOL
 from pricing import cgm, glycaemia
 from pricing.ruleset import Ruleset
 
@@ -27,8 +28,8 @@ def hypoglycaemia_risk(ruleset: Ruleset) -> str | None:
 
 
 # Hypoglycaemia exposure: level 1 below 3.9 mmol/L (70 mg/dL), level 2 below 3.0 (54).
-LEVELS_MMOL = (("below_3_9", glycaemia.TIR_LOW_MMOL),
-               ("below_3_0", cgm.LEVEL2_LOW_MGDL / MGDL_PER_MMOL))
+LEVELS_MMOL = (("below_3_9", glucose.HYPO_LEVEL1.mmol),
+               ("below_3_0", glucose.HYPO_LEVEL2.mgdl / MGDL_PER_MMOL))
 NAMES: tuple[str, ...] = tuple(name for name, _ in LEVELS_MMOL)
 
 

@@ -90,12 +90,7 @@ def in_force(conn: Conn, name: str) -> Ruleset:
     """The ruleset a policy naming `name` is priced by, read only: the latest published
     version, else the built-in file, else `default` (a name nobody published)."""
     found = published(conn, name)
-    if found is not None:
-        return found
-    try:
-        return rulesets.load_builtin(name)
-    except RulesetError:
-        return rulesets.load_builtin("default")
+    return found if found is not None else rulesets.builtin_or_default(name)
 
 
 def of_kind(conn: Conn, policies: pd.DataFrame, kind: str) -> pd.DataFrame:

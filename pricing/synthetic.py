@@ -17,7 +17,8 @@ import numpy.typing as npt
 import pandas as pd
 
 from devices.personas import PERSONAS
-from devices.wire.vocabulary import Status
+from kernel.sequence import SEQ_MODULO
+from kernel.vocabulary import Status
 from pricing.glycaemia import estimated_a1c
 
 ZONES = ("Asia/Shanghai", "Europe/London", "America/New_York")
@@ -165,10 +166,10 @@ def _readings(rng: np.random.Generator, policies: pd.DataFrame, devices: np.ndar
     value, meal, sample, source, status, delay_s = (value[order], meal[order], sample[order],
                                                     source[order], status[order],
                                                     delay_s[order])
-    # seq: each meter counts its records from a random start, wrapping at 65536.
+    # seq: each meter counts its records from a random start, wrapping at SEQ_MODULO.
     counts = np.bincount(pol, minlength=n)
     first = np.cumsum(counts) - counts
-    seq = (np.arange(len(pol)) - first[pol] + rng.integers(0, 65536, n)[pol]) % 65536
+    seq = (np.arange(len(pol)) - first[pol] + rng.integers(0, SEQ_MODULO, n)[pol]) % SEQ_MODULO
     device_cat = pd.Categorical.from_codes(pol,  # type: ignore[call-overload]
                                             categories=pd.Index(devices))
     return pd.DataFrame({

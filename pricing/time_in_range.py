@@ -40,7 +40,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from devices.wire.vocabulary import MGDL_PER_MMOL
+from kernel import days
+from kernel.units import MGDL_PER_MMOL
 from pricing import evaluator as ev
 from pricing.ruleset import Ruleset
 
@@ -62,30 +63,16 @@ def value_mgdl(readings: pd.DataFrame) -> npt.NDArray[np.float64]:
     return mgdl
 
 
-def _midnights(zones: pd.Index, first_day: int, n_days: int  # type: ignore[type-arg]
-               ) -> npt.NDArray[np.int64]:
-    """(zones x n_days + 1) UTC nanoseconds of local midnight, day numbers from `first_day`.
-    A midnight that does not exist (clocks jump at 00:00) is the day's first instant; one that
-    happens twice is its first occurrence."""
-    days = pd.to_datetime(np.arange(first_day, first_day + n_days + 1), unit="D")
-    out = np.empty((len(zones), n_days + 1), dtype=np.int64)
-    for z, zone in enumerate(zones):
-        local = days.tz_localize(str(zone), ambiguous=np.ones(len(days), dtype=bool),
-                                 nonexistent="shift_forward")
-        out[z] = local.tz_convert("UTC").tz_localize(None).as_unit("ns").asi8
-    return out
-
-
 class _Calendar:
     """Local midnights of the policies' days: which day number starts where, per zone."""
 
     def __init__(self, policies: pd.DataFrame, width: int) -> None:
         zone_code, zones = pd.factorize(policies["timezone"].astype(str))
         self.zone = zone_code.astype(np.int64)
-        self.start = ev._start_day_numbers(policies)
+        self.start = ev.start_day_numbers(policies)
         self.first = int(self.start.min()) if len(self.start) else 0
         span = int(self.start.max()) - self.first + width if len(self.start) else 0
-        self.midnight = _midnights(pd.Index(zones), self.first, max(span, 0))
+        self.midnight = days.midnights(pd.Index(zones), self.first, max(span, 0))
 
     def at(self, policy: npt.NDArray[np.int64], offset: npt.NDArray[np.int64]
            ) -> npt.NDArray[np.int64]:
@@ -147,7 +134,7 @@ def evaluate_days(policies: pd.DataFrame, summaries: pd.DataFrame, ruleset: Rule
     if resume is None:
         resume = ev.Resume(np.zeros(n_policies, np.int64), np.zeros(n_policies),
                            np.zeros(n_policies, np.int64))
-    row_policy = ev._positions(summaries["policy_id"],
+    row_policy = ev.positions(summaries["policy_id"],
                                pd.Index(policies["policy_id"].astype(str)))
     parts = []
     for a in range(0, max(n_policies, 1), ev.CHUNK_POLICIES):
@@ -170,7 +157,7 @@ def _evaluate_chunk(policies: pd.DataFrame, summaries: pd.DataFrame,
     step = np.array([ruleset.delta_missed, ruleset.delta_in_target, ruleset.delta_high,
                      ruleset.delta_out_of_target, ruleset.delta_missed,
                      ruleset.delta_hypo_risk])[status]
-    bonus, delta = ev._running_bonus(step, status != ev.INSUFFICIENT, ruleset, resume)
+    bonus, delta = ev.running_bonus(step, status != ev.INSUFFICIENT, ruleset, resume)
     n = grids["readings"]
     with np.errstate(invalid="ignore", divide="ignore"):
         figures = ev.DayFigures(*(
@@ -178,15 +165,15 @@ def _evaluate_chunk(policies: pd.DataFrame, summaries: pd.DataFrame,
                 (grids["covered"], slots), (grids["in_range"], n), (grids["low"], n),
                 (grids["very_high"], n))))
     seq = np.full(status.shape, -1, dtype=np.int32)
-    return ev._ledger(policies, n_days, resume, status, seq, bonus, delta, figures)
+    return ev.build_ledger(policies, n_days, resume, status, seq, bonus, delta, figures)
 
 
 def _grids(policies: pd.DataFrame, summaries: pd.DataFrame,
            row_policy: npt.NDArray[np.int64], width: int) -> dict[str, npt.NDArray[np.int32]]:
     """The summaries as (policies x width) count grids, zero where a day has no row."""
-    start = ev._start_day_numbers(policies)
-    days = summaries["day"].to_numpy(dtype="datetime64[D]").astype(np.int64)
-    offset = days - start[np.maximum(row_policy, 0)]
+    start = ev.start_day_numbers(policies)
+    day_nums = summaries["day"].to_numpy(dtype="datetime64[D]").astype(np.int64)
+    offset = day_nums - start[np.maximum(row_policy, 0)]
     keep = (row_policy >= 0) & (offset >= 0) & (offset < width)
     cell = row_policy[keep] * width + offset[keep]
     grids = {}

@@ -17,7 +17,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from devices.wire.vocabulary import Unit
+from kernel import units
+from kernel.vocabulary import Unit
 from pricing import cgm
 
 # A CJK font first, so a Chinese report has its characters; DejaVu for the rest.
@@ -147,7 +148,7 @@ def _bands(ax: Axes, m: dict[str, float], lang: str, fig: Figure) -> None:
 def _profile(ax: Axes, window: cgm.CgmWindow, unit: str, lang: str) -> None:
     profile = window.agp
     hours = (profile["minute"].to_numpy() + cgm.AGP_BIN_MINUTES / 2) / 60
-    col = {p: np.asarray(cgm.in_unit(profile[f"p{p}"].to_numpy(), unit))
+    col = {p: np.asarray(units.in_unit(profile[f"p{p}"].to_numpy(), unit))
            for p in cgm.AGP_PERCENTILES}
     ax.fill_between(hours, col[5], col[95], color="#9ecae1", alpha=0.6, linewidth=0)
     ax.fill_between(hours, col[25], col[75], color="#4292c6", alpha=0.8, linewidth=0)
@@ -157,7 +158,7 @@ def _profile(ax: Axes, window: cgm.CgmWindow, unit: str, lang: str) -> None:
         ax.axhline(y, color="#238b45", linewidth=1, linestyle="--")
     ax.set_xlim(0, 24)
     ax.set_xticks(range(0, 25, 3), [f"{h:02d}:00" for h in range(0, 25, 3)], fontsize=8)
-    ax.set_ylim(0, float(cgm.in_unit(350, unit)))
+    ax.set_ylim(0, float(units.in_unit(350, unit)))
     ax.set_ylabel(unit, fontsize=9)
     ax.tick_params(labelsize=8)
     ax.set_title(_t("agp", lang), loc="left", fontsize=12, weight="bold", pad=18)
@@ -171,13 +172,13 @@ def _daily(fig: Figure, window: cgm.CgmWindow, unit: str, lang: str) -> None:
     fig.text(0.06, 0.31, _t("daily", lang), fontsize=12, weight="bold")
     days = pd.date_range(window.first, window.last, freq="D").date
     local = window.days["measured_at"]
-    top = float(cgm.in_unit(350, unit))
+    top = float(units.in_unit(350, unit))
     low, high = cgm.target_band(unit)
     for i, day in enumerate(days[:14]):
         ax = fig.add_axes((0.06 + (i % 7) * 0.128, 0.17 - (i // 7) * 0.12, 0.12, 0.1))
         today = (local.dt.date == day).to_numpy()
         hours = (local.dt.hour + local.dt.minute / 60).to_numpy()[today]
-        values = np.asarray(cgm.in_unit(window.days["mgdl"].to_numpy()[today], unit))
+        values = np.asarray(units.in_unit(window.days["mgdl"].to_numpy()[today], unit))
         ax.axhspan(low, high, color="#c7e9c0", alpha=0.6, linewidth=0)
         ax.plot(hours, values, color="#08306b", linewidth=0.6)
         ax.set_xlim(0, 24)

@@ -17,10 +17,11 @@ import orjson
 import pandas as pd
 import psycopg
 
-from devices.wire.vocabulary import DeviceKind
 from glucover.config import Settings
 from glucover.db import connect
 from glucover.errors import UserError
+from kernel import days
+from kernel.vocabulary import DeviceKind
 from pricing import cgm, store, time_in_range
 from pricing.evaluator import assign_readings
 from pricing.ruleset import Ruleset
@@ -88,7 +89,7 @@ def policy_bundle(conn: psycopg.Connection[Any], policy_id: str, key: bytes,
     p, zone = policy.row, policy.zone
     start = p["start_date"].date()
     first = max(first or start, start)
-    last = last or (now or datetime.now(zone)).astimezone(zone).date()
+    last = last or days.today(str(zone), now)
     if last < first:
         raise UserError(f"--to {last} is before --from {first} (the policy starts {start})")
     kinds = {str(d): DeviceKind(str(k)) for d, k in conn.execute(
@@ -128,9 +129,8 @@ def _cgm_summaries(valid: pd.DataFrame, kinds: dict[str, DeviceKind], zone: Zone
     worn = valid[valid["device_id"].map(kinds) == DeviceKind.CGM]
     frame = pd.DataFrame({
         "device_id": worn["device_id"], "measured_at": worn["measured_at"],
-        "local_date": worn["measured_at"].dt.tz_convert(str(zone)).dt.date,
         "value_mgdl": time_in_range.value_mgdl(worn)})
-    return cgm.metrics(frame, *window)
+    return cgm.metrics(frame, *window, zone=str(zone))
 
 
 def export_fhir_cli(args: argparse.Namespace, settings: Settings) -> int:
@@ -155,8 +155,7 @@ def agp_pdf(conn: psycopg.Connection[Any], policy_id: str, last: date | None = N
     if ruleset.kind != "cgm":
         raise UserError(f"policy {policy_id} is priced on fingerstick readings "
                         f"({ruleset.name}); an AGP report needs a CGM")
-    today = (last + timedelta(days=1)) if last else (now or datetime.now(zone)).astimezone(
-        zone).date()
+    today = (last + timedelta(days=1)) if last else days.today(str(zone), now)
     since = datetime.combine(today - timedelta(days=cgm.AGP_DAYS + 1), time(), zone)
     readings = store.load_readings(conn, policy.device_ids, since=since)
     window = cgm.window(readings, ruleset, zone, today)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from devices.wire.vocabulary import DeviceKind, Meal, Unit
+from kernel.vocabulary import DeviceKind, Meal, Unit
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"

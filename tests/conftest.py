@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from devices.provisioning import acl_text
 from glucover import broker
 from glucover.config import Settings
 from glucover.db import migrate
@@ -94,7 +95,7 @@ def db_url(fresh_db: str, settings: Settings) -> str:
 def mosquitto() -> Iterator[LocalMosquitto]:
     """A broker with the service accounts; tests add devices through devices.provisioning."""
     root = state_dir("glucover-test-mqtt-")
-    server = LocalMosquitto(root / "broker", acl=broker.acl_text())
+    server = LocalMosquitto(root / "broker", acl=acl_text())
     server.write_config()
     broker.write_passwd(broker.BrokerFiles(server.confdir).passwd,
                         broker.service_entries(TEST_SECRET))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -38,6 +39,7 @@ class Collector:
     client_id: str = "test-collector"
     account: str = broker.INGEST_ACCOUNT
     payloads: list[bytes] = field(default_factory=list)
+    arrived_at: list[datetime] = field(default_factory=list)  # of each payload, UTC
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -57,6 +59,7 @@ class Collector:
         def on_message(c: Any, u: Any, msg: mqtt.MQTTMessage) -> None:
             with self.lock:
                 self.payloads.append(bytes(msg.payload))
+                self.arrived_at.append(datetime.now(UTC))
 
         self.client.on_connect = on_connect
         self.client.on_subscribe = on_subscribe

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from devices.wire.vocabulary import Status
+from kernel.vocabulary import Status
 
 
 def policies(*rows: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -10,11 +10,13 @@ import pandas as pd
 import psycopg
 import pytest
 
+from devices.fleet import fleet_messages, portfolio
+from devices.provisioning import add_portfolio
 from glucover.cli import main
 from pricing import actuary
 from pricing.ruleset import load_builtin
 from pricing.synthetic import HAZARD_RATIO_PER_A1C, synthetic_portfolio
-from tests.helpers import START, current_ledger, load_fleet
+from tests.helpers import START, TEST_SECRET, current_ledger, load_fleet, store_messages
 
 DEFAULT = load_builtin("default")
 
@@ -101,6 +103,52 @@ def test_gaming_cli_sees_clock_backdating_in_stored_readings(
     report = json.loads(capsys.readouterr().out)
     inverted = {r["device_id"] for r in report["clock_inversions"]}
     assert inverted and inverted <= clock_gamers
+
+
+def test_gaming_report_prices_each_policy_by_its_own_products_ruleset(
+        db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Meter and CGM wearers in one stored portfolio: each segment's mean bonus in the gaming
+    report is the back-test's under its own product's ruleset (a CGM wearer by cgm-default, not
+    by the meter rules); a candidate replaces only its own product's ruleset."""
+    people = portfolio(24, 17, START, cgm_share=0.5)
+    assert 4 <= sum(p.kind == "cgm" for p in people) <= 20
+    with psycopg.connect(db_url) as conn:
+        add_portfolio(conn, people, TEST_SECRET)
+        conn.commit()
+    store_messages(db_url, [(m.topic, m.payload, m.at) for m in fleet_messages(people, 17, 22)
+                            if m.topic.endswith("readings")])
+    through = START + timedelta(days=21)
+    monkeypatch.setenv("DATABASE_URL", db_url)
+
+    def segment_bonus(ruleset: str, baseline: str) -> dict[str, float]:
+        out = tmp_path / ruleset.replace("/", "_")
+        assert main(["actuary", "backtest", "--ruleset", ruleset, "--baseline", baseline,
+                     "--through", through.isoformat(), "--json", "--out", str(out)]) == 0
+        capsys.readouterr()
+        per = pd.read_csv(out / "per_policy.csv")
+        return {str(k): float(v) for k, v in per.groupby("segment")["bonus"].mean().items()}
+
+    def gaming(*extra: str) -> dict[str, float]:
+        assert main(["actuary", "gaming", "--through", through.isoformat(), "--json",
+                     *extra]) == 0
+        rows = json.loads(capsys.readouterr().out)["by_segment"]
+        return {r["segment"]: r["mean_bonus"] for r in rows}
+
+    cgm = segment_bonus("cgm-default", "cgm-default")
+    meters = segment_bonus("default", "default")
+    assert cgm and meters and all(s.startswith("cgm_") for s in cgm)
+    report = gaming()
+    assert report == pytest.approx({**meters, **cgm})
+    assert len({round(v) for v in cgm.values()}) > 1  # not every CGM segment at one figure
+
+    # A candidate of the meter product changes the meter segments only.
+    generous = tmp_path / "default.toml"
+    generous.write_text(DEFAULT.with_parameters(delta_in_target=150.0).to_toml())
+    richer = segment_bonus(str(generous), "default")
+    with_candidate = gaming("--ruleset", str(generous))
+    assert with_candidate == pytest.approx({**richer, **cgm})
+    assert richer != pytest.approx(meters)
 
 
 def test_backtest_loading_readings_a_chunk_at_a_time_changes_nothing() -> None:

@@ -24,9 +24,9 @@ from devices.fleet import Policyholder, portfolio
 from devices.provisioning import add_portfolio
 from devices.wire.messages import Notice, ReadingsMessage, Record
 from devices.wire.topics import notices_topic
-from devices.wire.vocabulary import Meal, Sample
 from glucover import broker
 from glucover.cli import main
+from kernel.vocabulary import Meal, Sample
 from tests.conftest import Stack
 from tests.helpers import TEST_SECRET, store_messages, wait_until
 from tests.ingest_helpers import provision, start_worker
@@ -108,6 +108,38 @@ def test_a_resolved_alert_closes_its_episode(db_url: str) -> None:
     judge(db_url)
     assert alerts(db_url) == [(p.policy_id, "hypo_level2", "resolved", 1),
                               (p.policy_id, "hypo_level2", "open", 1)]
+
+
+def test_an_alert_shows_its_newest_evidence_within_its_rules_window(db_url: str) -> None:
+    """A repeated-low alert left open since long ago gathers each later episode; its age in the
+    queue is the newest evidence's, and the care team sees the readings of the rule's window
+    (7 days up to the newest), newest first, with a count of the earlier ones."""
+    from dashboard.views.care import queue_table
+
+    (p,) = people(db_url, 1, seed=14)
+    episodes = [[19, 18.5, 18], [11, 10.5, 10], [3, 1, 1 / 24]]  # days ago, 3 lows each
+    for i, days in enumerate(episodes):
+        for j, ago in enumerate(days):  # each sent as measured
+            at = NOW - timedelta(days=ago)
+            message = ReadingsMessage(p.device_id, at, (Record(3 * i + j + 1, at, 3.5,
+                                                               meal=Meal.FASTING),))
+            store_messages(db_url, [(message.topic, message.encode(), at)])
+        judge(db_url)
+        if i == 0:  # raised long ago
+            with psycopg.connect(db_url) as conn:
+                conn.execute("update alerts set raised_at = raised_at - interval '19 days'")
+                conn.commit()
+    assert alerts(db_url) == [(p.policy_id, "hypo_level1_repeated", "open", 9)]
+    with psycopg.connect(db_url) as conn:
+        queue = store.list_alerts(conn)
+        shown = store.evidence(conn, int(queue["alert_id"].iloc[0]))
+    newest = NOW - timedelta(hours=1)
+    assert queue["evidence_at"].iloc[0] == newest
+    assert list(queue_table(queue, "en", NOW)["Age"]) == ["1 h"]
+    assert list(shown.readings["measured_at"]) == [NOW - timedelta(days=d)
+                                                   for d in sorted(episodes[2])]
+    assert list(shown.readings["value_mmol"]) == pytest.approx([3.5] * 3)
+    assert shown.earlier == 6
 
 
 def test_control_solution_and_other_policies_raise_nothing(db_url: str) -> None:

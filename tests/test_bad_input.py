@@ -11,8 +11,9 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
-from devices.wire import messages, topics, vocabulary
+from devices.wire import messages, topics
 from glucover import broker
+from kernel import vocabulary
 from tests.conftest import Stack
 from tests.helpers import CORPUS, TEST_SECRET, case_payloads
 from tests.ingest_helpers import provision, start_worker, stored_exclusions

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from glucover.cli import main
+from kernel.units import MGDL_PER_MMOL
 from pricing import cgm
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
@@ -107,7 +108,7 @@ def test_cgm_metrics_command(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     a, b = table.iloc[0], table.iloc[1]
     assert (a["device_id"], a["readings"], a["days"]) == ("A", 24, 1)
     assert a["tar_above_180"] == 50.0 and a["mean_mgdl"] == 150.0
-    assert b["mean_mgdl"] == pytest.approx(round(8.25 * 18.0156, 1))
+    assert b["mean_mgdl"] == pytest.approx(8.25 * MGDL_PER_MMOL, rel=1e-12)  # unrounded
     assert main(["cgm", "metrics", "--readings", str(path), "--format", "json"]) == 0
     assert [r["device_id"] for r in json.loads(capsys.readouterr().out)] == ["A", "B"]
 

@@ -23,7 +23,7 @@ from devices.provisioning import add_portfolio
 from devices.wire import decoding, topics
 from devices.wire.messages import MAX_RECORDS
 from pricing import cgm, store
-from pricing.evaluator import evaluate
+from pricing.products import evaluate
 from tests.helpers import START, TEST_SECRET, comparable, current_ledger, store_messages
 
 SCHEMA = json.loads((Path(wire_package.__file__).parent / "wire_v1.schema.json").read_text())

@@ -6,7 +6,7 @@ import json
 import threading
 import time
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,10 @@ import pytest
 from devices import wire as wire_package
 from devices.fleet import fleet_messages, portfolio
 from devices.publisher import meter_session
-from devices.wire import decoding, topics, vocabulary
+from devices.wire import decoding, topics
 from glucover.cli import main
 from glucover.servers import LocalMosquitto
+from kernel import units
 from tests.helpers import START, TEST_SECRET, wait_until
 from tests.mqtt_helpers import Collector, add_accounts, try_publish
 
@@ -85,7 +86,7 @@ def test_personas_and_meter_behaviour_are_realistic() -> None:
             seqs[doc["device_id"]].append(r["seq"])
             samples[name].add(r["sample"])
             sources[name].add(r["source"])
-            mmol = r["value"] / vocabulary.MGDL_PER_MMOL if r["unit"] == "mg/dL" else r["value"]
+            mmol = r["value"] / units.MGDL_PER_MMOL if r["unit"] == "mg/dL" else r["value"]
             if r["meal"] == "fasting" and r["sample"] != "control_solution" and r[
                     "source"] == "meter" and not r["status"]:
                 day = (datetime.fromisoformat(r["measured_at"]).date() - START).days
@@ -186,3 +187,39 @@ def test_meter_resends_unacknowledged_messages_across_a_broker_restart(
     received = collector.wait_for(len(messages) * 20, 60)
     collector.close()
     assert {m.payload for m in messages} <= set(received)
+
+
+def test_live_mode_after_a_long_history_replay_sends_readings_at_the_real_now(
+        mosquitto: LocalMosquitto) -> None:
+    """The history replay took ten minutes: what the meters sent meanwhile is caught up at
+    once, and then each live reading is sent when its sent_at says (its meter's clock is the
+    real one), so ingest's lag is the real lag, not the replay's length."""
+    from devices.simulator_cli import live
+    from glucover.config import MqttTarget
+
+    now = datetime.now(UTC)
+    history_end = now - timedelta(minutes=10)
+    people = portfolio(30, 33, now.date() - timedelta(days=2), cgm_share=1.0)
+    add_accounts(mosquitto, *[p.device_id for p in people])
+    collector = Collector(mosquitto, "glucover/v1/devices/+/readings")
+    stop = threading.Event()
+    thread = threading.Thread(target=live, args=(
+        people, 33, history_end, 1.0, MqttTarget("127.0.0.1", mosquitto.port), TEST_SECRET,
+        False, stop))
+    thread.start()
+
+    def sent_at() -> list[tuple[datetime, datetime]]:
+        with collector.lock:
+            pairs = list(zip(collector.payloads, collector.arrived_at, strict=True))
+        return [(datetime.fromisoformat(json.loads(p)["sent_at"]), a) for p, a in pairs]
+
+    try:
+        assert wait_until(lambda: sum(s >= now for s, _ in sent_at()) >= 3, 90)
+    finally:
+        stop.set()
+        thread.join(30)
+        collector.close()
+    caught_up = [(s, a) for s, a in sent_at() if s < now]
+    assert caught_up and min(s for s, _ in caught_up) >= history_end
+    live_lag = [(a - s).total_seconds() for s, a in sent_at() if s >= now]
+    assert all(-0.5 < lag < 3 for lag in live_lag), live_lag

@@ -63,7 +63,8 @@ def clean_ledger(people: list[Policyholder], messages: list[Outgoing]) -> pd.Dat
             if key in seen:
                 continue
             seen.add(key)
-            from devices.wire.vocabulary import MGDL_PER_MMOL, status_bits
+            from kernel.units import MGDL_PER_MMOL
+            from kernel.vocabulary import status_bits
 
             mmol = r["value"] / MGDL_PER_MMOL if r["unit"] == "mg/dL" else r["value"]
             rows.append({"device_id": doc["device_id"], "seq": r["seq"], "measured_at": measured,

@@ -17,8 +17,9 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 
 from devices.wire.messages import ReadingsMessage, Record
-from devices.wire.vocabulary import MGDL_PER_MMOL, Meal, Sample, Unit
 from glucover.cli import main
+from kernel.units import MGDL_PER_MMOL
+from kernel.vocabulary import Meal, Sample, Unit
 from pricing import cgm, store
 from pricing.evaluator import assign_readings
 from records import fhir

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from devices.wire import gls
 from devices.wire.decoding import normalise_record
-from devices.wire.vocabulary import MGDL_PER_MMOL, Meal, Sample, Unit
+from kernel.units import MGDL_PER_MMOL
+from kernel.vocabulary import Meal, Sample, Unit
 
 SENT_AT = datetime(2026, 3, 2, 0, 0, 30, tzinfo=UTC)
 METER_TIME = datetime(2026, 3, 2, 8, 2, 0)  # the meter runs on Shanghai time, 2 minutes fast

@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 from dashboard.policyholder_data import load_summary
-from devices.wire.vocabulary import Status
-from pricing import actuary, glycaemia, store
+from kernel.vocabulary import Status
+from pricing import actuary, glycaemia, meter_days, store
 from pricing.evaluator import exclusion_codes
 from pricing.ruleset import load_builtin
 from tests.helpers import START, load_fleet
@@ -37,13 +37,14 @@ def test_dashboard_workbench_and_daily_summary_agree_on_each_policy(db_url: str)
         # Meters whose battery ran low now and then: a harmless status under the ruleset.
         conn.execute("update readings set status = status | %s where seq %% 5 = 0",
                      (1 << Status.battery_low,))
-        conn.execute("select refresh_readings_daily()")
         policies, bindings = store.load_policies(conn)
+        meter_days.refresh(conn, list(policies["policy_id"]), ruleset, None)
         readings = store.load_readings(conn, sorted(set(bindings["device_id"])))
         bench = actuary.policy_glycaemia(policies, bindings, readings, ruleset, through)
-        daily = dict(((str(d), (int(n), float(m), int(r))) for d, n, m, r in conn.execute(
-            "select device_id, sum(readings), sum(mean_mmol * readings) / sum(readings), "
-            "sum(in_range_readings) from readings_daily group by device_id")))
+        daily = dict(((str(p), (int(n), float(m), int(r))) for p, n, m, r in conn.execute(
+            "select policy_id, sum(readings), sum(mean_mmol * readings) / sum(readings), "
+            "sum(in_range_readings) from meter_days where day <= %s group by policy_id",
+            (through,))))
         pages = {p: load_summary(conn, p, now=now) for p in policies["policy_id"]}
 
     # The data exercises the definition: readings that count only under the ruleset's validity
@@ -54,8 +55,7 @@ def test_dashboard_workbench_and_daily_summary_agree_on_each_policy(db_url: str)
     assert (codes != 0).any()
 
     for row in bench.itertuples():
-        device = bindings.loc[bindings["policy_id"] == row.policy_id, "device_id"].iloc[0]
-        count, mean, in_range = daily[device]
+        count, mean, in_range = daily[str(row.policy_id)]
         page = pages[row.policy_id]
         assert row.readings == count
         assert page.est_a1c == pytest.approx(row.est_a1c)

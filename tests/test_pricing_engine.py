@@ -11,8 +11,9 @@ import pandas as pd
 import psycopg
 import pytest
 
-from devices.wire import messages, topics, vocabulary
+from devices.wire import messages, topics
 from glucover.cli import main
+from kernel import units, vocabulary
 from tests.helpers import START, comparable, current_ledger, load_fleet, store_messages
 
 
@@ -121,7 +122,7 @@ def test_late_reading_reopens_days_and_keeps_the_superseded_rows(db_url: str) ->
 
 def _full_evaluation(db_url: str, through: date) -> pd.DataFrame:
     from pricing import store
-    from pricing.evaluator import evaluate
+    from pricing.products import evaluate
     from pricing.ruleset import load_builtin
 
     with psycopg.connect(db_url) as conn:
@@ -244,7 +245,7 @@ def test_readings_load_exactly_as_stored(db_url: str) -> None:
     assert list(frame["measured_at"]) == [pd.Timestamp(measured + timedelta(microseconds=1)),
                                           pd.Timestamp(measured)]
     assert set(frame["received_at"]) == {pd.Timestamp(received)}
-    assert list(frame["value_mmol"]) == [123 / vocabulary.MGDL_PER_MMOL, 0.1 + 0.2]
+    assert list(frame["value_mmol"]) == [123 / units.MGDL_PER_MMOL, 0.1 + 0.2]
     assert list(frame["status"]) == [vocabulary.status_bits(["battery_low", "time_fault"]), 0]
     assert list(frame["sample"].astype(str)) == ["control_solution", "capillary_plasma"]
     assert empty.empty and list(empty.columns) == list(frame.columns)

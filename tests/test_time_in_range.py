@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from bench.reference import evaluate_cgm_loop
-from devices.wire.vocabulary import MGDL_PER_MMOL
+from kernel.units import MGDL_PER_MMOL
 from pricing import time_in_range
-from pricing.evaluator import evaluate
+from pricing.products import evaluate
 from pricing.ruleset import load_builtin
 
 CGM = load_builtin("cgm-default")

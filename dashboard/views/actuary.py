@@ -248,9 +248,10 @@ def gaming_section(candidate: Ruleset | None) -> None:
     if policies.empty:
         st.warning(t("gm_no_policies", lang))
         return
-    report = actuary.gaming_report(policies, bindings, readings,
-                                   candidate or _published("default"),
-                                   datetime.now(UTC).date() - timedelta(days=1))
+    # Each policy by its own product's ruleset in force; the candidate replaces its own.
+    report = actuary.gaming_report(policies, bindings, readings, candidate,
+                                   datetime.now(UTC).date() - timedelta(days=1),
+                                   published=_published)
     st.dataframe(_headed(report.by_segment.round(1), lang), hide_index=True, width="stretch")
     st.dataframe(_headed(report.exclusions, lang), hide_index=True, width="stretch")
     if not report.clock_inversions.empty:

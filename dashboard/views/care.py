@@ -34,8 +34,9 @@ def severity(level: str, lang: str) -> str:
     return word.upper() if level == SEVERITIES[0] else word
 
 
-def age(raised_at: datetime, now: datetime, lang: str) -> str:
-    minutes = int((now - raised_at).total_seconds() // 60)
+def age(at: datetime, now: datetime, lang: str) -> str:
+    """How long ago `at` was: an alert's age is its newest evidence's (store.EVIDENCE_AT)."""
+    minutes = int((now - at).total_seconds() // 60)
     if minutes < 60:
         return t("age_minutes", lang, n=minutes)
     if minutes < 48 * 60:
@@ -56,7 +57,7 @@ def queue_table(queue: pd.DataFrame, lang: str, now: datetime) -> pd.DataFrame:
     last = pd.to_datetime(queue["last_measured_at"], utc=True)
     return pd.DataFrame({
         t("col_severity", lang): [severity(s, lang) for s in queue["severity"]],
-        t("col_age", lang): [age(r, now, lang) for r in queue["raised_at"]],
+        t("col_age", lang): [age(e, now, lang) for e in queue["evidence_at"]],
         t("col_policy", lang): queue["policy_id"],
         t("col_rule", lang): [t(f"rule_{r}", lang) for r in queue["rule"]],
         t("col_readings", lang): queue["reading_count"],
@@ -83,7 +84,7 @@ def render(user: User) -> None:
     labels = {int(a): f"{severity(str(s), lang)} · {p} · {t(f'rule_{r}', lang)} · "
                       f"{age(w, now, lang)}"
               for a, s, p, r, w in zip(queue["alert_id"], queue["severity"], queue["policy_id"],
-                                       queue["rule"], queue["raised_at"], strict=True)}
+                                       queue["rule"], queue["evidence_at"], strict=True)}
     alert_id = st.selectbox(t("alert_pick", lang), list(labels), format_func=labels.__getitem__)
     alert = queue[queue["alert_id"] == alert_id].iloc[0]
     _details(alert, lang)
@@ -94,8 +95,9 @@ def render(user: User) -> None:
 def _details(alert: pd.Series, lang: str) -> None:  # type: ignore[type-arg]
     st.subheader(f"{alert['policy_id']} · {t('rule_' + alert['rule'], lang)}")
     with db.pool().connection() as conn:
-        readings = store.evidence(conn, int(alert["alert_id"]))
+        shown = store.evidence(conn, int(alert["alert_id"]))
         trail = store.audit_trail(conn, int(alert["alert_id"]))
+    readings = shown.readings  # newest first, within the rule's window
     values = readings["value_mmol"].dropna()
     # The service's own words are English; the figures are said in the page's language.
     st.write(t("alert_summary", lang, n=len(readings), low=values.min(), high=values.max())
@@ -106,6 +108,8 @@ def _details(alert: pd.Series, lang: str) -> None:  # type: ignore[type-arg]
         st.dataframe(pd.DataFrame({
             t("col_time", lang): readings["measured_at"].dt.strftime("%Y-%m-%d %H:%M"),
             "mmol/L": readings["value_mmol"].round(1)}), hide_index=True)
+        if shown.earlier:
+            st.caption(t("alert_readings_earlier", lang, n=shown.earlier))
     if len(trail):
         st.caption(t("alert_trail", lang))
         st.table(pd.DataFrame({

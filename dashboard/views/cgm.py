@@ -13,7 +13,8 @@ import streamlit as st
 from dashboard import db
 from dashboard.i18n import t, voiced
 from dashboard.policyholder_data import PolicySummary
-from devices.wire.vocabulary import Unit
+from kernel import units
+from kernel.vocabulary import Unit
 from pricing import cgm
 from records.agp_report import BANDS  # the five bands' names and colours, as on the report
 from records.export import agp_pdf
@@ -42,7 +43,7 @@ def today_chart(figures: cgm.CgmWindow, unit: str, lang: str) -> alt.LayerChart 
     low, high = cgm.target_band(unit)
     band = alt.Chart(pd.DataFrame({"low": [low], "high": [high]})
                      ).mark_rect(opacity=0.15, color="green").encode(y="low:Q", y2="high:Q")
-    data = figures.today.assign(value=cgm.in_unit(figures.today["mgdl"], unit),
+    data = figures.today.assign(value=units.in_unit(figures.today["mgdl"], unit),
                                 measured_at=figures.today["measured_at"].dt.tz_localize(None))
     line = alt.Chart(data).mark_line(point=False, color="#08519c").encode(
         x=alt.X("measured_at:T", title=t("axis_time", lang)),
@@ -54,7 +55,7 @@ def today_chart(figures: cgm.CgmWindow, unit: str, lang: str) -> alt.LayerChart 
 def agp_chart(figures: cgm.CgmWindow, unit: str, lang: str) -> alt.LayerChart | alt.FacetChart:
     profile = figures.agp.copy()
     for p in cgm.AGP_PERCENTILES:
-        profile[f"p{p}"] = cgm.in_unit(profile[f"p{p}"], unit)
+        profile[f"p{p}"] = units.in_unit(profile[f"p{p}"], unit)
     profile["time"] = pd.Timestamp("2000-01-01") + pd.to_timedelta(profile["minute"], unit="m")
     x = alt.X("time:T", title=t("axis_time", lang), axis=alt.Axis(format="%H:%M"))
     outer = alt.Chart(profile).mark_area(opacity=0.25, color="#4292c6").encode(
@@ -71,14 +72,14 @@ def daily_chart(figures: cgm.CgmWindow, unit: str, lang: str) -> alt.FacetChart:
     """The window's days, one small trace each over the target band, four to a row (so a
     phone's 390 px hold a row)."""
     days = figures.days.assign(
-        value=cgm.in_unit(figures.days["mgdl"], unit),
+        value=units.in_unit(figures.days["mgdl"], unit),
         day=figures.days["measured_at"].dt.strftime("%m-%d"),
         time=pd.Timestamp("2000-01-01") + pd.to_timedelta(
             figures.days["measured_at"].dt.hour * 60 + figures.days["measured_at"].dt.minute,
             unit="m"))
     low, high = cgm.target_band(unit)
     days["low"], days["high"] = low, high
-    top = cgm.in_unit(350, unit)
+    top = units.in_unit(350, unit)
     band = alt.Chart(days).mark_area(color="green", opacity=0.12).encode(
         x=alt.X("time:T", axis=None), y=alt.Y("low:Q", axis=None,
                                               scale=alt.Scale(domain=[0, top])), y2="high:Q")

@@ -1,8 +1,8 @@
 """Wire format v1: what a glucose meter (or its phone gateway) publishes. Defined here, once,
 split by job so that each reader imports only what it needs:
 
-- `vocabulary`: units and the conversion factor, meal, sample, source, GLS status bits. The only
-  part `pricing` and `dashboard` import.
+- its words (units and the conversion factor, meal, sample, source, GLS status bits, the
+  sequence modulus and the ack window) are the kernel's (`kernel/`), which every stage shares;
 - `topics`: the topic names, and which broker account may use which (the ACL).
 - `messages`: what a meter sends, as frozen dataclasses that encode themselves.
 - `decoding`: ingest's side: parse -> validate (every problem with its JSON path) -> normalise.

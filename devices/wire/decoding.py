@@ -28,7 +28,7 @@ from devices.wire.messages import (
     SENSOR_STATES,
 )
 from devices.wire.values import in_mmol, mmol_of, stored_decimal, value_of
-from devices.wire.vocabulary import Meal, Sample, Source, Status, Unit
+from kernel.vocabulary import Meal, Sample, Source, Status, Unit
 
 # A reading outside this is physically impossible for a capillary meter and is refused at ingest;
 # the narrower meter range (20-600 mg/dL) is the pricing ruleset's business.

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from devices.wire.vocabulary import Meal, Sample, Source, Status, Unit, status_names
+from kernel.vocabulary import Meal, Sample, Source, Status, Unit, status_names
 
 # IEEE 11073-20601 SFLOAT: 4-bit exponent, 12-bit mantissa, both two's complement.
 SFLOAT_SPECIAL = {0x07FF: "NaN", 0x0800: "NRes", 0x07FE: "+INFINITY", 0x0802: "-INFINITY",

@@ -31,14 +31,9 @@ from typing import Any
 import orjson
 
 from devices.wire.topics import ack_topic, notices_topic, readings_topic, status_topic
-from devices.wire.vocabulary import Meal, Sample, Source, Unit
+from kernel.vocabulary import Meal, Sample, Source, Unit
 
 MAX_RECORDS = 1000  # records in one message: a meter's memory synced in one go
-SEQ_MODULO = 65536  # sequence numbers are uint16 and wrap
-# An ack speaks of the ACK_WINDOW sequence numbers up to the newest one (the one furthest ahead
-# on the uint16 circle): far fewer than SEQ_MODULO, so a number it names cannot be one from the
-# meter's previous wrap. glucover/migrations/0013_device_acks.sql keeps the same window.
-ACK_WINDOW = 4096
 MAX_PAYLOAD_BYTES = 1_048_576
 RECORD_FIELDS = frozenset({"seq", "measured_at", "value", "unit", "meal", "sample", "source",
                            "status"})

@@ -17,7 +17,7 @@ from decimal import Decimal
 import numpy as np
 import numpy.typing as npt
 
-from devices.wire.vocabulary import MGDL_PER_MMOL, UNIT_DECIMALS
+from kernel.units import MGDL_PER_MMOL, UNIT_DECIMALS
 
 _SCALE = {unit: 10 ** decimals for unit, decimals in UNIT_DECIMALS.items()}
 

@@ -36,14 +36,14 @@ create index policy_devices_device on policy_devices (device_id);
 -- Identity is the device's: (device_id, seq, measured_at); re-sends are idempotent on it.
 create table readings (
     device_id      text not null,
-    seq            integer not null check (seq between 0 and 65535),
+    seq            integer not null check (seq between 0 and {seq_modulo} - 1),
     measured_at    timestamptz not null,     -- UTC; the meter's offset is kept beside it
     utc_offset_min smallint not null,
     received_at    timestamptz not null,     -- when ingest took the message off the broker
     ingested_at    timestamptz not null default now(),
     value          double precision not null,  -- as sent, in `unit`
     unit           text not null check (unit in ('mmol/L', 'mg/dL')),
-    value_mmol     double precision not null,  -- mg/dL / 18.0156, unrounded
+    value_mmol     double precision not null,  -- mg/dL / MGDL_PER_MMOL, unrounded
     meal           text not null,
     sample         text not null,
     source         text not null,

@@ -1,6 +1,6 @@
 -- End-to-end acknowledgements (docs/wire-format.md#acknowledgements): per meter, the sequence
--- numbers stored so far among the ACK_WINDOW (4,096) up to its newest one (devices/wire/
--- messages.py), kept by ingest in each batch's transaction and published on the meter's ack
+-- numbers stored so far among the ACK_WINDOW ({ack_window}) up to its newest one (kernel/
+-- sequence.py), kept by ingest in each batch's transaction and published on the meter's ack
 -- topic after the commit.
 -- Unlogged: written on every batch, so no WAL for it (a third of the acknowledgements' cost on
 -- the batched benchmark). After a database crash it starts empty, which costs only re-sends:
@@ -13,12 +13,13 @@ create unlogged table device_acks (
     updated_at timestamptz not null default now()
 ) with (fillfactor = 50);
 
--- The 4,096 sequence numbers up to `newest`, wrapping below 0 to the top of uint16.
+-- The ACK_WINDOW sequence numbers up to `newest`, wrapping below 0 to the top of uint16.
 create function ack_window(newest integer) returns int4multirange language sql immutable as $$
-    select case when newest >= 4095
-        then int4multirange(int4range(newest - 4095, newest, '[]'))
+    select case when newest >= {ack_window} - 1
+        then int4multirange(int4range(newest - ({ack_window} - 1), newest, '[]'))
         else int4multirange(int4range(0, newest, '[]'),
-                            int4range(65536 - (4095 - newest), 65535, '[]'))
+                            int4range({seq_modulo} - ({ack_window} - 1 - newest),
+                                      {seq_modulo} - 1, '[]'))
     end
 $$;
 
@@ -27,7 +28,8 @@ $$;
 -- over one batch's numbers.
 create function newer_seq(candidate integer, newest integer) returns integer language sql
     immutable as $$
-    select case when (candidate - newest + 65536) % 65536 between 1 and 32767
+    select case when (candidate - newest + {seq_modulo}) % {seq_modulo}
+                     between 1 and {seq_modulo} / 2 - 1
                 then candidate else newest end
 $$;
 

@@ -15,7 +15,7 @@ create function glucose_value(digits bigint, exponent smallint) returns double p
                 else (digits::text || 'e' || exponent::text)::float8 end
 $$;
 
--- In mmol/L, unrounded: as sent, or mg/dL / {mgdl_per_mmol} (devices/wire/vocabulary.py). The
+-- In mmol/L, unrounded: as sent, or mg/dL / {mgdl_per_mmol} (kernel/units.py). The
 -- schema is named: TimescaleDB refreshes its aggregates with a search path of pg_catalog only.
 create function glucose_mmol(digits bigint, exponent smallint, unit text)
     returns double precision language sql immutable parallel safe as $$
@@ -43,7 +43,7 @@ begin
 end $$;
 
 -- The shortest decimal that reads back as the stored double (PostgreSQL's float8 output, as
--- Python's repr), with at least the unit's decimals (vocabulary.py UNIT_DECIMALS).
+-- Python's repr), with at least the unit's decimals (kernel/units.py UNIT_DECIMALS).
 set local extra_float_digits = 1;
 alter table readings add column value_digits bigint, add column value_exponent smallint;
 update readings set
@@ -57,7 +57,7 @@ alter table readings alter column value_digits set not null,
                      drop column value, drop column value_mmol;
 
 -- The daily summary per meter, as 0008 made it (validity as pricing/glycaemia.py defines it
--- under the default ruleset; time in range 3.9-10.0 mmol/L inclusive; tests/test_glycaemia.py
+-- under the default ruleset; time in range as kernel/glucose.py; tests/test_glycaemia.py
 -- holds it to the same figures as the dashboard and the workbench).
 create materialized view readings_daily {continuous_aggregate} as
     select device_id,
@@ -68,10 +68,10 @@ create materialized view readings_daily {continuous_aggregate} as
            min(glucose_mmol(value_digits, value_exponent, unit)) as min_mmol,
            max(glucose_mmol(value_digits, value_exponent, unit)) as max_mmol,
            count(*) filter (where glucose_mmol(value_digits, value_exponent, unit)
-                                  between 3.9 and 10.0) as in_range_readings
+                                  between {fingerstick_low_mmol} and {fingerstick_high_mmol}) as in_range_readings
     from readings
     where sample <> 'control_solution' and source = 'meter'
-      and (status & 4094) = 0  -- every GLS status bit but battery_low (bit 0)
+      and (status & {error_status_mask}) = 0  -- every GLS status bit but battery_low (bit 0)
       and glucose_mmol(value_digits, value_exponent, unit)
           between 20.0::float8 / {mgdl_per_mmol}::float8 and 600.0::float8 / {mgdl_per_mmol}::float8
       and measured_at - received_at <= interval '300 seconds'

@@ -1,6 +1,6 @@
-"""The words of wire format v1 that every stage shares: units, meal context, sample type, source
-and the GLS sensor status bits. No I/O and no other imports: pricing and the dashboard import
-this module and nothing else of the wire format.
+"""The words every stage shares: device kinds, units, meal context, sample type, source and the
+GLS sensor status bits (wire format v1 and the schema spell them so). No I/O and no imports of
+ours.
 
 Facts and sources: docs/domain.md ("Units", "What a meter record carries").
 """
@@ -9,9 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from enum import IntEnum, StrEnum
-
-# 1 mmol/L = 18.0156 mg/dL (glucose molar mass 180.156 g/mol): docs/domain.md#units.
-MGDL_PER_MMOL = 18.0156
 
 
 class DeviceKind(StrEnum):
@@ -25,11 +22,6 @@ class DeviceKind(StrEnum):
 class Unit(StrEnum):
     MMOL_L = "mmol/L"
     MG_DL = "mg/dL"
-
-
-# The decimals a meter shows in each unit (docs/domain.md#units): readings keep at least these
-# in their stored decimal, so one meter's values share an exponent (devices/wire/values.py).
-UNIT_DECIMALS: dict[str, int] = {Unit.MMOL_L: 1, Unit.MG_DL: 0}
 
 
 class Meal(StrEnum):

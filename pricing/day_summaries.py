@@ -1,0 +1,80 @@
+"""What the day summaries in the database (cgm_days, meter_days) share, written once: which
+policy-days readings ingested since the last run touch, and rule 1's validity as SQL with the
+values of the ruleset in force (pricing/evaluator.py exclusion_codes is the same test in
+NumPy; tests hold the two to the same readings).
+
+A reading belongs to the policy its device was bound to when it was measured, on the local
+calendar day of the policy's time zone: `local_day()` and `local_midnight()`, the SQL twins of
+kernel/days.py (glucover/migrations/0029_local_days.sql).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from pricing.ruleset import Ruleset
+
+Conn = psycopg.Connection[Any]
+
+# Policy-days with a reading ingested since `since` (all of them when null), and those of the
+# summary table made under other parameters, into a temporary table `touched`.
+_TOUCHED_SQL = """
+create temporary table touched on commit drop as
+select distinct pd.policy_id, local_day(r.measured_at, p.timezone) as day
+from readings r
+join policy_devices pd on pd.device_id = r.device_id and r.measured_at >= pd.bound_from
+     and (pd.bound_to is null or r.measured_at < pd.bound_to)
+join policies p on p.policy_id = pd.policy_id
+where pd.policy_id = any(%(ids)s)
+  and (%(since)s::timestamptz is null or r.ingested_at >= %(since)s)
+union
+select policy_id, day from {table} where policy_id = any(%(ids)s) and summary_key <> %(key)s
+"""
+
+# The readings of each touched policy-day (`t`): its policy (`p`), the instants of its local
+# midnights (`m`), the bound device's readings of the day (`r`) and their values (`g`).
+DAY_READINGS_SQL = """
+from touched t
+join policies p on p.policy_id = t.policy_id
+cross join lateral (select local_midnight(t.day, p.timezone) as midnight,
+                           local_midnight(t.day + 1, p.timezone) as next) m
+join policy_devices pd on pd.policy_id = t.policy_id
+join readings r on r.device_id = pd.device_id
+     and r.measured_at >= m.midnight and r.measured_at < m.next
+     and r.measured_at >= pd.bound_from and (pd.bound_to is null or r.measured_at < pd.bound_to)
+cross join lateral (select glucose_value(r.value_digits, r.value_exponent) as value,
+                           glucose_mmol(r.value_digits, r.value_exponent, r.unit) as mmol) g
+"""
+
+# Rule 1 (pricing/evaluator.py): the reading counts under the ruleset's validity, on or after
+# the policy's start.
+VALID_SQL = """
+where t.day >= p.start_date
+  and r.sample <> all(%(excluded_samples)s)
+  and r.source = any(%(sources)s)
+  and r.status & %(status_mask)s = 0
+  and g.mmol >= %(min_mmol)s and g.mmol <= %(max_mmol)s
+  and r.measured_at - r.received_at <= make_interval(secs => %(future_s)s)
+  and r.received_at - r.measured_at <= make_interval(secs => %(late_s)s)
+"""
+
+
+def validity_params(rules: Ruleset) -> dict[str, Any]:
+    """VALID_SQL's parameters: the values of `rules`."""
+    return {"excluded_samples": list(rules.excluded_samples),
+            "sources": list(rules.allowed_sources), "status_mask": rules.excluded_status_mask,
+            "min_mmol": rules.min_mmol, "max_mmol": rules.max_mmol,
+            "future_s": rules.future_tolerance_seconds, "late_s": rules.late_tolerance_seconds}
+
+
+def mark_touched(conn: Conn, table: str, policy_ids: list[str], since: datetime | None,
+                 key: str) -> None:
+    """Fill the temporary table `touched` and delete those policy-days from `table`: they are
+    recomputed in the caller's transaction."""
+    conn.execute(_TOUCHED_SQL.format(table=table),
+                 {"ids": policy_ids, "since": since, "key": key})
+    conn.execute(f"delete from {table} s using touched t "
+                 "where s.policy_id = t.policy_id and s.day = t.day")
