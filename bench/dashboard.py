@@ -98,12 +98,13 @@ def run_bench(policies: int, days: int, runs: int, settings: Settings) -> dict[s
 def _plans(url: str) -> dict[str, list[str]]:
     """EXPLAIN ANALYZE of the pages' heaviest queries, as the pages run them."""
     from dashboard.db import WORK_MEM
-    from dashboard.views import actuary, operations
+    from dashboard.views import operations
+    from pricing import portfolio_figures
 
     queries: dict[str, tuple[str, Any]] = {
-        "workbench KPIs": (actuary.KPI_SQL, None),
-        "portfolio time in range": (actuary.TIR_SQL, (
-            _one(url, actuary.LAST_PRICED_SQL), actuary.TIR_WINDOW_DAYS)),
+        "workbench KPIs": (portfolio_figures.KPI_SQL, None),
+        "portfolio time in range": (portfolio_figures.TIR_SQL, (
+            _one(url, portfolio_figures.LAST_PRICED_SQL), portfolio_figures.TIR_WINDOW_DAYS)),
         "ingest lag": (operations.LAG_SQL, None),
         "silent meters": (operations.SILENT_SQL, {"h": operations.OFFLINE_AFTER_HOURS,
                                                   "shown": operations.SILENT_SHOWN})}

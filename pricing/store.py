@@ -138,3 +138,17 @@ def _is_builtin_version(conn: Conn, name: str, version: int) -> bool:
                        (name, version)).fetchone()
     return bool(row and row[0] == "glucover")
 
+
+
+def ruleset_names(conn: Conn) -> list[str]:
+    """The names of the published rulesets, in order (`default` before anything is)."""
+    rows = conn.execute("select distinct name from rulesets order by name").fetchall()
+    return [str(name) for (name,) in rows] or ["default"]
+
+
+def save_draft(conn: Conn, ruleset: Ruleset, author: str) -> None:
+    """Keep an author's unpublished ruleset under its name (one draft per name)."""
+    conn.execute("insert into ruleset_drafts (name, author, body) values (%s, %s, %s) "
+                 "on conflict (name) do update set body = excluded.body, author = "
+                 "excluded.author, updated_at = now()",
+                 (ruleset.name, author, ruleset.to_toml()))

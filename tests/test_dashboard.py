@@ -21,9 +21,9 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from dashboard.auth import create_user
-from dashboard.views.actuary import TIR_WINDOW_DAYS
 from glucover.servers import free_port, wait_for_port
 from pricing import glycaemia, store
+from pricing.portfolio_figures import TIR_WINDOW_DAYS
 from pricing.ruleset import load_builtin
 from tests.helpers import APP, START, load_fleet, wait_until
 
@@ -140,20 +140,20 @@ def test_actuary_workbench_editor_backtest_and_glm(dashboard_db: str) -> None:
     assert tir is not None
     assert f"last {TIR_WINDOW_DAYS} days of readings: {tir:.1%}" in at.caption[0].value
     assert at.caption[1].value == "CGMs: no CGM policies priced yet"
-    at.number_input(key="rs_delta_in_target").set_value(150.0)
+    at.number_input(key="rs:default:v1:delta_in_target").set_value(150.0)
     at.button(key="FormSubmitter:ruleset-Validate").click()
     at.run()
     assert not at.exception
     assert "Valid." in [s.value for s in at.success]
     diff = at.dataframe[0].value
-    assert list(diff["parameter"]) == ["deltas.in_target"]  # as the TOML names it
+    assert list(diff["Name in the file"]) == ["deltas.in_target"]  # as the TOML names it
     next(b for b in at.button if b.label == "Publish new version").click()
     at.run()
     assert any("Published default version 2" in s.value for s in at.success)
     next(b for b in at.button if b.label == "Run back-test").click()
     at.run()
     assert not at.exception
-    assert "Total sum insured" in {m.label for m in at.metric}
+    assert "Total sum insured (RMB)" in {m.label for m in at.metric}
     next(b for b in at.button if b.label == "Fit GLM").click()
     at.run()
     assert not at.exception
@@ -165,7 +165,7 @@ def test_actuary_workbench_editor_backtest_and_glm(dashboard_db: str) -> None:
 
 def test_actuary_rejects_an_invalid_ruleset(dashboard_db: str) -> None:
     at = signed_in("ann")
-    at.number_input(key="rs_target_low").set_value(9.0)
+    at.number_input(key="rs:default:v1:target_low").set_value(9.0)
     at.button(key="FormSubmitter:ruleset-Validate").click()
     at.run()
     assert any("target_low" in e.value for e in at.error)
@@ -408,9 +408,9 @@ def test_real_browser_session_survives_a_reload_until_signed_out(served_dashboar
 
 def test_ruleset_editor_labels_follow_the_language(dashboard_db: str) -> None:
     at = signed_in("ann")
-    assert at.number_input(key="rs_target_low").label == "In target from (mmol/L)"
+    assert at.number_input(key="rs:default:v1:target_low").label == "In target from (mmol/L)"
     at.selectbox(key="lang_sidebar").set_value("zh").run()
-    assert at.number_input(key="rs_target_low").label == "达标下限 (mmol/L)"
+    assert at.number_input(key="rs:default:v1:target_low").label == "达标下限 (mmol/L)"
     assert not at.exception
 
 
@@ -580,13 +580,13 @@ def test_the_editor_asks_for_a_reason_before_publishing_a_hypoglycaemic_band(
     at = signed_in("ann")
     at.selectbox[0].set_value("default")
     at.run()
-    at.number_input(key="rs_target_low").set_value(3.6)
+    at.number_input(key="rs:default:v1:target_low").set_value(3.6)
     at.button(key="FormSubmitter:ruleset-Validate").click()
     at.run()
     assert any("level 1 hypoglycaemia" in w.value for w in at.warning)
     publish = next(b for b in at.button if b.label == "Publish new version")
     assert publish.disabled
-    at.text_input(key="hypo_reason").input("supervised pilot")
+    at.text_input(key="rs:default:v1:hypo_reason").input("supervised pilot")
     at.run()
     publish = next(b for b in at.button if b.label == "Publish new version")
     assert not publish.disabled
@@ -748,9 +748,10 @@ def test_the_care_team_lead_publishes_alert_rules_others_only_read_them(
     lead.run()
     below = next(n for n in lead.number_input if n.label == "Level 2 hypoglycaemia below (mmol/L)")
     below.set_value(3.2)
-    next(s for s in lead.selectbox if s.label.endswith("· lapsed")).select("high")
+    next(s for s in lead.selectbox if s.label.endswith("· Stopped measuring")).select("high")
+    lead.button[0].click().run()  # check the changes, then publish them
     lead.text_input[0].input("pilot with the endocrinology team")
-    lead.button[0].click().run()
+    next(b for b in lead.button if b.label == "Publish new version").click().run()
     assert not lead.exception
     assert lead.success[0].value.startswith("Published version 1")
     with psycopg.connect(dashboard_db) as conn:

@@ -48,7 +48,6 @@ def test_back_tests_report_hypoglycaemia_exposure_beside_the_baseline() -> None:
     from datetime import date
 
     from actuary.backtest import backtest
-
     from tests.pricing_helpers import policies, reading, readings
 
     pol, bindings = policies({"policy_id": "P"})

@@ -2,100 +2,53 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import altair as alt
 import pandas as pd
-import psycopg
 import streamlit as st
 
 from actuary import backtest, gaming, glm
 from actuary.synthetic import synthetic_portfolio
 from dashboard import db
 from dashboard.auth import User
-from dashboard.parameter_form import parameter_inputs
-from pricing import glycaemia, safety, store
+from dashboard.i18n import TEXT, t
+from dashboard.parameter_form import (
+    changes,
+    choice_words,
+    form_scope,
+    parameter_inputs,
+    widget_key,
+)
+from pricing import glycaemia, portfolio_figures, safety, store
+from pricing.evaluator import CHUNK_POLICIES
+from pricing.portfolio_figures import TIR_WINDOW_DAYS
 from pricing.ruleset import (
     RULESET_OF_KIND,
     Ruleset,
     RulesetError,
     declaration,
     declared_fields,
-    diff,
     load_builtin,
 )
 
-# The portfolio on the last priced day (the nightly run prices every policy through yesterday):
-# one day's rows by the ledger's day index (0021), not every policy-day. The heaviest queries
-# of the workbench are named, so `glucover bench dashboard --explain` shows their plans.
-KPI_SQL = (
-    "select count(*) as policies, coalesce(sum(sum_insured), 0)::float8 as total, "
-    "coalesce(avg(bonus), 0)::float8 as mean_bonus, "
-    "coalesce(avg((day_status = 'in_target')::int), 0)::float8 as in_target_share "
-    "from current_ledger where day = (select max(day) from sum_insured_ledger)")
-# The window ends at the last priced day (the ledger's day index; a max over the daily summary
-# itself would read all of it: on TimescaleDB every bucket of the continuous aggregate), and
-# travels as a bound value, so the planner sees a month of days and takes the day index.
-LAST_PRICED_SQL = "select max(day) from sum_insured_ledger"
-TIR_SQL = (
-    "select sum(in_range_readings)::float8 / nullif(sum(readings), 0) "
-    "from meter_days where day > %s::date - make_interval(days => %s)")
 
-
+# The portfolio's figures and their queries are pricing's (pricing/portfolio_figures.py).
 @st.cache_data(ttl=30, show_spinner=False)
 def kpis(url: str) -> dict[str, Any]:
-    row = db.frame(KPI_SQL)
-    claims = db.one("select count(*) from claims")
-    policies = db.one("select count(*) from policies")
-    first: dict[str, Any] = {str(k): v for k, v in row.iloc[0].to_dict().items()}
-    return {**first, "claims": claims, "all_policies": policies,
-            "time_in_range": portfolio_time_in_range()}
-
-
-TIR_WINDOW_DAYS = 30
-
-
-def portfolio_time_in_range() -> float | None:
-    """Share of the portfolio's valid readings in range over the TIR_WINDOW_DAYS days up to
-    the last priced day (and any after it), from the daily summary (meter_days: validity
-    and band as pricing/glycaemia.py). None before the summary has data (plain PostgreSQL:
-    before the first pricing run)."""
-    try:
-        last = db.one(LAST_PRICED_SQL)
-        if last is None:
-            return None
-        value = db.one(TIR_SQL, (last, TIR_WINDOW_DAYS))
-    except psycopg.errors.ObjectNotInPrerequisiteState:  # never refreshed
-        return None
-    return None if value is None else float(value)
+    with db.pool().connection() as conn:
+        return portfolio_figures.kpis(conn)
 
 
 def cgm_portfolio() -> dict[str, float] | None:
-    """The CGM policies over the last TIR_WINDOW_DAYS of their day summaries (cgm_days, made
-    under cgm-default's bands): how many, time in range, time below 54 mg/dL (shares of valid
-    readings), and the sensor's coverage of the days it was worn, as the ledger has it (rule 2:
-    covered slots of the day's own slots). None without CGM policies."""
-    row = db.frame(
-        "select count(distinct policy_id)::int as policies, "
-        "sum(in_range)::float8 / nullif(sum(readings), 0) as time_in_range, "
-        "sum(low)::float8 / nullif(sum(readings), 0) as below_54 "
-        "from cgm_days where day > (select max(day) from cgm_days) - %s",
-        (TIR_WINDOW_DAYS,)).iloc[0]
-    # Coverage on the days worn from the ledger's CGM rows of the same days (their figures are
-    # set; a partial index by day finds them), the latest run's row of each policy-day.
-    coverage = db.one(
-        "select avg(coverage)::float8 / 100 from (select distinct on (policy_id, day) coverage "
-        "from sum_insured_ledger where coverage is not null and time_in_range is not null "
-        "and day > (select max(day) from cgm_days) - %s "
-        "order by policy_id, day, run_id desc) latest", (TIR_WINDOW_DAYS,))
-    if not row["policies"]:
-        return None
-    return {**{str(k): float(v) for k, v in row.to_dict().items()},
-            "coverage": float(coverage or 0.0)}
+    with db.pool().connection() as conn:
+        return portfolio_figures.cgm_portfolio(conn)
 
 
-@st.cache_data(ttl=60, show_spinner="Loading the stored portfolio…")
+@st.cache_data(ttl=60, show_spinner=False)
 def stored(url: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     with db.pool().connection() as conn:
         policies, bindings = store.load_policies(conn)
@@ -108,110 +61,168 @@ def _published(name: str) -> Ruleset:
         return store.in_force(conn, name)
 
 
+def _section_words(lang: str) -> Callable[[str], str]:
+    return lambda section: t(f"rs_section_{section}", lang)
+
+
 def ruleset_editor(user: User) -> Ruleset | None:
-    names = list(db.frame("select distinct name from rulesets order by name")["name"]) or [
-        "default"]
-    name = st.selectbox("Ruleset", names)
+    lang = st.session_state.get("lang", "en")
+    with db.pool().connection() as conn:
+        names = store.ruleset_names(conn)
+    name = st.selectbox(t("ws_ruleset", lang), names, key="ruleset_name")
     base = _published(name)
-    st.caption(f"published version {base.version or 'built-in'}")
+    # Every input of the form, the draft and the reason are of this version of this ruleset
+    # (dashboard/parameter_form.py): another ruleset opens with its own values.
+    scope = form_scope("rs", base)
+    if done := st.session_state.pop("ruleset_published", None):
+        st.success(t("ws_published", lang, name=done[0], version=done[1]))
+    st.caption(t("ws_published_version", lang, version=base.version or t("ws_builtin", lang)))
+    sections, choices = _section_words(lang), choice_words(lang)
     with st.form("ruleset"):
         values = parameter_inputs(
             base, [f for f in declared_fields(base.kind) if declaration(f).section != "ruleset"],
-            st.session_state.get("lang", "en"))
-        new_name = st.text_input("Name", value=base.name)
-        submitted = st.form_submit_button("Validate")
-    if not submitted and "candidate" not in st.session_state:
-        return None
+            lang, "rs", sections, choices)
+        new_name = st.text_input(t("ws_name", lang), value=base.name,
+                                 key=widget_key(scope, "name"))
+        submitted = st.form_submit_button(t("ws_validate", lang))
     if submitted:
         try:
-            st.session_state["candidate"] = base.with_parameters(name=new_name.strip(), version=0,
-                                                                 **values)
+            st.session_state["candidate"] = (scope, base.with_parameters(
+                name=new_name.strip(), version=0, **values))
         except RulesetError as exc:
-            st.error(f"Not valid: {exc}")
+            st.error(t("ws_not_valid", lang, error=exc))
             st.session_state.pop("candidate", None)
             return None
-    candidate: Ruleset = st.session_state["candidate"]
-    changes = diff(base, candidate)
-    st.success("Valid.")
-    st.dataframe(pd.DataFrame(changes, columns=["parameter", "published", "draft"]).astype(str),
-                 hide_index=True, width="stretch")
+    held = st.session_state.get("candidate")
+    if held is None or held[0] != scope:  # nothing validated, or of another ruleset
+        return None
+    candidate: Ruleset = held[1]
+    st.success(t("ws_valid", lang))
+    changed = changes(base, candidate, lang, t("form_section", lang), sections, choices)
+    if changed.empty:
+        st.info(t("ws_no_changes", lang))
+        return candidate
+    st.dataframe(changed, hide_index=True, width="stretch")
     c1, c2 = st.columns(2)
-    if c1.button("Save draft"):
-        db.execute("insert into ruleset_drafts (name, author, body) values (%s, %s, %s) "
-                   "on conflict (name) do update set body = excluded.body, author = "
-                   "excluded.author, updated_at = now()",
-                   (candidate.name, user.username, candidate.to_toml()))
-        st.toast("Draft saved")
+    if c1.button(t("ws_save_draft", lang), key=widget_key(scope, "save")):
+        with db.pool().connection() as conn:
+            store.save_draft(conn, candidate, user.username)
+        st.toast(t("ws_draft_saved", lang))
     risk = safety.hypoglycaemia_risk(candidate)
     reason = ""
     if risk:
-        st.warning(f"Hypoglycaemia: {risk}. A scheme that rewards low readings can push people "
-                   "into hypoglycaemia. Publish only with a reason, kept with the version.")
-        reason = st.text_input("Reason for publishing anyway", key="hypo_reason")
-    if c2.button("Publish new version", disabled=not changes or bool(risk and not reason.strip())):
+        st.warning(t("ws_hypo_warning", lang, risk=risk))
+        reason = st.text_input(t("ws_hypo_reason", lang), key=widget_key(scope, "hypo_reason"))
+    if c2.button(t("ws_publish", lang), key=widget_key(scope, "publish"),
+                 disabled=bool(risk and not reason.strip())):
         with db.pool().connection() as conn:
             published = store.publish(conn, candidate, author=user.username,
                                       notes="published from the dashboard",
                                       hypoglycaemia_reason=reason)
-        st.success(f"Published {published.name} version {published.version}")
+        st.session_state.pop("candidate", None)
+        st.session_state["ruleset_published"] = (published.name, published.version)
+        st.rerun()  # the form opens on the version just published
     return candidate
 
 
+# A back-test replays its policies in parts so the bar advances as each is done; a part is at
+# most the evaluator's chunk (memory) and at least BACKTEST_MIN_PART policies (a part's
+# readings load with one COPY: smaller parts only add round trips).
+BACKTEST_PARTS = 20
+BACKTEST_MIN_PART = 25
+
+
+def backtest_part_size(policies: int) -> int:
+    """Policies per part of a back-test of `policies`: about BACKTEST_PARTS parts."""
+    return max(1, min(CHUNK_POLICIES, max(BACKTEST_MIN_PART, math.ceil(
+        policies / BACKTEST_PARTS))))
+
+
+def _headed(frame: pd.DataFrame, lang: str) -> pd.DataFrame:
+    """A results table with its column names in the page's language (a column without words
+    keeps its name); the CSV downloads keep the machine names."""
+    return frame.rename(columns={c: t(f"wb_col_{c}", lang) for c in frame.columns
+                                 if f"wb_col_{c}" in TEXT})
+
+
+def _worse_when_higher(shown_change: float) -> dict[str, Any]:
+    """st.metric's colouring of a change where more is worse (liability, hypoglycaemia): a
+    rise red, a fall green, no change (as shown, rounded) grey without an arrow."""
+    if shown_change == 0:
+        return {"delta_color": "off", "delta_arrow": "off"}
+    return {"delta_color": "inverse"}
+
+
 def backtest_section(candidate: Ruleset | None) -> None:
+    lang = st.session_state.get("lang", "en")
     rules = candidate or _published("default")
     # Against the shipped ruleset of the same kind, over the policies of that kind.
     baseline = _published(RULESET_OF_KIND[rules.kind])
-    st.write(f"Candidate **{rules.name}** against published **{baseline.name}** "
-             f"v{baseline.version or 'built-in'}")
-    if not st.button("Run back-test"):
+    st.write(t("bt_against", lang, name=rules.name, baseline=baseline.name,
+               version=baseline.version or t("ws_builtin", lang)))
+    if not st.button(t("bt_run", lang)):
         return
     with db.pool().connection() as conn:
         policies, bindings = store.load_policies(conn)
         policies = store.of_kind(conn, policies, rules.kind)
     if policies.empty:
-        st.warning("No policies of this kind stored yet.")
+        st.warning(t("bt_no_policies", lang))
         return
-    bar = st.progress(0.0, text="Back-testing…")
+    n = len(policies)
+    part = backtest_part_size(n)
+    parts = math.ceil(n / part)
+    bar = st.progress(0.0, text=t("bt_starting", lang, n=n))
     through = datetime.now(UTC).date() - timedelta(days=1)
-    def progress(fraction: float) -> None:
-        bar.progress(fraction, text=f"Back-testing… {fraction:.0%}")
+    done_parts = 0
 
-    def chunk_readings(device_ids: list[str]) -> pd.DataFrame:  # a chunk at a time
+    def progress(fraction: float) -> None:  # after each part
+        nonlocal done_parts
+        done_parts += 1
+        bar.progress(fraction, text=t("bt_progress", lang, done=min(done_parts * part, n), n=n,
+                                      part=done_parts, parts=parts))
+
+    def part_readings(device_ids: list[str]) -> pd.DataFrame:  # a part at a time
         with db.pool().connection() as conn:
             return store.load_readings(conn, device_ids)
 
-    result = backtest.backtest(policies, bindings, chunk_readings, rules, baseline, through,
-                              progress=progress)
+    result = backtest.backtest(policies, bindings, part_readings, rules, baseline, through,
+                              progress=progress, chunk_policies=part)
+    bar.progress(1.0, text=t("bt_done" if done_parts > 1 else "bt_done_one", lang, n=n,
+                             parts=done_parts))
     summary = result.summary()
     c1, c2, c3 = st.columns(3)
-    c1.metric("Total sum insured", f"{summary['total_sum_insured']:,.0f}",
-              delta=f"{summary['change_vs_baseline']:+,.0f} vs baseline")
+    # Neither colour for the sum insured (more for the policyholders, more owed); more
+    # expected liability is worse for the insurer: red.
+    c1.metric(t("bt_total", lang), f"{summary['total_sum_insured']:,.0f}",
+              delta=t("bt_vs_baseline", lang, change=f"{summary['change_vs_baseline']:+,.0f}"),
+              delta_color="off")
     liability_change = summary["expected_liability"] - summary["expected_liability_baseline"]
-    c2.metric("Expected liability", f"{summary['expected_liability']:,.0f}",
-              delta=f"{liability_change:+,.0f}")
-    c3.metric("Mean sum insured", f"{summary['mean_sum_insured']:,.0f}")
+    c2.metric(t("bt_liability", lang), f"{summary['expected_liability']:,.0f}",
+              delta=t("bt_vs_baseline", lang, change=f"{liability_change:+,.0f}"),
+              **_worse_when_higher(round(liability_change)))
+    c3.metric(t("bt_mean", lang), f"{summary['mean_sum_insured']:,.0f}")
     h1, h2, h3 = st.columns(3)
-    for col, key, label in ((h1, "days_below_3_9", "Days with a reading < 3.9 mmol/L"),
-                            (h2, "days_below_3_0", "Days with a reading < 3.0 mmol/L"),
-                            (h3, "readings_below_3_0", "Readings < 3.0 mmol/L (time below 54)")):
+    for col, key in ((h1, "days_below_3_9"), (h2, "days_below_3_0"),
+                     (h3, "readings_below_3_0")):
         value = summary[f"hypo_{key}_percent"]
         change = value - summary[f"hypo_{key}_percent_baseline"]
-        col.metric(label, f"{value:.2f}%", delta=f"{change:+.2f} pt vs baseline",
-                   delta_color="inverse")
+        col.metric(t(f"bt_{key}", lang), f"{value:.2f}%",
+                   delta=t("bt_pt_vs_baseline", lang, change=f"{change:+.2f}"),
+                   **_worse_when_higher(round(change, 2)))
     st.altair_chart(alt.Chart(result.per_policy).mark_bar().encode(
-        x=alt.X("bonus:Q", bin=alt.Bin(maxbins=30), title="bonus at period end"),
-        y=alt.Y("count():Q", title="policies")), width="stretch")
+        x=alt.X("bonus:Q", bin=alt.Bin(maxbins=30), title=t("bt_bonus_axis", lang)),
+        y=alt.Y("count():Q", title=t("bt_policies_axis", lang))), width="stretch")
     st.altair_chart(alt.Chart(result.by_segment).mark_bar().encode(
-        x=alt.X("expected_liability:Q", title="expected liability"),
-        y=alt.Y("segment:N", sort="-x")), width="stretch")
-    st.dataframe(result.by_segment.round(2), hide_index=True, width="stretch")
-    st.download_button("Per-policy results (CSV)", result.per_policy.to_csv(index=False),
+        x=alt.X("expected_liability:Q", title=t("bt_liability_axis", lang)),
+        y=alt.Y("segment:N", sort="-x", title=t("bt_segment_axis", lang))), width="stretch")
+    st.dataframe(_headed(result.by_segment.round(2), lang), hide_index=True, width="stretch")
+    st.download_button(t("bt_per_policy_csv", lang), result.per_policy.to_csv(index=False),
                        "backtest_per_policy.csv", "text/csv")
-    st.download_button("By segment (CSV)", result.by_segment.to_csv(index=False),
+    st.download_button(t("bt_by_segment_csv", lang), result.by_segment.to_csv(index=False),
                        "backtest_by_segment.csv", "text/csv")
 
 
-@st.cache_data(show_spinner="Fitting the claim-frequency GLM…")
+@st.cache_data(show_spinner=False)
 def _glm(n: int) -> pd.DataFrame:
     portfolio = synthetic_portfolio(n, 365, seed=11)
     through = (portfolio.policies["start_date"].min() + pd.Timedelta(days=364)).date()
@@ -219,35 +230,40 @@ def _glm(n: int) -> pd.DataFrame:
 
 
 def glm_section() -> None:
-    n = st.number_input("Synthetic portfolio size", 1000, 100_000, 5000, step=1000)
-    if st.button("Fit GLM"):
-        table = _glm(int(n))
+    lang = st.session_state.get("lang", "en")
+    n = st.number_input(t("glm_size", lang), 1000, 100_000, 5000, step=1000)
+    if st.button(t("glm_fit", lang)):
+        with st.spinner(t("glm_fitting", lang)):
+            table = _glm(int(n))
         st.dataframe(table.round(4), hide_index=True, width="stretch")
-        st.download_button("GLM table (CSV)", table.to_csv(index=False), "glm.csv", "text/csv")
+        st.download_button(t("glm_csv", lang), table.to_csv(index=False), "glm.csv",
+                           "text/csv")
 
 
 def gaming_section(candidate: Ruleset | None) -> None:
-    if not st.button("Run gaming report"):
+    lang = st.session_state.get("lang", "en")
+    if not st.button(t("gm_run", lang)):
         return
-    policies, bindings, readings = stored(db.database_url())
+    with st.spinner(t("gm_loading", lang)):
+        policies, bindings, readings = stored(db.database_url())
     if policies.empty:
-        st.warning("No policies stored yet.")
+        st.warning(t("gm_no_policies", lang))
         return
-    report = gaming.gaming_report(policies, bindings, readings,
-                                   candidate or _published("default"),
-                                   datetime.now(UTC).date() - timedelta(days=1))
-    st.dataframe(report.by_segment.round(1), hide_index=True, width="stretch")
-    st.dataframe(report.exclusions, hide_index=True, width="stretch")
+    # Each policy by its own product's ruleset in force; the candidate replaces its own.
+    report = gaming.gaming_report(policies, bindings, readings, candidate,
+                                   datetime.now(UTC).date() - timedelta(days=1),
+                                   published=_published)
+    st.dataframe(_headed(report.by_segment.round(1), lang), hide_index=True, width="stretch")
+    st.dataframe(_headed(report.exclusions, lang), hide_index=True, width="stretch")
     if not report.clock_inversions.empty:
-        st.write("Meters whose clock went back while their sequence went up:")
+        st.write(t("gm_clock", lang))
         st.dataframe(report.clock_inversions, hide_index=True)
-    st.download_button("Flagged policies (CSV)", report.flagged_policies.to_csv(index=False),
+    st.download_button(t("gm_flagged_csv", lang), report.flagged_policies.to_csv(index=False),
                        "gaming_flagged.csv", "text/csv")
-    st.subheader("Safety: hypoglycaemia by segment")
-    st.caption("Share of policy-days with a valid reading below 3.9 and below 3.0 mmol/L; a "
-               "segment is flagged when the ruleset rewards it while it goes low.")
-    st.dataframe(report.safety, hide_index=True, width="stretch")
-    st.download_button(f"Policies rewarded while often low ({len(report.hypo_rewarded)}, CSV)",
+    st.subheader(t("gm_safety", lang))
+    st.caption(t("gm_safety_caption", lang))
+    st.dataframe(_headed(report.safety, lang), hide_index=True, width="stretch")
+    st.download_button(t("gm_hypo_rewarded_csv", lang, n=len(report.hypo_rewarded)),
                        report.hypo_rewarded.to_csv(index=False), "hypo_rewarded.csv",
                        "text/csv")
 

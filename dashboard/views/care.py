@@ -4,18 +4,27 @@ each action written to the audit table with it (care/store.py act)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pandas as pd
 import streamlit as st
 
 from care import store
-from care.rules import SEVERITIES, AlertRulesError, declared_fields
+from care.rules import SEVERITIES, AlertRules, AlertRulesError, declared_fields
 from dashboard import db
 from dashboard.auth import User, panel
-from dashboard.i18n import t
-from dashboard.parameter_form import parameter_inputs
-from glucover.parameters import declaration, diff
+from dashboard.i18n import TEXT, t
+from dashboard.parameter_form import (
+    changes,
+    choice_words,
+    form_scope,
+    parameter_inputs,
+    shown,
+    unit_words,
+    widget_key,
+)
+from glucover.parameters import declaration
 
 
 def severity(level: str, lang: str) -> str:
@@ -147,43 +156,63 @@ def _actions(user: User, alert: pd.Series, allowed: list[str],  # type: ignore[t
             _act(user, alert_id, allowed, "resolve", lang, note, outcome)
 
 
+def _rule_words(lang: str) -> Callable[[str], str]:
+    """A section of the alert rules as the care team says it: the rule's own name."""
+    def said(section: str) -> str:
+        key = f"rule_{section}" if f"rule_{section}" in TEXT else f"ar_section_{section}"
+        return t(key, lang)
+    return said
+
+
 def render_rules(user: User) -> None:
-    """The alert rules in force; the care team lead edits and publishes a new version."""
+    """The alert rules in force, each parameter under its rule, names in words; the care team
+    lead edits them, sees what would change and publishes a new version."""
     lang = st.session_state.get("lang", "en")
     st.title(t("rules_title", lang))
     with db.pool().connection() as conn:
         rules = store.rules_in_force(conn)
-    st.caption(t("rules_version", lang, version=rules.version or "—"))
+    if done := st.session_state.pop("rules_published", None):
+        st.success(t("rules_published", lang, version=done))
+    st.caption(t("rules_version", lang, version=rules.version or t("ws_builtin", lang)))
     editable = [f for f in declared_fields() if declaration(f).section != "rules"]
+    sections, choices = _rule_words(lang), choice_words(lang)
     if not user.publishes_alert_rules:
         st.table(pd.DataFrame({
-            t("rules_section", lang): [declaration(f).section for f in editable],
+            t("rules_section", lang): [sections(declaration(f).section) for f in editable],
             t("rules_parameter", lang): [declaration(f).label(lang) for f in editable],
-            t("rules_value", lang): [_shown(getattr(rules, f.name)) + (
-                f" {declaration(f).unit}" if declaration(f).unit else "") for f in editable]}))
+            t("rules_value", lang): [shown(getattr(rules, f.name),
+                                           unit_words(declaration(f).unit, lang), choices)
+                                     for f in editable]}))
         st.info(t("rules_lead_only", lang))
         return
+    # The form, the draft and the confirmation are of this version (parameter_form.py): a
+    # version published meanwhile opens with its own values.
+    scope = form_scope("ar", rules)
     with st.form("alert-rules"):
-        values = parameter_inputs(rules, editable, lang, key="ar")
-        notes = st.text_input(t("rules_notes", lang))
-        submitted = st.form_submit_button(t("rules_publish", lang))
-    if not submitted:
+        values = parameter_inputs(rules, editable, lang, "ar", sections, choices)
+        submitted = st.form_submit_button(t("rules_check", lang))
+    if submitted:
+        try:
+            st.session_state["rules_candidate"] = (scope, rules.with_parameters(version=0,
+                                                                                **values))
+        except AlertRulesError as exc:
+            st.session_state.pop("rules_candidate", None)
+            st.error(t("rules_invalid", lang, error=exc))
+            return
+    held = st.session_state.get("rules_candidate")
+    if held is None or held[0] != scope:
         return
-    try:
-        candidate = rules.with_parameters(version=0, **values)
-    except AlertRulesError as exc:
-        st.error(str(exc))
-        return
-    changes = diff(rules, candidate)
-    if not changes:
+    candidate: AlertRules = held[1]
+    changed = changes(rules, candidate, lang, t("rules_section", lang), sections, choices)
+    if changed.empty:
         st.info(t("rules_unchanged", lang))
         return
-    with db.pool().connection() as conn:
-        published = store.publish_rules(conn, candidate, user.username, notes)
-    st.success(t("rules_published", lang, version=published.version))
-    st.dataframe(pd.DataFrame(changes, columns=["parameter", "before", "now"]).astype(str),
-                 hide_index=True)
-
-
-def _shown(value: object) -> str:
-    return ", ".join(value) if isinstance(value, tuple) else str(value)
+    st.write(t("rules_review", lang))
+    st.dataframe(changed, hide_index=True, width="stretch")
+    notes = st.text_input(t("rules_notes", lang), key=widget_key(scope, "notes"))
+    if st.button(t("rules_publish", lang), key=widget_key(scope, "publish"), type="primary"):
+        with db.pool().connection() as conn:
+            published = store.publish_rules(conn, candidate, user.username, notes)
+        st.session_state.pop("rules_candidate", None)
+        st.session_state["rules_published"] = published.version
+        st.rerun()  # the form opens on the version just published
