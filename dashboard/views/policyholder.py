@@ -11,11 +11,18 @@ import streamlit as st
 
 from care.notices import URGENT_NOTICES, notice_text
 from care.store import notices_for
-from dashboard import db
+from dashboard import db, format
 from dashboard.auth import AccessDenied, User, panel, policy_for
 from dashboard.i18n import LANGUAGES, t, voiced
-from dashboard.policyholder_data import EXPLAINED_ROWS, PolicySummary, load_summary
+from dashboard.policyholder_data import (
+    EXPLAINED_ROWS,
+    HISTORY_DAYS,
+    LEDGER_ROWS,
+    PolicySummary,
+    load_summary,
+)
 from dashboard.views import cgm as cgm_view
+from devices.wire.vocabulary import Meal
 from glucover.config import Settings
 from records.export import policy_bundle, pseudonym_key
 
@@ -53,26 +60,43 @@ def explain(summary: PolicySummary, lang: str) -> pd.DataFrame:
         if start is not None and row["delta"] != steps[status] and \
                 (row["day"] - start).days % rules.block_days == rules.block_days - 1:
             text += t("explain_week", lang, n=rules.min_measured_days)
-        lines.append({t("col_day", lang): row["day"].strftime("%m-%d"),
+        lines.append({t("col_day", lang): format.day(row["day"]),
                       t("col_what", lang): text,
                       t("col_change", lang): f"{row['delta']:+,.0f}",
-                      t("sum_insured", lang): f"{row['sum_insured']:,.0f}"})
+                      t("col_sum_insured", lang): f"{row['sum_insured']:,.0f}"})
     return pd.DataFrame(lines[::-1])
+
+
+# Each meal context its own colour, whatever the language (the legend's words change, not the
+# colours).
+MEAL_COLOURS = {Meal.FASTING: "#1f77b4", Meal.PREPRANDIAL: "#d62728",
+                Meal.POSTPRANDIAL: "#ff9896", Meal.BEDTIME: "#9467bd", Meal.CASUAL: "#2ca02c",
+                Meal.UNKNOWN: "#7f7f7f"}
+# Chart axes in numbers (months and hours), never in words: no "Nov" or "03 AM" on a
+# Chinese page.
+DAY_AXIS = "%m-%d"
+TIME_AXIS = "%H:%M"
+MOMENT = "%Y-%m-%d %H:%M"
 
 
 def readings_chart(summary: PolicySummary, lang: str) -> alt.LayerChart | alt.FacetChart:
     rules = summary.ruleset
     band = alt.Chart(pd.DataFrame({"low": [rules.target_low], "high": [rules.target_high]})
                      ).mark_rect(opacity=0.15, color="green").encode(y="low:Q", y2="high:Q")
-    data = summary.readings.assign(measured_at=summary.readings["measured_at"]
-                                   .dt.tz_localize(None), meal=summary.readings["meal"]
-                                   .astype(str).map(lambda meal: t(meal, lang)))
+    shown = summary.readings[summary.readings["measured_at"] >= pd.Timestamp(
+        summary.today - timedelta(days=HISTORY_DAYS), tz=summary.timezone)]
+    data = shown.assign(measured_at=shown["measured_at"].dt.tz_localize(None),
+                        meal=shown["meal"].astype(str).map(lambda meal: t(meal, lang)))
+    meals = [m for m in MEAL_COLOURS if m in set(shown["meal"].astype(str))]
     points = alt.Chart(data).mark_circle(size=28).encode(
-        x=alt.X("measured_at:T", title=t("axis_time", lang)),
+        x=alt.X("measured_at:T", title=t("axis_time", lang),
+                axis=alt.Axis(format=DAY_AXIS, labelOverlap=True)),
         y=alt.Y("value_mmol:Q", title="mmol/L"),
         color=alt.Color("meal:N", title=t("axis_meal", lang),
+                        scale=alt.Scale(domain=[t(m, lang) for m in meals],
+                                        range=[MEAL_COLOURS[m] for m in meals]),
                         legend=alt.Legend(orient="bottom")),
-        tooltip=[alt.Tooltip("measured_at:T", title=t("axis_time", lang)),
+        tooltip=[alt.Tooltip("measured_at:T", title=t("axis_time", lang), format=MOMENT),
                  alt.Tooltip("value_mmol:Q", title="mmol/L"),
                  alt.Tooltip("meal:N", title=t("axis_meal", lang))])
     return alt.layer(band, points)
@@ -80,34 +104,38 @@ def readings_chart(summary: PolicySummary, lang: str) -> alt.LayerChart | alt.Fa
 
 def render(user: User) -> None:
     lang = st.session_state.get("lang", "en")
+    narrow_tables()
     requested = st.query_params.get("policy")
     with db.pool().connection() as conn:
         options = panel(conn, user)
     if user.role != "policyholder":
         if not options:
-            st.info("No policyholders on your panel yet.")
+            st.info(t("no_panel", lang))
             return
         # A clinician who asks for someone off the panel is refused below, not redirected.
         if requested in options or requested is None or user.role != "clinician":
-            requested = st.selectbox("Policy", options, index=options.index(requested)
+            requested = st.selectbox(t("choose_policy", lang), options,
+                                     index=options.index(requested)
                                      if requested in options else 0)
+            st.query_params["policy"] = requested  # the URL names the policy shown
     try:
         policy_id = policy_for(user, requested, options)
     except AccessDenied as exc:
-        st.error(str(exc))
+        st.error(t(f"refused_{exc.code}", lang))
         return
     with db.pool().connection() as conn:
-        summary = load_summary(conn, policy_id)
+        summary = load_summary(conn, policy_id, explained_rows=LEDGER_ROWS
+                               if st.session_state.get("ledger_all") else EXPLAINED_ROWS)
     st.title(f"{summary.holder_name} · {policy_id}")
     staff = user.role != "policyholder"
     rules = summary.ruleset
     c1, c2, c3 = st.columns(3)
-    c1.metric(t("sum_insured", lang), f"{summary.sum_insured:,.0f}",
-              delta=f"{summary.today_delta:+,.0f} {t('today_change', lang)}"
-              if summary.today_delta else None)
-    c2.metric(t("week_change", lang), f"{summary.week_change:+,.0f}")
+    c1.metric(t("sum_insured", lang), format.money(summary.sum_insured, lang),
+              delta=f"{format.money(summary.today_delta, lang, signed=True)} "
+                    f"{t('today_change', lang)}" if summary.today_delta else None)
+    c2.metric(t("week_change", lang), format.money(summary.week_change, lang, signed=True))
     c3.metric(t("claim_today", lang), "—" if summary.claim_today is None
-              else f"{summary.claim_today:,.0f}")
+              else format.money(summary.claim_today, lang))
     cap = rules.bonus_max
     if summary.bonus < 0:
         st.warning(t(voiced("below_base", staff), lang, bonus=summary.bonus,
@@ -146,9 +174,20 @@ def render(user: User) -> None:
     st.subheader(t(voiced("ledger", staff), lang))
     if summary.ledger.empty:
         st.info(t("no_ledger", lang))
-    else:
-        # A static table: its text wraps, so it reads on a phone without scrolling sideways.
-        st.table(explain(summary, lang).head(EXPLAINED_ROWS).set_index(t("col_day", lang)))
+        return
+    total = len(summary.ledger)
+    shown = total if st.session_state.get("ledger_all") else min(total, EXPLAINED_ROWS)
+    if total > EXPLAINED_ROWS:  # say that the table is the latest rows, and offer the rest
+        st.caption(t("ledger_latest", lang, shown=shown, total=total))
+        st.toggle(t("ledger_all", lang, total=total), key="ledger_all")
+    # A static table: its text wraps, so it reads on a phone without scrolling sideways.
+    st.table(explain(summary, lang).head(shown).set_index(t("col_day", lang)))
+
+
+def narrow_tables() -> None:
+    """Tables' headers and first column (days) on one line: on a 390 px phone they otherwise
+    break a character a line, while the text column has room to wrap."""
+    st.html("<style>[data-testid='stTable'] th {white-space: nowrap;}</style>")
 
 
 def _notices(policy_id: str, lang: str, staff: bool) -> None:
