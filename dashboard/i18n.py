@@ -68,6 +68,13 @@ TEXT: dict[str, dict[str, str]] = {
     "fhir_help": {"en": "Every reading that counted, in the standard format hospitals and "
                          "doctors' systems read. It carries no name.",
                   "zh": "所有计入的血糖读数，采用医院和医生系统通用的标准格式，不含姓名。"},
+    "fhir_cgm_first": {"en": "For a doctor, the consensus figures and the AGP report above come "
+                             "first. The FHIR file holds every sensor reading of the days you "
+                             "choose (months of them are tens of MB).",
+                       "zh": "给医生看时，请先用上方的共识指标和 AGP 报告。FHIR 文件包含所选日期内"
+                             "的全部传感器读数（数月的读数可达数十 MB）。"},
+    "fhir_days": {"en": "Days in the FHIR file", "zh": "FHIR 文件包含的日期"},
+    "fhir_pick_days": {"en": "Pick the last day too.", "zh": "请再选择结束日期。"},
     "tir": {"en": "Time in range", "zh": "达标时间比例"},
     "streak": {"en": "In-target streak", "zh": "连续达标"},
     "days": {"en": "days", "zh": "天"},
@@ -250,6 +257,27 @@ TEXT: dict[str, dict[str, str]] = {
     "ops_col_battery_pct": {"en": "battery %", "zh": "电量 %"},
     "ops_col_sent_at": {"en": "sent at", "zh": "发送时间"},
     "ops_col_clock_offset_s": {"en": "clock offset (s)", "zh": "时钟偏差（秒）"},
+    # The workbench's figures (dashboard/views/actuary.py render).
+    "wb_title": {"en": "Actuary workbench", "zh": "精算工作台"},
+    "wb_policies": {"en": "Policies", "zh": "保单数"},
+    "wb_total": {"en": "Total sum insured", "zh": "总保额"},
+    "wb_mean_bonus": {"en": "Mean bonus", "zh": "平均奖励"},
+    "wb_in_target": {"en": "In target on the last priced day", "zh": "最近定价日达标比例"},
+    "wb_meters_tir": {"en": "Meters: time in range ({low}–{high} mmol/L), last {days} days of "
+                            "readings: {tir}",
+                      "zh": "血糖仪：目标范围内读数比例（{low}–{high} mmol/L），近 {days} 天读数："
+                            "{tir}"},
+    "wb_no_data": {"en": "no data yet", "zh": "暂无数据"},
+    "wb_no_cgm": {"en": "CGMs: no CGM policies priced yet", "zh": "CGM：尚无已定价的 CGM 保单"},
+    "wb_cgm": {"en": "CGM portfolio ({n} policies), last {days} days: time in range 70–180 "
+                     "mg/dL {tir}, below 54 mg/dL {below}, sensor coverage on days worn "
+                     "{coverage}",
+               "zh": "CGM 组合（{n} 份保单），近 {days} 天：70–180 mg/dL 范围内时间 {tir}，"
+                     "低于 54 mg/dL {below}，佩戴日传感器覆盖率 {coverage}"},
+    "wb_tab_ruleset": {"en": "Ruleset", "zh": "规则集"},
+    "wb_tab_backtest": {"en": "Back-test", "zh": "回测"},
+    "wb_tab_glm": {"en": "GLM", "zh": "GLM"},
+    "wb_tab_gaming": {"en": "Gaming", "zh": "博弈检测"},
     # The same page as the care team and actuaries see it: about the policyholder, not to them.
     "readings_staff": {"en": "Readings (mmol/L), target band shaded",
                        "zh": "血糖记录（mmol/L），阴影为目标范围"},

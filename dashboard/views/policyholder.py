@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import altair as alt
@@ -27,6 +27,7 @@ from glucover.config import Settings
 from records.export import policy_bundle, pseudonym_key
 
 NOTICE_DAYS = 7  # how long a notice stays on the page
+FHIR_CGM_DAYS = 14  # a CGM wearer's FHIR download by default: the consensus report's window
 
 
 def explain(summary: PolicySummary, lang: str) -> pd.DataFrame:
@@ -167,10 +168,7 @@ def render(user: User) -> None:
         if len(summary.readings):
             st.altair_chart(readings_chart(summary, lang), width="stretch")
     # Built only when clicked (a callable), from the policy this user may see.
-    st.download_button(t(voiced("fhir_download", staff), lang), data=lambda: fhir_bundle(policy_id),
-                       file_name=f"glucover-{policy_id}.fhir.json",
-                       mime="application/fhir+json", help=t("fhir_help", lang),
-                       on_click="ignore", icon=":material/download:")
+    fhir_download(summary, lang, staff)
     st.subheader(t(voiced("ledger", staff), lang))
     if summary.ledger.empty:
         st.info(t("no_ledger", lang))
@@ -213,11 +211,36 @@ def _today_so_far(summary: PolicySummary, lang: str) -> str:
     return t("today_so_far", lang, tir=figures["time_in_range"], coverage=figures["coverage"])
 
 
-def fhir_bundle(policy_id: str) -> bytes:
-    """The policy's records as a FHIR R4 Bundle (records/export.py); the caller has checked
-    that this user may see `policy_id`."""
+def fhir_download(summary: PolicySummary, lang: str, staff: bool) -> None:
+    """The FHIR download. A sensor's every reading is tens of MB over months: a CGM wearer is
+    pointed to the consensus summary (the figures and the AGP report above) first and chooses
+    the days, the last FHIR_CGM_DAYS by default; a meter's history is small, all of it."""
+    policy_id = summary.policy_id  # the page has checked that this user may see it
+    first: date | None = None
+    last: date | None = None
+    if summary.cgm is not None:
+        st.caption(t("fhir_cgm_first", lang))
+        chosen = st.date_input(t("fhir_days", lang), value=(
+            summary.today - timedelta(days=FHIR_CGM_DAYS - 1), summary.today),
+            max_value=summary.today, format="YYYY-MM-DD", key="fhir_days")
+        if not isinstance(chosen, tuple) or len(chosen) != 2:
+            st.info(t("fhir_pick_days", lang))  # the second day not picked yet
+            return
+        first, last = chosen
+    st.download_button(t(voiced("fhir_download", staff), lang),
+                       data=lambda: fhir_bundle(policy_id, first, last),
+                       file_name=f"glucover-{policy_id}.fhir.json",
+                       mime="application/fhir+json", help=t("fhir_help", lang),
+                       on_click="ignore", icon=":material/download:")
+
+
+def fhir_bundle(policy_id: str, first: date | None = None, last: date | None = None) -> bytes:
+    """The policy's records as a FHIR R4 Bundle (records/export.py) over [first, last] (local
+    days; default its whole history); the caller has checked that this user may see
+    `policy_id`."""
     with db.pool().connection() as conn:
-        export = policy_bundle(conn, policy_id, pseudonym_key(Settings.from_env().secret()))
+        export = policy_bundle(conn, policy_id, pseudonym_key(Settings.from_env().secret()),
+                               first, last)
     return export.to_json()
 
 
