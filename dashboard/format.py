@@ -5,18 +5,21 @@ from __future__ import annotations
 from dashboard.i18n import t
 
 UNITS = ((86_400.0, "d"), (3_600.0, "h"), (60.0, "min"), (1.0, "s"))
+UNIT_WORDS = {"zh": {"ms": "毫秒", "s": "秒", "min": "分钟", "h": "小时", "d": "天"}}
 
 
-def duration(seconds: float | None) -> str:
-    """A duration in the unit that reads best: 15 ms, 2.3 s, 4.1 min, 3.2 h, 45.0 d."""
+def duration(seconds: float | None, lang: str = "en") -> str:
+    """A duration in the unit that reads best: 15 ms, 2.3 s, 4.1 min, 3.2 h, 45.0 d (in
+    Chinese 15 毫秒, 2.3 秒, 4.1 分钟, 3.2 小时, 45.0 天)."""
+    words = UNIT_WORDS.get(lang, {})
     if seconds is None:
         return "—"
     if abs(seconds) < 1.0:
-        return f"{seconds * 1000:.0f} ms"
+        return f"{seconds * 1000:.0f} {words.get('ms', 'ms')}"
     for size, unit in UNITS:
         if abs(seconds) >= size:
-            return f"{seconds / size:.1f} {unit}"
-    return f"{seconds:.1f} s"
+            return f"{seconds / size:.1f} {words.get(unit, unit)}"
+    return f"{seconds:.1f} {words.get('s', 's')}"
 
 
 def money(amount: float, lang: str, signed: bool = False) -> str:

@@ -32,7 +32,7 @@ TEXT = {
     "title": {"en": "AGP Report: Continuous Glucose Monitoring",
               "zh": "AGP 报告：持续葡萄糖监测"},
     "stats": {"en": "Glucose statistics and targets", "zh": "血糖统计与目标"},
-    "bands": {"en": "Time in ranges", "zh": "各范围时间"},
+    "bands": {"en": "Time in ranges ({unit})", "zh": "各范围时间（{unit}）"},
     "agp": {"en": "Ambulatory glucose profile (AGP)", "zh": "动态血糖图谱（AGP）"},
     "daily": {"en": "Daily glucose profiles", "zh": "每日血糖曲线"},
     "window": {"en": "{first} to {last} ({days} days)", "zh": "{first} 至 {last}（{days} 天）"},
@@ -155,7 +155,7 @@ def _statistics(fig: Figure, window: cgm.CgmWindow, unit: str, lang: str) -> Non
 
 def _bands(ax: Axes, m: dict[str, float], unit: str, lang: str, fig: Figure) -> None:
     """The stacked bar, and one line per band from very high (top) to very low."""
-    fig.text(0.58, 0.91, _t("bands", lang), fontsize=12, weight="bold")
+    fig.text(0.58, 0.91, _t("bands", lang, unit=unit), fontsize=12, weight="bold")
     bottom = 0.0
     for (_, colour, _), share in zip(BANDS, cgm.band_shares(m), strict=True):
         ax.bar(0, share, bottom=bottom, color=colour, width=0.8)
@@ -169,7 +169,7 @@ def _bands(ax: Axes, m: dict[str, float], unit: str, lang: str, fig: Figure) -> 
         y = 0.875 - i * 0.04
         target = targets[key]
         fig.text(0.645, y, "■", color=colour, fontsize=10, va="center")
-        fig.text(0.67, y, f"{_t(key, lang)}  {ranges[key]} {unit}", fontsize=8, va="center")
+        fig.text(0.67, y, f"{_t(key, lang)}  {ranges[key]}", fontsize=8, va="center")
         fig.text(0.87, y, f"{share:.1f}%", fontsize=9, weight="bold", va="center", ha="right")
         fig.text(0.885, y, f"{_t('target', lang)} {target}", fontsize=6.5, va="center",
                  color="#555555")

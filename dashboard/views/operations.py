@@ -4,6 +4,8 @@ reads and draws them, in the page's language."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -40,6 +42,14 @@ def headed(frame: pd.DataFrame, lang: str) -> pd.DataFrame:
     return frame.rename(columns={c: t(f"ops_col_{c}", lang) for c in frame.columns})
 
 
+def table(where: Any, frame: pd.DataFrame, lang: str) -> None:
+    """A table in the page's language, or "none" in words when it is empty."""
+    if frame.empty:
+        where.caption(t("ops_none", lang))
+    else:
+        where.dataframe(headed(frame, lang), hide_index=True, width="stretch")
+
+
 def per_minute_chart(per_minute: pd.DataFrame, lang: str) -> alt.Chart:
     """Readings per minute over the last hour; the time axis in hours and minutes, in no
     language's words."""
@@ -61,25 +71,24 @@ def render() -> None:
     c1, c2, c3, c4 = st.columns(4)
     c1.metric(t("ops_last_hour", lang), f"{int(per_minute['readings'].sum()):,}"
               if len(per_minute) else "0")
-    c2.metric(t("ops_lag", lang), duration(lag), help=t("ops_lag_help", lang))
-    c3.metric(t("ops_age", lang), duration(age), help=t("ops_age_help", lang))
-    c4.metric(t("ops_since_last", lang), duration(last))
+    c2.metric(t("ops_lag", lang), duration(lag, lang), help=t("ops_lag_help", lang))
+    c3.metric(t("ops_age", lang), duration(age, lang), help=t("ops_age_help", lang))
+    c4.metric(t("ops_since_last", lang), duration(last, lang))
     st.subheader(t("ops_per_minute", lang))
     st.altair_chart(per_minute_chart(per_minute, lang), width="stretch")
     by_reason, samples = _rejects(url)
     st.subheader(t("ops_rejected", lang))
-    st.dataframe(headed(by_reason, lang), hide_index=True, width="stretch")
+    table(st, by_reason, lang)
     with st.expander(t("ops_samples", lang)):
-        st.dataframe(headed(samples, lang), hide_index=True, width="stretch")
+        table(st, samples, lang)
     offline, low, drift = _devices(url)
     silent = int(offline["silent"].iloc[0]) if len(offline) else 0
     st.subheader(t("ops_silent", lang, hours=health.OFFLINE_AFTER_HOURS, n=silent))
     if silent > health.SILENT_SHOWN:
         st.caption(t("ops_silent_shown", lang, n=health.SILENT_SHOWN))
-    st.dataframe(headed(offline.drop(columns="silent"), lang), hide_index=True,
-                 width="stretch")
+    table(st, offline.drop(columns="silent"), lang)
     c1, c2 = st.columns(2)
     c1.subheader(t("ops_battery", lang, pct=health.LOW_BATTERY_PCT))
-    c1.dataframe(headed(low, lang), hide_index=True, width="stretch")
+    table(c1, low, lang)
     c2.subheader(t("ops_clock", lang, s=health.CLOCK_DRIFT_S))
-    c2.dataframe(headed(drift, lang), hide_index=True, width="stretch")
+    table(c2, drift, lang)

@@ -96,7 +96,7 @@ def readings_chart(summary: PolicySummary, lang: str) -> alt.LayerChart | alt.Fa
         color=alt.Color("meal:N", title=t("axis_meal", lang),
                         scale=alt.Scale(domain=[t(m, lang) for m in meals],
                                         range=[MEAL_COLOURS[m] for m in meals]),
-                        legend=alt.Legend(orient="bottom")),
+                        legend=alt.Legend(orient="bottom", columns=3)),
         tooltip=[alt.Tooltip("measured_at:T", title=t("axis_time", lang), format=MOMENT),
                  alt.Tooltip("value_mmol:Q", title="mmol/L"),
                  alt.Tooltip("meal:N", title=t("axis_meal", lang))])
@@ -105,7 +105,6 @@ def readings_chart(summary: PolicySummary, lang: str) -> alt.LayerChart | alt.Fa
 
 def render(user: User) -> None:
     lang = st.session_state.get("lang", "en")
-    narrow_tables()
     requested = st.query_params.get("policy")
     with db.pool().connection() as conn:
         options = panel(conn, user)
@@ -181,11 +180,6 @@ def render(user: User) -> None:
     # A static table: its text wraps, so it reads on a phone without scrolling sideways.
     st.table(explain(summary, lang).head(shown).set_index(t("col_day", lang)))
 
-
-def narrow_tables() -> None:
-    """Tables' headers and first column (days) on one line: on a 390 px phone they otherwise
-    break a character a line, while the text column has room to wrap."""
-    st.html("<style>[data-testid='stTable'] th {white-space: nowrap;}</style>")
 
 
 def _notices(policy_id: str, lang: str, staff: bool) -> None:
