@@ -130,19 +130,21 @@ def signed_out_pages(lang: str) -> list[Any]:
 
 
 def signed_in_pages(user: User, lang: str) -> list[Any]:
-    """The role's pages in its menu; every other URL is known too (not "Page not found") and
-    sends the user to their role's default page, with the URL's query (the sign-in page's URL
-    is "/", with the query the user came with)."""
-    start = default_path(user.role, st.query_params.to_dict())
+    """The role's pages in its menu, each at its own URL path (none is Streamlit's default
+    page, whose URL is "/" only: "/panel" would not find it). "/" (and the sign-in page's
+    URL once signed in) opens the role's start page; every other page's URL is known too (not
+    "Page not found") and sends the user to the start page. The query goes along."""
     titles = dict(ROLE_PAGES[user.role])
-    pages = {path: st.Page(guarded(path, user), title=t(titles[path], lang), url_path=path,
-                           default=path == start) for path in titles}
-    home = pages[start]
+    pages = {path: st.Page(guarded(path, user), title=t(titles[path], lang), url_path=path)
+             for path in titles}
+    start = pages[default_path(user.role, st.query_params.to_dict())]
+    home = st.Page(elsewhere(SIGN_IN_PATH, start), title=t("sign_in", lang), url_path="start",
+                   default=True, visibility="hidden")
     for path in [*PAGES, SIGN_IN_PATH]:
         if path not in pages:
-            pages[path] = st.Page(elsewhere(path, home), title=path, url_path=path,
+            pages[path] = st.Page(elsewhere(path, start), title=path, url_path=path,
                                   visibility="hidden")
-    return list(pages.values())
+    return [home, *pages.values()]
 
 
 def guarded(path: str, user: User) -> Callable[[], None]:

@@ -233,6 +233,8 @@ TEXT: dict[str, dict[str, str]] = {
                            "补传的历史读数到达时已较旧"},
     "ops_since_last": {"en": "Since the last reading", "zh": "距上一条读数"},
     "ops_per_minute": {"en": "Readings per minute", "zh": "每分钟读数"},
+    "ops_state_online": {"en": "online", "zh": "在线"},
+    "ops_state_offline": {"en": "offline", "zh": "离线"},
     "ops_none": {"en": "None.", "zh": "无。"},
     "ops_minute": {"en": "Minute", "zh": "分钟"},
     "ops_readings": {"en": "Readings", "zh": "读数"},

@@ -140,16 +140,25 @@ def test_a_page_opened_by_its_url_signed_out_is_the_page_after_signing_in(served
         assert "Page not found" not in _body(driver)
         driver.refresh()  # reloaded, or sent to a colleague signed in: the same page
         assert _shows(driver, f"· {OTHER}"), _body(driver)
+        time.sleep(1.0)
+        assert "Page not found" not in _body(driver)
+        assert driver.current_url.split("?")[0].endswith("/panel")
     with chromium(1280, 1000) as driver:
         driver.get(f"{served}/policy?policy={OTHER}")
         _sign_in_form(driver, "ann")
         assert _shows(driver, f"· {OTHER}"), _body(driver)
+        assert driver.current_url.split("?")[0].endswith("/policy")
         assert f"policy={OTHER}" in driver.current_url  # the URL to share
     with chromium(1280, 1000) as driver:
         driver.get(f"{served}/workbench")  # not a policyholder's page: their own instead
         _sign_in_form(driver, "alice")
         assert _shows(driver, f"· {MINE}"), _body(driver)
         assert "not open to your role" in _body(driver)
+        assert "Page not found" not in _body(driver)
+        assert driver.current_url.split("?")[0].endswith("/policy")
+        driver.refresh()
+        assert _shows(driver, f"· {MINE}"), _body(driver)
+        time.sleep(1.0)
         assert "Page not found" not in _body(driver)
     with chromium(390, 900) as driver:
         driver.get(f"{served}/policy?policy={THEIRS}")

@@ -12,7 +12,7 @@ import streamlit as st
 
 from dashboard import db
 from dashboard.format import duration
-from dashboard.i18n import t
+from dashboard.i18n import TEXT, t
 from devices import health
 from ingest import flow
 
@@ -38,7 +38,11 @@ def _devices(url: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 
 
 def headed(frame: pd.DataFrame, lang: str) -> pd.DataFrame:
-    """A table with its columns named in the page's language (ops_col_<column>)."""
+    """A table with its columns named in the page's language (ops_col_<column>), a meter's
+    state (online, offline: the wire's words) said in it too."""
+    if "state" in frame:
+        frame = frame.assign(state=frame["state"].map(
+            lambda s: t(f"ops_state_{s}", lang) if f"ops_state_{s}" in TEXT else s))
     return frame.rename(columns={c: t(f"ops_col_{c}", lang) for c in frame.columns})
 
 
