@@ -98,16 +98,16 @@ def run_bench(policies: int, days: int, runs: int, settings: Settings) -> dict[s
 def _plans(url: str) -> dict[str, list[str]]:
     """EXPLAIN ANALYZE of the pages' heaviest queries, as the pages run them."""
     from dashboard.db import WORK_MEM
-    from dashboard.views import operations
+    from devices import health
+    from ingest import flow
     from pricing import portfolio_figures
 
     queries: dict[str, tuple[str, Any]] = {
         "workbench KPIs": (portfolio_figures.KPI_SQL, None),
         "portfolio time in range": (portfolio_figures.TIR_SQL, (
             _one(url, portfolio_figures.LAST_PRICED_SQL), portfolio_figures.TIR_WINDOW_DAYS)),
-        "ingest lag": (operations.LAG_SQL, None),
-        "silent meters": (operations.SILENT_SQL, {"h": operations.OFFLINE_AFTER_HOURS,
-                                                  "shown": operations.SILENT_SHOWN})}
+        "ingest lag": (flow.LAG_SQL, None),
+        "silent meters": (health.SILENT_SQL, health.SILENT_PARAMS)}
     with psycopg.connect(url, options=f"-c work_mem={WORK_MEM}") as conn:  # as the pages'
         return {name: [str(r[0]) for r in conn.execute(
             "explain (analyze, costs off) " + sql, params)]  # type: ignore[arg-type]

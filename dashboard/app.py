@@ -10,6 +10,8 @@ policyholders of their panel. DATABASE_URL names the database
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import streamlit as st
 
@@ -70,8 +72,9 @@ def resumed_user() -> User | None:
 
 def sync_cookie() -> None:
     """Have the browser set or clear the HttpOnly session cookie (dashboard/server.py's
-    routes), once, after signing in or out."""
-    action = st.session_state.pop("cookie", None)
+    routes) after signing in or out; on every run until one completes (main forgets the
+    action then), since a run that moves to another page drops what it drew."""
+    action = st.session_state.get("cookie")
     if action == "open":
         body = json.dumps({"token": st.session_state["token"]})
         st.html(f"<script>fetch({json.dumps(sessions.OPEN_PATH)}, {{method: 'POST', "
@@ -80,6 +83,95 @@ def sync_cookie() -> None:
     elif action == "close":
         st.html(f"<script>fetch({json.dumps(sessions.CLOSE_PATH)}, {{method: 'POST', "
                 "credentials: 'same-origin'});</script>", unsafe_allow_javascript=True)
+
+
+# Every page by its URL path; what each role sees, in its menu's order, the first its default.
+# A page's URL works opened, reloaded or shared: signed out, it shows the sign-in form and,
+# once signed in, the page asked for (with its query, e.g. ?policy=) when the role has it.
+PAGES: dict[str, Callable[[User], None]] = {
+    "policy": policyholder.render,
+    "workbench": actuary.render,
+    "operations": lambda user: operations.render(),
+    "alerts": care.render,
+    "panel": policyholder.render,  # a clinician's view of a policyholder on the panel
+    "alert-rules": care.render_rules,
+}
+ROLE_PAGES: dict[str, tuple[tuple[str, str], ...]] = {
+    "policyholder": (("policy", "page_my_policy"),),
+    "actuary": (("workbench", "page_workbench"), ("policy", "page_policies")),
+    "operations": (("operations", "page_operations"),),
+    "clinician": (("alerts", "page_alerts"), ("panel", "page_panel"),
+                  ("alert-rules", "page_alert_rules")),
+}
+SIGN_IN_PATH = "signin"
+
+
+def may_open(role: str, url_path: str) -> bool:
+    """Whether a role's pages include this one (checked again by the page itself)."""
+    return any(path == url_path for path, _ in ROLE_PAGES[role])
+
+
+def default_path(role: str, query: Mapping[str, str]) -> str:
+    """The page a role starts on: the first of its menu; a link naming a policy (?policy=)
+    opens the role's policy page."""
+    pages = [path for path, _ in ROLE_PAGES[role]]
+    if "policy" in query:
+        return next((p for p in pages if PAGES[p] is policyholder.render), pages[0])
+    return pages[0]
+
+
+def signed_out_pages(lang: str) -> list[Any]:
+    """Signed out, every page's URL shows the sign-in form (no "Page not found"), so the URL
+    asked for, with its query, is still there once signed in."""
+    pages = [st.Page(sign_in, title=t("sign_in", lang), url_path=SIGN_IN_PATH, default=True)]
+    pages += [st.Page(sign_in, title=t("sign_in", lang), url_path=path, visibility="hidden")
+              for path in PAGES]
+    return pages
+
+
+def signed_in_pages(user: User, lang: str) -> list[Any]:
+    """The role's pages in its menu, each at its own URL path (none is Streamlit's default
+    page, whose URL is "/" only: "/panel" would not find it). "/" (and the sign-in page's
+    URL once signed in) opens the role's start page; every other page's URL is known too (not
+    "Page not found") and sends the user to the start page. The query goes along."""
+    titles = dict(ROLE_PAGES[user.role])
+    pages = {path: st.Page(guarded(path, user), title=t(titles[path], lang), url_path=path)
+             for path in titles}
+    start = pages[default_path(user.role, st.query_params.to_dict())]
+    home = st.Page(elsewhere(SIGN_IN_PATH, start), title=t("sign_in", lang), url_path="start",
+                   default=True, visibility="hidden")
+    for path in [*PAGES, SIGN_IN_PATH]:
+        if path not in pages:
+            pages[path] = st.Page(elsewhere(path, start), title=path, url_path=path,
+                                  visibility="hidden")
+    return [home, *pages.values()]
+
+
+def guarded(path: str, user: User) -> Callable[[], None]:
+    def page() -> None:
+        if not may_open(user.role, path):  # checked per page, not only by the menu
+            st.error(t("page_refused", st.session_state.get("lang", "en")))
+            return
+        if st.session_state.pop("refused_page", None):
+            st.info(t("page_not_yours", st.session_state.get("lang", "en")))
+        PAGES[path](user)
+    return page
+
+
+def elsewhere(path: str, home: Any) -> Callable[[], None]:
+    def page() -> None:
+        if path != SIGN_IN_PATH:
+            st.session_state["refused_page"] = path
+        st.switch_page(home, query_params=st.query_params.to_dict())  # ?policy=, ?lang= kept
+    return page
+
+
+def keep_language_in_url() -> str:
+    """The page's language, in the URL (?lang=) too, so a reload or a shared link keeps it."""
+    lang = str(st.session_state["lang"])
+    if st.query_params.get("lang") != lang:
+        st.query_params["lang"] = lang
+    return lang
 
 
 def main() -> None:
@@ -93,30 +185,16 @@ def main() -> None:
         if user is not None:
             st.session_state["user"] = user
     sync_cookie()
+    lang = keep_language_in_url()
     if user is None:
-        st.navigation([st.Page(sign_in, title="Sign in", url_path="signin")]).run()
+        st.navigation(signed_out_pages(lang), position="hidden").run()
+        st.session_state.pop("cookie", None)
         return
-    policyholder.language_picker()
-    st.sidebar.write(f"**{user.username}** ({user.role})")
-    st.sidebar.button(t("sign_out", st.session_state.get("lang", "en")), on_click=sign_out)
-    pages = {
-        "policyholder": [st.Page(lambda: policyholder.render(user), title="My policy",
-                                 url_path="policy", default=True)],
-        "actuary": [st.Page(lambda: actuary.render(user), title="Workbench",
-                            url_path="workbench", default=True),
-                    st.Page(lambda: policyholder.render(user), title="Policies",
-                            url_path="policy")],
-        "operations": [st.Page(operations.render, title="Operations", url_path="operations",
-                               default=True)],
-        # A clinician starts at the alert queue; a link to a policyholder opens the panel.
-        "clinician": [st.Page(lambda: care.render(user), title="Alerts", url_path="alerts",
-                              default="policy" not in st.query_params),
-                      st.Page(lambda: policyholder.render(user), title="My panel",
-                              url_path="panel", default="policy" in st.query_params),
-                      st.Page(lambda: care.render_rules(user), title="Alert rules",
-                              url_path="alert-rules")],
-    }[user.role]
-    st.navigation(pages).run()
+    lang = policyholder.language_picker()
+    st.sidebar.write(f"**{user.username}** ({t(f'role_{user.role}', lang)})")
+    st.sidebar.button(t("sign_out", lang), on_click=sign_out)
+    st.navigation(signed_in_pages(user, lang)).run()
+    st.session_state.pop("cookie", None)  # the run completed: the browser has the script
 
 
 main()

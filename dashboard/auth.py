@@ -13,7 +13,11 @@ BCRYPT_ROUNDS = 12
 
 
 class AccessDenied(PermissionError):
-    pass
+    """A refusal; `code` names its text in dashboard/i18n.py (refused_<code>)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,12 @@ def create_user(conn: psycopg.Connection[Any], username: str, password: str, rol
                 care_lead: bool = False) -> None:
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    # Names are not case-sensitive at sign-in: one login per name, whatever its case.
+    taken = conn.execute("select username from dashboard_users where lower(username) = "
+                         "lower(%s) and username <> %s", (username, username)).fetchone()
+    if taken is not None:
+        raise ValueError(f"username {username!r} is taken (as {taken[0]!r}): names are not "
+                         "case-sensitive")
     conn.execute(
         "insert into dashboard_users (username, password_hash, role, policy_id, care_lead) "
         "values (%s, %s, %s, %s, %s) on conflict (username) do update set password_hash = "
@@ -46,18 +56,22 @@ def create_user(conn: psycopg.Connection[Any], username: str, password: str, rol
 
 
 def authenticate(conn: psycopg.Connection[Any], username: str, password: str) -> User | None:
-    row = conn.execute("select password_hash, role, policy_id, care_lead from dashboard_users "
-                       "where username = %s", (username.strip(),)).fetchone()
+    """The user of a name and password; the name is not case-sensitive (POL-007-000001 and
+    pol-007-000001 are one login) and comes back as stored."""
+    row = conn.execute("select username, password_hash, role, policy_id, care_lead "
+                       "from dashboard_users where lower(username) = lower(%s) "
+                       "order by username = %s desc, username limit 1",
+                       (username.strip(), username.strip())).fetchone()
     # Compare against a dummy hash for unknown users so timing does not tell who exists.
-    stored = str(row[0]) if row else "$2b$12$" + "x" * 53
+    stored = str(row[1]) if row else "$2b$12$" + "x" * 53
     try:
         ok = bcrypt.checkpw(password.encode(), stored.encode())
     except ValueError:
         ok = False
     if not row or not ok:
         return None
-    return User(username.strip(), str(row[1]), None if row[2] is None else str(row[2]),
-                bool(row[3]))
+    return User(str(row[0]), str(row[2]), None if row[3] is None else str(row[3]),
+                bool(row[4]))
 
 
 def add_to_panel(conn: psycopg.Connection[Any], username: str, policy_ids: list[str]) -> None:
@@ -87,10 +101,10 @@ def policy_for(user: User, requested: str | None, allowed: list[str] | None = No
     if user.role == "policyholder":
         assert user.policy_id is not None
         if requested and requested != user.policy_id:
-            raise AccessDenied("you can only see your own policy")
+            raise AccessDenied("not_yours", "you can only see your own policy")
         return user.policy_id
     if not requested:
-        raise AccessDenied("choose a policy")
+        raise AccessDenied("no_policy", "choose a policy")
     if user.role == "clinician" and requested not in (allowed or []):
-        raise AccessDenied("this policyholder is not on your panel")
+        raise AccessDenied("not_on_panel", "this policyholder is not on your panel")
     return requested

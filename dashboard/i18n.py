@@ -1,4 +1,6 @@
-"""Policyholder-facing text in English and Simplified Chinese."""
+"""The dashboard's text in English and Simplified Chinese: one home for every page's words,
+the policyholder's and the staff's (actuaries, the care team, operations) alike: page titles
+in the menu, role tags, refusals, figures, tables and charts."""
 
 from __future__ import annotations
 
@@ -10,21 +12,50 @@ TEXT: dict[str, dict[str, str]] = {
     "password": {"en": "Password", "zh": "密码"},
     "bad_login": {"en": "Wrong username or password.", "zh": "用户名或密码错误。"},
     "sign_out": {"en": "Sign out", "zh": "退出"},
+    # The menu (dashboard/app.py): each page's title, each role's tag, the refusals.
+    "page_my_policy": {"en": "My policy", "zh": "我的保单"},
+    "page_policies": {"en": "Policies", "zh": "保单"},
+    "page_workbench": {"en": "Workbench", "zh": "精算工作台"},
+    "page_operations": {"en": "Operations", "zh": "运维"},
+    "page_alerts": {"en": "Alerts", "zh": "预警"},
+    "page_panel": {"en": "My panel", "zh": "我负责的成员"},
+    "page_alert_rules": {"en": "Alert rules", "zh": "预警规则"},
+    "role_policyholder": {"en": "policyholder", "zh": "投保人"},
+    "role_actuary": {"en": "actuary", "zh": "精算师"},
+    "role_operations": {"en": "operations", "zh": "运维"},
+    "role_clinician": {"en": "clinician", "zh": "医护人员"},
+    "page_refused": {"en": "This page is not open to your role.", "zh": "您的角色无权打开此页面。"},
+    "page_not_yours": {"en": "The page you asked for is not open to your role; this is your "
+                             "start page.",
+                       "zh": "您请求的页面不对您的角色开放，已为您打开首页。"},
+    "refused_not_yours": {"en": "you can only see your own policy",
+                          "zh": "您只能查看自己的保单"},
+    "refused_no_policy": {"en": "choose a policy", "zh": "请选择保单"},
+    "refused_not_on_panel": {"en": "this policyholder is not on your panel",
+                             "zh": "此成员不在您负责的名单中"},
+    "choose_policy": {"en": "Policy", "zh": "保单"},
+    "no_panel": {"en": "No policyholders on your panel yet.", "zh": "您负责的名单中还没有成员。"},
     "sum_insured": {"en": "Sum insured", "zh": "保额"},
+    "money": {"en": "RMB {amount}", "zh": "{amount} 元"},
+    "currency": {"en": "RMB", "zh": "元"},
+    "col_sum_insured": {"en": "Sum insured (RMB)", "zh": "保额（元）"},
     "today_change": {"en": "today", "zh": "今日"},
     "week_change": {"en": "This week", "zh": "本周变化"},
-    "progress_to_cap": {"en": "Reward earned: {bonus:,.0f} of {cap:,.0f}",
-                        "zh": "已获奖励：{bonus:,.0f} / {cap:,.0f}"},
-    "below_base": {"en": "Bonus {bonus:+,.0f}: your sum insured is below its base of "
-                         "{base:,.0f}. Good readings raise it again.",
-                   "zh": "奖励 {bonus:+,.0f}：当前保额低于基础保额 {base:,.0f}。"
+    "progress_to_cap": {"en": "Reward earned: RMB {bonus:,.0f} of RMB {cap:,.0f}",
+                        "zh": "已获奖励：{bonus:,.0f} 元 / {cap:,.0f} 元"},
+    "below_base": {"en": "Bonus RMB {bonus:+,.0f}: your sum insured is below its base of "
+                         "RMB {base:,.0f}. Good readings raise it again.",
+                   "zh": "奖励 {bonus:+,.0f} 元：当前保额低于基础保额 {base:,.0f} 元。"
                          "血糖达标即可回升。"},
     "col_day": {"en": "Day", "zh": "日期"},
     "col_what": {"en": "What happened", "zh": "说明"},
-    "col_change": {"en": "Change", "zh": "变动"},
+    "col_change": {"en": "Change (RMB)", "zh": "变动（元）"},
+    "ledger_latest": {"en": "The latest {shown} of {total} days.",
+                      "zh": "显示最近 {shown} 天，共 {total} 天。"},
+    "ledger_all": {"en": "Show all {total} days", "zh": "显示全部 {total} 天"},
     "axis_time": {"en": "Time", "zh": "时间"},
     "axis_meal": {"en": "Meal", "zh": "时段"},
-    "task_measure": {"en": "Measure before breakfast today to earn +{amount:,.0f}.",
+    "task_measure": {"en": "Measure before breakfast today to earn RMB {amount:,.0f}.",
                      "zh": "今天早餐前测一次血糖，可增加 {amount:,.0f} 元保额。"},
     "task_done": {"en": "Done for today: your morning reading was {status}.",
                   "zh": "今日已完成：晨起血糖{status}。"},
@@ -37,6 +68,13 @@ TEXT: dict[str, dict[str, str]] = {
     "fhir_help": {"en": "Every reading that counted, in the standard format hospitals and "
                          "doctors' systems read. It carries no name.",
                   "zh": "所有计入的血糖读数，采用医院和医生系统通用的标准格式，不含姓名。"},
+    "fhir_cgm_first": {"en": "For a doctor, the consensus figures and the AGP report above come "
+                             "first. The FHIR file holds every sensor reading of the days you "
+                             "choose (months of them are tens of MB).",
+                       "zh": "给医生看时，请先用上方的共识指标和 AGP 报告。FHIR 文件包含所选日期内"
+                             "的全部传感器读数（数月的读数可达数十 MB）。"},
+    "fhir_days": {"en": "Days in the FHIR file", "zh": "FHIR 文件包含的日期"},
+    "fhir_pick_days": {"en": "Pick the last day too.", "zh": "请再选择结束日期。"},
     "tir": {"en": "Time in range", "zh": "达标时间比例"},
     "streak": {"en": "In-target streak", "zh": "连续达标"},
     "days": {"en": "days", "zh": "天"},
@@ -67,7 +105,7 @@ TEXT: dict[str, dict[str, str]] = {
                           "{coverage:.0f}%：{status}"},
     "explain_no_sensor": {"en": "no sensor readings", "zh": "没有传感器读数"},
     "task_wear": {"en": "Keep your sensor on: a day with at least {tir:.0f}% of its time in "
-                        "range earns +{amount:,.0f}.",
+                        "range earns RMB {amount:,.0f}.",
                   "zh": "请坚持佩戴传感器：当日至少 {tir:.0f}% 时间血糖在目标范围内，"
                         "保额增加 {amount:,.0f} 元。"},
     "today_so_far": {"en": "Today so far: time in range {tir:.0f}%, sensor worn {coverage:.0f}% "
@@ -80,7 +118,8 @@ TEXT: dict[str, dict[str, str]] = {
                           "{low} and {high} {unit}: the target range.",
                     "zh": "实线：中位数；深色带：25-75%；浅色带：5-95%；{low} 与 {high} {unit}"
                           "：目标范围。"},
-    "tir_bands": {"en": "Time in ranges, last 14 days", "zh": "各血糖范围时间占比（近 14 天）"},
+    "tir_bands": {"en": "Time in ranges ({unit}), last 14 days",
+                  "zh": "各血糖范围时间占比（{unit}，近 14 天）"},
     "daily_profiles": {"en": "Daily profiles, last 14 days", "zh": "每日血糖曲线（近 14 天）"},
     "band_very_low": {"en": "Very low", "zh": "极低"},
     "band_low": {"en": "Low", "zh": "低"},
@@ -317,13 +356,74 @@ TEXT: dict[str, dict[str, str]] = {
                            "a minute.",
                      "zh": "发布后将生效以下修改，预警服务将在一分钟内启用。"},
     "rules_invalid": {"en": "Not valid: {error}", "zh": "无效：{error}"},
+    # The operations page (dashboard/views/operations.py).
+    "ops_last_hour": {"en": "Readings, last hour", "zh": "近一小时读数"},
+    "ops_lag": {"en": "Ingest lag", "zh": "接收延迟"},
+    "ops_lag_help": {"en": "receive → stored, the median over readings received in the last 5 "
+                           "minutes",
+                     "zh": "接收 → 入库，近 5 分钟内接收的读数的中位数"},
+    "ops_age": {"en": "Reading age", "zh": "读数时效"},
+    "ops_age_help": {"en": "measured → stored, the median over readings stored in the last 5 "
+                           "minutes; back-filled history is old when it arrives",
+                     "zh": "测量 → 入库，近 5 分钟内入库的读数的中位数；"
+                           "补传的历史读数到达时已较旧"},
+    "ops_since_last": {"en": "Since the last reading", "zh": "距上一条读数"},
+    "ops_per_minute": {"en": "Readings per minute", "zh": "每分钟读数"},
+    "ops_state_online": {"en": "online", "zh": "在线"},
+    "ops_state_offline": {"en": "offline", "zh": "离线"},
+    "ops_none": {"en": "None.", "zh": "无。"},
+    "ops_minute": {"en": "Minute", "zh": "分钟"},
+    "ops_readings": {"en": "Readings", "zh": "读数"},
+    "ops_rejected": {"en": "Rejected in the last 24 hours, by reason",
+                     "zh": "近 24 小时拒收消息（按原因）"},
+    "ops_samples": {"en": "Latest sample of each reason", "zh": "每种原因的最新样本"},
+    "ops_silent": {"en": "Meters silent for more than {hours} hours: {n:,}",
+                   "zh": "超过 {hours} 小时无消息的设备：{n:,} 台"},
+    "ops_silent_shown": {"en": "The {n} silent longest.", "zh": "列出无消息最久的 {n} 台。"},
+    "ops_battery": {"en": "Battery below {pct}%", "zh": "电量低于 {pct}%"},
+    "ops_clock": {"en": "Clock off by more than {s} s", "zh": "时钟偏差超过 {s} 秒"},
+    "ops_col_reason": {"en": "reason", "zh": "原因"},
+    "ops_col_messages": {"en": "messages", "zh": "消息数"},
+    "ops_col_latest": {"en": "latest", "zh": "最近一次"},
+    "ops_col_received_at": {"en": "received at", "zh": "接收时间"},
+    "ops_col_topic": {"en": "topic", "zh": "主题"},
+    "ops_col_detail": {"en": "detail", "zh": "详情"},
+    "ops_col_payload_start": {"en": "payload start", "zh": "消息开头"},
+    "ops_col_device_id": {"en": "device", "zh": "设备"},
+    "ops_col_state": {"en": "state", "zh": "状态"},
+    "ops_col_last_status": {"en": "last status", "zh": "最近状态"},
+    "ops_col_last_reading": {"en": "last reading", "zh": "最近读数"},
+    "ops_col_battery_pct": {"en": "battery %", "zh": "电量 %"},
+    "ops_col_sent_at": {"en": "sent at", "zh": "发送时间"},
+    "ops_col_clock_offset_s": {"en": "clock offset (s)", "zh": "时钟偏差（秒）"},
+    # The workbench's figures (dashboard/views/actuary.py render).
+    "wb_title": {"en": "Actuary workbench", "zh": "精算工作台"},
+    "wb_policies": {"en": "Policies", "zh": "保单数"},
+    "wb_total": {"en": "Total sum insured", "zh": "总保额"},
+    "wb_mean_bonus": {"en": "Mean bonus", "zh": "平均奖励"},
+    "wb_in_target": {"en": "In target on the last priced day", "zh": "最近定价日达标比例"},
+    "wb_meters_tir": {"en": "Meters: time in range ({low}–{high} mmol/L), last {days} days of "
+                            "readings: {tir}",
+                      "zh": "血糖仪：目标范围内读数比例（{low}–{high} mmol/L），近 {days} 天读数："
+                            "{tir}"},
+    "wb_no_data": {"en": "no data yet", "zh": "暂无数据"},
+    "wb_no_cgm": {"en": "CGMs: no CGM policies priced yet", "zh": "CGM：尚无已定价的 CGM 保单"},
+    "wb_cgm": {"en": "CGM portfolio ({n} policies), last {days} days: time in range 70–180 "
+                     "mg/dL {tir}, below 54 mg/dL {below}, sensor coverage on days worn "
+                     "{coverage}",
+               "zh": "CGM 组合（{n} 份保单），近 {days} 天：70–180 mg/dL 范围内时间 {tir}，"
+                     "低于 54 mg/dL {below}，佩戴日传感器覆盖率 {coverage}"},
+    "wb_tab_ruleset": {"en": "Ruleset", "zh": "规则集"},
+    "wb_tab_backtest": {"en": "Back-test", "zh": "回测"},
+    "wb_tab_glm": {"en": "GLM", "zh": "GLM"},
+    "wb_tab_gaming": {"en": "Gaming", "zh": "博弈检测"},
     # The same page as the care team and actuaries see it: about the policyholder, not to them.
     "readings_staff": {"en": "Readings (mmol/L), target band shaded",
                        "zh": "血糖记录（mmol/L），阴影为目标范围"},
     "ledger_staff": {"en": "How the sum insured changed", "zh": "保额变化明细"},
-    "below_base_staff": {"en": "Bonus {bonus:+,.0f}: the sum insured is below its base of "
-                               "{base:,.0f}.",
-                         "zh": "奖励 {bonus:+,.0f}：当前保额低于基础保额 {base:,.0f}。"},
+    "below_base_staff": {"en": "Bonus RMB {bonus:+,.0f}: the sum insured is below its base of "
+                               "RMB {base:,.0f}.",
+                         "zh": "奖励 {bonus:+,.0f} 元：当前保额低于基础保额 {base:,.0f} 元。"},
     "fhir_download_staff": {"en": "Download the records (FHIR R4)",
                             "zh": "下载血糖记录（FHIR R4）"},
     "metrics_title_staff": {"en": "CGM figures against the consensus targets",

@@ -51,7 +51,10 @@ class PolicySummary:
 
 
 def load_summary(conn: psycopg.Connection[Any], policy_id: str,
-                 now: datetime | None = None) -> PolicySummary:
+                 now: datetime | None = None, explained_rows: int = EXPLAINED_ROWS
+                 ) -> PolicySummary:
+    """The page's figures; the readings reach back far enough to explain the latest
+    `explained_rows` ledger lines."""
     policies, bindings = store.load_policies(conn, [policy_id])
     if policies.empty:
         raise LookupError(f"no policy {policy_id}")
@@ -60,7 +63,7 @@ def load_summary(conn: psycopg.Connection[Any], policy_id: str,
     today = days.today(str(zone), now)
     ruleset = store.in_force(conn, str(p["ruleset_name"]))
     ledger = _ledger(conn, policy_id, today)
-    readings = _readings(conn, bindings, ledger, today, zone)
+    readings = _readings(conn, bindings, ledger, today, zone, explained_rows)
     base = float(p["base_sum_insured"])
     bonus = float(ledger["bonus"].iloc[-1]) if len(ledger) else 0.0
     today_status, today_delta, today_figures = _provisional_today(
@@ -105,11 +108,11 @@ def _ledger(conn: psycopg.Connection[Any], policy_id: str, today: date) -> pd.Da
 
 
 def _readings(conn: psycopg.Connection[Any], bindings: pd.DataFrame, ledger: pd.DataFrame,
-              today: date, zone: ZoneInfo) -> pd.DataFrame:
+              today: date, zone: ZoneInfo, explained_rows: int) -> pd.DataFrame:
     """Readings for the chart and for every ledger line shown (which may be older)."""
     first_day = today - timedelta(days=HISTORY_DAYS)
     if len(ledger):
-        first_day = min(first_day, ledger["day"].iloc[-min(EXPLAINED_ROWS, len(ledger))])
+        first_day = min(first_day, ledger["day"].iloc[-min(explained_rows, len(ledger))])
     since = datetime.combine(first_day - timedelta(days=1), datetime.min.time(), zone)
     return store.load_readings(conn, sorted(set(bindings["device_id"])), since=since)
 

@@ -80,7 +80,9 @@ def spawn(name: str, args: list[str], env: dict[str, str], marker: str | None = 
 
 
 def provision_demo(admin_url: str, settings: Settings, policies: int, seed: int, days: int
-                   ) -> list[str]:
+                   ) -> dict[str, list[str]]:
+    """The demo portfolio and its dashboard logins, by what they show: staff, policyholders
+    with a meter, policyholders wearing a CGM."""
     from dashboard.auth import add_to_panel, create_user
     from devices.fleet import DEFAULT_CGM_SHARE, DEFAULT_GATEWAY_SHARE, portfolio
     from devices.provisioning import add_portfolio, sync_broker
@@ -104,7 +106,10 @@ def provision_demo(admin_url: str, settings: Settings, policies: int, seed: int,
         add_to_panel(conn, "clinician", [p for _, role, p in logins if p is not None])
         conn.commit()
         sync_broker(conn, settings)
-    return [u for u, _, _ in logins]
+    cgm = {p.policy_id for p in people if p.kind == "cgm"}
+    return {"staff": [u for u, role, _ in logins if role != "policyholder"],
+            "meter": [u for u, _, p in logins if p is not None and p not in cgm],
+            "cgm": [u for u, _, p in logins if p is not None and p in cgm]}
 
 
 def up_cli(args: argparse.Namespace, settings: Settings) -> int:
@@ -197,13 +202,16 @@ def _start_services(args: argparse.Namespace, env: dict[str, str], admin_url: st
 
 
 def _print_banner(args: argparse.Namespace, admin_url: str, target: MqttTarget,
-                  logins: list[str], settings: Settings) -> None:
+                  logins: dict[str, list[str]], settings: Settings) -> None:
     print("\n".join([
         "", "glucover is up",
         f"  dashboard:  http://127.0.0.1:{args.dashboard_port}",
         f"  database:   {admin_url}",
         f"  broker:     mqtt://{target.host}:{target.port}",
-        f"  logins:     {', '.join(logins)} (password: {DEMO_PASSWORD!r})",
+        f"  logins (password {DEMO_PASSWORD!r}; names are not case-sensitive):",
+        f"    staff:                    {', '.join(logins['staff'])}",
+        f"    policyholders, a meter:   {', '.join(logins['meter'])}",
+        f"    policyholders, a CGM:     {', '.join(logins['cgm'])}",
         f"  state:      {settings.home}",
         "  Ctrl-C stops everything.", ""]), flush=True)
 

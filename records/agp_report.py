@@ -18,22 +18,23 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from kernel import units
+from kernel.units import UNIT_DECIMALS
 from kernel.vocabulary import Unit
 from pricing import cgm
 
 # A CJK font first, so a Chinese report has its characters; DejaVu for the rest.
 FONTS = ["WenQuanYi Micro Hei", "Noto Sans CJK SC", "DejaVu Sans"]
 # Each band (in pricing.cgm.band_shares's order) with its colour and its consensus target
-# (below 70 and above 180 have theirs on the sum of two bands, shown on the nearer one). The
-# dashboard draws its bar with the same names and colours.
-BANDS = (("very_low", "#a50f15", "<1%"), ("low", "#ef3b2c", "<4% (<70)"),
-         ("in_range", "#41ab5d", ">70%"), ("high", "#fdae61", "<25% (>180)"),
+# (below 70 and above 180 mg/dL have theirs on the sum of two bands, shown on the nearer one:
+# band_targets). The dashboard draws its bar with the same names, colours and ranges.
+BANDS = (("very_low", "#a50f15", "<1%"), ("low", "#ef3b2c", "<4%"),
+         ("in_range", "#41ab5d", ">70%"), ("high", "#fdae61", "<25%"),
          ("very_high", "#f46d43", "<5%"))
 TEXT = {
     "title": {"en": "AGP Report: Continuous Glucose Monitoring",
               "zh": "AGP 报告：持续葡萄糖监测"},
     "stats": {"en": "Glucose statistics and targets", "zh": "血糖统计与目标"},
-    "bands": {"en": "Time in ranges", "zh": "各范围时间"},
+    "bands": {"en": "Time in ranges ({unit})", "zh": "各范围时间（{unit}）"},
     "agp": {"en": "Ambulatory glucose profile (AGP)", "zh": "动态血糖图谱（AGP）"},
     "daily": {"en": "Daily glucose profiles", "zh": "每日血糖曲线"},
     "window": {"en": "{first} to {last} ({days} days)", "zh": "{first} 至 {last}（{days} 天）"},
@@ -41,11 +42,11 @@ TEXT = {
     "mean": {"en": "Mean glucose", "zh": "平均血糖"},
     "gmi": {"en": "Glucose management indicator (GMI)", "zh": "葡萄糖管理指标（GMI）"},
     "cv": {"en": "Glucose variability (CV), target ≤36%", "zh": "血糖变异系数（CV），目标 ≤36%"},
-    "very_low": {"en": "Very low  <54 mg/dL", "zh": "极低  <54 mg/dL"},
-    "low": {"en": "Low  54-69 mg/dL", "zh": "低  54-69 mg/dL"},
-    "in_range": {"en": "In range  70-180 mg/dL", "zh": "目标范围  70-180 mg/dL"},
-    "high": {"en": "High  181-250 mg/dL", "zh": "高  181-250 mg/dL"},
-    "very_high": {"en": "Very high  >250 mg/dL", "zh": "极高  >250 mg/dL"},
+    "very_low": {"en": "Very low", "zh": "极低"},
+    "low": {"en": "Low", "zh": "低"},
+    "in_range": {"en": "In range", "zh": "目标范围"},
+    "high": {"en": "High", "zh": "高"},
+    "very_high": {"en": "Very high", "zh": "极高"},
     "target": {"en": "target", "zh": "目标"},
     "legend": {"en": "median; 25-75%; 5-95%; target range {low}-{high} {unit}",
                "zh": "中位数；25-75%；5-95%；目标范围 {low}-{high} {unit}"},
@@ -64,6 +65,35 @@ class Subject:
     name: str
     policy_id: str
     device_id: str
+
+
+def band_ranges(unit: str) -> dict[str, str]:
+    """Each band's glucose range in `unit`, from the consensus limits (pricing/cgm.py), in the
+    unit's own steps: <54, 54-69, 70-180, 181-250, >250 mg/dL; <3.0, 3.0-3.8, 3.9-10.0,
+    10.1-13.9, >13.9 mmol/L."""
+    decimals = UNIT_DECIMALS[unit]
+    step = 10.0 ** -decimals
+
+    def at(mgdl: float) -> float:
+        return round(float(cgm.in_unit(mgdl, unit)), decimals)
+
+    def shown(value: float) -> str:
+        return f"{value:.{decimals}f}"
+
+    very_low, low, high, very_high = (at(v) for v in (
+        cgm.LEVEL2_LOW_MGDL, cgm.TIR_LOW_MGDL, cgm.TIR_HIGH_MGDL, cgm.LEVEL2_HIGH_MGDL))
+    return {"very_low": f"<{shown(very_low)}", "low": f"{shown(very_low)}–{shown(low - step)}",
+            "in_range": f"{shown(low)}–{shown(high)}",
+            "high": f"{shown(high + step)}–{shown(very_high)}",
+            "very_high": f">{shown(very_high)}"}
+
+
+def band_targets(unit: str) -> dict[str, str]:
+    """Each band's consensus target; low's and high's are on the time below or above the
+    target range, said with the range's limit in `unit`."""
+    low, high = (cgm.format_value(v, unit) for v in (cgm.TIR_LOW_MGDL, cgm.TIR_HIGH_MGDL))
+    scope = {"low": f" (<{low})", "high": f" (>{high})"}
+    return {key: target + scope.get(key, "") for key, _, target in BANDS}
 
 
 def _t(key: str, lang: str, **values: object) -> str:
@@ -86,7 +116,7 @@ def render(subject: Subject, window: cgm.CgmWindow, unit: str = Unit.MMOL_L,
             fig.text(0.06, 0.9, _t("none", lang), fontsize=11)
         else:
             _statistics(fig, window, unit, lang)
-            _bands(fig.add_axes((0.58, 0.70, 0.05, 0.19)), window.metrics, lang, fig)
+            _bands(fig.add_axes((0.58, 0.70, 0.05, 0.19)), window.metrics, unit, lang, fig)
             _profile(fig.add_axes((0.09, 0.38, 0.86, 0.25)), window, unit, lang)
             _daily(fig, window, unit, lang)
         fig.text(0.06, 0.02, _t("sources", lang), fontsize=6.5, color="#555555")
@@ -125,9 +155,9 @@ def _statistics(fig: Figure, window: cgm.CgmWindow, unit: str, lang: str) -> Non
         fig.text(0.52, y, value, fontsize=9.5, weight="bold", ha="right")
 
 
-def _bands(ax: Axes, m: dict[str, float], lang: str, fig: Figure) -> None:
+def _bands(ax: Axes, m: dict[str, float], unit: str, lang: str, fig: Figure) -> None:
     """The stacked bar, and one line per band from very high (top) to very low."""
-    fig.text(0.58, 0.91, _t("bands", lang), fontsize=12, weight="bold")
+    fig.text(0.58, 0.91, _t("bands", lang, unit=unit), fontsize=12, weight="bold")
     bottom = 0.0
     for (_, colour, _), share in zip(BANDS, cgm.band_shares(m), strict=True):
         ax.bar(0, share, bottom=bottom, color=colour, width=0.8)
@@ -135,11 +165,13 @@ def _bands(ax: Axes, m: dict[str, float], lang: str, fig: Figure) -> None:
     ax.set_xlim(-0.5, 0.5)
     ax.set_ylim(0, 100)
     ax.axis("off")
-    for i, ((key, colour, target), share) in enumerate(reversed(list(zip(
+    ranges, targets = band_ranges(unit), band_targets(unit)
+    for i, ((key, colour, _), share) in enumerate(reversed(list(zip(
             BANDS, cgm.band_shares(m), strict=True)))):
         y = 0.875 - i * 0.04
+        target = targets[key]
         fig.text(0.645, y, "■", color=colour, fontsize=10, va="center")
-        fig.text(0.67, y, _t(key, lang), fontsize=8, va="center")
+        fig.text(0.67, y, f"{_t(key, lang)}  {ranges[key]}", fontsize=8, va="center")
         fig.text(0.87, y, f"{share:.1f}%", fontsize=9, weight="bold", va="center", ha="right")
         fig.text(0.885, y, f"{_t('target', lang)} {target}", fontsize=6.5, va="center",
                  color="#555555")

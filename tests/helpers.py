@@ -1,13 +1,16 @@
 """Builders the test modules share (no test module imports another): the one START of every
-synthetic history, and ways to load a fleet into a database without a broker."""
+synthetic history, ways to load a fleet into a database without a broker, a headless
+Chromium."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -143,3 +146,31 @@ def state_dir(prefix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(path, 0o755)  # noqa: S103 - the server users must traverse it
     return path
+
+
+@contextmanager
+def chromium(width: int, height: int, downloads: Path | None = None) -> Iterator[Any]:
+    """A headless Debian Chromium with a fresh profile, its viewport `width` x `height`,
+    saving downloads into `downloads` when given."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="glucover-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                 f"--user-data-dir={profile}", f"--window-size={width},{height}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(
+        shutil.which("chromedriver") or "/usr/bin/chromedriver"))
+    try:
+        driver.set_window_size(width, height)
+        if downloads is not None:
+            driver.execute_cdp_cmd("Browser.setDownloadBehavior", {
+                "behavior": "allow", "downloadPath": str(downloads)})
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)

@@ -50,11 +50,14 @@ def test_the_agp_report_renders_with_its_headings_and_figures(
     assert f"{m['gmi']:.1f}%" in text and f"{m['tir_70_180']:.1f}%" in text
     assert f"{m['active_percent']:.1f}%" in text
     assert f"{today - timedelta(days=14)} to {today - timedelta(days=1)} (14 days)" in text
+    # The report in mmol/L names its ranges in mmol/L (the consensus limits, converted).
+    assert "Time in ranges (mmol/L)" in text and "3.9–10.0" in text and "<3.0" in text
+    assert "mg/dL" not in text
 
     zh = tmp_path / "agp-zh.pdf"
     assert main(["export", "agp", "--policy", policy_id, "--lang", "zh", "--unit", "mg/dL",
                  "--out", str(zh)]) == 0
-    assert "动态血糖图谱" in pdf_text(zh) and "mg/dL" in pdf_text(zh)
+    assert "动态血糖图谱" in pdf_text(zh) and "70–180" in pdf_text(zh)
 
 
 def test_a_fingerstick_policy_has_no_agp_report(db_url: str) -> None:

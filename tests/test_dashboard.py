@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from glucover.servers import free_port, wait_for_port
 from pricing import glycaemia, store
 from pricing.portfolio_figures import TIR_WINDOW_DAYS
 from pricing.ruleset import load_builtin
-from tests.helpers import APP, START, load_fleet, wait_until
+from tests.helpers import APP, START, chromium, load_fleet, wait_until
 
 PASSWORD = "correct horse"
 
@@ -88,15 +86,16 @@ def test_policyholder_sees_their_own_policy(dashboard_db: str) -> None:
     assert "POL-006-000001" in at.title[0].value
     headline = at.metric[0]
     assert headline.label == "Sum insured"
-    assert headline.value == f"{sum_insured_from_ledger(dashboard_db, 'POL-006-000001'):,.0f}"
+    # Amounts carry their currency.
+    assert headline.value == f"RMB {sum_insured_from_ledger(dashboard_db, 'POL-006-000001'):,.0f}"
     labels = {m.label for m in at.metric}
     assert {"This week", "A claim today would pay", "Estimated HbA1c", "Time in range",
             "In-target streak"} <= labels
-    assert at.info[0].value.startswith("Measure before breakfast today to earn +100")
+    assert at.info[0].value.startswith("Measure before breakfast today to earn RMB 100")
     ledger = at.table[0].value
     assert len(ledger) > 30
-    assert list(ledger.columns) == ["What happened", "Change", "Sum insured"]
-    change = ledger["Change"].str.replace(",", "").astype(float)
+    assert list(ledger.columns) == ["What happened", "Change (RMB)", "Sum insured (RMB)"]
+    change = ledger["Change (RMB)"].str.replace(",", "").astype(float)
     # Each line in words; a day that earned its step names the reading that earned it.
     earned = ledger[change == 100]
     assert len(earned) > 0
@@ -176,8 +175,8 @@ def test_operations_page(dashboard_db: str) -> None:
     assert at.title[0].value == "Operations"
     reasons = next(d.value for d in at.dataframe if "reason" in d.value)
     assert sorted(reasons["reason"]) == ["invalid_json", "invalid_utf8"]
-    samples = next(d.value for d in at.dataframe if "payload_start" in d.value)
-    assert "\\377\\376{" in set(samples["payload_start"])
+    samples = next(d.value for d in at.dataframe if "payload start" in d.value)
+    assert "\\377\\376{" in set(samples["payload start"])
     assert not at.exception
 
 
@@ -195,34 +194,6 @@ def served_dashboard(dashboard_db: str) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(20)
-
-
-@contextmanager
-def chromium(width: int, height: int, downloads: Path | None = None) -> Iterator[Any]:
-    """A headless Debian Chromium with a fresh profile, its viewport `width` x `height`,
-    saving downloads into `downloads` when given."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="glucover-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                 f"--user-data-dir={profile}", f"--window-size={width},{height}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(
-        shutil.which("chromedriver") or "/usr/bin/chromedriver"))
-    try:
-        driver.set_window_size(width, height)
-        if downloads is not None:
-            driver.execute_cdp_cmd("Browser.setDownloadBehavior", {
-                "behavior": "allow", "downloadPath": str(downloads)})
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def _metric_values(driver: Any) -> list[str]:
@@ -270,7 +241,8 @@ def test_real_browser_policyholder_page(served_dashboard: str, dashboard_db: str
         wait = WebDriverWait(driver, 60)
         driver.get(f"{served_dashboard}/?lang={lang}")
         sign_in_through_page(driver, "alice", lang)
-        expected = f"{sum_insured_from_ledger(dashboard_db, 'POL-006-000001'):,.0f}"
+        amount = f"{sum_insured_from_ledger(dashboard_db, 'POL-006-000001'):,.0f}"
+        expected = f"RMB {amount}" if lang == "en" else f"{amount} 元"  # with its currency
         assert wait_until(lambda: expected in _metric_values(driver), 60), \
             _metric_values(driver)
         wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "[data-testid='stTable']")))
@@ -323,7 +295,7 @@ def test_sign_in_offers_the_language_and_keeps_it(dashboard_db: str) -> None:
     assert not at.exception
     assert at.metric[0].label == "保额"  # the choice made before signing in holds
     assert at.selectbox(key="lang_sidebar").value == "zh"
-    assert list(at.table[0].value.columns) == ["说明", "变动", "保额"]
+    assert list(at.table[0].value.columns) == ["说明", "变动（元）", "保额（元）"]
 
 
 def test_operations_tells_ingest_lag_from_history_age(dashboard_db: str) -> None:
@@ -362,7 +334,7 @@ def test_a_policy_below_its_base_shows_the_signed_bonus(dashboard_db: str) -> No
     at = signed_in("alice")
     assert not at.exception
     assert [w.value for w in at.warning] == [
-        f"Bonus -300: your sum insured is below its base of {base:,.0f}. "
+        f"Bonus RMB -300: your sum insured is below its base of RMB {base:,.0f}. "
         "Good readings raise it again."]
 
 
@@ -375,7 +347,7 @@ def test_real_browser_session_survives_a_reload_until_signed_out(served_dashboar
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    expected = f"{sum_insured_from_ledger(dashboard_db, 'POL-006-000001'):,.0f}"
+    expected = f"RMB {sum_insured_from_ledger(dashboard_db, 'POL-006-000001'):,.0f}"
 
     def signed_in_page(driver: Any) -> bool:
         return wait_until(lambda: expected in _metric_values(driver), 30)
@@ -480,7 +452,7 @@ def test_cgm_policyholder_sees_time_in_range_agp_and_the_explained_ledger(
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["GMI (estimated HbA1c)"].endswith("%") and metrics["Time in range"] != "—"
     assert at.info[0].value.startswith("Keep your sensor on: a day with at least 70% of its "
-                                       "time in range earns +100.")
+                                       "time in range earns RMB 100.")
     # Today so far, by the rules: today's summary row of the evaluator's own rules 1-2.
     from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
@@ -497,7 +469,7 @@ def test_cgm_policyholder_sees_time_in_range_agp_and_the_explained_ledger(
     tir = 100 * row["in_range"] / row["readings"]
     assert f"Today so far: time in range {tir:.0f}%, sensor worn " in at.info[0].value
     subheaders = [s.value for s in at.subheader]
-    assert {"Time in ranges, last 14 days", "Ambulatory glucose profile, last 14 days",
+    assert {"Time in ranges (mmol/L), last 14 days", "Ambulatory glucose profile, last 14 days",
             "Your CGM figures against the consensus targets", "Daily profiles, last 14 days",
             "How your sum insured changed"} <= set(subheaders)
     assert "3.9 and 10.0 mmol/L" in at.caption[0].value

@@ -15,6 +15,7 @@ from actuary import backtest, gaming, glm
 from actuary.synthetic import synthetic_portfolio
 from dashboard import db
 from dashboard.auth import User
+from dashboard.format import money
 from dashboard.i18n import TEXT, t
 from dashboard.parameter_form import (
     changes,
@@ -269,23 +270,24 @@ def gaming_section(candidate: Ruleset | None) -> None:
 
 
 def render(user: User) -> None:
-    st.title("Actuary workbench")
+    lang = st.session_state.get("lang", "en")
+    st.title(t("wb_title", lang))
     k = kpis(db.database_url())
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Policies", f"{int(k['all_policies']):,}")
-    c2.metric("Total sum insured", f"{k['total']:,.0f}")
-    c3.metric("Mean bonus", f"{k['mean_bonus']:,.0f}")
-    c4.metric("In target on the last priced day", f"{k['in_target_share']:.0%}")
+    c1.metric(t("wb_policies", lang), f"{int(k['all_policies']):,}")
+    c2.metric(t("wb_total", lang), money(k["total"], lang))
+    c3.metric(t("wb_mean_bonus", lang), money(k["mean_bonus"], lang))
+    c4.metric(t("wb_in_target", lang), f"{k['in_target_share']:.0%}")
     tir = k["time_in_range"]
-    st.caption(f"Meters: time in range ({glycaemia.TIR_LOW_MMOL}–{glycaemia.TIR_HIGH_MMOL} "
-               f"mmol/L), last {TIR_WINDOW_DAYS} days of readings: "
-               + ("no data yet" if tir is None else f"{tir:.1%}"))
+    st.caption(t("wb_meters_tir", lang, low=glycaemia.TIR_LOW_MMOL, high=glycaemia.TIR_HIGH_MMOL,
+                 days=TIR_WINDOW_DAYS, tir=t("wb_no_data", lang) if tir is None
+                 else f"{tir:.1%}"))
     c = cgm_portfolio()
-    st.caption("CGMs: no CGM policies priced yet" if c is None else
-               f"CGM portfolio ({int(c['policies']):,} policies), last {TIR_WINDOW_DAYS} days: "
-               f"time in range 70–180 mg/dL {c['time_in_range']:.1%}, below 54 mg/dL "
-               f"{c['below_54']:.2%}, sensor coverage on days worn {c['coverage']:.0%}")
-    tabs = st.tabs(["Ruleset", "Back-test", "GLM", "Gaming"])
+    st.caption(t("wb_no_cgm", lang) if c is None else t(
+        "wb_cgm", lang, n=f"{int(c['policies']):,}", days=TIR_WINDOW_DAYS,
+        tir=f"{c['time_in_range']:.1%}", below=f"{c['below_54']:.2%}",
+        coverage=f"{c['coverage']:.0%}"))
+    tabs = st.tabs([t(f"wb_tab_{tab}", lang) for tab in ("ruleset", "backtest", "glm", "gaming")])
     with tabs[0]:
         candidate = ruleset_editor(user)
     with tabs[1]:

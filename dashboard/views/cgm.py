@@ -16,7 +16,7 @@ from dashboard.policyholder_data import PolicySummary
 from kernel import units
 from kernel.vocabulary import Unit
 from pricing import cgm
-from records.agp_report import BANDS  # the five bands' names and colours, as on the report
+from records.agp_report import BANDS, band_ranges  # the five bands, as on the report
 from records.export import agp_pdf
 
 UNITS = (Unit.MMOL_L, Unit.MG_DL)
@@ -46,9 +46,10 @@ def today_chart(figures: cgm.CgmWindow, unit: str, lang: str) -> alt.LayerChart 
     data = figures.today.assign(value=units.in_unit(figures.today["mgdl"], unit),
                                 measured_at=figures.today["measured_at"].dt.tz_localize(None))
     line = alt.Chart(data).mark_line(point=False, color="#08519c").encode(
-        x=alt.X("measured_at:T", title=t("axis_time", lang)),
-        y=alt.Y("value:Q", title=unit), tooltip=[alt.Tooltip("measured_at:T"),
-                                                 alt.Tooltip("value:Q", format=".1f")])
+        x=alt.X("measured_at:T", title=t("axis_time", lang), axis=alt.Axis(format="%H:%M")),
+        y=alt.Y("value:Q", title=unit),
+        tooltip=[alt.Tooltip("measured_at:T", title=t("axis_time", lang), format="%H:%M"),
+                 alt.Tooltip("value:Q", title=unit, format=".1f")])
     return alt.layer(band, line)
 
 
@@ -91,21 +92,24 @@ def daily_chart(figures: cgm.CgmWindow, unit: str, lang: str) -> alt.FacetChart:
     return chart
 
 
-def bands_chart(m: dict[str, Any], lang: str) -> alt.Chart:
-    """One bar of the five bands, very low on the left, their shares (%) of the readings."""
-    data = pd.DataFrame({"band": [t(f"band_{key}", lang) for key, _, _ in BANDS],
-                         "share": cgm.band_shares(m), "rank": range(len(BANDS)), "row": "",
-                         "colour": [c for _, c, _ in BANDS]})
-    chart: alt.Chart = alt.Chart(data).mark_bar(size=36).encode(
-        x=alt.X("share:Q", stack="zero", title="%", scale=alt.Scale(domain=[0, 100])),
-        y=alt.Y("row:N", axis=None),
-        color=alt.Color("band:N", sort=list(data["band"]),
-                        scale=alt.Scale(domain=list(data["band"]), range=list(data["colour"])),
-                        legend=alt.Legend(orient="bottom", title=None, columns=3)),
-        order=alt.Order("rank:Q"),
-        tooltip=["band:N", alt.Tooltip("share:Q", format=".1f")]
-    ).properties(height=70)
-    return chart
+def bands_chart(m: dict[str, Any], unit: str, lang: str) -> alt.LayerChart | alt.FacetChart:
+    """The five bands, very high on top to very low (as the AGP report lists them), each a
+    row named with its range in `unit` and its share (%) of the readings written beside it."""
+    ranges = band_ranges(unit)
+    data = pd.DataFrame({
+        "band": [f"{t(f'band_{key}', lang)} {ranges[key]}" for key, _, _ in BANDS],
+        "share": cgm.band_shares(m), "colour": [c for _, c, _ in BANDS]})
+    data["label"] = data["share"].map(lambda v: f"{v:.1f}%")
+    order = list(data["band"])[::-1]
+    y = alt.Y("band:N", sort=order, title=None, axis=alt.Axis(
+        labelLimit=220, labelFontSize=12, ticks=False, domain=False))
+    bars = alt.Chart(data).mark_bar(height=16).encode(
+        x=alt.X("share:Q", title=None, axis=None, scale=alt.Scale(domain=[0, 125])), y=y,
+        color=alt.Color("colour:N", scale=None, legend=None),
+        tooltip=[alt.Tooltip("band:N", title=unit), alt.Tooltip("share:Q", format=".1f")])
+    labels = alt.Chart(data).mark_text(align="left", dx=4, fontSize=13).encode(
+        x="share:Q", y=y, text="label:N")
+    return alt.layer(bars, labels).properties(height=150)
 
 
 def metrics_table(m: dict[str, Any], unit: str, lang: str) -> pd.DataFrame:
@@ -134,8 +138,8 @@ def render(summary: PolicySummary, lang: str, staff: bool = False) -> None:
     if not figures.metrics:
         st.info(t("no_cgm_data", lang))
         return
-    st.subheader(t("tir_bands", lang))
-    st.altair_chart(bands_chart(figures.metrics, lang), width="stretch")
+    st.subheader(t("tir_bands", lang, unit=unit))
+    st.altair_chart(bands_chart(figures.metrics, unit, lang), width="stretch")
     st.subheader(t("agp", lang))
     st.altair_chart(agp_chart(figures, unit, lang), width="stretch")
     low, high = (cgm.format_value(v, unit) for v in (cgm.TIR_LOW_MGDL, cgm.TIR_HIGH_MGDL))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import altair as alt
@@ -11,15 +11,23 @@ import streamlit as st
 
 from care.notices import URGENT_NOTICES, notice_text
 from care.store import notices_for
-from dashboard import db
+from dashboard import db, format
 from dashboard.auth import AccessDenied, User, panel, policy_for
 from dashboard.i18n import LANGUAGES, t, voiced
-from dashboard.policyholder_data import EXPLAINED_ROWS, PolicySummary, load_summary
+from dashboard.policyholder_data import (
+    EXPLAINED_ROWS,
+    HISTORY_DAYS,
+    LEDGER_ROWS,
+    PolicySummary,
+    load_summary,
+)
 from dashboard.views import cgm as cgm_view
 from glucover.config import Settings
+from kernel.vocabulary import Meal
 from records.export import policy_bundle, pseudonym_key
 
 NOTICE_DAYS = 7  # how long a notice stays on the page
+FHIR_CGM_DAYS = 14  # a CGM wearer's FHIR download by default: the consensus report's window
 
 
 def explain(summary: PolicySummary, lang: str) -> pd.DataFrame:
@@ -53,26 +61,43 @@ def explain(summary: PolicySummary, lang: str) -> pd.DataFrame:
         if start is not None and row["delta"] != steps[status] and \
                 (row["day"] - start).days % rules.block_days == rules.block_days - 1:
             text += t("explain_week", lang, n=rules.min_measured_days)
-        lines.append({t("col_day", lang): row["day"].strftime("%m-%d"),
+        lines.append({t("col_day", lang): format.day(row["day"]),
                       t("col_what", lang): text,
                       t("col_change", lang): f"{row['delta']:+,.0f}",
-                      t("sum_insured", lang): f"{row['sum_insured']:,.0f}"})
+                      t("col_sum_insured", lang): f"{row['sum_insured']:,.0f}"})
     return pd.DataFrame(lines[::-1])
+
+
+# Each meal context its own colour, whatever the language (the legend's words change, not the
+# colours).
+MEAL_COLOURS = {Meal.FASTING: "#1f77b4", Meal.PREPRANDIAL: "#d62728",
+                Meal.POSTPRANDIAL: "#ff9896", Meal.BEDTIME: "#9467bd", Meal.CASUAL: "#2ca02c",
+                Meal.UNKNOWN: "#7f7f7f"}
+# Chart axes in numbers (months and hours), never in words: no "Nov" or "03 AM" on a
+# Chinese page.
+DAY_AXIS = "%m-%d"
+TIME_AXIS = "%H:%M"
+MOMENT = "%Y-%m-%d %H:%M"
 
 
 def readings_chart(summary: PolicySummary, lang: str) -> alt.LayerChart | alt.FacetChart:
     rules = summary.ruleset
     band = alt.Chart(pd.DataFrame({"low": [rules.target_low], "high": [rules.target_high]})
                      ).mark_rect(opacity=0.15, color="green").encode(y="low:Q", y2="high:Q")
-    data = summary.readings.assign(measured_at=summary.readings["measured_at"]
-                                   .dt.tz_localize(None), meal=summary.readings["meal"]
-                                   .astype(str).map(lambda meal: t(meal, lang)))
+    shown = summary.readings[summary.readings["measured_at"] >= pd.Timestamp(
+        summary.today - timedelta(days=HISTORY_DAYS), tz=summary.timezone)]
+    data = shown.assign(measured_at=shown["measured_at"].dt.tz_localize(None),
+                        meal=shown["meal"].astype(str).map(lambda meal: t(meal, lang)))
+    meals = [m for m in MEAL_COLOURS if m in set(shown["meal"].astype(str))]
     points = alt.Chart(data).mark_circle(size=28).encode(
-        x=alt.X("measured_at:T", title=t("axis_time", lang)),
+        x=alt.X("measured_at:T", title=t("axis_time", lang),
+                axis=alt.Axis(format=DAY_AXIS, labelOverlap=True)),
         y=alt.Y("value_mmol:Q", title="mmol/L"),
         color=alt.Color("meal:N", title=t("axis_meal", lang),
-                        legend=alt.Legend(orient="bottom")),
-        tooltip=[alt.Tooltip("measured_at:T", title=t("axis_time", lang)),
+                        scale=alt.Scale(domain=[t(m, lang) for m in meals],
+                                        range=[MEAL_COLOURS[m] for m in meals]),
+                        legend=alt.Legend(orient="bottom", columns=3)),
+        tooltip=[alt.Tooltip("measured_at:T", title=t("axis_time", lang), format=MOMENT),
                  alt.Tooltip("value_mmol:Q", title="mmol/L"),
                  alt.Tooltip("meal:N", title=t("axis_meal", lang))])
     return alt.layer(band, points)
@@ -85,29 +110,32 @@ def render(user: User) -> None:
         options = panel(conn, user)
     if user.role != "policyholder":
         if not options:
-            st.info("No policyholders on your panel yet.")
+            st.info(t("no_panel", lang))
             return
         # A clinician who asks for someone off the panel is refused below, not redirected.
         if requested in options or requested is None or user.role != "clinician":
-            requested = st.selectbox("Policy", options, index=options.index(requested)
+            requested = st.selectbox(t("choose_policy", lang), options,
+                                     index=options.index(requested)
                                      if requested in options else 0)
+            st.query_params["policy"] = requested  # the URL names the policy shown
     try:
         policy_id = policy_for(user, requested, options)
     except AccessDenied as exc:
-        st.error(str(exc))
+        st.error(t(f"refused_{exc.code}", lang))
         return
     with db.pool().connection() as conn:
-        summary = load_summary(conn, policy_id)
+        summary = load_summary(conn, policy_id, explained_rows=LEDGER_ROWS
+                               if st.session_state.get("ledger_all") else EXPLAINED_ROWS)
     st.title(f"{summary.holder_name} · {policy_id}")
     staff = user.role != "policyholder"
     rules = summary.ruleset
     c1, c2, c3 = st.columns(3)
-    c1.metric(t("sum_insured", lang), f"{summary.sum_insured:,.0f}",
-              delta=f"{summary.today_delta:+,.0f} {t('today_change', lang)}"
-              if summary.today_delta else None)
-    c2.metric(t("week_change", lang), f"{summary.week_change:+,.0f}")
+    c1.metric(t("sum_insured", lang), format.money(summary.sum_insured, lang),
+              delta=f"{format.money(summary.today_delta, lang, signed=True)} "
+                    f"{t('today_change', lang)}" if summary.today_delta else None)
+    c2.metric(t("week_change", lang), format.money(summary.week_change, lang, signed=True))
     c3.metric(t("claim_today", lang), "—" if summary.claim_today is None
-              else f"{summary.claim_today:,.0f}")
+              else format.money(summary.claim_today, lang))
     cap = rules.bonus_max
     if summary.bonus < 0:
         st.warning(t(voiced("below_base", staff), lang, bonus=summary.bonus,
@@ -139,16 +167,19 @@ def render(user: User) -> None:
         if len(summary.readings):
             st.altair_chart(readings_chart(summary, lang), width="stretch")
     # Built only when clicked (a callable), from the policy this user may see.
-    st.download_button(t(voiced("fhir_download", staff), lang), data=lambda: fhir_bundle(policy_id),
-                       file_name=f"glucover-{policy_id}.fhir.json",
-                       mime="application/fhir+json", help=t("fhir_help", lang),
-                       on_click="ignore", icon=":material/download:")
+    fhir_download(summary, lang, staff)
     st.subheader(t(voiced("ledger", staff), lang))
     if summary.ledger.empty:
         st.info(t("no_ledger", lang))
-    else:
-        # A static table: its text wraps, so it reads on a phone without scrolling sideways.
-        st.table(explain(summary, lang).head(EXPLAINED_ROWS).set_index(t("col_day", lang)))
+        return
+    total = len(summary.ledger)
+    shown = total if st.session_state.get("ledger_all") else min(total, EXPLAINED_ROWS)
+    if total > EXPLAINED_ROWS:  # say that the table is the latest rows, and offer the rest
+        st.caption(t("ledger_latest", lang, shown=shown, total=total))
+        st.toggle(t("ledger_all", lang, total=total), key="ledger_all")
+    # A static table: its text wraps, so it reads on a phone without scrolling sideways.
+    st.table(explain(summary, lang).head(shown).set_index(t("col_day", lang)))
+
 
 
 def _notices(policy_id: str, lang: str, staff: bool) -> None:
@@ -174,11 +205,36 @@ def _today_so_far(summary: PolicySummary, lang: str) -> str:
     return t("today_so_far", lang, tir=figures["time_in_range"], coverage=figures["coverage"])
 
 
-def fhir_bundle(policy_id: str) -> bytes:
-    """The policy's records as a FHIR R4 Bundle (records/export.py); the caller has checked
-    that this user may see `policy_id`."""
+def fhir_download(summary: PolicySummary, lang: str, staff: bool) -> None:
+    """The FHIR download. A sensor's every reading is tens of MB over months: a CGM wearer is
+    pointed to the consensus summary (the figures and the AGP report above) first and chooses
+    the days, the last FHIR_CGM_DAYS by default; a meter's history is small, all of it."""
+    policy_id = summary.policy_id  # the page has checked that this user may see it
+    first: date | None = None
+    last: date | None = None
+    if summary.cgm is not None:
+        st.caption(t("fhir_cgm_first", lang))
+        chosen = st.date_input(t("fhir_days", lang), value=(
+            summary.today - timedelta(days=FHIR_CGM_DAYS - 1), summary.today),
+            max_value=summary.today, format="YYYY-MM-DD", key="fhir_days")
+        if not isinstance(chosen, tuple) or len(chosen) != 2:
+            st.info(t("fhir_pick_days", lang))  # the second day not picked yet
+            return
+        first, last = chosen
+    st.download_button(t(voiced("fhir_download", staff), lang),
+                       data=lambda: fhir_bundle(policy_id, first, last),
+                       file_name=f"glucover-{policy_id}.fhir.json",
+                       mime="application/fhir+json", help=t("fhir_help", lang),
+                       on_click="ignore", icon=":material/download:")
+
+
+def fhir_bundle(policy_id: str, first: date | None = None, last: date | None = None) -> bytes:
+    """The policy's records as a FHIR R4 Bundle (records/export.py) over [first, last] (local
+    days; default its whole history); the caller has checked that this user may see
+    `policy_id`."""
     with db.pool().connection() as conn:
-        export = policy_bundle(conn, policy_id, pseudonym_key(Settings.from_env().secret()))
+        export = policy_bundle(conn, policy_id, pseudonym_key(Settings.from_env().secret()),
+                               first, last)
     return export.to_json()
 
 
