@@ -123,12 +123,12 @@ def backtest_cli(args: argparse.Namespace, settings: Settings) -> int:
     print(f"  expected liability  {summary['expected_liability']:>16,.0f}  (baseline "
           f"{summary['expected_liability_baseline']:,.0f})")
     print(f"  hypoglycaemia       policy-days with a valid reading below 3.9 mmol/L "
-          f"{summary['hypo_days_below_3_9_percent']}% (baseline "
-          f"{summary['hypo_days_below_3_9_percent_baseline']}%), below 3.0 "
-          f"{summary['hypo_days_below_3_0_percent']}% "
-          f"({summary['hypo_days_below_3_0_percent_baseline']}%); readings below 3.9 "
-          f"{summary['hypo_readings_below_3_9_percent']}% "
-          f"({summary['hypo_readings_below_3_9_percent_baseline']}%)")
+          f"{summary['hypo_days_below_3_9_percent']:.2f}% (baseline "
+          f"{summary['hypo_days_below_3_9_percent_baseline']:.2f}%), below 3.0 "
+          f"{summary['hypo_days_below_3_0_percent']:.2f}% "
+          f"({summary['hypo_days_below_3_0_percent_baseline']:.2f}%); readings below 3.9 "
+          f"{summary['hypo_readings_below_3_9_percent']:.2f}% "
+          f"({summary['hypo_readings_below_3_9_percent_baseline']:.2f}%)")
     print(result.by_segment.round(2).to_string(index=False))
     return 0
 

@@ -75,11 +75,11 @@ class Exposure:
 
     def percentages(self) -> dict[str, float]:
         """Share of policy-days with a valid reading below each level, and (for CGMs, time
-        below range) share of valid readings below it, in percent."""
+        below range) share of valid readings below it, in percent, unrounded (machines read
+        them: `glucover actuary backtest --json`; a person's rounding is where they are shown)."""
         out = {}
         for name in NAMES:
-            out[f"days_{name}_percent"] = round(100 * self.days_below[name]
-                                                / max(self.policy_days, 1), 2)
-            out[f"readings_{name}_percent"] = round(100 * self.readings_below[name]
-                                                    / max(self.readings, 1), 2)
+            out[f"days_{name}_percent"] = 100 * self.days_below[name] / max(self.policy_days, 1)
+            out[f"readings_{name}_percent"] = (100 * self.readings_below[name]
+                                               / max(self.readings, 1))
         return out

@@ -75,7 +75,7 @@ def band_ranges(unit: str) -> dict[str, str]:
     step = 10.0 ** -decimals
 
     def at(mgdl: float) -> float:
-        return round(float(cgm.in_unit(mgdl, unit)), decimals)
+        return round(float(units.in_unit(mgdl, unit)), decimals)
 
     def shown(value: float) -> str:
         return f"{value:.{decimals}f}"

@@ -257,3 +257,18 @@ def test_a_change_against_the_baseline_is_said_sign_first(lang: str) -> None:
 
     for key in ("bt_vs_baseline", "bt_pt_vs_baseline"):
         assert t(key, lang, change="-249").startswith("-249")
+
+
+def test_every_section_of_either_editor_has_words_in_both_languages() -> None:
+    """A change of any parameter (the ruleset's name included) is listed under its section's
+    words: renaming a ruleset crashed the editor when one section had none."""
+    from care.rules import AlertRules
+    from dashboard.i18n import TEXT
+    from glucover.parameters import declaration, declared
+    from pricing.ruleset import Ruleset
+
+    for cls, prefix in ((Ruleset, "rs_section_"), (AlertRules, "ar_section_")):
+        for f in declared(cls):
+            section = declaration(f).section
+            keys = [f"{prefix}{section}"] + (["rule_" + section] if cls is AlertRules else [])
+            assert any(k in TEXT and {"en", "zh"} <= set(TEXT[k]) for k in keys), (cls, section)
