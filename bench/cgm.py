@@ -5,7 +5,7 @@
    number of readings.
 2. Bytes per stored reading (table and indexes), and on TimescaleDB after compressing every
    chunk, beside the same before compression.
-3. Pricing 100,000 CGM policies from day summaries (pricing/time_in_range.py evaluate_days):
+3. Pricing 100,000 CGM policies from day summaries (pricing/cgm_rules.py evaluate_days):
    a back-test of 365 days and the nightly run of one new day, with peak memory, beside the
    same rules run on raw readings (a simulated sample: the rate per policy-day, and the two
    ledgers asserted equal on it).
@@ -35,13 +35,13 @@ from bench.harness import (
     seed_devices,
 )
 from bench.ingest import ingest_workers, run_scenario, workload
-from devices import cgm as sensors
+from devices import cgm_sensor as sensors
 from devices.fleet import fleet_messages, portfolio
 from devices.provisioning import add_devices
 from glucover.config import Settings
 from kernel.units import MGDL_PER_MMOL
 from kernel.vocabulary import DeviceKind
-from pricing import time_in_range
+from pricing import cgm_rules
 from pricing.evaluator import Resume
 from pricing.ruleset import load_builtin
 
@@ -150,14 +150,14 @@ def raw_sample(wearers: int, days: int, seed: int
 def price_from_summaries(policies: int, days: int, seed: int) -> dict[str, Any]:
     """The back-test of `days` days and tonight's run of one new day, from synthetic summaries;
     run in a fresh process, its peak RSS is what pricing this portfolio takes."""
-    from glucover.cli import fixed_mmap_threshold
+    from glucover.memory import fixed_mmap_threshold
 
     fixed_mmap_threshold()  # as every glucover command has it
     rules = load_builtin("cgm-default")
     pol, summaries = synthetic_summaries(policies, days, seed)
     through = START + timedelta(days=days - 1)
     started = time.perf_counter()
-    ledger = time_in_range.evaluate_days(pol, summaries, rules, through)
+    ledger = cgm_rules.evaluate_days(pol, summaries, rules, through)
     backtest_s = time.perf_counter() - started
     policy_days = len(ledger)
     # Tonight's run resumes every policy from yesterday's bonus (all start on one day, so the
@@ -169,7 +169,7 @@ def price_from_summaries(policies: int, days: int, seed: int) -> dict[str, Any]:
     resume = Resume(np.full(policies, last, np.int64), yesterday, np.zeros(policies, np.int64))
     tonight = summaries[summaries["day"] == pd.Timestamp(through)]
     started = time.perf_counter()
-    time_in_range.evaluate_days(pol, tonight, rules, through, resume)
+    cgm_rules.evaluate_days(pol, tonight, rules, through, resume)
     return {"summary_rows": len(summaries), "policy_days": policy_days,
             "backtest_seconds": backtest_s, "nightly_seconds": time.perf_counter() - started,
             "peak_rss_mb": peak_rss_mb()}
@@ -211,10 +211,10 @@ def run_bench(settings: Settings, wearers: int, ingest_days: int, policies: int,
     say(f"raw readings: {sample} simulated wearers x {days} days")
     spol, sbind, sreadings = raw_sample(sample, days, seed)
     started = time.perf_counter()
-    raw = time_in_range.evaluate(spol, sbind, sreadings, rules, through)
+    raw = cgm_rules.evaluate(spol, sbind, sreadings, rules, through)
     raw_s = time.perf_counter() - started
-    from_rows = time_in_range.evaluate_days(
-        spol, time_in_range.day_summaries(spol, sbind, sreadings, rules, through), rules,
+    from_rows = cgm_rules.evaluate_days(
+        spol, cgm_rules.day_summaries(spol, sbind, sreadings, rules, through), rules,
         through)
     pd.testing.assert_frame_equal(raw.to_frame(), from_rows.to_frame())
     raw_rate = len(raw) / raw_s

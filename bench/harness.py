@@ -129,7 +129,7 @@ def spawn(args: list[str], env: dict[str, str], log: Path, ready: str
 def spawn_glucover(args: list[str], env: dict[str, str], log: Path, ready: str
                    ) -> subprocess.Popen[bytes]:
     """`glucover ARGS...` in a process of its own, as an operator would run it."""
-    return spawn([sys.executable, "-m", "glucover.cli", *args], env, log, ready)
+    return spawn([sys.executable, "-m", "cli.main", *args], env, log, ready)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

@@ -50,7 +50,7 @@ from devices.wire.messages import ReadingsMessage, Record
 from devices.wire.topics import readings_topic
 from glucover.config import Settings
 from glucover.servers import free_port
-from ingest.decode import Received, decode
+from ingest.batch import Received, decode
 from ingest.store import COPY_READINGS_SQL, READING_TYPES
 from kernel.sequence import SEQ_MODULO
 

@@ -34,7 +34,7 @@ def _through(portfolio: Portfolio, days: int) -> Any:
 
 def all_at_once(n_policies: int, days: int, seed: int) -> dict[str, Any]:
     """The baseline: the whole portfolio made and priced in one go (run in a child process)."""
-    from glucover.cli import fixed_mmap_threshold
+    from glucover.memory import fixed_mmap_threshold
 
     fixed_mmap_threshold()  # as every glucover command has it
     portfolio = synthetic_portfolio(n_policies, days, seed, with_claims=False)

@@ -131,7 +131,7 @@ def _midnight(day: date, zone: ZoneInfo) -> datetime:
 
 def evaluate_cgm_loop(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFrame,
                       ruleset: Ruleset, through: date) -> pd.DataFrame:
-    """The CGM rules of pricing/time_in_range.py, one policy, day and reading at a time.
+    """The CGM rules of pricing/cgm_rules.py, one policy, day and reading at a time.
     `readings` carries value_mgdl."""
     slot = timedelta(minutes=ruleset.slot_minutes)
     by_device, binds = _by_device_and_policy(readings, bindings)

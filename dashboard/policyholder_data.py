@@ -17,7 +17,7 @@ import psycopg
 
 from kernel import days
 from policies.claims import payout_on
-from pricing import cgm, glycaemia, store
+from pricing import cgm_metrics, glycaemia, store
 from pricing.evaluator import FIGURE_COLUMNS, UNMEASURED, Resume
 from pricing.products import evaluate
 from pricing.ruleset import Ruleset
@@ -44,10 +44,14 @@ class PolicySummary:
     week_change: float
     bonus: float
     streak: int
-    est_a1c: float | None
+    # HbA1c estimated from glucose, in %: a CGM wearer's GMI (Bergenstal 2018, over the
+    # consensus window), else the ADAG estimate from fingerstick readings; `a1c_formula` names
+    # which ("gmi" or "adag"), so the page says it.
+    a1c_estimate: float | None
+    a1c_formula: str
     time_in_range: float | None
     claim_today: float | None
-    cgm: cgm.CgmWindow | None = None  # a policy priced by a CGM ruleset
+    cgm: cgm_metrics.CgmWindow | None = None  # a policy priced by a CGM ruleset
 
 
 def load_summary(conn: psycopg.Connection[Any], policy_id: str,
@@ -69,17 +73,18 @@ def load_summary(conn: psycopg.Connection[Any], policy_id: str,
     today_status, today_delta, today_figures = _provisional_today(
         policies, bindings, readings, ledger, ruleset, today, bonus)
     week = ledger[ledger["day"] > today - timedelta(days=7)]
-    cgm_figures: cgm.CgmWindow | None = None
+    cgm_figures: cgm_metrics.CgmWindow | None = None
     if ruleset.kind == "cgm":  # GMI and the consensus time in range of the last 14 days
-        cgm_figures = cgm.window(readings, ruleset, zone, today)
-        est_a1c = cgm_figures.metrics.get("gmi")
+        cgm_figures = cgm_metrics.window(readings, ruleset, zone, today)
+        a1c_estimate, a1c_formula = cgm_figures.metrics.get("gmi"), "gmi"
         tir = None if "tir_70_180" not in cgm_figures.metrics else \
             cgm_figures.metrics["tir_70_180"] / 100
     else:
         recent = readings[readings["measured_at"] >= readings["measured_at"].max()
                           - timedelta(days=HISTORY_DAYS)] if len(readings) else readings
         figures = glycaemia.of_readings(recent, ruleset)
-        est_a1c, tir = figures.est_a1c, figures.time_in_range
+        a1c_estimate, a1c_formula = figures.est_a1c, "adag"
+        tir = figures.time_in_range
     try:
         claim: float | None = payout_on(conn, policy_id, today)[1]
     except ValueError:
@@ -92,7 +97,8 @@ def load_summary(conn: psycopg.Connection[Any], policy_id: str,
         today_status=today_status, today_delta=today_delta, today_figures=today_figures,
         sum_insured=base + bonus + today_delta,
         week_change=float(week["delta"].sum()) + today_delta, bonus=bonus + today_delta,
-        streak=in_target_streak(ledger), est_a1c=est_a1c, time_in_range=tir,
+        streak=in_target_streak(ledger), a1c_estimate=a1c_estimate,
+        a1c_formula=a1c_formula, time_in_range=tir,
         claim_today=claim, cgm=cgm_figures)
 
 

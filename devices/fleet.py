@@ -7,8 +7,8 @@ right after measuring when online, or as one batch after an offline spell. Gatew
 send a message twice. Strips fail, batteries run low, gamers do what gamers do.
 
 A share of policyholders (`cgm_share`) wear a continuous glucose monitor instead
-(devices/cgm.py): their phones send a reading every five minutes, back-fill after spells out of
-range, and report each sensor session on the status topic.
+(devices/cgm_sensor.py): their phones send a reading every five minutes, back-fill after
+spells out of range, and report each sensor session on the status topic.
 
 Most meters speak wire format v1 themselves; a share (`gateway_share`) are Bluetooth meters
 whose phone relays their Glucose Service records verbatim (a GatewayMessage): those meters send
@@ -28,8 +28,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from devices import cgm
-from devices.cgm import CGM_PERSONAS, CgmPersona
+from devices import cgm_sensor
+from devices.cgm_sensor import CGM_PERSONAS, CgmPersona
 from devices.personas import PERSONAS, Persona
 from devices.wire import gls
 from devices.wire.messages import (
@@ -366,14 +366,14 @@ class _Meter:
 
 
 class _Sensor:
-    """One simulated CGM and its phone: readings drawn a week at a time (devices/cgm.py), sent
-    live or back-filled, and each sensor session reported on the status topic when it starts,
-    when its warm-up ends and when it ends or fails."""
+    """One simulated CGM and its phone: readings drawn a week at a time
+    (devices/cgm_sensor.py), sent live or back-filled, and each sensor session reported on the
+    status topic when it starts, when its warm-up ends and when it ends or fails."""
 
     def __init__(self, person: Policyholder, persona: CgmPersona, seed: int) -> None:
         self.person, self.persona, self.seed = person, persona, seed
         self.zone = ZoneInfo(person.timezone)
-        self.plan = cgm.SessionPlan(person.device_id, self._midnight(person.start_date),
+        self.plan = cgm_sensor.SessionPlan(person.device_id, self._midnight(person.start_date),
                                     persona, _rng(seed, "sensors", person.index))
         self.seq = int(_rng(seed, "cgm-seq", person.index).integers(0, SEQ_MODULO))
         self.order = 0
@@ -404,12 +404,12 @@ class _Sensor:
     def _week(self, begin: datetime, end: datetime, chunk: int, stop: datetime | None
               ) -> list[Outgoing]:
         person = self.person
-        w = cgm.wear(self.persona, begin, end, time(), self.plan.until(end),
+        w = cgm_sensor.wear(self.persona, begin, end, time(), self.plan.until(end),
                      _rng(self.seed, "cgm", person.index, chunk), self.seq)
         self.seq = (self.seq + len(w.measured_ns)) % SEQ_MODULO
         if stop is not None:  # the asked-for days end inside this week
-            keep = w.measured_ns < cgm.ns(stop)
-            w = cgm.Wear(w.measured_ns[keep], w.mgdl[keep], w.seq[keep], w.sent_ns[keep],
+            keep = w.measured_ns < cgm_sensor.ns(stop)
+            w = cgm_sensor.Wear(w.measured_ns[keep], w.mgdl[keep], w.seq[keep], w.sent_ns[keep],
                          w.sessions)
             end = min(end, stop)
         out = [self._status(at, s, state) for s in w.sessions
@@ -418,7 +418,7 @@ class _Sensor:
                if begin <= at < end]
         local = pd.DatetimeIndex(w.measured_ns.astype("datetime64[ns]"), tz="UTC").tz_convert(
             self.zone).to_pydatetime()
-        for sent_ns, rows in cgm.batches(w):
+        for sent_ns, rows in cgm_sensor.batches(w):
             records = tuple(Record(
                 int(w.seq[i]), local[i], _value(float(w.mgdl[i]) / MGDL_PER_MMOL, person.unit),
                 person.unit, Meal.UNKNOWN, Sample.INTERSTITIAL_FLUID, Source.METER)
@@ -429,7 +429,7 @@ class _Sensor:
                                 seqs=tuple(r.seq for r in records)))
         return out
 
-    def _status(self, at: datetime, s: cgm.SensorSession, state: str) -> Outgoing:
+    def _status(self, at: datetime, s: cgm_sensor.SensorSession, state: str) -> Outgoing:
         status = DeviceStatus(self.person.device_id, at.replace(microsecond=0), "online",
                               sensor=SensorReport(
                                   s.sensor_id, state, s.started_at, s.warmup_ends_at,

@@ -31,7 +31,7 @@ from devices.wire.messages import Ack
 from glucover import broker
 from glucover.config import MqttTarget, Settings
 from ingest import metrics
-from ingest.decode import Received, decode
+from ingest.batch import Received, decode
 from ingest.store import Batch, Rejection, WriteResult, prepare, write_batch
 from ingest.subscriber import BatchingClient
 

@@ -1,5 +1,5 @@
 """The CGM day summaries in the database (table cgm_days, glucover/migrations/0017): rules 1-2
-of pricing/time_in_range.py done in SQL, set-based, for the policy-days that new readings
+of pricing/cgm_rules.py done in SQL, set-based, for the policy-days that new readings
 touch, so that pricing CGM policies reads one row per policy-day instead of 288 readings.
 
 `refresh` recomputes the touched days from the readings (idempotent: a re-run, a late or an
@@ -18,10 +18,10 @@ import pandas as pd
 import psycopg
 
 from kernel.units import MGDL_PER_MMOL
+from pricing.cgm_rules import SUMMARY_COLUMNS
 from pricing.day_summaries import DAY_READINGS_SQL, VALID_SQL, mark_touched, validity_params
 from pricing.evaluator import validity_key
 from pricing.ruleset import Ruleset
-from pricing.time_in_range import SUMMARY_COLUMNS
 
 Conn = psycopg.Connection[Any]
 

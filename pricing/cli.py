@@ -67,10 +67,10 @@ def parameters_cli(args: argparse.Namespace, settings: Settings) -> int:
 
 def cgm_metrics_cli(args: argparse.Namespace, settings: Settings) -> int:
     """`glucover cgm metrics`: consensus CGM metrics per device from a CSV file, no database."""
-    from pricing import cgm
+    from pricing import cgm_metrics
     from pricing.inputs import read_cgm_readings
 
-    table = cgm.metrics(read_cgm_readings(args.readings), args.date_from, args.date_to,
+    table = cgm_metrics.metrics(read_cgm_readings(args.readings), args.date_from, args.date_to,
                         args.timezone)
     # For machines: every figure unrounded (shortest round-trip decimals); a person's
     # rounding is the dashboard's and the AGP report's, and targets are judged unrounded.

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from pricing import cgm_days, meter_days, store, time_in_range
+from pricing import cgm_days, cgm_rules, meter_days, store
 from pricing.evaluator import CHUNK_POLICIES, DAY_STATUSES, FIGURE_COLUMNS, UNMEASURED, Resume
 from pricing.products import evaluate
 from pricing.ruleset import Ruleset
@@ -163,7 +163,7 @@ def _price(conn: psycopg.Connection[Any], group: pd.DataFrame, bindings: pd.Data
         ids = list(points["policy_id"])
         cgm_days.refresh(conn, ids, rules, since)
         summaries = cgm_days.load(conn, ids, rules, earliest)
-        ledger = time_in_range.evaluate_days(group, summaries, rules, through,
+        ledger = cgm_rules.evaluate_days(group, summaries, rules, through,
                                              resume).to_frame()
     else:
         meter_days.refresh(conn, list(points["policy_id"]), rules, since)

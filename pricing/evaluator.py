@@ -1,7 +1,7 @@
 """The pricing evaluator: readings + policies + ruleset -> the sum insured ledger. Pure.
 
 These are the rules of a `bgm` ruleset (fingerstick meters); a `cgm` ruleset's day rules are in
-pricing/time_in_range.py, which shares rules 1, 4 and 5 from here (it imports this module, never
+pricing/cgm_rules.py, which shares rules 1, 4 and 5 from here (it imports this module, never
 the reverse); pricing/products.py `evaluate` takes a ruleset of either kind.
 
 One code path serves the nightly run (pricing/engine.py), `price evaluate` on CSV files, the

@@ -126,7 +126,7 @@ def read_readings(path: Path | str) -> pd.DataFrame:
     readings = pd.DataFrame({
         "device_id": frame["device_id"], "seq": seq.astype(np.int64),
         "measured_at": measured, "received_at": received, "value_mmol": mmol.astype(float),
-        # as sent, or mmol/L x 18.0156: what the CGM rules compare (pricing/time_in_range.py)
+        # as sent, or mmol/L x 18.0156: what the CGM rules compare (pricing/cgm_rules.py)
         "value_mgdl": mgdl,
         "meal": frame["meal"], "sample": frame["sample"], "source": frame["source"],
         "status": bits,

@@ -1,6 +1,6 @@
 """Price policy-days under the rules of either product: fingerstick meters (a `bgm` ruleset,
 pricing/evaluator.py) or continuous glucose monitoring (a `cgm` ruleset,
-pricing/time_in_range.py). The entry point for callers that may hold a ruleset of either kind;
+pricing/cgm_rules.py). The entry point for callers that may hold a ruleset of either kind;
 the two rule modules share rules 1, 4 and 5 one way (the CGM rules import the evaluator's).
 """
 
@@ -11,7 +11,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from pricing import evaluator, time_in_range
+from pricing import cgm_rules, evaluator
 from pricing.evaluator import AssignedReadings, Ledger, Resume
 from pricing.ruleset import Ruleset
 
@@ -22,5 +22,5 @@ def evaluate(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFr
     """The ledger of every policy from its start_date (or its `resume` day) through `through`
     under `ruleset`'s product rules. `assigned`: rule 1 done already (fingerstick rules)."""
     if ruleset.kind == "cgm":
-        return time_in_range.evaluate(policies, bindings, readings, ruleset, through, resume)
+        return cgm_rules.evaluate(policies, bindings, readings, ruleset, through, resume)
     return evaluator.evaluate(policies, bindings, readings, ruleset, through, resume, assigned)

@@ -5,7 +5,7 @@ The structure (validity -> the day's evidence -> day status -> clamped bonus -> 
 is fixed by pricing/evaluator.py; a ruleset only sets its numbers. A ruleset has a kind: `bgm`
 rulesets judge a day by its first fasting fingerstick reading (`default.toml` in pricing/rulesets/
 is the 糖小贝 ruleset), `cgm` rulesets by a day of continuous readings, its sensor coverage and
-time in range (`cgm-default.toml`, the rules in pricing/time_in_range.py). A parameter names the
+time in range (`cgm-default.toml`, the rules in pricing/cgm_rules.py). A parameter names the
 kinds it applies to; the editor shows a ruleset only its own.
 
 Each parameter is one field of `Ruleset`, declared with `parameter(...)`: its TOML section and

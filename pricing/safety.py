@@ -10,16 +10,17 @@ import numpy.typing as npt
 
 from kernel import glucose
 from kernel.units import MGDL_PER_MMOL
-from pricing import cgm, glycaemia
+from pricing import cgm_metrics, glycaemia
 from pricing.ruleset import Ruleset
 
 
 def hypoglycaemia_risk(ruleset: Ruleset) -> str | None:
     """Why the ruleset rewards readings in the hypoglycaemic range, or None: its in-target band
     starts below level 1 hypoglycaemia (3.9 mmol/L, 70 mg/dL)."""
-    if ruleset.kind == "cgm" and ruleset.range_low_mgdl < cgm.TIR_LOW_MGDL:
+    if ruleset.kind == "cgm" and ruleset.range_low_mgdl < cgm_metrics.TIR_LOW_MGDL:
         return (f"cgm.range_low_mgdl is {ruleset.range_low_mgdl:g} mg/dL: readings below "
-                f"{cgm.TIR_LOW_MGDL:g} mg/dL (level 1 hypoglycaemia) would count as in range")
+                f"{cgm_metrics.TIR_LOW_MGDL:g} mg/dL (level 1 hypoglycaemia) would count as "
+                "in range")
     if ruleset.kind == "bgm" and ruleset.target_low < glycaemia.TIR_LOW_MMOL:
         return (f"bands.target_low is {ruleset.target_low:g} mmol/L: readings below "
                 f"{glycaemia.TIR_LOW_MMOL:g} mmol/L (level 1 hypoglycaemia) would earn the "

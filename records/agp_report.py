@@ -1,7 +1,7 @@
 """The one-page AGP report a doctor expects, as PDF: glucose statistics against the consensus
 targets, the time-in-ranges bar, the Ambulatory Glucose Profile and the daily profiles of the
 last 14 days (the layout of the International Diabetes Center's AGP report, drawn our way).
-Pure: a pricing.cgm.CgmWindow in, PDF bytes out (matplotlib, no display).
+Pure: a pricing.cgm_metrics.CgmWindow in, PDF bytes out (matplotlib, no display).
 
 Sources: docs/domain.md#continuous-glucose-monitoring (Battelino 2019; Bergenstal 2018;
 Johnson 2019).
@@ -20,11 +20,11 @@ from matplotlib.figure import Figure
 from kernel import units
 from kernel.units import UNIT_DECIMALS
 from kernel.vocabulary import Unit
-from pricing import cgm
+from pricing import cgm_metrics
 
 # A CJK font first, so a Chinese report has its characters; DejaVu for the rest.
 FONTS = ["WenQuanYi Micro Hei", "Noto Sans CJK SC", "DejaVu Sans"]
-# Each band (in pricing.cgm.band_shares's order) with its colour and its consensus target
+# Each band (in pricing.cgm_metrics.band_shares's order) with its colour and its consensus target
 # (below 70 and above 180 mg/dL have theirs on the sum of two bands, shown on the nearer one:
 # band_targets). The dashboard draws its bar with the same names, colours and ranges.
 BANDS = (("very_low", "#a50f15", "<1%"), ("low", "#ef3b2c", "<4%"),
@@ -68,8 +68,8 @@ class Subject:
 
 
 def band_ranges(unit: str) -> dict[str, str]:
-    """Each band's glucose range in `unit`, from the consensus limits (pricing/cgm.py), in the
-    unit's own steps: <54, 54-69, 70-180, 181-250, >250 mg/dL; <3.0, 3.0-3.8, 3.9-10.0,
+    """Each band's glucose range in `unit`, from the consensus limits (pricing/cgm_metrics.py),
+    in the unit's own steps: <54, 54-69, 70-180, 181-250, >250 mg/dL; <3.0, 3.0-3.8, 3.9-10.0,
     10.1-13.9, >13.9 mmol/L."""
     decimals = UNIT_DECIMALS[unit]
     step = 10.0 ** -decimals
@@ -81,7 +81,8 @@ def band_ranges(unit: str) -> dict[str, str]:
         return f"{value:.{decimals}f}"
 
     very_low, low, high, very_high = (at(v) for v in (
-        cgm.LEVEL2_LOW_MGDL, cgm.TIR_LOW_MGDL, cgm.TIR_HIGH_MGDL, cgm.LEVEL2_HIGH_MGDL))
+        cgm_metrics.LEVEL2_LOW_MGDL, cgm_metrics.TIR_LOW_MGDL, cgm_metrics.TIR_HIGH_MGDL,
+        cgm_metrics.LEVEL2_HIGH_MGDL))
     return {"very_low": f"<{shown(very_low)}", "low": f"{shown(very_low)}–{shown(low - step)}",
             "in_range": f"{shown(low)}–{shown(high)}",
             "high": f"{shown(high + step)}–{shown(very_high)}",
@@ -91,7 +92,8 @@ def band_ranges(unit: str) -> dict[str, str]:
 def band_targets(unit: str) -> dict[str, str]:
     """Each band's consensus target; low's and high's are on the time below or above the
     target range, said with the range's limit in `unit`."""
-    low, high = (cgm.format_value(v, unit) for v in (cgm.TIR_LOW_MGDL, cgm.TIR_HIGH_MGDL))
+    low, high = (cgm_metrics.format_value(v, unit)
+                 for v in (cgm_metrics.TIR_LOW_MGDL, cgm_metrics.TIR_HIGH_MGDL))
     scope = {"low": f" (<{low})", "high": f" (>{high})"}
     return {key: target + scope.get(key, "") for key, _, target in BANDS}
 
@@ -101,7 +103,7 @@ def _t(key: str, lang: str, **values: object) -> str:
     return text.format(**values) if values else text
 
 
-def render(subject: Subject, window: cgm.CgmWindow, unit: str = Unit.MMOL_L,
+def render(subject: Subject, window: cgm_metrics.CgmWindow, unit: str = Unit.MMOL_L,
            lang: str = "en") -> bytes:
     """The report as PDF bytes (A4 portrait)."""
     fig = Figure(figsize=(8.27, 11.69))
@@ -142,11 +144,11 @@ class _fonts:
         matplotlib.rcParams["font.sans-serif"] = self.saved
 
 
-def _statistics(fig: Figure, window: cgm.CgmWindow, unit: str, lang: str) -> None:
+def _statistics(fig: Figure, window: cgm_metrics.CgmWindow, unit: str, lang: str) -> None:
     m = window.metrics
     fig.text(0.06, 0.91, _t("stats", lang), fontsize=12, weight="bold")
     rows = [(_t("active", lang), f"{m['active_percent']:.1f}%"),
-            (_t("mean", lang), cgm.format_glucose(float(m["mean_mgdl"]), unit)),
+            (_t("mean", lang), cgm_metrics.format_glucose(float(m["mean_mgdl"]), unit)),
             (_t("gmi", lang), f"{m['gmi']:.1f}%"),
             (_t("cv", lang), f"{m['cv']:.1f}%")]
     for i, (label, value) in enumerate(rows):
@@ -159,7 +161,7 @@ def _bands(ax: Axes, m: dict[str, float], unit: str, lang: str, fig: Figure) -> 
     """The stacked bar, and one line per band from very high (top) to very low."""
     fig.text(0.58, 0.91, _t("bands", lang, unit=unit), fontsize=12, weight="bold")
     bottom = 0.0
-    for (_, colour, _), share in zip(BANDS, cgm.band_shares(m), strict=True):
+    for (_, colour, _), share in zip(BANDS, cgm_metrics.band_shares(m), strict=True):
         ax.bar(0, share, bottom=bottom, color=colour, width=0.8)
         bottom += share
     ax.set_xlim(-0.5, 0.5)
@@ -167,7 +169,7 @@ def _bands(ax: Axes, m: dict[str, float], unit: str, lang: str, fig: Figure) -> 
     ax.axis("off")
     ranges, targets = band_ranges(unit), band_targets(unit)
     for i, ((key, colour, _), share) in enumerate(reversed(list(zip(
-            BANDS, cgm.band_shares(m), strict=True)))):
+            BANDS, cgm_metrics.band_shares(m), strict=True)))):
         y = 0.875 - i * 0.04
         target = targets[key]
         fig.text(0.645, y, "■", color=colour, fontsize=10, va="center")
@@ -177,15 +179,15 @@ def _bands(ax: Axes, m: dict[str, float], unit: str, lang: str, fig: Figure) -> 
                  color="#555555")
 
 
-def _profile(ax: Axes, window: cgm.CgmWindow, unit: str, lang: str) -> None:
+def _profile(ax: Axes, window: cgm_metrics.CgmWindow, unit: str, lang: str) -> None:
     profile = window.agp
-    hours = (profile["minute"].to_numpy() + cgm.AGP_BIN_MINUTES / 2) / 60
+    hours = (profile["minute"].to_numpy() + cgm_metrics.AGP_BIN_MINUTES / 2) / 60
     col = {p: np.asarray(units.in_unit(profile[f"p{p}"].to_numpy(), unit))
-           for p in cgm.AGP_PERCENTILES}
+           for p in cgm_metrics.AGP_PERCENTILES}
     ax.fill_between(hours, col[5], col[95], color="#9ecae1", alpha=0.6, linewidth=0)
     ax.fill_between(hours, col[25], col[75], color="#4292c6", alpha=0.8, linewidth=0)
     ax.plot(hours, col[50], color="#08306b", linewidth=1.8)
-    low, high = cgm.target_band(unit)
+    low, high = cgm_metrics.target_band(unit)
     for y in (low, high):
         ax.axhline(y, color="#238b45", linewidth=1, linestyle="--")
     ax.set_xlim(0, 24)
@@ -194,18 +196,19 @@ def _profile(ax: Axes, window: cgm.CgmWindow, unit: str, lang: str) -> None:
     ax.set_ylabel(unit, fontsize=9)
     ax.tick_params(labelsize=8)
     ax.set_title(_t("agp", lang), loc="left", fontsize=12, weight="bold", pad=18)
-    ax.text(0, 1.02, _t("legend", lang, low=cgm.format_value(cgm.TIR_LOW_MGDL, unit),
-                        high=cgm.format_value(cgm.TIR_HIGH_MGDL, unit), unit=unit),
+    ax.text(0, 1.02, _t("legend", lang,
+                        low=cgm_metrics.format_value(cgm_metrics.TIR_LOW_MGDL, unit),
+                        high=cgm_metrics.format_value(cgm_metrics.TIR_HIGH_MGDL, unit), unit=unit),
             transform=ax.transAxes, fontsize=7.5, color="#444444")
     ax.grid(axis="y", color="#eeeeee")
 
 
-def _daily(fig: Figure, window: cgm.CgmWindow, unit: str, lang: str) -> None:
+def _daily(fig: Figure, window: cgm_metrics.CgmWindow, unit: str, lang: str) -> None:
     fig.text(0.06, 0.31, _t("daily", lang), fontsize=12, weight="bold")
     days = pd.date_range(window.first, window.last, freq="D").date
     local = window.days["measured_at"]
     top = float(units.in_unit(350, unit))
-    low, high = cgm.target_band(unit)
+    low, high = cgm_metrics.target_band(unit)
     for i, day in enumerate(days[:14]):
         ax = fig.add_axes((0.06 + (i % 7) * 0.128, 0.17 - (i // 7) * 0.12, 0.12, 0.1))
         today = (local.dt.date == day).to_numpy()

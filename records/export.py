@@ -22,7 +22,7 @@ from glucover.db import connect
 from glucover.errors import UserError
 from kernel import days
 from kernel.vocabulary import DeviceKind
-from pricing import cgm, store, time_in_range
+from pricing import cgm_metrics, cgm_rules, store
 from pricing.evaluator import assign_readings
 from pricing.ruleset import Ruleset
 from records import agp_report, fhir
@@ -125,12 +125,12 @@ def _readings(conn: psycopg.Connection[Any], device_ids: list[str], since: datet
 
 def _cgm_summaries(valid: pd.DataFrame, kinds: dict[str, DeviceKind], zone: ZoneInfo,
                    window: tuple[date, date]) -> pd.DataFrame:
-    """The consensus metrics of each CGM over the window (pricing/cgm.py), in local days."""
+    """The consensus metrics of each CGM over the window (pricing/cgm_metrics.py), in local days."""
     worn = valid[valid["device_id"].map(kinds) == DeviceKind.CGM]
     frame = pd.DataFrame({
         "device_id": worn["device_id"], "measured_at": worn["measured_at"],
-        "value_mgdl": time_in_range.value_mgdl(worn)})
-    return cgm.metrics(frame, *window, zone=str(zone))
+        "value_mgdl": cgm_rules.value_mgdl(worn)})
+    return cgm_metrics.metrics(frame, *window, zone=str(zone))
 
 
 def export_fhir_cli(args: argparse.Namespace, settings: Settings) -> int:
@@ -156,9 +156,9 @@ def agp_pdf(conn: psycopg.Connection[Any], policy_id: str, last: date | None = N
         raise UserError(f"policy {policy_id} is priced on fingerstick readings "
                         f"({ruleset.name}); an AGP report needs a CGM")
     today = (last + timedelta(days=1)) if last else days.today(str(zone), now)
-    since = datetime.combine(today - timedelta(days=cgm.AGP_DAYS + 1), time(), zone)
+    since = datetime.combine(today - timedelta(days=cgm_metrics.AGP_DAYS + 1), time(), zone)
     readings = store.load_readings(conn, policy.device_ids, since=since)
-    window = cgm.window(readings, ruleset, zone, today)
+    window = cgm_metrics.window(readings, ruleset, zone, today)
     subject = agp_report.Subject(str(policy.row["holder_name"]), policy_id,
                                  ", ".join(policy.device_ids))
     return agp_report.render(subject, window, unit, lang)

@@ -102,8 +102,8 @@ def bundle(subject: Subject, devices: Iterable[tuple[str, DeviceKind]], readings
            summaries: pd.DataFrame, window: tuple[date, date],
            generated_at: datetime | None = None) -> dict[str, Any]:
     """The Bundle. `readings`: the valid readings to export, with device_id, seq, measured_at
-    (UTC), utc_offset_min, value, unit, meal. `summaries`: pricing.cgm.metrics rows of the CGMs
-    over `window` (first, last day inclusive)."""
+    (UTC), utc_offset_min, value, unit, meal. `summaries`: pricing.cgm_metrics.metrics rows of
+    the CGMs over `window` (first, last day inclusive)."""
     patient_url = f"urn:uuid:{_uuid('patient', subject.pseudonym)}"
     patient: dict[str, Any] = {
         "resourceType": "Patient", "id": patient_url.removeprefix("urn:uuid:"),

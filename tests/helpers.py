@@ -20,7 +20,7 @@ import psycopg
 
 from devices.fleet import fleet_messages, portfolio
 from devices.provisioning import add_portfolio
-from ingest.decode import Received, decode
+from ingest.batch import Received, decode
 from ingest.store import prepare, write_batch
 from pricing.evaluator import Ledger
 

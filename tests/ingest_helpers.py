@@ -106,7 +106,7 @@ def spawn_worker(stack: Stack, log: Path, *args: str) -> subprocess.Popen[bytes]
     same file) says it is connected."""
     offset = log.stat().st_size if log.exists() else 0
     out = log.open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "glucover.cli", "ingest", *args],
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "ingest", *args],
                             env=stack.env(), stdout=out, stderr=subprocess.STDOUT)
     out.close()
     deadline = time.monotonic() + 20

@@ -12,9 +12,9 @@ import pytest
 
 from actuary import backtest, gaming, glm
 from actuary.synthetic import HAZARD_RATIO_PER_A1C, synthetic_portfolio
+from cli.main import main
 from devices.fleet import fleet_messages, portfolio
 from devices.provisioning import add_portfolio
-from glucover.cli import main
 from pricing.ruleset import load_builtin
 from tests.helpers import START, TEST_SECRET, current_ledger, load_fleet, store_messages
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from glucover.cli import main
+from cli.main import main
 from records.export import agp_pdf
 from tests.helpers import load_cgm_wearers, load_fleet
 
@@ -25,7 +25,7 @@ def test_the_agp_report_renders_with_its_headings_and_figures(
     from datetime import UTC, datetime, timedelta
     from zoneinfo import ZoneInfo
 
-    from pricing import cgm, store
+    from pricing import cgm_metrics, store
 
     policy_id = load_cgm_wearers(db_url)[0]
     monkeypatch.setenv("DATABASE_URL", db_url)
@@ -46,7 +46,7 @@ def test_the_agp_report_renders_with_its_headings_and_figures(
         readings = store.load_readings(conn, list(bindings["device_id"]))
         rules = store.in_force(conn, "cgm-default")
     today = datetime.now(UTC).astimezone(zone).date()
-    m = cgm.window(readings, rules, zone, today).metrics
+    m = cgm_metrics.window(readings, rules, zone, today).metrics
     assert f"{m['gmi']:.1f}%" in text and f"{m['tir_70_180']:.1f}%" in text
     assert f"{m['active_percent']:.1f}%" in text
     assert f"{today - timedelta(days=14)} to {today - timedelta(days=1)} (14 days)" in text

@@ -20,12 +20,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from care import store, stream
 from care.cli import care_target
+from cli.main import main
 from devices.fleet import Policyholder, portfolio
 from devices.provisioning import add_portfolio
 from devices.wire.messages import Notice, ReadingsMessage, Record
 from devices.wire.topics import notices_topic
 from glucover import broker
-from glucover.cli import main
 from kernel.vocabulary import Meal, Sample
 from tests.conftest import Stack
 from tests.helpers import TEST_SECRET, store_messages, wait_until
@@ -152,7 +152,7 @@ def test_control_solution_and_other_policies_raise_nothing(db_url: str) -> None:
 def _service(db_url: str, log: Path) -> subprocess.Popen[bytes]:
     out = log.open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "glucover.cli", "alerts", "run", "--no-notices",
+        [sys.executable, "-m", "cli.main", "alerts", "run", "--no-notices",
          "--sweep-every", "0"], env={**__import__("os").environ, "DATABASE_URL": db_url},
         stdout=out, stderr=subprocess.STDOUT)
     out.close()
@@ -340,8 +340,8 @@ def test_history_synced_late_reaches_the_care_team_but_sends_no_notice(db_url: s
 
 def test_doctor_says_when_the_alert_service_falls_behind(db_url: str,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli.doctor import run_doctor
     from glucover.config import Settings
-    from glucover.doctor import run_doctor
 
     (p,) = people(db_url, 1, seed=16)
     send(db_url, p.device_id, (1, timedelta(hours=1), 2.5))

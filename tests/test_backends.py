@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
+from cli.doctor import database_facts
 from glucover.config import Settings
 from glucover.db import migrate
-from glucover.doctor import database_facts
 from glucover.servers import LocalPostgres, timescale_installed
 from tests.helpers import START, current_ledger, load_fleet, state_dir
 

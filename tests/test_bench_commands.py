@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from glucover.cli import main
+from cli.main import main
 
 
 def test_bench_pricing_small(capsys: pytest.CaptureFixture[str]) -> None:

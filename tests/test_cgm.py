@@ -1,5 +1,5 @@
-"""Consensus CGM metrics (pricing/cgm.py) on traces whose figures are worked out by hand, and
-`glucover cgm metrics` on CSV files, bad ones included."""
+"""Consensus CGM metrics (pricing/cgm_metrics.py) on traces whose figures are worked out by
+hand, and `glucover cgm metrics` on CSV files, bad ones included."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from glucover.cli import main
+from cli.main import main
 from kernel.units import MGDL_PER_MMOL
-from pricing import cgm
+from pricing import cgm_metrics
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -33,7 +33,7 @@ def trace(values: Sequence[float], every_min: int = 5, device: str = "CGM-1",
 
 
 def test_a_steady_fortnight_is_all_in_range_and_sufficient() -> None:
-    row = cgm.metrics(trace([100.0] * (14 * 288))).iloc[0]
+    row = cgm_metrics.metrics(trace([100.0] * (14 * 288))).iloc[0]
     assert (row["readings"], row["days"]) == (14 * 288, 14)
     assert row["active_percent"] == pytest.approx(100.0)
     assert row["mean_mgdl"] == 100.0 and row["sd_mgdl"] == 0.0 and row["cv"] == 0.0
@@ -45,7 +45,7 @@ def test_a_steady_fortnight_is_all_in_range_and_sufficient() -> None:
 def test_the_bands_have_the_consensus_edges() -> None:
     # 70 and 180 are in range; 54 is not below 54; 250 is not above 250.
     values = [53, 54, 69, 70, 180, 181, 250, 251, 120, 120]
-    row = cgm.metrics(trace(values)).iloc[0]
+    row = cgm_metrics.metrics(trace(values)).iloc[0]
     assert row["tbr_below_54"] == pytest.approx(10.0)  # 53
     assert row["tbr_below_70"] == pytest.approx(30.0)  # 53, 54, 69
     assert row["tir_70_180"] == pytest.approx(40.0)  # 70, 180, 120, 120
@@ -60,30 +60,31 @@ def test_the_bands_have_the_consensus_edges() -> None:
 def test_gaps_lower_the_active_time_and_sufficiency() -> None:
     n = 14 * 288
     # Every fourth reading missing: 75% active, still sufficient; every third: 66.7%, not.
-    three_quarters = cgm.metrics(trace([110.0] * n, skip=set(range(1, n, 4)))).iloc[0]
+    three_quarters = cgm_metrics.metrics(trace([110.0] * n, skip=set(range(1, n, 4)))).iloc[0]
     assert three_quarters["active_percent"] == pytest.approx(75.0, abs=0.1)
     assert three_quarters["sufficient"]
-    two_thirds = cgm.metrics(trace([110.0] * n, skip=set(range(1, n, 3)))).iloc[0]
+    two_thirds = cgm_metrics.metrics(trace([110.0] * n, skip=set(range(1, n, 3)))).iloc[0]
     assert two_thirds["active_percent"] == pytest.approx(66.7, abs=0.1)
     assert not two_thirds["sufficient"]
 
 
 def test_a_fifteen_minute_sensor_is_judged_by_its_own_interval() -> None:
-    row = cgm.metrics(trace([140.0] * (14 * 96), every_min=15)).iloc[0]
+    row = cgm_metrics.metrics(trace([140.0] * (14 * 96), every_min=15)).iloc[0]
     assert row["active_percent"] == pytest.approx(100.0) and row["sufficient"]
 
 
 def test_a_window_counts_the_time_without_readings_too() -> None:
     readings = trace([100.0] * 288)  # one day of data
-    row = cgm.metrics(readings, date(2026, 3, 2), date(2026, 3, 3)).iloc[0]  # a two-day window
+    # a two-day window
+    row = cgm_metrics.metrics(readings, date(2026, 3, 2), date(2026, 3, 3)).iloc[0]
     assert row["active_percent"] == pytest.approx(50.0)
-    assert cgm.metrics(readings, date(2026, 4, 1), date(2026, 4, 2)).empty  # nothing inside
+    assert cgm_metrics.metrics(readings, date(2026, 4, 1), date(2026, 4, 2)).empty  # nothing inside
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.floats(40, 400), min_size=2, max_size=300))
 def test_below_in_and_above_range_add_up_to_all_readings(values: list[float]) -> None:
-    row = cgm.metrics(trace(values)).iloc[0]
+    row = cgm_metrics.metrics(trace(values)).iloc[0]
     assert row["tbr_below_70"] + row["tir_70_180"] + row["tar_above_180"] == pytest.approx(100)
     assert row["tbr_below_54"] <= row["tbr_below_70"]
     assert row["tar_above_250"] <= row["tar_above_180"]
@@ -104,7 +105,7 @@ def test_cgm_metrics_command(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     path = _csv(tmp_path, lines)
     assert main(["cgm", "metrics", "--readings", str(path)]) == 0
     table = pd.read_csv(io.StringIO(capsys.readouterr().out))
-    assert list(table.columns) == list(cgm.COLUMNS)
+    assert list(table.columns) == list(cgm_metrics.COLUMNS)
     a, b = table.iloc[0], table.iloc[1]
     assert (a["device_id"], a["readings"], a["days"]) == ("A", 24, 1)
     assert a["tar_above_180"] == 50.0 and a["mean_mgdl"] == 150.0
@@ -131,7 +132,7 @@ def test_agp_percentiles_on_a_known_trace() -> None:
     """Fourteen days where the reading at minute m of day d is d + 1 (mg/dL, plus m // 15 x
     100 to tell the bins apart): each bin holds days 1..14 three times over, so its
     percentiles are numpy's on 1..14, repeated."""
-    from pricing.cgm import AGP_PERCENTILES, agp
+    from pricing.cgm_metrics import AGP_PERCENTILES, agp
 
     minutes = np.array([m for _ in range(14) for m in range(0, 1440, 5)])
     days = np.repeat(np.arange(14), 288)
@@ -147,7 +148,7 @@ def test_agp_percentiles_on_a_known_trace() -> None:
 
 
 def test_a_metric_meets_its_consensus_target_strictly_or_not() -> None:
-    from pricing.cgm import meets
+    from pricing.cgm_metrics import meets
 
     assert meets("tir_70_180", 70.1) and not meets("tir_70_180", 70.0)
     assert meets("tbr_below_54", 0.99) and not meets("tbr_below_54", 1.0)

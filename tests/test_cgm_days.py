@@ -1,5 +1,5 @@
 """CGM day summaries kept in the database (pricing/cgm_days.py) against the same rules run on
-the raw readings (pricing/time_in_range.py), through late, out-of-order and repeated arrivals,
+the raw readings (pricing/cgm_rules.py), through late, out-of-order and repeated arrivals,
 and the engine pricing CGM policies from them day by day as in one run."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from devices.fleet import fleet_messages, portfolio
 from devices.provisioning import add_portfolio
-from pricing import cgm_days, store, time_in_range
+from pricing import cgm_days, cgm_rules, store
 from pricing.ruleset import load_builtin
 from tests.helpers import START, TEST_SECRET, current_ledger, store_messages
 
@@ -26,7 +26,7 @@ THROUGH = START + timedelta(days=13)
 def summaries_from_readings(conn: psycopg.Connection[tuple[object, ...]]) -> pd.DataFrame:
     policies, bindings = store.load_policies(conn)
     readings = store.load_readings(conn, list(bindings["device_id"]))
-    frame = time_in_range.day_summaries(policies, bindings, readings, CGM, THROUGH)
+    frame = cgm_rules.day_summaries(policies, bindings, readings, CGM, THROUGH)
     frame["day"] = pd.to_datetime(frame["day"])
     return frame.sort_values(["policy_id", "day"]).reset_index(drop=True)
 
@@ -100,7 +100,7 @@ def test_the_engine_prices_cgm_day_by_day_as_in_one_run(db_url: str) -> None:
         readings = store.load_readings(conn, list(bindings["device_id"]))
     from tests.helpers import comparable
 
-    one_run = comparable(time_in_range.evaluate(policies, bindings, readings, CGM,
+    one_run = comparable(cgm_rules.evaluate(policies, bindings, readings, CGM,
                                                 START + timedelta(days=13)))
     pd.testing.assert_frame_equal(daily[one_run.columns[:7]], one_run[one_run.columns[:7]],
                                   check_dtype=False)
@@ -112,7 +112,7 @@ def test_a_cgm_ruleset_is_back_tested_on_the_cgm_policies(
         capsys: pytest.CaptureFixture[str]) -> None:
     """`actuary backtest` of a looser CGM ruleset against cgm-default replays the CGM policies
     only, and rewards more; a CGM candidate against the meter ruleset is refused."""
-    from glucover.cli import main
+    from cli.main import main
     from tests.helpers import load_cgm_wearers, load_fleet
 
     load_fleet(db_url, n=4, days=10, seed=9)  # meter policies beside them

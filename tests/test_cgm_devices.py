@@ -1,6 +1,6 @@
-"""Simulated CGMs (devices/cgm.py, devices/fleet.py) and their way through ingest, pricing and
-the policyholder page: traces that look like CGM data, sensor sessions, back-fills, and the
-cgm-default ruleset pricing them from the database as the evaluator does."""
+"""Simulated CGMs (devices/cgm_sensor.py, devices/fleet.py) and their way through ingest,
+pricing and the policyholder page: traces that look like CGM data, sensor sessions,
+back-fills, and the cgm-default ruleset pricing them from the database as the evaluator does."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from devices.fleet import fleet_messages, meter_messages, portfolio
 from devices.provisioning import add_portfolio
 from devices.wire import decoding, topics
 from devices.wire.messages import MAX_RECORDS
-from pricing import cgm, store
+from pricing import cgm_metrics, store
 from pricing.products import evaluate
 from tests.helpers import START, TEST_SECRET, comparable, current_ledger, store_messages
 
@@ -78,7 +78,7 @@ def test_cgm_traces_look_like_cgm_data(
                           "measured_at": pd.to_datetime(readings["measured_at"], utc=True),
                           "local_date": [t.date() for t in local],
                           "value_mgdl": readings["mgdl"]})
-    by_persona = cgm.metrics(frame).set_index("device_id")
+    by_persona = cgm_metrics.metrics(frame).set_index("device_id")
     tir = by_persona["tir_70_180"]
     assert tir.min() < 40 and tir.max() > 90, tir
     very_low = by_persona["tbr_below_54"].astype(float)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from glucover.cli import main
+from cli.main import main
 from glucover.config import VARIABLES, Settings, markdown_table
 from tests.helpers import state_dir
 

@@ -445,7 +445,7 @@ def test_cgm_policyholder_sees_time_in_range_agp_and_the_explained_ledger(
         cgm_dashboard_db: str) -> None:
     """A CGM wearer's page: GMI and time in range from the consensus metrics, the metrics
     against their targets, the time-in-ranges bar and the AGP, the ledger in CGM words."""
-    from pricing.cgm import TARGETS
+    from pricing.cgm_metrics import TARGETS
 
     at = signed_in("carol")
     assert cgm_dashboard_db in at.title[0].value
@@ -457,13 +457,13 @@ def test_cgm_policyholder_sees_time_in_range_agp_and_the_explained_ledger(
     from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
 
-    from pricing import time_in_range
+    from pricing import cgm_rules
 
     with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
         policies, bindings = store.load_policies(conn, [cgm_dashboard_db])
         readings = store.load_readings(conn, list(bindings["device_id"]))
     today = datetime.now(UTC).astimezone(ZoneInfo(str(policies["timezone"].iloc[0]))).date()
-    row = time_in_range.day_summaries(policies, bindings, readings, load_builtin("cgm-default"),
+    row = cgm_rules.day_summaries(policies, bindings, readings, load_builtin("cgm-default"),
                                       today).iloc[-1]
     assert row["day"] == pd.Timestamp(today)
     tir = 100 * row["in_range"] / row["readings"]

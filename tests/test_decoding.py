@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from devices.wire import decoding
 from devices.wire.messages import RECORD_FIELDS
 from devices.wire.topics import readings_topic
-from ingest.decode import Received, decode
+from ingest.batch import Received, decode
 from kernel.vocabulary import Meal, Sample, Source, Status, Unit
 from pricing.evaluator import EXCLUSION_REASONS, exclusion_codes
 from pricing.ruleset import load_builtin

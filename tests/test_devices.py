@@ -14,11 +14,11 @@ import jsonschema
 import numpy as np
 import pytest
 
+from cli.main import main
 from devices import wire as wire_package
 from devices.fleet import fleet_messages, portfolio
 from devices.publisher import meter_session
 from devices.wire import decoding, topics
-from glucover.cli import main
 from glucover.servers import LocalMosquitto
 from kernel import units
 from tests.helpers import START, TEST_SECRET, wait_until

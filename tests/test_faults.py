@@ -195,7 +195,7 @@ def test_simulator_delivers_end_to_end_through_broker_and_ingest_kills(stack: St
     log = tmp_path / "simulate.log"
     with log.open("wb") as out:
         sim = subprocess.Popen(
-            [sys.executable, "-m", "glucover.cli", "simulate", "--policies", str(policies),
+            [sys.executable, "-m", "cli.main", "simulate", "--policies", str(policies),
              "--days", str(days), "--seed", str(seed), "--start", first.isoformat(),
              "--cgm-share", "0", "--no-provision"], env=stack.env(), stdout=out,
             stderr=subprocess.STDOUT)

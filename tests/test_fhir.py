@@ -16,11 +16,11 @@ import psycopg
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
+from cli.main import main
 from devices.wire.messages import ReadingsMessage, Record
-from glucover.cli import main
 from kernel.units import MGDL_PER_MMOL
 from kernel.vocabulary import Meal, Sample, Unit
-from pricing import cgm, store
+from pricing import cgm_metrics, store
 from pricing.evaluator import assign_readings
 from records import fhir
 from records.export import policy_bundle, pseudonym_key
@@ -97,7 +97,7 @@ def test_a_policys_bundle_validates_and_holds_exactly_its_valid_readings(db_url:
 
 def test_a_cgm_gets_its_codes_and_the_guides_summary(db_url: str) -> None:
     """A CGM bound to a policy: readings coded 99504-3 / 105272-9 by the unit sent, and the
-    time-in-ranges panel and single figures equal to pricing/cgm.py's metrics."""
+    time-in-ranges panel and single figures equal to pricing/cgm_metrics.py's metrics."""
     start = date(2026, 3, 2)
     with psycopg.connect(db_url) as conn:
         conn.execute("insert into devices (device_id, kind) values ('CGM-1', 'cgm')")
@@ -134,7 +134,7 @@ def test_a_cgm_gets_its_codes_and_the_guides_summary(db_url: str) -> None:
                           "local_date": [r.measured_at.date() for r in records],
                           "value_mgdl": [r.value * (MGDL_PER_MMOL if r.unit == Unit.MMOL_L
                                                     else 1) for r in records]})
-    m = cgm.metrics(frame, start, last).iloc[0]
+    m = cgm_metrics.metrics(frame, start, last).iloc[0]
     by_code = {o["code"]["coding"][0]["code"]: o for o in resources(doc, "Observation")}
     panel = by_code["106793-3"]
     assert panel["effectivePeriod"] == {"start": "2026-03-02", "end": "2026-03-04"}

@@ -133,7 +133,7 @@ def test_a_gateway_message_is_stored_and_its_bad_entries_refused(db_url: str) ->
     import psycopg
 
     from devices.wire.topics import readings_topic
-    from ingest.decode import Received, decode
+    from ingest.batch import Received, decode
     from ingest.store import prepare, write_batch
 
     with psycopg.connect(db_url) as conn:

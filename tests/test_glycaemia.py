@@ -59,7 +59,8 @@ def test_dashboard_workbench_and_daily_summary_agree_on_each_policy(db_url: str)
         count, mean, in_range = daily[str(row.policy_id)]
         page = pages[row.policy_id]
         assert row.readings == count
-        assert page.est_a1c == pytest.approx(row.est_a1c)
+        assert page.a1c_formula == "adag"
+        assert page.a1c_estimate == pytest.approx(row.est_a1c)
         assert page.time_in_range == pytest.approx(row.time_in_range)
         assert float(glycaemia.estimated_a1c(mean)) == pytest.approx(row.est_a1c)
         assert in_range / count == pytest.approx(row.time_in_range)

@@ -248,7 +248,7 @@ def test_a_revoked_meter_is_refused_at_once(stack: Stack) -> None:
 
 def test_a_decoder_failure_costs_only_its_message(monkeypatch: pytest.MonkeyPatch) -> None:
     """Should decoding itself fail (a bug of ours), the message is recorded, not fatal."""
-    from ingest.decode import Received, decode
+    from ingest.batch import Received, decode
 
     real = decoding.decode_readings
 
@@ -272,7 +272,7 @@ def test_a_decoder_failure_costs_only_its_message(monkeypatch: pytest.MonkeyPatc
 def test_the_inbox_wakes_the_writer_batches_and_keeps_order() -> None:
     import threading
 
-    from ingest.decode import Received
+    from ingest.batch import Received
     from ingest.worker import Inbox
 
     inbox = Inbox()

@@ -18,9 +18,9 @@ import numpy as np
 import psycopg
 import pytest
 
+from cli.main import main
 from dashboard.policyholder_data import load_summary
 from devices.wire.messages import ReadingsMessage, Record
-from glucover.cli import main
 from kernel.vocabulary import Meal, Sample, Unit
 from pricing import meter_days
 from pricing.ruleset import load_builtin

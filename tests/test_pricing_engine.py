@@ -11,8 +11,8 @@ import pandas as pd
 import psycopg
 import pytest
 
+from cli.main import main
 from devices.wire import messages, topics
-from glucover.cli import main
 from kernel import units, vocabulary
 from tests.helpers import START, comparable, current_ledger, load_fleet, store_messages
 

@@ -8,7 +8,7 @@ import threading
 import psycopg
 import pytest
 
-from glucover.cli import main
+from cli.main import main
 from glucover.config import Settings
 from glucover.db import execute_when_free, migrate
 

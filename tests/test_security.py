@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from glucover.cli import main
+from cli.main import main
 from glucover.db import ensure_login_role, with_credentials
 from tests.helpers import START, load_fleet
 

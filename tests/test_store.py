@@ -9,7 +9,7 @@ import psycopg
 
 from devices.wire import topics
 from devices.wire.messages import ReadingsMessage, Record
-from ingest.decode import Received, decode
+from ingest.batch import Received, decode
 from ingest.store import WriteResult, newest_seq, prepare, write_batch
 
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -25,7 +25,7 @@ def test_up_reaches_a_healthy_dashboard_with_data_flowing() -> None:
     log = home / "up.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "glucover.cli", "up", "--policies", "20", "--days", "15",
+            [sys.executable, "-m", "cli.main", "up", "--policies", "20", "--days", "15",
              "--dashboard-port", str(port), "--price-every", "2"],
             env=env, stdout=out, stderr=subprocess.STDOUT)
     try:

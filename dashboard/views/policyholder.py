@@ -21,7 +21,7 @@ from dashboard.policyholder_data import (
     PolicySummary,
     load_summary,
 )
-from dashboard.views import cgm as cgm_view
+from dashboard.views import cgm_section as cgm_view
 from glucover.config import Settings
 from kernel.vocabulary import Meal
 from records.export import policy_bundle, pseudonym_key
@@ -154,8 +154,8 @@ def render(user: User) -> None:
         st.info(t("task_measure", lang, amount=rules.delta_in_target))
     _notices(policy_id, lang, staff)
     c1, c2, c3 = st.columns(3)
-    c1.metric(t("gmi" if summary.cgm is not None else "a1c", lang),
-              "—" if summary.est_a1c is None else f"{summary.est_a1c:.1f}%")
+    c1.metric(t("gmi" if summary.a1c_formula == "gmi" else "a1c", lang),
+              "—" if summary.a1c_estimate is None else f"{summary.a1c_estimate:.1f}%")
     c2.metric(t("tir", lang), "—" if summary.time_in_range is None
               else f"{summary.time_in_range:.0%}")
     unit = t("day" if summary.streak == 1 else "days", lang)

@@ -1,4 +1,4 @@
--- CGM pricing (pricing/time_in_range.py): two more day statuses, and the day's figures beside
+-- CGM pricing (pricing/cgm_rules.py): two more day statuses, and the day's figures beside
 -- each CGM ledger row so the ledger explains itself ("time in range 74%, below 54 0.3%, sensor
 -- worn 92% of the day: in target"). Percentages; null on fingerstick rows.
 alter table sum_insured_ledger drop constraint sum_insured_ledger_day_status_check;

@@ -1,5 +1,5 @@
 -- CGM day summaries (pricing/cgm_days.py): per policy and local calendar day, what the CGM
--- rules need (pricing/time_in_range.py rules 1-2): covered slots and counts of valid readings
+-- rules need (pricing/cgm_rules.py rules 1-2): covered slots and counts of valid readings
 -- by band, so nightly pricing and back-tests never reload a CGM's 288 readings a day.
 -- Kept by the pricing engine: each run recomputes, from the readings, the policy-days that
 -- readings ingested since its last run touch (late and out-of-order arrivals included), so a

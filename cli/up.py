@@ -71,7 +71,7 @@ def _pump(name: str, stream: IO[bytes], marker: str | None, seen: threading.Even
 
 def spawn(name: str, args: list[str], env: dict[str, str], marker: str | None = None
           ) -> tuple[Child, threading.Event]:
-    proc = subprocess.Popen([sys.executable, "-m", "glucover.cli", *args], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     seen = threading.Event()
     assert proc.stdout is not None

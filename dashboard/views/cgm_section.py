@@ -1,6 +1,6 @@
 """The CGM wearer's part of the policyholder page: today's trace, the AGP, the time-in-ranges
 bar and the consensus metrics against their targets, in mg/dL or mmol/L. The figures come from
-pricing/cgm.py (dashboard/policyholder_data.py assembles them); this module only draws."""
+pricing/cgm_metrics.py (dashboard/policyholder_data.py assembles them); this module only draws."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from dashboard.i18n import t, voiced
 from dashboard.policyholder_data import PolicySummary
 from kernel import units
 from kernel.vocabulary import Unit
-from pricing import cgm
+from pricing import cgm_metrics
 from records.agp_report import BANDS, band_ranges  # the five bands, as on the report
 from records.export import agp_pdf
 
@@ -36,11 +36,12 @@ def unit_picker() -> str:
 
 
 def target_lines(unit: str) -> pd.DataFrame:
-    return pd.DataFrame({"y": list(cgm.target_band(unit))})
+    return pd.DataFrame({"y": list(cgm_metrics.target_band(unit))})
 
 
-def today_chart(figures: cgm.CgmWindow, unit: str, lang: str) -> alt.LayerChart | alt.FacetChart:
-    low, high = cgm.target_band(unit)
+def today_chart(figures: cgm_metrics.CgmWindow, unit: str, lang: str
+                ) -> alt.LayerChart | alt.FacetChart:
+    low, high = cgm_metrics.target_band(unit)
     band = alt.Chart(pd.DataFrame({"low": [low], "high": [high]})
                      ).mark_rect(opacity=0.15, color="green").encode(y="low:Q", y2="high:Q")
     data = figures.today.assign(value=units.in_unit(figures.today["mgdl"], unit),
@@ -53,9 +54,10 @@ def today_chart(figures: cgm.CgmWindow, unit: str, lang: str) -> alt.LayerChart 
     return alt.layer(band, line)
 
 
-def agp_chart(figures: cgm.CgmWindow, unit: str, lang: str) -> alt.LayerChart | alt.FacetChart:
+def agp_chart(figures: cgm_metrics.CgmWindow, unit: str, lang: str
+              ) -> alt.LayerChart | alt.FacetChart:
     profile = figures.agp.copy()
-    for p in cgm.AGP_PERCENTILES:
+    for p in cgm_metrics.AGP_PERCENTILES:
         profile[f"p{p}"] = units.in_unit(profile[f"p{p}"], unit)
     profile["time"] = pd.Timestamp("2000-01-01") + pd.to_timedelta(profile["minute"], unit="m")
     x = alt.X("time:T", title=t("axis_time", lang), axis=alt.Axis(format="%H:%M"))
@@ -69,7 +71,7 @@ def agp_chart(figures: cgm.CgmWindow, unit: str, lang: str) -> alt.LayerChart | 
     return alt.layer(outer, inner, median, targets)
 
 
-def daily_chart(figures: cgm.CgmWindow, unit: str, lang: str) -> alt.FacetChart:
+def daily_chart(figures: cgm_metrics.CgmWindow, unit: str, lang: str) -> alt.FacetChart:
     """The window's days, one small trace each over the target band, four to a row (so a
     phone's 390 px hold a row)."""
     days = figures.days.assign(
@@ -78,7 +80,7 @@ def daily_chart(figures: cgm.CgmWindow, unit: str, lang: str) -> alt.FacetChart:
         time=pd.Timestamp("2000-01-01") + pd.to_timedelta(
             figures.days["measured_at"].dt.hour * 60 + figures.days["measured_at"].dt.minute,
             unit="m"))
-    low, high = cgm.target_band(unit)
+    low, high = cgm_metrics.target_band(unit)
     days["low"], days["high"] = low, high
     top = units.in_unit(350, unit)
     band = alt.Chart(days).mark_area(color="green", opacity=0.12).encode(
@@ -98,7 +100,7 @@ def bands_chart(m: dict[str, Any], unit: str, lang: str) -> alt.LayerChart | alt
     ranges = band_ranges(unit)
     data = pd.DataFrame({
         "band": [f"{t(f'band_{key}', lang)} {ranges[key]}" for key, _, _ in BANDS],
-        "share": cgm.band_shares(m), "colour": [c for _, c, _ in BANDS]})
+        "share": cgm_metrics.band_shares(m), "colour": [c for _, c, _ in BANDS]})
     data["label"] = data["share"].map(lambda v: f"{v:.1f}%")
     order = list(data["band"])[::-1]
     y = alt.Y("band:N", sort=order, title=None, axis=alt.Axis(
@@ -115,12 +117,12 @@ def bands_chart(m: dict[str, Any], unit: str, lang: str) -> alt.LayerChart | alt
 def metrics_table(m: dict[str, Any], unit: str, lang: str) -> pd.DataFrame:
     """Each consensus metric, its value and its target, met or not."""
     rows = [{t("col_metric", lang): t("m_mean", lang),
-             t("col_value", lang): cgm.format_glucose(m["mean_mgdl"], unit),
+             t("col_value", lang): cgm_metrics.format_glucose(m["mean_mgdl"], unit),
              t("col_target", lang): ""},
             {t("col_metric", lang): t("m_gmi", lang), t("col_value", lang): f"{m['gmi']:.1f}%",
              t("col_target", lang): ""}]
-    for column, op, target in cgm.TARGETS:
-        ok = cgm.meets(column, float(m[column]))
+    for column, op, target in cgm_metrics.TARGETS:
+        ok = cgm_metrics.meets(column, float(m[column]))
         rows.append({t("col_metric", lang): t(f"m_{column}", lang),
                      t("col_value", lang): f"{m[column]:.1f}%",
                      t("col_target", lang): f"{SYMBOL[op]} {target:g}% · "
@@ -142,7 +144,8 @@ def render(summary: PolicySummary, lang: str, staff: bool = False) -> None:
     st.altair_chart(bands_chart(figures.metrics, unit, lang), width="stretch")
     st.subheader(t("agp", lang))
     st.altair_chart(agp_chart(figures, unit, lang), width="stretch")
-    low, high = (cgm.format_value(v, unit) for v in (cgm.TIR_LOW_MGDL, cgm.TIR_HIGH_MGDL))
+    low, high = (cgm_metrics.format_value(v, unit)
+                 for v in (cgm_metrics.TIR_LOW_MGDL, cgm_metrics.TIR_HIGH_MGDL))
     st.caption(t("agp_caption", lang, low=low, high=high, unit=unit))
     st.subheader(t("daily_profiles", lang))
     st.altair_chart(daily_chart(figures, unit, lang), width="content")

@@ -1,4 +1,4 @@
-"""The CGM rules (pricing/time_in_range.py): each day status at its edges, slots on days the
+"""The CGM rules (pricing/cgm_rules.py): each day status at its edges, slots on days the
 clocks change, the weekly block, and the vectorised rules equal to the per-policy loop."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from bench.reference import evaluate_cgm_loop
 from kernel.units import MGDL_PER_MMOL
-from pricing import time_in_range
+from pricing import cgm_rules
 from pricing.products import evaluate
 from pricing.ruleset import load_builtin
 
@@ -153,7 +153,7 @@ def test_the_value_in_mgdl_undoes_the_unit_conversion() -> None:
     sent_mgdl = np.array([54.0, 70.0, 180.0, 250.0, 39.99, 120.5])
     frame = pd.DataFrame({"value_mmol": np.concatenate([sent_mgdl / MGDL_PER_MMOL,
                                                         [3.9, 10.0]])})
-    got = time_in_range.value_mgdl(frame)
+    got = cgm_rules.value_mgdl(frame)
     assert list(got[:6]) == list(sent_mgdl)  # exactly, so the band edges hold
     assert list(got[6:]) == [3.9 * MGDL_PER_MMOL, 10.0 * MGDL_PER_MMOL]
 
@@ -212,8 +212,8 @@ def test_vectorised_cgm_rules_equal_the_loop(seed: int) -> None:
 def test_pricing_from_summaries_equals_pricing_from_readings() -> None:
     pol, bindings, readings = random_cgm_portfolio(11)
     through = date(2026, 4, 6)
-    summaries = time_in_range.day_summaries(pol, bindings, readings, CGM, through)
-    assert list(summaries.columns) == list(time_in_range.SUMMARY_COLUMNS)
+    summaries = cgm_rules.day_summaries(pol, bindings, readings, CGM, through)
+    assert list(summaries.columns) == list(cgm_rules.SUMMARY_COLUMNS)
     direct = evaluate(pol, bindings, readings, CGM, through).to_frame()
-    from_rows = time_in_range.evaluate_days(pol, summaries, CGM, through).to_frame()
+    from_rows = cgm_rules.evaluate_days(pol, summaries, CGM, through).to_frame()
     pd.testing.assert_frame_equal(direct, from_rows)

@@ -36,7 +36,7 @@ import pandas as pd
 from kernel import days, glucose
 from kernel.units import MGDL_PER_MMOL, in_unit
 from kernel.vocabulary import Unit
-from pricing import glycaemia, time_in_range
+from pricing import cgm_rules, glycaemia
 from pricing.ruleset import Ruleset
 
 TIR_LOW_MGDL, TIR_HIGH_MGDL = glucose.TARGET_RANGE_MGDL  # kernel/glucose.py
@@ -212,7 +212,7 @@ def window(readings: pd.DataFrame, ruleset: Ruleset, zone: ZoneInfo, today: date
     """The window's figures from the readings the ruleset counts."""
     valid = readings[glycaemia.valid_readings(readings, ruleset)]
     local = valid["measured_at"].dt.tz_convert(str(zone))
-    mgdl = time_in_range.value_mgdl(valid)
+    mgdl = cgm_rules.value_mgdl(valid)
     first, last = today - timedelta(days=AGP_DAYS), today - timedelta(days=1)
     inside = ((local.dt.date >= first) & (local.dt.date <= last)).to_numpy()
     frame = pd.DataFrame({"device_id": "cgm", "measured_at": valid["measured_at"],

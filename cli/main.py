@@ -10,6 +10,7 @@ from datetime import date
 from typing import Any
 
 from glucover.config import Settings
+from glucover.memory import fixed_mmap_threshold
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -79,7 +80,7 @@ def _system_commands(sub: Any) -> None:
     p = _add(
         sub,
         "up",
-        "glucover.up:up_cli",
+        "cli.up:up_cli",
         "run the whole system on embedded defaults (or DATABASE_URL/MQTT_URL)",
     )
     p.add_argument("--dashboard-port", type=int, default=8501)
@@ -93,7 +94,7 @@ def _system_commands(sub: Any) -> None:
     p = _add(
         sub,
         "doctor",
-        "glucover.doctor:doctor_cli",
+        "cli.doctor:doctor_cli",
         "say which backend and features are active; check reachability",
     )
     p.add_argument("--json", action="store_true")
@@ -435,23 +436,6 @@ def _bench_commands(sub: Any) -> None:
     p.add_argument("--minutes", type=float, default=5.0)
     p.add_argument("--rate", type=int, default=2000, help="readings per second offered")
     p.add_argument("--json", action="store_true")
-
-
-# glibc raises its mmap threshold after each large free, up to 32 MiB, so arrays of a few to
-# tens of MiB (a pricing chunk's day grids) land on the heap and its high-water mark stays:
-# measured on `bench cgm`'s back-test, peak RSS 5.2 GB with the default, 3.8 GB with 1 MiB.
-MMAP_THRESHOLD = 1 << 20
-M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
-
-
-def fixed_mmap_threshold() -> None:
-    """Large arrays straight from mmap and back to the system when freed (glibc only)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-    except (OSError, AttributeError):
-        pass  # not glibc: its allocator decides
 
 
 def main(argv: Sequence[str] | None = None) -> int:
