@@ -4,11 +4,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 GLUCOVER_HOME=/var/lib/glucover
 RUN useradd --system --create-home --home-dir /var/lib/glucover glucover
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY cli ./cli
+COPY kernel ./kernel
 COPY glucover ./glucover
+COPY devices ./devices
 COPY ingest ./ingest
 COPY pricing ./pricing
+COPY actuary ./actuary
+COPY policies ./policies
+COPY care ./care
+COPY records ./records
 COPY dashboard ./dashboard
-COPY devices ./devices
 COPY bench ./bench
 RUN pip install --no-cache-dir .
 USER glucover

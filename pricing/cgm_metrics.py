@@ -214,12 +214,13 @@ def window(readings: pd.DataFrame, ruleset: Ruleset, zone: ZoneInfo, today: date
     local = valid["measured_at"].dt.tz_convert(str(zone))
     mgdl = cgm_rules.value_mgdl(valid)
     first, last = today - timedelta(days=AGP_DAYS), today - timedelta(days=1)
-    inside = ((local.dt.date >= first) & (local.dt.date <= last)).to_numpy()
+    day = days.local_dates(valid["measured_at"], str(zone))
+    inside = ((day >= first) & (day <= last)).to_numpy()
     frame = pd.DataFrame({"device_id": "cgm", "measured_at": valid["measured_at"],
                           "value_mgdl": mgdl})[inside]
     rows = metrics(frame, first, last, str(zone))
     minutes = (local.dt.hour * 60 + local.dt.minute).to_numpy()[inside]
-    on_today = (local.dt.date == today).to_numpy()
+    on_today = (day == today).to_numpy()
     return CgmWindow(
         first=first, last=last,
         metrics={str(k): v for k, v in rows.iloc[0].to_dict().items()} if len(rows) else {},

@@ -89,3 +89,18 @@ def test_packages_depend_one_way_below_the_composition_root() -> None:
 
 def test_cycles_are_found() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_the_image_and_the_package_hold_every_package() -> None:
+    """Every top-level package is installed by pyproject.toml and copied into the image (the
+    Dockerfile once left care/ and records/ out, which pyproject.toml names: `pip install .`
+    in the image could not find them)."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    installed = {p.split(".")[0] for p in project["tool"]["setuptools"]["packages"]}
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", (ROOT / "Dockerfile").read_text(), re.M))
+    ours = {p for p in PACKAGES if (ROOT / p / "__init__.py").exists()}
+    assert installed == ours
+    assert copied == ours
