@@ -122,10 +122,11 @@ def default_path(role: str, query: Mapping[str, str]) -> str:
 
 def signed_out_pages(lang: str) -> list[Any]:
     """Signed out, every page's URL shows the sign-in form (no "Page not found"), so the URL
-    asked for, with its query, is still there once signed in."""
-    pages = [st.Page(sign_in, title=t("sign_in", lang), url_path=SIGN_IN_PATH, default=True)]
+    asked for, with its query, is still there once signed in. The default page is served at
+    "/" only, whatever its url_path: "/signin" is a hidden page of its own."""
+    pages = [st.Page(sign_in, title=t("sign_in", lang), url_path="start", default=True)]
     pages += [st.Page(sign_in, title=t("sign_in", lang), url_path=path, visibility="hidden")
-              for path in PAGES]
+              for path in [*PAGES, SIGN_IN_PATH]]
     return pages
 
 

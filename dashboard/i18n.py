@@ -99,9 +99,9 @@ TEXT: dict[str, dict[str, str]] = {
     "unknown": {"en": "not said", "zh": "未注明"},
     "insufficient": {"en": "sensor not worn enough", "zh": "佩戴时间不足"},
     "hypo_risk": {"en": "low glucose: no reward today", "zh": "出现低血糖，今日不奖励"},
-    "explain_cgm": {"en": "time in range {tir:.0f}%, below 54 {below:.1f}%, sensor worn "
+    "explain_cgm": {"en": "time in range {tir:.0f}%, below {limit} {below:.1f}%, sensor worn "
                           "{coverage:.0f}% of the day: {status}",
-                    "zh": "达标时间 {tir:.0f}%，低于 54 mg/dL {below:.1f}%，传感器佩戴 "
+                    "zh": "达标时间 {tir:.0f}%，低于 {limit} {below:.1f}%，传感器佩戴 "
                           "{coverage:.0f}%：{status}"},
     "explain_no_sensor": {"en": "no sensor readings", "zh": "没有传感器读数"},
     "task_wear": {"en": "Keep your sensor on: a day with at least {tir:.0f}% of its time in "
@@ -234,6 +234,25 @@ TEXT: dict[str, dict[str, str]] = {
     "form_unit_h": {"en": "h", "zh": "小时"},
     "form_unit_min": {"en": "min", "zh": "分钟"},
     "form_unit_s": {"en": "s", "zh": "秒"},
+    # Policyholder segments (the simulated personas, devices/personas.py, devices/cgm_sensor.py)
+    "segment_standard": {"en": "standard", "zh": "标准"},
+    "segment_well_controlled": {"en": "well controlled", "zh": "控制良好"},
+    "segment_over_treater": {"en": "over-treater", "zh": "过度治疗"},
+    "segment_improving": {"en": "improving", "zh": "改善中"},
+    "segment_deteriorating": {"en": "deteriorating", "zh": "恶化中"},
+    "segment_erratic": {"en": "erratic", "zh": "波动大"},
+    "segment_lapsing": {"en": "lapsing", "zh": "中断测量"},
+    "segment_gamer_control_solution": {"en": "gamer: control solution", "zh": "作弊：质控液"},
+    "segment_gamer_retester": {"en": "gamer: re-tester", "zh": "作弊：反复重测"},
+    "segment_gamer_manual": {"en": "gamer: manual entries", "zh": "作弊：手动录入"},
+    "segment_gamer_clock": {"en": "gamer: clock set back", "zh": "作弊：调整时钟"},
+    "segment_cgm_tight": {"en": "CGM: tight control", "zh": "CGM：控制严格"},
+    "segment_cgm_good": {"en": "CGM: good control", "zh": "CGM：控制良好"},
+    "segment_cgm_average": {"en": "CGM: average", "zh": "CGM：一般"},
+    "segment_cgm_high": {"en": "CGM: often high", "zh": "CGM：常偏高"},
+    "segment_cgm_erratic": {"en": "CGM: erratic", "zh": "CGM：波动大"},
+    "segment_cgm_hypo_prone": {"en": "CGM: prone to lows", "zh": "CGM：易低血糖"},
+    "segment_cgm_lapsing": {"en": "CGM: sensor often off", "zh": "CGM：常未佩戴"},
     "rs_section_ruleset": {"en": "Ruleset", "zh": "规则集"},
     "rs_section_validity": {"en": "Which readings count", "zh": "有效读数"},
     "rs_section_qualifying": {"en": "Which reading decides the day", "zh": "计入当日的读数"},

@@ -49,6 +49,21 @@ def load_fleet(db_url: str, n: int = 25, days: int = 45, seed: int = 3) -> None:
                             if m.topic.endswith("readings")])
 
 
+DAYTIME_ZONES = ("Asia/Shanghai", "Asia/Kolkata", "Europe/Berlin", "America/New_York",
+                 "America/Los_Angeles", "Pacific/Auckland")
+
+
+def daytime_zone(now: datetime) -> str:
+    """Of DAYTIME_ZONES, the one whose local time at `now` is nearest 14:00."""
+    from zoneinfo import ZoneInfo
+
+    def off_afternoon(zone: str) -> float:
+        local = now.astimezone(ZoneInfo(zone))
+        return abs(local.hour + local.minute / 60 - 14)
+
+    return min(DAYTIME_ZONES, key=off_afternoon)
+
+
 def load_cgm_wearers(db_url: str, n: int = 2, days: int = 21, seed: int = 21) -> list[str]:
     """CGM wearers with sensor data from `days` ago up to now (so "the last 14 days" of the
     page and the report are real), priced through yesterday; their policy ids."""
@@ -60,6 +75,10 @@ def load_cgm_wearers(db_url: str, n: int = 2, days: int = 21, seed: int = 21) ->
     people = portfolio(n, seed, now.date() - timedelta(days=days - 1), cgm_share=1.0)
     with psycopg.connect(db_url) as conn:
         add_portfolio(conn, people, TEST_SECRET)
+        # Their policies live where it is daytime now, so "today so far" holds readings
+        # whatever the hour the tests run at (just after a local midnight it has none).
+        conn.execute("update policies set timezone = %s where policy_id = any(%s)",
+                     (daytime_zone(now), [p.policy_id for p in people]))
         conn.commit()
     store_messages(db_url, [(m.topic, m.payload, m.at) for m in fleet_messages(people, seed, days)
                             if m.at <= now])

@@ -477,8 +477,11 @@ def test_cgm_policyholder_sees_time_in_range_agp_and_the_explained_ledger(
     assert len(figures) == 2 + len(TARGETS)
     assert figures["Target"].str.contains(r"(?:met|not met)$").sum() == len(TARGETS)
     worded = ledger["What happened"]
+    # The page is in mmol/L: the ruleset's 54 mg/dL threshold is said in it.
     assert worded.str.contains(
-        r"^time in range \d+%, below 54 \d+\.\d%, sensor worn \d+% of the day: ").sum() > 5
+        r"^time in range \d+%, below 3\.0 mmol/L \d+\.\d%, sensor worn \d+% of the day: "
+    ).sum() > 5
+    assert not worded.str.contains("mg/dL").any()
     assert worded.str.endswith(("in target", "outside the target", "too high",
                                 "sensor not worn enough", "no reward today",
                                 "no sensor readings")).all()

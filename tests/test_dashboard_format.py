@@ -37,3 +37,26 @@ def test_duration_reads_in_the_best_unit(seconds: float | None, text: str) -> No
 def test_the_dashboard_hides_the_developer_toolbar() -> None:
     argv = command(8501, "127.0.0.1")
     assert argv[argv.index("--client.toolbarMode") + 1] == "minimal"
+
+
+def test_operations_tables_say_instants_to_the_minute_in_utc() -> None:
+    import pandas as pd
+
+    from dashboard.views.operations import headed
+
+    frame = pd.DataFrame({"device_id": ["M-1", "M-2"], "state": ["online", "offline"],
+                          "last_status": pd.Series([pd.Timestamp("2026-12-03 15:58:29+00:00"),
+                                                    pd.NaT])})
+    shown = headed(frame, "zh")
+    assert list(shown.iloc[:, 2].fillna("")) == ["2026-12-03 15:58 UTC", ""]
+    assert "+00:00" not in shown.to_string()
+
+
+def test_every_simulated_segment_has_words_in_both_languages() -> None:
+    """The workbench shows segments by name in its tables and charts: each persona's has words
+    (a Chinese page showed gamer_clock, well_controlled...)."""
+    from devices.cgm_sensor import CGM_PERSONAS
+    from devices.personas import PERSONAS
+
+    for name in ["standard", *(p.name for p in PERSONAS), *(p.name for p in CGM_PERSONAS)]:
+        assert {"en", "zh"} <= set(TEXT.get(f"segment_{name}", {})), name

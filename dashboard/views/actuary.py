@@ -140,10 +140,17 @@ def backtest_part_size(policies: int) -> int:
 
 
 def _headed(frame: pd.DataFrame, lang: str) -> pd.DataFrame:
-    """A results table with its column names in the page's language (a column without words
-    keeps its name); the CSV downloads keep the machine names."""
-    return frame.rename(columns={c: t(f"wb_col_{c}", lang) for c in frame.columns
-                                 if f"wb_col_{c}" in TEXT})
+    """A results table with its column names and segments in the page's language (a column or
+    segment without words keeps its name); the CSV downloads keep the machine names."""
+    return _segments_said(frame, lang).rename(
+        columns={c: t(f"wb_col_{c}", lang) for c in frame.columns if f"wb_col_{c}" in TEXT})
+
+
+def _segments_said(frame: pd.DataFrame, lang: str) -> pd.DataFrame:
+    if "segment" not in frame:
+        return frame
+    return frame.assign(segment=frame["segment"].map(
+        lambda s: t(f"segment_{s}", lang) if f"segment_{s}" in TEXT else s))
 
 
 def _worse_when_higher(shown_change: float) -> dict[str, Any]:
@@ -213,7 +220,7 @@ def backtest_section(candidate: Ruleset | None) -> None:
     st.altair_chart(alt.Chart(result.per_policy).mark_bar().encode(
         x=alt.X("bonus:Q", bin=alt.Bin(maxbins=30), title=t("bt_bonus_axis", lang)),
         y=alt.Y("count():Q", title=t("bt_policies_axis", lang))), width="stretch")
-    st.altair_chart(alt.Chart(result.by_segment).mark_bar().encode(
+    st.altair_chart(alt.Chart(_segments_said(result.by_segment, lang)).mark_bar().encode(
         x=alt.X("expected_liability:Q", title=t("bt_liability_axis", lang)),
         y=alt.Y("segment:N", sort="-x", title=t("bt_segment_axis", lang))), width="stretch")
     st.dataframe(_headed(result.by_segment.round(2), lang), hide_index=True, width="stretch")

@@ -4,6 +4,7 @@ pricing/cgm_metrics.py (dashboard/policyholder_data.py assembles them); this mod
 
 from __future__ import annotations
 
+from datetime import datetime, time, timedelta
 from typing import Any
 
 import altair as alt
@@ -46,8 +47,13 @@ def today_chart(figures: cgm_metrics.CgmWindow, unit: str, lang: str
                      ).mark_rect(opacity=0.15, color="green").encode(y="low:Q", y2="high:Q")
     data = figures.today.assign(value=units.in_unit(figures.today["mgdl"], unit),
                                 measured_at=figures.today["measured_at"].dt.tz_localize(None))
+    # The whole local day on the axis, so a few minutes of data do not repeat one label.
+    today = figures.last + timedelta(days=1)
+    day = [datetime.combine(today, time()).isoformat(),
+           datetime.combine(today + timedelta(days=1), time()).isoformat()]
     line = alt.Chart(data).mark_line(point=False, color="#08519c").encode(
-        x=alt.X("measured_at:T", title=t("axis_time", lang), axis=alt.Axis(format="%H:%M")),
+        x=alt.X("measured_at:T", title=t("axis_time", lang), scale=alt.Scale(domain=day),
+                axis=alt.Axis(format="%H:%M", tickCount=8)),
         y=alt.Y("value:Q", title=unit),
         tooltip=[alt.Tooltip("measured_at:T", title=t("axis_time", lang), format="%H:%M"),
                  alt.Tooltip("value:Q", title=unit, format=".1f")])

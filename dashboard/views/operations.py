@@ -43,6 +43,10 @@ def headed(frame: pd.DataFrame, lang: str) -> pd.DataFrame:
     if "state" in frame:
         frame = frame.assign(state=frame["state"].map(
             lambda s: t(f"ops_state_{s}", lang) if f"ops_state_{s}" in TEXT else s))
+    for column in frame.columns:  # instants to the minute, in UTC, said so
+        if pd.api.types.is_datetime64_any_dtype(frame[column]):
+            instants = pd.to_datetime(frame[column], utc=True)
+            frame = frame.assign(**{column: instants.dt.strftime("%Y-%m-%d %H:%M UTC")})
     return frame.rename(columns={c: t(f"ops_col_{c}", lang) for c in frame.columns})
 
 

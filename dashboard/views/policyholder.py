@@ -23,15 +23,17 @@ from dashboard.policyholder_data import (
 )
 from dashboard.views import cgm_section as cgm_view
 from glucover.config import Settings
-from kernel.vocabulary import Meal
+from kernel.vocabulary import Meal, Unit
+from pricing import cgm_metrics
 from records.export import policy_bundle, pseudonym_key
 
 NOTICE_DAYS = 7  # how long a notice stays on the page
 FHIR_CGM_DAYS = 14  # a CGM wearer's FHIR download by default: the consensus report's window
 
 
-def explain(summary: PolicySummary, lang: str) -> pd.DataFrame:
-    """The ledger, newest first, each line in words."""
+def explain(summary: PolicySummary, lang: str, unit: str = Unit.MMOL_L) -> pd.DataFrame:
+    """The ledger, newest first, each line in words (a CGM day's hypoglycaemia threshold, the
+    ruleset's, in `unit`)."""
     rules = summary.ruleset
     readings = summary.readings.assign(day=summary.readings["measured_at"].dt.date)
     by_key: dict[tuple[Any, int], dict[str, Any]] = {
@@ -48,6 +50,7 @@ def explain(summary: PolicySummary, lang: str) -> pd.DataFrame:
         if rules.kind == "cgm":
             text = t("explain_no_sensor", lang) if pd.isna(row["time_in_range"]) else t(
                 "explain_cgm", lang, tir=row["time_in_range"], below=row["below"],
+                limit=cgm_metrics.format_glucose(rules.hypo_below_mgdl, unit),
                 coverage=row["coverage"], status=t(status, lang))
         elif status == "missed":
             text = t("explain_missed", lang)
@@ -178,7 +181,8 @@ def render(user: User) -> None:
         st.caption(t("ledger_latest", lang, shown=shown, total=total))
         st.toggle(t("ledger_all", lang, total=total), key="ledger_all")
     # A static table: its text wraps, so it reads on a phone without scrolling sideways.
-    st.table(explain(summary, lang).head(shown).set_index(t("col_day", lang)))
+    unit = st.session_state.get("unit", str(Unit.MMOL_L))
+    st.table(explain(summary, lang, unit).head(shown).set_index(t("col_day", lang)))
 
 
 
