@@ -60,3 +60,38 @@ def test_every_simulated_segment_has_words_in_both_languages() -> None:
 
     for name in ["standard", *(p.name for p in PERSONAS), *(p.name for p in CGM_PERSONAS)]:
         assert {"en", "zh"} <= set(TEXT.get(f"segment_{name}", {})), name
+
+
+def test_today_chart_spans_the_local_day_and_shows_a_lone_reading() -> None:
+    """Just after midnight a CGM wearer has one reading today: drawn as a point (a line of one
+    reading draws nothing) on an axis from this local midnight to the next."""
+    from datetime import date
+
+    import pandas as pd
+
+    from dashboard.views.cgm_section import today_chart
+    from pricing.cgm_metrics import CgmWindow
+
+    at = pd.Timestamp("2026-12-04 00:38:50+08:00")
+    window = CgmWindow(first=date(2026, 11, 20), last=date(2026, 12, 3), metrics={},
+                       agp=pd.DataFrame(), days=pd.DataFrame(),
+                       today=pd.DataFrame({"measured_at": [at], "mgdl": [209.0]}))
+    line = today_chart(window, "mmol/L", "en").to_dict()["layer"][1]
+    assert line["mark"]["point"] is True
+    assert line["encoding"]["x"]["scale"]["domain"] == ["2026-12-04T00:00:00",
+                                                        "2026-12-05T00:00:00"]
+
+
+def test_the_per_minute_chart_spans_the_last_hour() -> None:
+    from datetime import UTC, datetime
+
+    import pandas as pd
+
+    from dashboard.views.operations import per_minute_chart
+
+    now = datetime(2026, 12, 3, 16, 39, 30, tzinfo=UTC)
+    frame = pd.DataFrame({"minute": pd.to_datetime(["2026-12-03 16:37+00:00"]),
+                          "readings": [13283]})
+    spec = per_minute_chart(frame, "zh", now).to_dict()
+    assert spec["encoding"]["x"]["scale"]["domain"] == ["2026-12-03T15:39:30",
+                                                        "2026-12-03T16:39:30"]

@@ -40,6 +40,9 @@ def target_lines(unit: str) -> pd.DataFrame:
     return pd.DataFrame({"y": list(cgm_metrics.target_band(unit))})
 
 
+TODAY_POINTS_BELOW = 12  # readings: under an hour of a CGM's
+
+
 def today_chart(figures: cgm_metrics.CgmWindow, unit: str, lang: str
                 ) -> alt.LayerChart | alt.FacetChart:
     low, high = cgm_metrics.target_band(unit)
@@ -51,7 +54,10 @@ def today_chart(figures: cgm_metrics.CgmWindow, unit: str, lang: str
     today = figures.last + timedelta(days=1)
     day = [datetime.combine(today, time()).isoformat(),
            datetime.combine(today + timedelta(days=1), time()).isoformat()]
-    line = alt.Chart(data).mark_line(point=False, color="#08519c").encode(
+    # A few readings (the day just begun, a sensor just warmed up) as points: a line of one
+    # reading draws nothing.
+    few = len(data) < TODAY_POINTS_BELOW
+    line = alt.Chart(data).mark_line(point=few, color="#08519c").encode(
         x=alt.X("measured_at:T", title=t("axis_time", lang), scale=alt.Scale(domain=day),
                 axis=alt.Axis(format="%H:%M", tickCount=8)),
         y=alt.Y("value:Q", title=unit),

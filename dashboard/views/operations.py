@@ -4,6 +4,7 @@ reads and draws them, in the page's language."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import altair as alt
@@ -58,13 +59,18 @@ def table(where: Any, frame: pd.DataFrame, lang: str) -> None:
         where.dataframe(headed(frame, lang), hide_index=True, width="stretch")
 
 
-def per_minute_chart(per_minute: pd.DataFrame, lang: str) -> alt.Chart:
-    """Readings per minute over the last hour; the time axis in hours and minutes, in no
-    language's words."""
+def per_minute_chart(per_minute: pd.DataFrame, lang: str, now: datetime | None = None
+                     ) -> alt.Chart:
+    """Readings per minute over the last hour, the whole hour on the axis (a few minutes of
+    data do not repeat one label); the time axis in hours and minutes (UTC), in no language's
+    words."""
     data = per_minute.assign(minute=pd.to_datetime(per_minute["minute"], utc=True)
                              .dt.tz_localize(None)) if len(per_minute) else per_minute
-    chart: alt.Chart = alt.Chart(data).mark_line(color="#1f77b4").encode(
-        x=alt.X("minute:T", title=t("ops_minute", lang), axis=alt.Axis(format="%H:%M")),
+    end = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None, microsecond=0)
+    hour = [(end - timedelta(hours=1)).isoformat(), end.isoformat()]
+    chart: alt.Chart = alt.Chart(data).mark_line(color="#1f77b4", point=len(data) < 3).encode(
+        x=alt.X("minute:T", title=t("ops_minute", lang), scale=alt.Scale(domain=hour),
+                axis=alt.Axis(format="%H:%M")),
         y=alt.Y("readings:Q", title=t("ops_readings", lang)),
         tooltip=[alt.Tooltip("minute:T", title=t("ops_minute", lang), format="%H:%M"),
                  alt.Tooltip("readings:Q", title=t("ops_readings", lang), format=",")])
