@@ -27,6 +27,25 @@ from pricing.evaluator import Ledger
 TEST_SECRET = "test-secret-not-for-production"
 START = date(2026, 3, 2)  # first day of every synthetic history in the tests
 APP = str(Path(__file__).parent.parent / "dashboard" / "app.py")
+PASSWORD = "correct horse"  # every dashboard user the tests create
+
+
+def signed_in(username: str, query: dict[str, str] | None = None, timeout: float = 90
+              ) -> Any:
+    """The dashboard (AppTest) signed in as `username` (password PASSWORD), opened with
+    `query`; no exception on the way."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    at.query_params.update(query or {})
+    at.run()
+    assert not at.exception, at.exception
+    at.text_input[0].input(username)
+    at.text_input[1].input(PASSWORD)
+    at.button[0].click()
+    at.run()
+    assert not at.exception, at.exception
+    return at
 
 
 def store_messages(db_url: str, messages: list[tuple[str, bytes, datetime]]) -> None:

@@ -23,9 +23,7 @@ from glucover.servers import free_port, wait_for_port
 from pricing import glycaemia, store
 from pricing.portfolio_figures import TIR_WINDOW_DAYS
 from pricing.ruleset import load_builtin
-from tests.helpers import APP, START, chromium, load_fleet, wait_until
-
-PASSWORD = "correct horse"
+from tests.helpers import APP, PASSWORD, START, chromium, load_fleet, signed_in, wait_until
 
 
 @pytest.fixture
@@ -46,20 +44,6 @@ def dashboard_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
         conn.commit()
     monkeypatch.setenv("DATABASE_URL", db_url)
     return db_url
-
-
-def signed_in(username: str, query: dict[str, str] | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    if query:
-        at.query_params.update(query)
-    at.run()
-    assert not at.exception
-    at.text_input[0].input(username)
-    at.text_input[1].input(PASSWORD)
-    at.button[0].click()
-    at.run()
-    assert not at.exception, at.exception
-    return at
 
 
 def sum_insured_from_ledger(db_url: str, policy: str) -> float:

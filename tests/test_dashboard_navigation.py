@@ -12,13 +12,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from dashboard.auth import add_to_panel, create_user
 from glucover.servers import free_port, wait_for_port
-from tests.helpers import APP, START, chromium, load_fleet, wait_until
+from tests.helpers import PASSWORD, START, chromium, load_fleet, signed_in, wait_until
 
-PASSWORD = "correct horse"
 MINE, THEIRS, OTHER = "POL-003-000001", "POL-003-000002", "POL-003-000003"
 
 
@@ -41,20 +39,8 @@ def small_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return db_url
 
 
-def sign_in(username: str, query: dict[str, str] | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params.update(query or {})
-    at.run()
-    at.text_input[0].input(username)
-    at.text_input[1].input(PASSWORD)
-    at.button[0].click()
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
 def test_usernames_are_not_case_sensitive(small_db: str) -> None:
-    at = sign_in("  ALICE ")
+    at = signed_in("  ALICE ")
     assert not at.error
     assert MINE in at.title[0].value
     assert "**alice**" in at.sidebar.markdown[0].value  # the name as stored
@@ -66,13 +52,13 @@ def test_usernames_are_not_case_sensitive(small_db: str) -> None:
 
 
 def test_staff_pages_in_chinese_say_the_role_and_the_figures_in_chinese(small_db: str) -> None:
-    at = sign_in("otto", {"lang": "zh"})
+    at = signed_in("otto", {"lang": "zh"})
     assert at.title[0].value == "运维"
     assert "（运维）" in at.sidebar.markdown[0].value or "(运维)" in at.sidebar.markdown[0].value
     labels = [m.label for m in at.metric] + [s.value for s in at.subheader]
     assert labels and not [text for text in labels if any("a" <= c.lower() <= "z"
                                                           for c in text)], labels
-    refused = sign_in("alice", {"lang": "zh", "policy": THEIRS})
+    refused = signed_in("alice", {"lang": "zh", "policy": THEIRS})
     assert [e.value for e in refused.error] == ["您只能查看自己的保单"]
     assert not refused.metric
 

@@ -18,9 +18,7 @@ from care import store as care_store
 from dashboard.auth import create_user
 from pricing import store
 from pricing.ruleset import load_builtin
-from tests.helpers import APP, START, load_fleet
-
-PASSWORD = "correct horse"
+from tests.helpers import PASSWORD, START, load_fleet, signed_in
 
 
 @pytest.fixture
@@ -38,17 +36,6 @@ def workbench_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
         conn.commit()
     monkeypatch.setenv("DATABASE_URL", db_url)
     return db_url
-
-
-def signed_in(username: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=90)
-    at.run()
-    at.text_input[0].input(username)
-    at.text_input[1].input(PASSWORD)
-    at.button[0].click()
-    at.run()
-    assert not at.exception, at.exception
-    return at
 
 
 def picker(at: AppTest) -> Any:
