@@ -56,8 +56,11 @@ def refresh(conn: Conn, policy_ids: list[str], rules: Ruleset, since: datetime |
     """Recompute the summaries of the policy-days readings ingested since `since` touch (all
     days when None); the rows written. In the caller's transaction."""
     key = summary_key(rules)
-    mark_touched(conn, "cgm_days", policy_ids, since, key)
-    cur = conn.execute(SUMMARY_SQL, {
+    since_day = mark_touched(conn, "cgm_days", policy_ids, since, key)
+    if since_day is None:
+        conn.execute("drop table touched")
+        return 0
+    cur = conn.execute(SUMMARY_SQL, {"ids": policy_ids, "since_day": since_day,
         "key": key, "slot_s": rules.slot_minutes * 60, "range_low": rules.range_low_mgdl,
         "range_high": rules.range_high_mgdl, "hypo": rules.hypo_below_mgdl,
         "very_high": rules.very_high_above_mgdl, "mgdl_per_mmol": MGDL_PER_MMOL,

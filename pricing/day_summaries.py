@@ -10,7 +10,7 @@ kernel/days.py (glucover/migrations/0029_local_days.sql).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import psycopg
@@ -34,17 +34,20 @@ union
 select policy_id, day from {table} where policy_id = any(%(ids)s) and summary_key <> %(key)s
 """
 
-# The readings of each touched policy-day (`t`): its policy (`p`), the instants of its local
-# midnights (`m`), the bound device's readings of the day (`r`) and their values (`g`).
+# The readings of the touched policy-days (`t`), in one pass over the policies' readings (`r`,
+# measured since %(since_day)s, a bound below the earliest touched day): each reading placed at
+# the policy its device was bound to then (`pd`, `p`) and on its local day (`d`), kept when
+# that policy-day is touched; the instant of the day's local midnight (`m`) and the reading's
+# values (`g`). (Looking the readings up per touched day instead read every reading of a device
+# once per day: minutes for a year of a few thousand meters.)
 DAY_READINGS_SQL = """
-from touched t
-join policies p on p.policy_id = t.policy_id
-cross join lateral (select local_midnight(t.day, p.timezone) as midnight,
-                           local_midnight(t.day + 1, p.timezone) as next) m
-join policy_devices pd on pd.policy_id = t.policy_id
-join readings r on r.device_id = pd.device_id
-     and r.measured_at >= m.midnight and r.measured_at < m.next
+from readings r
+join policy_devices pd on pd.device_id = r.device_id and pd.policy_id = any(%(ids)s)
      and r.measured_at >= pd.bound_from and (pd.bound_to is null or r.measured_at < pd.bound_to)
+join policies p on p.policy_id = pd.policy_id
+cross join lateral (select local_day(r.measured_at, p.timezone) as day) d
+join touched t on t.policy_id = pd.policy_id and t.day = d.day
+cross join lateral (select local_midnight(t.day, p.timezone) as midnight) m
 cross join lateral (select glucose_value(r.value_digits, r.value_exponent) as value,
                            glucose_mmol(r.value_digits, r.value_exponent, r.unit) as mmol) g
 """
@@ -53,6 +56,7 @@ cross join lateral (select glucose_value(r.value_digits, r.value_exponent) as va
 # the policy's start.
 VALID_SQL = """
 where t.day >= p.start_date
+  and r.measured_at >= %(since_day)s
   and r.sample <> all(%(excluded_samples)s)
   and r.source = any(%(sources)s)
   and r.status & %(status_mask)s = 0
@@ -70,11 +74,22 @@ def validity_params(rules: Ruleset) -> dict[str, Any]:
             "future_s": rules.future_tolerance_seconds, "late_s": rules.late_tolerance_seconds}
 
 
+# Days around a local day that hold all of its instants in UTC, whatever the zone (UTC-12 to
+# UTC+14).
+ZONE_MARGIN = timedelta(days=2)
+
+
 def mark_touched(conn: Conn, table: str, policy_ids: list[str], since: datetime | None,
-                 key: str) -> None:
+                 key: str) -> datetime | None:
     """Fill the temporary table `touched` and delete those policy-days from `table`: they are
-    recomputed in the caller's transaction."""
+    recomputed in the caller's transaction. Returns the instant from which their readings are
+    read (DAY_READINGS_SQL's since_day), None when no day is touched."""
     conn.execute(_TOUCHED_SQL.format(table=table),
                  {"ids": policy_ids, "since": since, "key": key})
+    conn.execute("analyze touched")  # its size decides the join's plan
     conn.execute(f"delete from {table} s using touched t "
                  "where s.policy_id = t.policy_id and s.day = t.day")
+    row = conn.execute("select min(day) from touched").fetchone()
+    if row is None or row[0] is None:
+        return None
+    return datetime.combine(row[0], time(), UTC) - ZONE_MARGIN

@@ -51,9 +51,13 @@ def refresh(conn: Conn, policy_ids: list[str], rules: Ruleset, since: datetime |
     """Recompute the summaries of the policy-days readings ingested since `since` touch (all
     days when None); the rows written. In the caller's transaction."""
     key = summary_key(rules)
-    mark_touched(conn, "meter_days", policy_ids, since, key)
+    since_day = mark_touched(conn, "meter_days", policy_ids, since, key)
+    if since_day is None:
+        conn.execute("drop table touched")
+        return 0
     low, high = glucose.FINGERSTICK_RANGE_MMOL
-    cur = conn.execute(SUMMARY_SQL, {"key": key, "pre_meal": list(PRE_MEAL), "tir_low": low,
-                                     "tir_high": high, **validity_params(rules)})
+    cur = conn.execute(SUMMARY_SQL, {
+        "ids": policy_ids, "since_day": since_day, "key": key, "pre_meal": list(PRE_MEAL),
+        "tir_low": low, "tir_high": high, **validity_params(rules)})
     conn.execute("drop table touched")
     return cur.rowcount
