@@ -19,7 +19,7 @@ import psycopg
 
 from kernel.units import MGDL_PER_MMOL
 from pricing.cgm_rules import SUMMARY_COLUMNS
-from pricing.day_summaries import DAY_READINGS_SQL, VALID_SQL, mark_touched, validity_params
+from pricing.day_summaries import VALID_SQL, day_readings_sql, mark_touched, validity_params
 from pricing.evaluator import validity_key
 from pricing.ruleset import Ruleset
 
@@ -35,7 +35,11 @@ def summary_key(rules: Ruleset) -> str:
 
 # Rules 1-2 for the touched days: the slot of a reading counts from the instant of local
 # midnight; the value in mg/dL is as sent, or mmol/L x MGDL_PER_MMOL.
-SUMMARY_SQL = f"""
+def summary_sql(every_day: bool) -> str:
+    return _SUMMARY_SQL.replace("{day_readings}", day_readings_sql(every_day))
+
+
+_SUMMARY_SQL = f"""
 insert into cgm_days (policy_id, day, summary_key, covered, readings, in_range, low, very_high)
 select t.policy_id, t.day, %(key)s,
        count(distinct floor(extract(epoch from r.measured_at - m.midnight) / %(slot_s)s)),
@@ -43,7 +47,7 @@ select t.policy_id, t.day, %(key)s,
        count(*) filter (where v.mgdl >= %(range_low)s and v.mgdl <= %(range_high)s),
        count(*) filter (where v.mgdl < %(hypo)s),
        count(*) filter (where v.mgdl > %(very_high)s)
-{DAY_READINGS_SQL}
+{{day_readings}}
 cross join lateral (select case when r.unit = 'mg/dL' then g.value
                                 else g.value * %(mgdl_per_mmol)s end as mgdl) v
 {VALID_SQL}
@@ -58,14 +62,14 @@ def refresh(conn: Conn, policy_ids: list[str], rules: Ruleset, since: datetime |
     key = summary_key(rules)
     since_day = mark_touched(conn, "cgm_days", policy_ids, since, key)
     if since_day is None:
-        conn.execute("drop table touched")
         return 0
-    cur = conn.execute(SUMMARY_SQL, {"ids": policy_ids, "since_day": since_day,
+    cur = conn.execute(summary_sql(since is None), {"ids": policy_ids, "since_day": since_day,
         "key": key, "slot_s": rules.slot_minutes * 60, "range_low": rules.range_low_mgdl,
         "range_high": rules.range_high_mgdl, "hypo": rules.hypo_below_mgdl,
         "very_high": rules.very_high_above_mgdl, "mgdl_per_mmol": MGDL_PER_MMOL,
         **validity_params(rules)})
-    conn.execute("drop table touched")
+    if since is not None:
+        conn.execute("drop table touched")
     return cur.rowcount
 
 

@@ -40,17 +40,27 @@ select policy_id, day from {table} where policy_id = any(%(ids)s) and summary_ke
 # that policy-day is touched; the instant of the day's local midnight (`m`) and the reading's
 # values (`g`). (Looking the readings up per touched day instead read every reading of a device
 # once per day: minutes for a year of a few thousand meters.)
-DAY_READINGS_SQL = """
+# When every day of the policies is recomputed (a first run, a bulk load) the join with
+# `touched` is left out: it would keep every row anyway, at the cost of a join as large as the
+# readings.
+_DAY_READINGS_SQL = """
 from readings r
 join policy_devices pd on pd.device_id = r.device_id and pd.policy_id = any(%(ids)s)
      and r.measured_at >= pd.bound_from and (pd.bound_to is null or r.measured_at < pd.bound_to)
 join policies p on p.policy_id = pd.policy_id
 cross join lateral (select local_day(r.measured_at, p.timezone) as day) d
-join touched t on t.policy_id = pd.policy_id and t.day = d.day
+{days}
 cross join lateral (select local_midnight(t.day, p.timezone) as midnight) m
 cross join lateral (select glucose_value(r.value_digits, r.value_exponent) as value,
                            glucose_mmol(r.value_digits, r.value_exponent, r.unit) as mmol) g
 """
+_TOUCHED_DAYS = "join touched t on t.policy_id = pd.policy_id and t.day = d.day"
+_EVERY_DAY = "cross join lateral (select pd.policy_id, d.day) t"
+
+
+def day_readings_sql(every_day: bool) -> str:
+    """DAY_READINGS_SQL for the touched days, or for every day of the policies."""
+    return _DAY_READINGS_SQL.format(days=_EVERY_DAY if every_day else _TOUCHED_DAYS)
 
 # Rule 1 (pricing/evaluator.py): the reading counts under the ruleset's validity, on or after
 # the policy's start.
@@ -81,15 +91,20 @@ ZONE_MARGIN = timedelta(days=2)
 
 def mark_touched(conn: Conn, table: str, policy_ids: list[str], since: datetime | None,
                  key: str) -> datetime | None:
-    """Fill the temporary table `touched` and delete those policy-days from `table`: they are
-    recomputed in the caller's transaction. Returns the instant from which their readings are
-    read (DAY_READINGS_SQL's since_day), None when no day is touched."""
+    """Delete the policy-days to recompute from `table` (all of the policies' when `since` is
+    None; else those readings ingested since then touch, into the temporary table `touched`):
+    they are recomputed in the caller's transaction. Returns the instant from which their
+    readings are read (DAY_READINGS_SQL's since_day), None when no day is touched."""
+    if since is None:
+        conn.execute(f"delete from {table} where policy_id = any(%s)", (policy_ids,))
+        return datetime.min.replace(tzinfo=UTC)
     conn.execute(_TOUCHED_SQL.format(table=table),
                  {"ids": policy_ids, "since": since, "key": key})
-    conn.execute("analyze touched")  # its size decides the join's plan
     conn.execute(f"delete from {table} s using touched t "
                  "where s.policy_id = t.policy_id and s.day = t.day")
     row = conn.execute("select min(day) from touched").fetchone()
+    conn.execute("analyze touched")  # its size decides the join's plan
     if row is None or row[0] is None:
+        conn.execute("drop table touched")
         return None
     return datetime.combine(row[0], time(), UTC) - ZONE_MARGIN
