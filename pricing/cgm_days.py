@@ -18,8 +18,9 @@ import pandas as pd
 import psycopg
 
 from kernel.units import MGDL_PER_MMOL
+from pricing import day_summaries
 from pricing.cgm_rules import SUMMARY_COLUMNS
-from pricing.day_summaries import VALID_SQL, day_readings_sql, mark_touched, validity_params
+from pricing.day_summaries import DAY_READINGS, VALID_SQL, validity_params
 from pricing.evaluator import validity_key
 from pricing.ruleset import Ruleset
 
@@ -35,11 +36,7 @@ def summary_key(rules: Ruleset) -> str:
 
 # Rules 1-2 for the touched days: the slot of a reading counts from the instant of local
 # midnight; the value in mg/dL is as sent, or mmol/L x MGDL_PER_MMOL.
-def summary_sql(every_day: bool) -> str:
-    return _SUMMARY_SQL.replace("{day_readings}", day_readings_sql(every_day))
-
-
-_SUMMARY_SQL = f"""
+SUMMARY_SQL = f"""
 insert into cgm_days (policy_id, day, summary_key, covered, readings, in_range, low, very_high)
 select t.policy_id, t.day, %(key)s,
        count(distinct floor(extract(epoch from r.measured_at - m.midnight) / %(slot_s)s)),
@@ -47,7 +44,7 @@ select t.policy_id, t.day, %(key)s,
        count(*) filter (where v.mgdl >= %(range_low)s and v.mgdl <= %(range_high)s),
        count(*) filter (where v.mgdl < %(hypo)s),
        count(*) filter (where v.mgdl > %(very_high)s)
-{{day_readings}}
+{DAY_READINGS}
 cross join lateral (select case when r.unit = 'mg/dL' then g.value
                                 else g.value * %(mgdl_per_mmol)s end as mgdl) v
 {VALID_SQL}
@@ -60,17 +57,11 @@ def refresh(conn: Conn, policy_ids: list[str], rules: Ruleset, since: datetime |
     """Recompute the summaries of the policy-days readings ingested since `since` touch (all
     days when None); the rows written. In the caller's transaction."""
     key = summary_key(rules)
-    since_day = mark_touched(conn, "cgm_days", policy_ids, since, key)
-    if since_day is None:
-        return 0
-    cur = conn.execute(summary_sql(since is None), {"ids": policy_ids, "since_day": since_day,
-        "key": key, "slot_s": rules.slot_minutes * 60, "range_low": rules.range_low_mgdl,
+    return day_summaries.refresh(conn, "cgm_days", SUMMARY_SQL, policy_ids, since, key, {
+        "slot_s": rules.slot_minutes * 60, "range_low": rules.range_low_mgdl,
         "range_high": rules.range_high_mgdl, "hypo": rules.hypo_below_mgdl,
         "very_high": rules.very_high_above_mgdl, "mgdl_per_mmol": MGDL_PER_MMOL,
         **validity_params(rules)})
-    if since is not None:
-        conn.execute("drop table touched")
-    return cur.rowcount
 
 
 def load(conn: Conn, policy_ids: list[str], rules: Ruleset, first: date | None = None

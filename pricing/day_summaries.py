@@ -19,8 +19,8 @@ from pricing.ruleset import Ruleset
 
 Conn = psycopg.Connection[Any]
 
-# Policy-days with a reading ingested since `since` (all of them when null), and those of the
-# summary table made under other parameters, into a temporary table `touched`.
+# Policy-days with a reading ingested since `since`, and those of the summary table made under
+# other parameters, into a temporary table `touched`.
 _TOUCHED_SQL = """
 create temporary table touched on commit drop as
 select distinct pd.policy_id, local_day(r.measured_at, p.timezone) as day
@@ -29,7 +29,7 @@ join policy_devices pd on pd.device_id = r.device_id and r.measured_at >= pd.bou
      and (pd.bound_to is null or r.measured_at < pd.bound_to)
 join policies p on p.policy_id = pd.policy_id
 where pd.policy_id = any(%(ids)s)
-  and (%(since)s::timestamptz is null or r.ingested_at >= %(since)s)
+  and r.ingested_at >= %(since)s
 union
 select policy_id, day from {table} where policy_id = any(%(ids)s) and summary_key <> %(key)s
 """
@@ -58,9 +58,8 @@ _TOUCHED_DAYS = "join touched t on t.policy_id = pd.policy_id and t.day = d.day"
 _EVERY_DAY = "cross join lateral (select pd.policy_id, d.day) t"
 
 
-def day_readings_sql(every_day: bool) -> str:
-    """DAY_READINGS_SQL for the touched days, or for every day of the policies."""
-    return _DAY_READINGS_SQL.format(days=_EVERY_DAY if every_day else _TOUCHED_DAYS)
+# A summary statement names the readings of its days `{day_readings}`.
+DAY_READINGS = "{day_readings}"
 
 # Rule 1 (pricing/evaluator.py): the reading counts under the ruleset's validity, on or after
 # the policy's start.
@@ -89,22 +88,29 @@ def validity_params(rules: Ruleset) -> dict[str, Any]:
 ZONE_MARGIN = timedelta(days=2)
 
 
-def mark_touched(conn: Conn, table: str, policy_ids: list[str], since: datetime | None,
-                 key: str) -> datetime | None:
-    """Delete the policy-days to recompute from `table` (all of the policies' when `since` is
-    None; else those readings ingested since then touch, into the temporary table `touched`):
-    they are recomputed in the caller's transaction. Returns the instant from which their
-    readings are read (DAY_READINGS_SQL's since_day), None when no day is touched."""
+def refresh(conn: Conn, table: str, summary_sql: str, policy_ids: list[str],
+            since: datetime | None, key: str, params: dict[str, Any]) -> int:
+    """Recompute `table`'s summaries of the policies' days that readings ingested since `since`
+    touch, and those made under another key (every day of the policies when `since` is None),
+    with `summary_sql` (an insert naming DAY_READINGS and VALID_SQL; `params` are its own);
+    the rows written. In the caller's transaction."""
     if since is None:
         conn.execute(f"delete from {table} where policy_id = any(%s)", (policy_ids,))
-        return datetime.min.replace(tzinfo=UTC)
-    conn.execute(_TOUCHED_SQL.format(table=table),
-                 {"ids": policy_ids, "since": since, "key": key})
-    conn.execute(f"delete from {table} s using touched t "
-                 "where s.policy_id = t.policy_id and s.day = t.day")
-    row = conn.execute("select min(day) from touched").fetchone()
-    conn.execute("analyze touched")  # its size decides the join's plan
-    if row is None or row[0] is None:
+        days, since_day = _EVERY_DAY, datetime.min.replace(tzinfo=UTC)
+    else:
+        conn.execute(_TOUCHED_SQL.format(table=table),
+                     {"ids": policy_ids, "since": since, "key": key})
+        conn.execute(f"delete from {table} s using touched t "
+                     "where s.policy_id = t.policy_id and s.day = t.day")
+        row = conn.execute("select min(day) from touched").fetchone()
+        if row is None or row[0] is None:
+            conn.execute("drop table touched")
+            return 0
+        conn.execute("analyze touched")  # its size decides the join's plan
+        days, since_day = _TOUCHED_DAYS, datetime.combine(row[0], time(), UTC) - ZONE_MARGIN
+    statement = summary_sql.replace(DAY_READINGS, _DAY_READINGS_SQL.format(days=days))
+    cur = conn.execute(statement, {**params, "ids": policy_ids, "since_day": since_day,
+                                   "key": key})
+    if since is not None:
         conn.execute("drop table touched")
-        return None
-    return datetime.combine(row[0], time(), UTC) - ZONE_MARGIN
+    return cur.rowcount

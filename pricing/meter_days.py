@@ -19,7 +19,8 @@ import psycopg
 
 from kernel import glucose
 from kernel.vocabulary import Meal
-from pricing.day_summaries import VALID_SQL, day_readings_sql, mark_touched, validity_params
+from pricing import day_summaries
+from pricing.day_summaries import DAY_READINGS, VALID_SQL, validity_params
 from pricing.evaluator import validity_key
 from pricing.ruleset import Ruleset
 
@@ -27,18 +28,14 @@ Conn = psycopg.Connection[Any]
 
 PRE_MEAL = (Meal.FASTING.value, Meal.PREPRANDIAL.value)
 
-def summary_sql(every_day: bool) -> str:
-    return _SUMMARY_SQL.replace("{day_readings}", day_readings_sql(every_day))
-
-
-_SUMMARY_SQL = f"""
+SUMMARY_SQL = f"""
 insert into meter_days (policy_id, day, summary_key, readings, pre_meal_readings, mean_mmol,
                         min_mmol, max_mmol, in_range_readings)
 select t.policy_id, t.day, %(key)s, count(*),
        count(*) filter (where r.meal = any(%(pre_meal)s)),
        avg(g.mmol), min(g.mmol), max(g.mmol),
        count(*) filter (where g.mmol >= %(tir_low)s and g.mmol <= %(tir_high)s)
-{{day_readings}}
+{DAY_READINGS}
 {VALID_SQL}
 group by t.policy_id, t.day
 """
@@ -55,13 +52,7 @@ def refresh(conn: Conn, policy_ids: list[str], rules: Ruleset, since: datetime |
     """Recompute the summaries of the policy-days readings ingested since `since` touch (all
     days when None); the rows written. In the caller's transaction."""
     key = summary_key(rules)
-    since_day = mark_touched(conn, "meter_days", policy_ids, since, key)
-    if since_day is None:
-        return 0
     low, high = glucose.FINGERSTICK_RANGE_MMOL
-    cur = conn.execute(summary_sql(since is None), {
-        "ids": policy_ids, "since_day": since_day, "key": key, "pre_meal": list(PRE_MEAL),
-        "tir_low": low, "tir_high": high, **validity_params(rules)})
-    if since is not None:
-        conn.execute("drop table touched")
-    return cur.rowcount
+    return day_summaries.refresh(conn, "meter_days", SUMMARY_SQL, policy_ids, since, key, {
+        "pre_meal": list(PRE_MEAL), "tir_low": low, "tir_high": high,
+        **validity_params(rules)})
