@@ -11,7 +11,7 @@ the jump; one that happens twice (they go back to 00:00) is its first occurrence
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,6 @@ import numpy.typing as npt
 import pandas as pd
 
 NS_PER_DAY = 86_400 * 10**9
-EPOCH = date(1970, 1, 1)
 
 
 def midnight(day: date, zone: str) -> pd.Timestamp:
@@ -27,11 +26,6 @@ def midnight(day: date, zone: str) -> pd.Timestamp:
     local = pd.Timestamp(datetime(day.year, day.month, day.day)).tz_localize(
         zone, ambiguous=True, nonexistent="shift_forward")
     return local.tz_convert("UTC")
-
-
-def window(first: date, last: date, zone: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """[start, end) in UTC of the local days `first` to `last`, both included."""
-    return midnight(first, zone), midnight(last + timedelta(days=1), zone)
 
 
 def local_day(instant: datetime, zone: str) -> date:

@@ -11,8 +11,3 @@ from __future__ import annotations
 
 SEQ_MODULO = 65536  # sequence numbers are uint16 and wrap
 ACK_WINDOW = 4096
-
-
-def next_seq(seq: int, step: int = 1) -> int:
-    """The number `step` records after `seq`, wrapping."""
-    return (seq + step) % SEQ_MODULO

@@ -18,16 +18,6 @@ MGDL_PER_MMOL = 18.0156
 UNIT_DECIMALS: dict[str, int] = {Unit.MMOL_L: 1, Unit.MG_DL: 0}
 
 
-def mmol_of_mgdl(mgdl: Any) -> Any:
-    """A value (or array) in mg/dL, in mmol/L, unrounded."""
-    return mgdl / MGDL_PER_MMOL
-
-
-def mgdl_of_mmol(mmol: Any) -> Any:
-    """A value (or array) in mmol/L, in mg/dL, unrounded."""
-    return mmol * MGDL_PER_MMOL
-
-
 def in_unit(mgdl: Any, unit: str) -> Any:
     """A value (or array) in mg/dL, in `unit` for display: mg/dL as it is, or mmol/L."""
-    return mmol_of_mgdl(mgdl) if unit == Unit.MMOL_L else mgdl
+    return mgdl / MGDL_PER_MMOL if unit == Unit.MMOL_L else mgdl
