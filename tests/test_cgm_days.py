@@ -127,3 +127,53 @@ def test_a_cgm_ruleset_is_back_tested_on_the_cgm_policies(
     assert report["total_sum_insured"] > report["total_sum_insured_baseline"]
     assert main(["actuary", "backtest", "--ruleset", str(loose), "--json"]) == 2
     assert "compare rulesets of one kind" in capsys.readouterr().err
+
+
+def test_a_new_york_wearers_days_across_both_clock_changes_count_their_own_slots(
+        db_url: str) -> None:
+    """A sensor read every 5 minutes without a gap around both of New York's 2026 clock
+    changes: a local day has 288 five-minute slots, 8 March 276 (23 hours), 1 November 300
+    (25 hours), counted by hand; the SQL summaries and the pandas rules both say so."""
+    from datetime import date, time
+    from zoneinfo import ZoneInfo
+
+    from devices.wire.messages import ReadingsMessage, Record
+    from kernel.vocabulary import Meal, Sample, Unit
+
+    zone = ZoneInfo("America/New_York")
+    with psycopg.connect(db_url) as conn:
+        conn.execute("insert into devices (device_id, kind) values ('CGM-NY', 'cgm')")
+        conn.execute("insert into policies (policy_id, holder_name, base_sum_insured, timezone,"
+                     " start_date, ruleset_name) values ('POL-NY', 'N', 10000, "
+                     "'America/New_York', '2026-03-07', 'cgm-default')")
+        conn.execute("insert into policy_devices values ('POL-NY', 'CGM-NY', %s, null)",
+                     (datetime(2026, 3, 1, tzinfo=UTC),))
+        conn.commit()
+    expected = {date(2026, 3, 7): 288, date(2026, 3, 8): 276, date(2026, 3, 9): 288,
+                date(2026, 10, 31): 288, date(2026, 11, 1): 300, date(2026, 11, 2): 288}
+    records: list[Record] = []
+    for first in (date(2026, 3, 7), date(2026, 10, 31)):
+        start = datetime.combine(first, time(), zone).astimezone(UTC)
+        end = datetime.combine(first + timedelta(days=3), time(), zone).astimezone(UTC)
+        at = start
+        while at < end:
+            records.append(Record(len(records), at, 120, Unit.MG_DL, Meal.UNKNOWN,
+                                  Sample.INTERSTITIAL_FLUID))
+            at += timedelta(minutes=5)
+    assert len(records) == sum(expected.values())
+    store_messages(db_url, [(m.topic, m.encode(), m.sent_at) for m in (
+        ReadingsMessage("CGM-NY", r.measured_at + timedelta(seconds=30), (r,))
+        for r in records)])
+    with psycopg.connect(db_url) as conn:
+        cgm_days.refresh(conn, ["POL-NY"], CGM, None)
+        conn.commit()
+        stored = cgm_days.load(conn, ["POL-NY"], CGM)
+        policies, bindings = store.load_policies(conn, ["POL-NY"])
+        readings = store.load_readings(conn, ["CGM-NY"])
+    sql = {d.date(): (int(c), int(n)) for d, c, n in
+           zip(stored["day"], stored["covered"], stored["readings"], strict=True)}
+    assert sql == {d: (n, n) for d, n in expected.items()}
+    frame = cgm_rules.day_summaries(policies, bindings, readings, CGM, date(2026, 11, 2))
+    pandas = {pd.Timestamp(d).date(): int(c) for d, c in zip(frame["day"], frame["covered"],
+                                                            strict=True)}
+    assert pandas == expected

@@ -380,7 +380,7 @@ def test_real_browser_policyholder_downloads_their_own_fhir_records(
     from selenium.webdriver.support.ui import WebDriverWait
 
     from records import fhir
-    from records.export import policy_bundle, pseudonym_key
+    from records.export import pseudonym_key
     from tests.helpers import TEST_SECRET
 
     with chromium(*SCREENS["phone"], downloads=tmp_path) as driver:
@@ -401,15 +401,25 @@ def test_real_browser_policyholder_downloads_their_own_fhir_records(
     Bundle.model_validate(doc)
     key = pseudonym_key(TEST_SECRET)
     with psycopg.connect(dashboard_db) as conn:
-        expected = policy_bundle(conn, "POL-006-000001", key)
         devices = conn.execute("select device_id from policy_devices where policy_id = %s",
                                ("POL-006-000001",)).fetchall()
-    kinds = [e["resource"]["resourceType"] for e in doc["entry"]]
+        stored = {(str(d), int(s)): (float(v), str(sample), str(source)) for d, s, v, sample, source
+                  in conn.execute(
+                      "select r.device_id, r.seq, glucose_value(value_digits, value_exponent), "
+                      "r.sample, r.source from readings r join policy_devices b using "
+                      "(device_id) where b.policy_id = 'POL-006-000001'").fetchall()}
     patient = doc["entry"][0]["resource"]
     assert patient["identifier"][0]["value"] == fhir.pseudonym(key, "POL-006-000001")
     assert [e["resource"]["identifier"][0]["value"] for e in doc["entry"]
             if e["resource"]["resourceType"] == "Device"] == [str(d) for (d,) in devices]
-    assert kinds.count("Observation") == expected.observations > 0
+    observations = [e["resource"] for e in doc["entry"]
+                    if e["resource"]["resourceType"] == "Observation"]
+    assert len(observations) > 0
+    for o in observations:  # each one of alice's own stored readings of blood, as stored
+        device, seq, _ = o["identifier"][0]["value"].split("/", 2)
+        value, sample, source = stored[(device, int(seq))]
+        assert o["valueQuantity"]["value"] == value
+        assert (sample, source) == ("capillary_plasma", "meter")
 
 
 @pytest.fixture
@@ -437,20 +447,23 @@ def test_cgm_policyholder_sees_time_in_range_agp_and_the_explained_ledger(
     assert metrics["GMI (estimated HbA1c)"].endswith("%") and metrics["Time in range"] != "—"
     assert at.info[0].value.startswith("Keep your sensor on: a day with at least 70% of its "
                                        "time in range earns RMB 100.")
-    # Today so far, by the rules: today's summary row of the evaluator's own rules 1-2.
+    # Today so far, counted here from the stored readings of today on the wearer's clock.
     from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
 
-    from pricing import cgm_rules
+    from kernel.glucose import TARGET_RANGE_MGDL
+    from kernel.units import MGDL_PER_MMOL
 
     with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
-        policies, bindings = store.load_policies(conn, [cgm_dashboard_db])
-        readings = store.load_readings(conn, list(bindings["device_id"]))
-    today = datetime.now(UTC).astimezone(ZoneInfo(str(policies["timezone"].iloc[0]))).date()
-    row = cgm_rules.day_summaries(policies, bindings, readings, load_builtin("cgm-default"),
-                                      today).iloc[-1]
-    assert row["day"] == pd.Timestamp(today)
-    tir = 100 * row["in_range"] / row["readings"]
+        zone = ZoneInfo(str(conn.execute("select timezone from policies where policy_id = %s",
+                                         (cgm_dashboard_db,)).fetchone()[0]))  # type: ignore[index]
+        today = datetime.now(UTC).astimezone(zone).date()
+        mgdl = [float(v) * (MGDL_PER_MMOL if u == "mmol/L" else 1) for v, u, at_ in conn.execute(
+            "select glucose_value(value_digits, value_exponent), unit, measured_at from readings "
+            "join policy_devices using (device_id) where policy_id = %s",
+            (cgm_dashboard_db,)).fetchall() if at_.astimezone(zone).date() == today]
+    low, high = TARGET_RANGE_MGDL
+    tir = 100 * sum(low <= v <= high for v in mgdl) / len(mgdl)
     assert f"Today so far: time in range {tir:.0f}%, sensor worn " in at.info[0].value
     subheaders = [s.value for s in at.subheader]
     assert {"Time in ranges (mmol/L), last 14 days", "Ambulatory glucose profile, last 14 days",
