@@ -152,7 +152,9 @@ class IngestWorker:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_qos1_message = self._on_qos1_message
+        self.client.on_subscribe = self._on_subscribe
         self.connected = threading.Event()
+        self.subscribed = threading.Event()  # the broker granted every subscription
 
     # ------------------------------------------------------------ MQTT side (network thread)
 
@@ -166,9 +168,19 @@ class IngestWorker:
         client.subscribe([(topic, 1) for topic in SUBSCRIPTIONS])
         self.connected.set()
 
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any,
+                      props: Any) -> None:
+        refused = [r for r in reasons if r.is_failure]
+        if refused:
+            log.error("broker refused a subscription of the ingest account: %s", refused)
+            return
+        log.info("subscribed to %d topic filters", len(reasons))
+        self.subscribed.set()
+
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
                        props: Any) -> None:
         self.connected.clear()
+        self.subscribed.clear()
         if not self.stopping.is_set():
             log.warning("broker connection lost (%s); reconnecting", reason)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
@@ -76,48 +75,48 @@ def stored_readings(db_url: str) -> list[tuple[str, int, datetime]]:
             "select device_id, seq, measured_at from readings")]
 
 
+def reading_count(db_url: str) -> int:
+    """Readings stored; -1 while the database cannot be reached."""
+    try:
+        with psycopg.connect(db_url, connect_timeout=2) as conn:
+            row = conn.execute("select count(*) from readings").fetchone()
+            return int(row[0]) if row else 0
+    except psycopg.OperationalError:
+        return -1
+
+
 def wait_for_rows(db_url: str, count: int, timeout: float = 60) -> int:
-    deadline = time.monotonic() + timeout
-    n = 0
-    while time.monotonic() < deadline:
-        try:
-            with psycopg.connect(db_url, connect_timeout=2) as conn:
-                row = conn.execute("select count(*) from readings").fetchone()
-                n = int(row[0]) if row else 0
-        except psycopg.OperationalError:
-            n = -1
-        if n >= count:
-            return n
-        time.sleep(0.2)
-    return n
+    """Wait until at least `count` readings are stored; the count then (or at the timeout)."""
+    seen = [0]
+
+    def enough() -> bool:
+        seen[0] = reading_count(db_url)
+        return seen[0] >= count
+
+    wait_until(enough, timeout, 0.2)
+    return seen[0]
 
 
 def start_worker(stack: Stack, client_id: str = "test-ingest", **kw: Any) -> IngestWorker:
     worker = IngestWorker(WorkerConfig(stack.db_url, ingest_target(stack.settings), client_id,
                                        **kw))
     worker.start()
-    assert worker.connected.wait(10)
-    time.sleep(0.2)  # let the subscription settle
+    assert worker.subscribed.wait(10)
     return worker
 
 
 def spawn_worker(stack: Stack, log: Path, *args: str) -> subprocess.Popen[bytes]:
     """Start `glucover ingest`; return once this process (not an earlier one logging to the
-    same file) says it is connected."""
+    same file) says the broker granted its subscriptions."""
     offset = log.stat().st_size if log.exists() else 0
     out = log.open("ab")
     proc = subprocess.Popen([sys.executable, "-m", "cli.main", "ingest", *args],
                             env=stack.env(), stdout=out, stderr=subprocess.STDOUT)
     out.close()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if "connected to" in log.read_bytes()[offset:].decode(errors="replace"):
-            time.sleep(0.3)
-            return proc
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    raise AssertionError("ingest worker did not connect:\n" + log.read_text(errors="replace"))
+    if wait_until(lambda: proc.poll() is not None or "subscribed to" in log.read_bytes()[
+            offset:].decode(errors="replace"), 20) and proc.poll() is None:
+        return proc
+    raise AssertionError("ingest worker did not subscribe:\n" + log.read_text(errors="replace"))
 
 
 def stored_exclusions(conn: psycopg.Connection[Any]) -> list[tuple[int, str]]:

@@ -71,12 +71,11 @@ class Collector:
         assert self.subscribed.wait(10), "subscription not acknowledged"
 
     def wait_for(self, count: int, timeout: float = 30) -> list[bytes]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def arrived() -> bool:
             with self.lock:
-                if len(self.payloads) >= count:
-                    break
-            time.sleep(0.05)
+                return len(self.payloads) >= count
+
+        wait_until(arrived, timeout, 0.05)
         with self.lock:
             return list(self.payloads)
 

@@ -4,7 +4,6 @@ and the valid messages published around each case are all stored."""
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
@@ -15,7 +14,7 @@ from devices.wire import messages, topics
 from glucover import broker
 from kernel import vocabulary
 from tests.conftest import Stack
-from tests.helpers import CORPUS, TEST_SECRET, case_payloads
+from tests.helpers import CORPUS, TEST_SECRET, case_payloads, wait_until
 from tests.ingest_helpers import provision, start_worker, stored_exclusions
 
 
@@ -64,15 +63,13 @@ def test_bad_input_corpus(stack: Stack) -> None:
             for payload in sent[i]:
                 meter.send(payload)
             meter.send(sentinel(me, 1000 * i + 501, now))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        def sentinels() -> tuple[object, ...] | None:
             with psycopg.connect(stack.db_url) as conn:
-                row = conn.execute("select count(*) from readings where seq % 1000 in "
-                                   "(500, 501)").fetchone()
-            if row == (2 * len(cases),):
-                break
-            time.sleep(0.3)
-        assert row == (2 * len(cases),), "valid messages beside bad ones were lost"
+                return conn.execute("select count(*) from readings where seq % 1000 in "
+                                    "(500, 501)").fetchone()
+
+        assert wait_until(lambda: sentinels() == (2 * len(cases),), 60, 0.3), \
+            "valid messages beside bad ones were lost"
         assert worker.writer.is_alive()
     finally:
         meter.close()

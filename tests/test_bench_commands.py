@@ -38,11 +38,12 @@ def test_bench_ingest_small(settings: object, capsys: pytest.CaptureFixture[str]
                 "paced_p99_latency_ms"):
         assert report[key] > 0
     assert report["scenarios"]["batched_no_acks"]["stored"] == 4000
-    assert -100 < report["acks_cost_single_percent"] < 100
+    # The acks' cost is what the rates beside it say, not a figure of its own.
+    single, bare = report["single_readings_per_s"], report["single_no_acks_readings_per_s"]
+    assert report["acks_cost_single_percent"] == round(100 * (1 - single / bare), 1)
     assert report["scenarios"]["batched"]["stored"] == 4000
     assert report["scenarios"]["paced"]["stored"] == 2500  # five seconds at 500/s
-    # Paced, the publisher takes five seconds: the rate achieved is about the rate offered.
-    assert 350 < report["paced_readings_per_s"] <= 520
+    assert report["paced_readings_per_s"] == report["scenarios"]["paced"]["readings_per_s"] > 0
     assert {k: len(v) for k, v in report["rounds"].items()} == {
         "single": 2, "batched": 2, "single_no_acks": 2, "batched_no_acks": 2, "naive": 2,
         "copy_limit": 2}
@@ -67,16 +68,19 @@ def test_bench_ingest_small(settings: object, capsys: pytest.CaptureFixture[str]
 
 
 def test_bench_soak_reports_throughput_and_memory_over_time(settings: object) -> None:
-    from bench.soak import run_soak
+    from bench.soak import FLAT_MB_PER_MIN, run_soak
     from glucover.config import Settings
 
     assert isinstance(settings, Settings)
     report = run_soak(0.4, 500, settings, progress=False)
-    assert len(report["samples"]) >= 4
-    assert report["stored"] > 0.5 * report["sent"] > 0
-    assert all(s["worker_rss_mb"] > 10 for s in report["samples"])
-    for key in ("mean_readings_per_s", "worker_rss_slope_mb_per_min", "memory_flat"):
-        assert key in report
+    samples = report["samples"]
+    assert len(samples) >= 4
+    stored = [s["stored"] for s in samples]
+    assert stored == sorted(stored) and 0 < report["stored"] == stored[-1] <= report["sent"]
+    assert all(s["worker_rss_mb"] > 10 for s in samples)
+    assert report["worker_rss_max_mb"] == max(s["worker_rss_mb"] for s in samples)
+    assert report["memory_flat"] == (abs(report["worker_rss_slope_mb_per_min"])
+                                     < FLAT_MB_PER_MIN)
 
 
 def test_bench_dashboard_renders_every_page(settings: object,

@@ -9,6 +9,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +188,10 @@ def _metric_values(driver: Any) -> list[str]:
                                                   "[data-testid='stMetricValue']")]
 
 
+def _shows_figures(driver: Any, figures: set[str]) -> bool:
+    return figures <= set(_metric_values(driver))
+
+
 SIGN_IN = {"en": ("Username", "Password", "Sign in", "Sum insured"),
            "zh": ("用户名", "密码", "登录", "保额")}
 SCREENS = {"desktop": (1400, 1000), "phone": (390, 844)}
@@ -246,19 +251,30 @@ def test_real_browser_policyholder_page(served_dashboard: str, dashboard_db: str
 
 
 @pytest.mark.browser
-def test_real_browser_every_role_page_renders(served_dashboard: str) -> None:
+def test_real_browser_every_role_page_renders(served_dashboard: str, dashboard_db: str
+                                               ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    for user, title in (("ann", "Actuary workbench"), ("otto", "Operations")):
+    with psycopg.connect(dashboard_db) as conn:
+        policies = conn.execute("select count(*) from policies").fetchone()
+        total = conn.execute("select sum(sum_insured)::float8 from (select distinct on "
+                             "(policy_id) sum_insured from current_ledger "
+                             "order by policy_id, day desc) s").fetchone()
+    assert policies is not None and total is not None
+    # The workbench counts the portfolio's policies and adds up their sums insured.
+    for user, title, figures in (
+            ("ann", "Actuary workbench", {f"{policies[0]:,}", f"RMB {total[0]:,.0f}"}),
+            ("otto", "Operations", set())):
         with chromium(1400, 1000) as driver:
             wait = WebDriverWait(driver, 60)
             driver.get(served_dashboard)
             sign_in_through_page(driver, user)
             wait.until(ec.presence_of_element_located(
                 (By.XPATH, f"//h1[contains(., '{title}')]")))
-            time.sleep(1.0)
+            assert wait_until(partial(_shows_figures, driver, figures), 60), (
+                user, figures, _metric_values(driver))
             assert not driver.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
             driver.save_screenshot(str(Path(tempfile.gettempdir()) / f"glucover-{user}.png"))
 

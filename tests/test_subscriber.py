@@ -17,7 +17,7 @@ from devices.wire import topics
 from glucover import broker
 from glucover.servers import LocalMosquitto
 from ingest.subscriber import READ_CHUNK, BatchingClient
-from tests.helpers import TEST_SECRET
+from tests.helpers import TEST_SECRET, wait_until
 from tests.mqtt_helpers import Collector, add_accounts
 
 METER = "GM-SUB-1"
@@ -59,7 +59,7 @@ def test_raw_retained_publishes_are_well_formed_mqtt(mosquitto: LocalMosquitto) 
     sender = Receiver(mosquitto)
     acks = {d: b"{" + b"x" * (50 * i) + b"}" for i, d in enumerate(devices, 1)}
     sender.client.publish_all_retained((topics.ack_topic(d), p) for d, p in acks.items())
-    time.sleep(0.5)
+    sender.barrier()
     sender.close()
     for device, payload in acks.items():  # each meter reads its own ack, and only its own
         later = Collector(mosquitto, topics.ack_topic("+"), client_id=device, account=device)
@@ -108,15 +108,24 @@ class Receiver:
         assert self.subscribed.wait(10)
 
     def wait_for(self, count: int, timeout: float = 30) -> list[tuple[int, bytes]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """What arrived once `count` messages have (or at the timeout), and anything the
+        broker had sent before it answered a barrier after them."""
+        def arrived() -> bool:
             with self.lock:
-                if len(self.got) >= count:
-                    break
-            time.sleep(0.05)
-        time.sleep(0.3)  # anything beyond `count` would show up now
+                return len(self.got) >= count
+
+        wait_until(arrived, timeout, 0.05)
+        self.barrier()
         with self.lock:
             return list(self.got)
+
+    def barrier(self, timeout: float = 10) -> None:
+        """Return once the broker has handled every packet this client sent before (PUBACKs,
+        raw publishes): it answers a SUBSCRIBE after them, on the same connection, in order.
+        Subscribing again to the same filter replaces the subscription without a gap."""
+        self.subscribed.clear()
+        self.client.subscribe(topics.readings_topic("+"), qos=1)
+        assert self.subscribed.wait(timeout), "the broker did not answer the barrier"
 
     def close(self) -> None:
         self.client.disconnect()
@@ -145,7 +154,7 @@ def test_batched_reads_deliver_every_message_and_ack_all_settles_them(
             receiver.fast_count == 0
         keep = 100
         receiver.client.ack_all(mid for mid, _ in got[:-keep])
-        time.sleep(0.5)
+        receiver.barrier()  # the broker has the acknowledgements
     finally:
         receiver.close()
     # The session resumes: the broker re-sends exactly what was not acknowledged.
@@ -153,7 +162,7 @@ def test_batched_reads_deliver_every_message_and_ack_all_settles_them(
     try:
         redelivered = again.wait_for(keep, timeout=10)
         again.client.ack_all(mid for mid, _ in redelivered)
-        time.sleep(0.3)
+        again.barrier()
     finally:
         again.close()
     assert [p for _, p in redelivered] == payloads[-keep:]
@@ -196,9 +205,7 @@ def test_per_topic_callbacks_still_work(mosquitto: LocalMosquitto) -> None:
                            broker.derive_password(TEST_SECRET, METER),
                            [(topics.readings_topic(METER), b"routed")])
         assert load.acked == 1
-        deadline = time.monotonic() + 10
-        while not routed and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: bool(routed), 10, 0.05)
     finally:
         receiver.close()
     assert routed == [b"routed"]

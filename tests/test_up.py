@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
 import psycopg
@@ -29,17 +28,20 @@ def test_up_reaches_a_healthy_dashboard_with_data_flowing() -> None:
              "--dashboard-port", str(port), "--price-every", "2"],
             env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
         health = ""
-        while time.monotonic() < deadline and proc.poll() is None:
+
+        def priced_and_serving() -> bool:
+            nonlocal health
+            if proc.poll() is not None:
+                return True  # gone: the asserts below say why
             try:
                 health = urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
                                                 timeout=2).read().decode()
-                if health == "ok" and "ledger rows added" in log.read_text():
-                    break
             except OSError:
-                pass
-            time.sleep(0.5)
+                return False
+            return health == "ok" and "ledger rows added" in log.read_text()
+
+        wait_until(priced_and_serving, 120, 0.5)
         text = log.read_text()
         assert health == "ok", text[-3000:]
         assert "glucover is up" in text
