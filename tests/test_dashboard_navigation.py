@@ -177,3 +177,48 @@ def test_the_language_survives_a_reload_and_staff_menus_are_chinese(served: str)
         assert _menu(driver) == ["预警", "我负责的成员", "预警规则"], _menu(driver)
         assert "医护人员" in _body(driver)  # the role tag
         assert "clinician)" not in _body(driver)
+
+
+def test_operations_lists_silent_low_battery_and_drifting_meters(small_db: str) -> None:
+    """Meters in trouble, each for one reason, beside a revoked one and a healthy one: the
+    operations page lists each in its own table and no other."""
+    with psycopg.connect(small_db) as conn:
+        conn.execute("insert into devices (device_id, kind) values ('GM-QUIET', 'bgm'), "
+                     "('GM-LOW', 'bgm'), ('GM-DRIFT', 'bgm'), ('GM-FINE', 'bgm'), "
+                     "('GM-GONE', 'bgm')")
+        conn.execute("update devices set revoked_at = now() where device_id = 'GM-GONE'")
+        conn.execute(
+            "insert into device_status (device_id, state, battery_pct, clock_offset_s, sent_at)"
+            " values ('GM-QUIET', 'online', 80, 1, now() - interval '3 days'), "
+            "('GM-LOW', 'online', 9, 1, now()), ('GM-DRIFT', 'online', 80, -601, now()), "
+            "('GM-FINE', 'online', 80, 2, now()), "
+            "('GM-GONE', 'offline', 80, 1, now() - interval '5 days')")
+        conn.commit()
+    at = signed_in("otto")
+    assert not at.exception
+    tables = [d.value for d in at.dataframe if "device" in d.value]
+    battery = next(t for t in tables if "battery %" in t and "clock offset (s)" not in t)
+    drift = next(t for t in tables if "clock offset (s)" in t)
+    silent = next(t for t in tables if "last reading" in t)
+    assert list(battery["device"]) == ["GM-LOW"] and list(battery["battery %"]) == [9]
+    assert list(drift["device"]) == ["GM-DRIFT"] and list(drift["clock offset (s)"]) == [-601]
+    quiet = set(silent["device"])
+    assert "GM-QUIET" in quiet and not quiet & {"GM-LOW", "GM-DRIFT", "GM-FINE", "GM-GONE"}
+
+
+@pytest.mark.browser
+def test_the_care_lead_flag_comes_through_signing_in(served: str, small_db: str) -> None:
+    """Signed in through the page, the lead of the care team gets the alert rules' editor and
+    another clinician the rules to read, with who may change them."""
+    with psycopg.connect(small_db) as conn:
+        create_user(conn, "dr_lead", PASSWORD, "clinician", rounds=4, care_lead=True)
+        conn.commit()
+    for user, expected, absent in (
+            ("dr_lead", "Check the changes", "The care team lead publishes changes to the rules."),
+            ("dr_li", "The care team lead publishes changes to the rules.", "Check the changes")):
+        with chromium(1280, 1000) as driver:
+            driver.get(f"{served}/alert-rules")
+            _sign_in_form(driver, user)
+            assert _shows(driver, "Level 2 hypoglycaemia below"), _body(driver)
+            assert _shows(driver, expected), (user, _body(driver))
+            assert absent not in _body(driver), user

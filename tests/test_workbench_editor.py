@@ -259,3 +259,39 @@ def test_every_section_of_either_editor_has_words_in_both_languages() -> None:
             section = declaration(f).section
             keys = [f"{prefix}{section}"] + (["rule_" + section] if cls is AlertRules else [])
             assert any(k in TEXT and {"en", "zh"} <= set(TEXT[k]) for k in keys), (cls, section)
+
+
+def test_a_validated_change_is_saved_as_a_draft_not_published(workbench_db: str) -> None:
+    at = signed_in("ann")
+    picker(at).set_value("default").run()
+    number(at, "Step when in target (RMB)").set_value(130.0)
+    next(b for b in at.button if b.label == "Validate").click()
+    at.run()
+    next(b for b in at.button if b.label == "Save draft").click()
+    at.run()
+    assert not at.exception
+    assert [t.value for t in at.toast] == ["Draft saved"]
+    with psycopg.connect(workbench_db) as conn:
+        drafts = conn.execute("select name, author, body from ruleset_drafts").fetchall()
+        assert store.published(conn, "default").version == 1  # type: ignore[union-attr]
+    assert [(n, a) for n, a, _ in drafts] == [("default", "ann")]
+    assert load_builtin("default").with_parameters(delta_in_target=130.0).to_toml() == \
+        drafts[0][2]
+
+
+def test_the_gaming_report_runs_from_its_button_with_the_flagged_policies_as_csv(
+        workbench_db: str) -> None:
+    """The button runs the report over the stored portfolio: a row for each of the fleet's
+    segments, and the flagged policies offered as CSV."""
+    at = signed_in("ann")
+    assert not [d for d in at.dataframe if "segment" in d.value]
+    next(b for b in at.button if b.label == "Run gaming report").click()
+    at.run(timeout=180)
+    assert not at.exception
+    with psycopg.connect(workbench_db) as conn:
+        fleet = {str(s) for (s,) in conn.execute("select distinct segment from policies")}
+    by_segment = next(d.value for d in at.dataframe if "segment" in d.value)
+    assert len(by_segment) == len(fleet) > 1
+    downloads = {e.proto.label: e.proto for e in at.get("download_button")}
+    assert "Flagged policies (CSV)" in downloads
+    assert downloads["Flagged policies (CSV)"].url  # the file is served
