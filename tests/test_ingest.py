@@ -300,3 +300,31 @@ def test_the_inbox_wakes_the_writer_batches_and_keeps_order() -> None:
     # Lingering lets a batch gather what arrives shortly after its first message.
     assert [m.mid for m in inbox.take(100, 0.5, 1.0)][-1] == 99
     assert len(inbox) == 0
+
+
+def test_a_revoked_meters_status_is_refused_and_its_last_status_kept(db_url: str) -> None:
+    """Statuses are dropped like readings once a meter is revoked: the operations page keeps
+    the status it sent before. Unlike a reading, a status is not kept as a rejection (nothing
+    of the person's is lost, and a revoked meter cannot fill the table with them)."""
+    from devices.provisioning import revoke
+    from devices.wire.messages import DeviceStatus
+    from tests.helpers import store_messages
+
+    with psycopg.connect(db_url) as conn:
+        conn.execute("insert into devices (device_id, kind) values ('GM-R', 'bgm')")
+        conn.commit()
+    before = datetime(2026, 3, 2, 8, tzinfo=UTC)
+    after = before + timedelta(hours=1)
+    first = DeviceStatus("GM-R", before, "online", battery_pct=60)
+    store_messages(db_url, [(first.topic, first.encode(), before)])
+    with psycopg.connect(db_url) as conn:
+        revoke(conn, "GM-R")
+        conn.commit()
+    late = DeviceStatus("GM-R", after, "online", battery_pct=5, clock_offset_s=900.0)
+    store_messages(db_url, [(late.topic, late.encode(), after)])
+    with psycopg.connect(db_url) as conn:
+        status = conn.execute("select battery_pct, clock_offset_s, sent_at from device_status "
+                              "where device_id = 'GM-R'").fetchall()
+        rejects = conn.execute("select reason, detail from rejected_messages").fetchall()
+    assert status == [(60, None, before)]
+    assert rejects == []
