@@ -53,10 +53,11 @@ class RunSummary:
 
 
 def _resume_points(conn: psycopg.Connection[Any], policies: pd.DataFrame, through: date,
-                   since: datetime | None) -> pd.DataFrame:
-    """Per policy: the first day to compute (through `through`). With no earlier run, every
-    policy from its start; otherwise the day after its ledger ends, or the earliest local day of
-    readings ingested since `since` when that is earlier."""
+                   since: datetime | None, ends: dict[str, date | None]) -> pd.DataFrame:
+    """Per policy: the first day to compute and the last (`until`: `through`, or the end of a
+    lapsed or expired policy's cover, `ends`). With no earlier run, every policy from its
+    start; otherwise the day after its ledger ends, or the earliest local day of readings
+    ingested since `since` when that is earlier."""
     ids = list(policies["policy_id"])
     starts = policies["start_date"].dt.date
     if since is None:
@@ -80,9 +81,10 @@ def _resume_points(conn: psycopg.Connection[Any], policies: pd.DataFrame, throug
             if pid in changed:
                 day = min(day, max(changed[pid], start))
             first.append(day)
+    until = [min(through, ends.get(pid) or through) for pid in ids]
     frame = pd.DataFrame({"policy_id": ids, "resume_day": first,
-                          "start_date": starts.to_numpy()})
-    return frame[frame["resume_day"] <= through].reset_index(drop=True)
+                          "start_date": starts.to_numpy(), "until": until})
+    return frame[frame["resume_day"] <= frame["until"]].reset_index(drop=True)
 
 
 def _ledger_state(conn: psycopg.Connection[Any], points: pd.DataFrame, block_days: int
@@ -124,13 +126,18 @@ def run_pricing(database_url: str, through: date | None = None, ruleset: str | N
         assert row is not None
         run_id = int(str(row[0]))
         policies, bindings = store.load_policies(conn)
+        # A claimed, cancelled or not yet accepted policy's ledger never moves; a lapsed or
+        # expired one's stops at the end of its cover (policies/states.py).
+        ends = store.cover_ends(conn)
+        frozen = {pid for pid, end in ends.items() if end is None}
+        policies = policies[~policies["policy_id"].isin(frozen)]
         if ruleset:
             policies["ruleset_name"] = ruleset
         total_days = added = evaluated = 0
         for name, group in policies.groupby("ruleset_name", sort=True):
             rules = store.current(conn, str(name))
             group = group.reset_index(drop=True)
-            points = _resume_points(conn, group, through, since)
+            points = _resume_points(conn, group, through, since, ends)
             # A chunk of policies at a time: a first run over a long history, or a day many
             # meters synced, holds one chunk's readings, not the portfolio's.
             for start in range(0, len(points), CHUNK_POLICIES):
@@ -172,6 +179,9 @@ def _price(conn: psycopg.Connection[Any], group: pd.DataFrame, bindings: pd.Data
             since=datetime.combine(earliest, datetime.min.time(), UTC) - TZ_MARGIN,
             until=datetime.combine(through, datetime.min.time(), UTC) + 2 * TZ_MARGIN)
         ledger = evaluate(group, its_bindings, readings, rules, through, resume).to_frame()
+    until = pd.to_datetime(ledger["policy_id"].astype(str).map(
+        dict(zip(points["policy_id"], points["until"], strict=True))))
+    ledger = ledger[(ledger["day"] <= until).to_numpy()].reset_index(drop=True)
     ledger["ruleset_version"] = rules.version
     ledger["ruleset_name"] = rules.name
     fresh = _changed_rows(conn, ledger, earliest)

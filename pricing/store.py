@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -152,3 +152,14 @@ def save_draft(conn: Conn, ruleset: Ruleset, author: str) -> None:
                  "on conflict (name) do update set body = excluded.body, author = "
                  "excluded.author, updated_at = now()",
                  (ruleset.name, author, ruleset.to_toml()))
+
+
+def cover_ends(conn: Conn) -> dict[str, date | None]:
+    """Policies whose ledger may not move on, from their state (policy_state, 0055): the last
+    day a lapsed or expired policy's ledger may hold (the day before the state began), or None
+    for a policy nothing moves any more (claimed, cancelled) or that is not yet in force
+    (applied). Active policies are not listed."""
+    rows = conn.execute("select policy_id, state, since from policy_state "
+                        "where state <> 'active'").fetchall()
+    return {str(r[0]): (r[2] - timedelta(days=1) if r[1] in ("lapsed", "expired") else None)
+            for r in rows}

@@ -107,8 +107,8 @@ def test_cli_arguments_cannot_inject_sql(db_url: str, evil: str,
     load_fleet(db_url, n=2, days=5, seed=22)
     before = tables(db_url)
     monkeypatch.setenv("DATABASE_URL", db_url)
-    assert main(["claims", "file", "--policy", evil, "--date", "2026-03-04",
-                 "--reason", evil]) == 2
+    assert main(["claims", "file", "--policy", evil, "--event-date", "2026-03-04",
+                 "--diagnosis", evil]) == 2
     assert "no policy" in capsys.readouterr().err
     assert main(["devices", "revoke", evil]) == 2
     assert "does not exist" in capsys.readouterr().err

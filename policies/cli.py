@@ -1,0 +1,131 @@
+"""`glucover claims ...` and `glucover policies ...`: the claims process and the policy's life
+from the command line. Each handler opens one transaction: all of a step or none of it."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+from typing import Any
+
+import psycopg
+
+from glucover.config import Settings
+from policies import claims as claims_process
+from policies import documents
+from policies.diagnoses import BY_CODE
+
+
+def _print_claim(conn: psycopg.Connection[Any], claim_id: int, as_json: bool) -> None:
+    found = claims_process.claim(conn, claim_id)
+    print(json.dumps(found.as_dict(), indent=2) if as_json else found.text())
+
+
+def _operator() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except OSError:  # no user name in this environment
+        return "cli"
+
+
+def file_cli(args: argparse.Namespace, settings: Settings) -> int:
+    docs = [documents.read(path) for path in args.document or []]
+    with psycopg.connect(settings.require_database_url()) as conn:
+        claim_id = claims_process.file_claim(conn, args.policy, args.event_date,
+                                             args.diagnosis, docs, _operator())
+        conn.commit()
+        _print_claim(conn, claim_id, args.json)
+    return 0
+
+
+def approve_cli(args: argparse.Namespace, settings: Settings) -> int:
+    with psycopg.connect(settings.require_database_url()) as conn:
+        claims_process.approve(conn, args.claim, args.handler_name, args.words)
+        conn.commit()
+        _print_claim(conn, args.claim, args.json)
+    return 0
+
+
+def decline_cli(args: argparse.Namespace, settings: Settings) -> int:
+    with psycopg.connect(settings.require_database_url()) as conn:
+        claims_process.decline(conn, args.claim, args.handler_name, args.reason, args.words)
+        conn.commit()
+        _print_claim(conn, args.claim, args.json)
+    return 0
+
+
+def ask_cli(args: argparse.Namespace, settings: Settings) -> int:
+    with psycopg.connect(settings.require_database_url()) as conn:
+        claims_process.ask_for_information(conn, args.claim, args.handler_name, args.words)
+        conn.commit()
+        _print_claim(conn, args.claim, args.json)
+    return 0
+
+
+def add_documents_cli(args: argparse.Namespace, settings: Settings) -> int:
+    docs = [documents.read(path) for path in args.document]
+    with psycopg.connect(settings.require_database_url()) as conn:
+        claims_process.add_documents(conn, args.claim, docs, _operator())
+        conn.commit()
+        _print_claim(conn, args.claim, args.json)
+    return 0
+
+
+def pay_cli(args: argparse.Namespace, settings: Settings) -> int:
+    with psycopg.connect(settings.require_database_url()) as conn:
+        claims_process.record_payment(conn, args.claim, args.handler_name, args.reference)
+        conn.commit()
+        _print_claim(conn, args.claim, args.json)
+    return 0
+
+
+def show_cli(args: argparse.Namespace, settings: Settings) -> int:
+    with psycopg.connect(settings.require_database_url()) as conn:
+        _print_claim(conn, args.claim, args.json)
+    return 0
+
+
+def list_cli(args: argparse.Namespace, settings: Settings) -> int:
+    with psycopg.connect(settings.require_database_url()) as conn:
+        found = claims_process.claims(conn, args.policy, args.status)
+    if args.json:
+        print(json.dumps([c.as_dict() for c in found], indent=2))
+    else:
+        for c in found:
+            print(c.text())
+        if not found:
+            print("no claims")
+    return 0
+
+
+def diagnoses_cli(args: argparse.Namespace, settings: Settings) -> int:
+    from policies.product import product_for
+
+    covered = product_for(args.product).covered_diagnoses
+    rows = [{"code": code, "name_en": BY_CODE[code].name_en, "name_zh": BY_CODE[code].name_zh,
+             "treatment": BY_CODE[code].treatment} for code in covered]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['code']:<8} {r['name_en']} / {r['name_zh']} (needs {r['treatment']})")
+    return 0
+
+
+def decline_reasons() -> list[str]:
+    return list(claims_process.DECLINE_REASONS)
+
+
+def show_policy_cli(args: argparse.Namespace, settings: Settings) -> int:
+    from policies.terms import policy_summary
+
+    with psycopg.connect(settings.require_database_url()) as conn:
+        summary = policy_summary(conn, args.policy)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"policy {summary['policy_id']} ({summary['product']}): {summary['state']} since "
+              f"{summary['state_since']}; term {summary['term_number']} from "
+              f"{summary['term_start']} to {summary['term_end']}; covered from "
+              f"{summary['waiting_period_ends']}")
+    return 0
