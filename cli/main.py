@@ -286,6 +286,37 @@ def _policy_commands(sub: Any) -> None:
              "a policy's state, its term's dates and its history")
     p.add_argument("--policy", required=True)
     p.add_argument("--json", action="store_true")
+    p = _add(psub, "renew", "policies.cli:renew_cli",
+             "the next term: opening bonus by the product's rule, the ledger's opening row")
+    p.add_argument("--policy", required=True)
+    p.add_argument("--frequency", choices=("monthly", "yearly"),
+                   help="premiums of the new term (default: as the last)")
+    p.add_argument("--json", action="store_true")
+    _add(psub, "parameters", "policies.cli:parameters_cli",
+         "the product parameters: term, premiums, renewal, eligibility, claims (Markdown)")
+
+    premiums = _add(sub, "premiums", None, "premiums: the table, payments, lapses")
+    msub = _subcommands(premiums, "premiums_command", "ACTION")
+    p = _add(msub, "record", "policies.cli:premiums_record_cli",
+             "record a payment; it covers the term's instalments in order")
+    p.add_argument("--policy", required=True)
+    p.add_argument("--amount", type=float, required=True, help="RMB")
+    p.add_argument("--paid-on", type=_date, help="default: today (UTC)")
+    p.add_argument("--reference", default="", help="the payment's reference")
+    p.add_argument("--json", action="store_true")
+    p = _add(msub, "due", "policies.cli:premiums_due_cli",
+             "a policy's premium account: paid, next due, the day it lapses")
+    p.add_argument("--policy", required=True)
+    p.add_argument("--as-of", type=_date, help="default: today (UTC)")
+    p.add_argument("--json", action="store_true")
+    p = _add(msub, "sweep", "policies.cli:premiums_sweep_cli",
+             "lapse policies unpaid past the grace period, expire unrenewed ones")
+    p.add_argument("--as-of", type=_date, help="default: today (UTC)")
+    p.add_argument("--json", action="store_true")
+    p = _add(msub, "table", "policies.cli:premiums_table_cli",
+             "the product's premiums by age band, yearly and monthly")
+    p.add_argument("--product", default="default")
+    p.add_argument("--json", action="store_true")
 
 
 def _care_commands(sub: Any) -> None:

@@ -129,3 +129,93 @@ def show_policy_cli(args: argparse.Namespace, settings: Settings) -> int:
               f"{summary['term_start']} to {summary['term_end']}; covered from "
               f"{summary['waiting_period_ends']}")
     return 0
+
+
+def _today() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).date()
+
+
+def renew_cli(args: argparse.Namespace, settings: Settings) -> int:
+    from policies.terms import policy_summary, renew
+
+    with psycopg.connect(settings.require_database_url()) as conn:
+        term = renew(conn, args.policy, _operator(), args.frequency)
+        conn.commit()
+        summary = policy_summary(conn, args.policy, today=term.start)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"policy {args.policy}: term {term.number} from {term.start} to {term.end}, "
+              f"opening bonus {term.opening_bonus:,.2f}, instalment {term.instalment:,.2f} "
+              f"{term.frequency}")
+    return 0
+
+
+def parameters_cli(args: argparse.Namespace, settings: Settings) -> int:
+    from policies.product import markdown_table
+
+    print(markdown_table(), end="")
+    return 0
+
+
+def premiums_record_cli(args: argparse.Namespace, settings: Settings) -> int:
+    from policies import premiums
+
+    with psycopg.connect(settings.require_database_url()) as conn:
+        acc = premiums.record(conn, args.policy, args.amount, args.paid_on or _today(),
+                              _operator(), args.reference)
+        conn.commit()
+    _print_account(acc, args.json)
+    return 0
+
+
+def premiums_due_cli(args: argparse.Namespace, settings: Settings) -> int:
+    from policies import premiums
+
+    with psycopg.connect(settings.require_database_url()) as conn:
+        acc = premiums.account(conn, args.policy, args.as_of or _today())
+    _print_account(acc, args.json)
+    return 0
+
+
+def _print_account(acc: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(acc.as_dict(), indent=2))
+        return
+    d = acc.as_dict()
+    print(f"policy {d['policy_id']} term {d['term_number']}: {d['instalments_paid']} of "
+          f"{d['instalments']} {d['frequency']} instalments of {d['instalment']:,.2f} paid "
+          f"({d['paid']:,.2f}); next due {d['next_due'] or '—'}, lapses on "
+          f"{d['lapses_on'] or '—'} if unpaid")
+
+
+def premiums_sweep_cli(args: argparse.Namespace, settings: Settings) -> int:
+    from policies import premiums
+
+    with psycopg.connect(settings.require_database_url()) as conn:
+        done = premiums.sweep(conn, args.as_of or _today(), _operator())
+        conn.commit()
+    if args.json:
+        print(json.dumps(done))
+    else:
+        print(f"lapsed: {', '.join(done['lapsed']) or 'none'}; expired: "
+              f"{', '.join(done['expired']) or 'none'}")
+    return 0
+
+
+def premiums_table_cli(args: argparse.Namespace, settings: Settings) -> int:
+    from policies.premiums import premium_table
+    from policies.product import product_for
+
+    rows = premium_table(product_for(args.product))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            ages = f"{r['age_from']}-{r['age_to']}" if r["age_to"] is not None else \
+                f"{r['age_from']}+"
+            print(f"{r['product']:<12} ages {ages:<7} yearly {r['yearly']:>9,.2f}  monthly "
+                  f"{r['monthly']:>8,.2f}")
+    return 0

@@ -48,3 +48,28 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
         if not args.every:
             return 0
         time.sleep(args.every)
+
+
+def parameters_cli(args: argparse.Namespace, settings: Settings) -> int:
+    """The ruleset parameters as a Markdown table (the README's is this output)."""
+    sys.stdout.write(rulesets.markdown_table())
+    return 0
+
+
+def cgm_metrics_cli(args: argparse.Namespace, settings: Settings) -> int:
+    """`glucover cgm metrics`: consensus CGM metrics per device from a CSV file, no database."""
+    from pricing import cgm_metrics
+    from pricing.inputs import read_cgm_readings
+
+    table = cgm_metrics.metrics(read_cgm_readings(args.readings), args.date_from, args.date_to,
+                        args.timezone)
+    # For machines: every figure unrounded (shortest round-trip decimals); a person's
+    # rounding is the dashboard's and the AGP report's, and targets are judged unrounded.
+    print(f"days are local days of {args.timezone}", file=sys.stderr)
+    if args.format == "csv":
+        table.to_csv(sys.stdout, index=False, float_format=lambda v: repr(float(v)))
+    else:
+        records = [{str(k): v.item() if hasattr(v, "item") else v for k, v in row.items()}
+                   for row in table.to_dict(orient="records")]
+        sys.stdout.write(json.dumps(records, indent=1) + "\n")
+    return 0
