@@ -292,6 +292,11 @@ def _policy_commands(sub: Any) -> None:
     p.add_argument("--frequency", choices=("monthly", "yearly"),
                    help="premiums of the new term (default: as the last)")
     p.add_argument("--json", action="store_true")
+    p = _add(psub, "apply", "policies.cli:apply_cli",
+             "enrol: an application checked against the product's eligibility")
+    p.add_argument("--json", dest="json_file", required=True, metavar="FILE",
+                   help="the application (docs/policies.md)")
+    p.add_argument("--output-json", action="store_true", help="print the outcome as JSON")
     _add(psub, "parameters", "policies.cli:parameters_cli",
          "the product parameters: term, premiums, renewal, eligibility, claims (Markdown)")
 

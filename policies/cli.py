@@ -219,3 +219,37 @@ def premiums_table_cli(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{r['product']:<12} ages {ages:<7} yearly {r['yearly']:>9,.2f}  monthly "
                   f"{r['monthly']:>8,.2f}")
     return 0
+
+
+def apply_cli(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from glucover.errors import UserError
+    from policies import enrolment
+
+    path = Path(args.json_file)
+    if not path.is_file():
+        raise UserError(f"application file {path} does not exist")
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not JSON: {exc}") from None
+    app = enrolment.parse(doc)
+    with psycopg.connect(settings.require_database_url()) as conn:
+        outcome = enrolment.apply(conn, app, settings.secret(), _operator())
+        conn.commit()
+        if outcome.accepted:
+            from devices.provisioning import sync_broker
+
+            sync_broker(conn, settings)  # the new meter may connect
+    if not outcome.accepted:
+        raise UserError(f"application {outcome.application_id} refused: "
+                        + "; ".join(outcome.reasons))
+    if args.output_json:
+        print(json.dumps(outcome.as_dict(), indent=2))
+    else:
+        d = outcome.as_dict()
+        print(f"application {d['application_id']} accepted: policy {d['policy_id']}, device "
+              f"{d['device_id']}, term {d['term_start']} to {d['term_end']}, "
+              f"{d['frequency']} instalments of {d['instalment']:,.2f}")
+    return 0

@@ -31,6 +31,10 @@ class Product(parameters.Declared):
     name: str = parameter("product", "name", "", label=("Product", "产品"),
                           help="The ruleset that prices the product's policies.")
     version: int = 0
+    base_sum_insured: float = parameter(
+        "cover", "base_sum_insured", 20000.0, unit="RMB", low=1.0,
+        label=("Base sum insured", "基本保额"),
+        help="The sum insured a new policy starts with; its ledger's bonus floats on top.")
     term_months: int = parameter(
         "term", "months", 12, unit="months", low=1, high=60, label=("Term", "保险期间"),
         help="A term's length; a renewal starts the next one the day after it ends.")
