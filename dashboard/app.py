@@ -19,6 +19,7 @@ from dashboard import db, sessions
 from dashboard.auth import User, authenticate
 from dashboard.i18n import initial_language, t
 from dashboard.views import actuary, care, operations, policyholder
+from dashboard.views import claims as claims_view
 from glucover.config import Settings
 
 
@@ -95,13 +96,16 @@ PAGES: dict[str, Callable[[User], None]] = {
     "alerts": care.render,
     "panel": policyholder.render,  # a clinician's view of a policyholder on the panel
     "alert-rules": care.render_rules,
+    "claims": claims_view.render_queue,
+    "my-claims": claims_view.render_mine,  # a policyholder's own claims only
 }
 ROLE_PAGES: dict[str, tuple[tuple[str, str], ...]] = {
-    "policyholder": (("policy", "page_my_policy"),),
+    "policyholder": (("policy", "page_my_policy"), ("my-claims", "page_my_claims")),
     "actuary": (("workbench", "page_workbench"), ("policy", "page_policies")),
     "operations": (("operations", "page_operations"),),
     "clinician": (("alerts", "page_alerts"), ("panel", "page_panel"),
                   ("alert-rules", "page_alert_rules")),
+    "claims": (("claims", "page_claims"),),
 }
 SIGN_IN_PATH = "signin"
 
