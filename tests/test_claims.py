@@ -114,6 +114,7 @@ def test_frozen_basis_under_late_readings_and_approval_ends_the_cover(
     assert paid["status"] == "paid" and paid["payout"] == frozen
     policy = _run(capsys, "policies", "show", "--policy", POLICY, "--json")
     assert policy["state"] == "claimed"
+    _workbench_figures(portfolio, frozen)
     assert policy["history"][-1]["claim_id"] == filed["claim_id"]
     with psycopg.connect(portfolio) as conn, pytest.raises(psycopg.errors.RaiseException,
                                                            match="append-only"):
@@ -225,3 +226,20 @@ def test_more_information_documents_list_and_diagnoses(
             with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
                 conn.execute(statement)
             conn.rollback()
+
+
+def _workbench_figures(db_url: str, paid: float) -> None:
+    """The workbench's claims figures: the payout incurred in the event's month, beside the
+    premium the portfolio earned that month (the claimed policy until the event)."""
+    from policies.figures import claims_by_month
+
+    with psycopg.connect(db_url) as conn:
+        figures = claims_by_month(conn, today=AFTER_WAITING + timedelta(days=20))
+    month = figures[figures["month"] == AFTER_WAITING.strftime("%Y-%m")]
+    assert month["incurred"].sum() == paid and month["paid"].sum() == paid
+    assert month["claims_approved"].sum() == 1
+    row = month[month["incurred"] > 0].iloc[0]
+    assert row["earned_premium"] > 0
+    assert row["loss_ratio"] == pytest.approx(row["incurred"] / row["earned_premium"])
+    # Three policies earn 1,200 RMB a year or more each (the default table's lowest band).
+    assert figures["earned_premium"].sum() >= 3 * 1200 * 100 / 365 * 0.95

@@ -18,8 +18,8 @@ EVENT = START + timedelta(days=100)
 
 @pytest.fixture
 def claims_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    from pricing.engine import run_pricing
     from policies import claims
+    from pricing.engine import run_pricing
 
     load_fleet(db_url, n=3, days=20, seed=4)
     run_pricing(db_url, EVENT)
