@@ -80,3 +80,46 @@ def test_a_malformed_application_names_every_field(
     assert main(["policies", "apply", "--json", path]) == 2
     err = capsys.readouterr().err
     assert "timezone" in err and "birth_year" in err and "device: one of bgm, cgm" in err
+
+
+def _signup_page(lang: str = "en") -> Any:
+    from streamlit.testing.v1 import AppTest
+
+    def page(lang: str) -> None:
+        import streamlit as st
+
+        from dashboard.views import signup
+
+        st.session_state["lang"] = lang
+        signup.render()
+
+    at = AppTest.from_function(page, args=(lang,), default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_the_sign_up_page_enrols_and_gives_a_login(db_url: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from dashboard.auth import authenticate
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    refused = _signup_page("zh")
+    assert refused.title[0].value == "申请投保"
+    refused.text_input[0].input("王芳")
+    refused.text_input[1].input("a long password")
+    refused.button[0].click().run()  # without the consent to pricing
+    assert any("无法承保" in e.value and "pricing" in e.value for e in refused.error)
+
+    at = _signup_page()
+    at.text_input[0].input("Li Wei")
+    at.text_input[1].input("a long password")
+    at.checkbox[0].check()
+    at.button[0].click().run()
+    assert not at.exception
+    [welcome] = [s.value for s in at.success]
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("select policy_id from policies").fetchone()
+        assert row is not None and row[0] in welcome
+        user = authenticate(conn, str(row[0]).lower(), "a long password")
+    assert user is not None and user.role == "policyholder" and user.policy_id == row[0]
