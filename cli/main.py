@@ -86,7 +86,9 @@ def _system_commands(sub: Any) -> None:
     )
     p.add_argument("--dashboard-port", type=int, default=8501)
     p.add_argument("--policies", type=int, default=300, help="demo portfolio size")
-    p.add_argument("--days", type=int, default=90, help="days of history to backfill")
+    p.add_argument("--days", type=int, default=100,
+                   help="days of history to backfill (past the 90-day waiting period, so "
+                   "the demo has approved and paid claims)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--price-every", type=float, default=60.0, help="seconds between pricing runs")
     p.add_argument("--no-live", action="store_true", help="stop publishing after the backfill")

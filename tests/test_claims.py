@@ -243,3 +243,21 @@ def _workbench_figures(db_url: str, paid: float) -> None:
     assert row["loss_ratio"] == pytest.approx(row["incurred"] / row["earned_premium"])
     # Three policies earn 1,200 RMB a year or more each (the default table's lowest band).
     assert figures["earned_premium"].sum() >= 3 * 1200 * 100 / 365 * 0.95
+
+
+def test_the_demo_has_a_claim_in_every_state(db_url: str) -> None:
+    from policies.claims import STATUSES, claims
+    from policies.demo import seed_claims
+    from pricing.engine import run_pricing
+
+    load_fleet(db_url, n=6, days=20, seed=5)
+    today = START + timedelta(days=101)
+    run_pricing(db_url, today - timedelta(days=1))
+    with psycopg.connect(db_url) as conn:
+        create_user(conn, "claims", PASSWORD, "claims", rounds=4)
+        made = seed_claims(conn, [f"POL-005-{i:06d}" for i in range(1, 7)], "claims", today)
+        conn.commit()
+        found = {c.claim_id: c.status for c in claims(conn)}
+    assert set(made) == set(STATUSES)
+    assert {status: found[claim_id] for status, claim_id in made.items()} == {
+        s: s for s in STATUSES}
