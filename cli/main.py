@@ -294,6 +294,12 @@ def _policy_commands(sub: Any) -> None:
     p.add_argument("--frequency", choices=("monthly", "yearly"),
                    help="premiums of the new term (default: as the last)")
     p.add_argument("--json", action="store_true")
+    p = _add(psub, "cancel", "policies.cli:cancel_cli",
+             "cancel a policy: its ledger stops, no claim is covered from then")
+    p.add_argument("--policy", required=True)
+    p.add_argument("--reason", required=True)
+    p.add_argument("--effective", type=_date, help="default: today (UTC)")
+    p.add_argument("--json", action="store_true")
     p = _add(psub, "apply", "policies.cli:apply_cli",
              "enrol: an application checked against the product's eligibility")
     p.add_argument("--json", dest="json_file", required=True, metavar="FILE",

@@ -253,3 +253,21 @@ def apply_cli(args: argparse.Namespace, settings: Settings) -> int:
               f"{d['device_id']}, term {d['term_start']} to {d['term_end']}, "
               f"{d['frequency']} instalments of {d['instalment']:,.2f}")
     return 0
+
+
+def cancel_cli(args: argparse.Namespace, settings: Settings) -> int:
+    from policies import states
+    from policies.terms import policy_summary
+
+    if not args.reason.strip():
+        from glucover.errors import UserError
+
+        raise UserError("--reason must say why the policy is cancelled")
+    with psycopg.connect(settings.require_database_url()) as conn:
+        states.record(conn, args.policy, "cancelled", args.effective or _today(), _operator(),
+                      reason=args.reason.strip())
+        conn.commit()
+        summary = policy_summary(conn, args.policy)
+    print(json.dumps(summary, indent=2) if args.json else
+          f"policy {args.policy} cancelled from {summary['state_since']}")
+    return 0

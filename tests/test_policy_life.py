@@ -102,6 +102,15 @@ def test_a_lapse_stops_the_ledger(fleet: str, capsys: pytest.CaptureFixture[str]
     assert main(["premiums", "record", "--policy", C, "--amount", "10"]) == 2
     assert "no terms" in capsys.readouterr().err
 
+    # Cancelled: the ledger never moves again, and the state is final.
+    assert main(["policies", "cancel", "--policy", B, "--reason", "asked by the holder",
+                 "--effective", through.isoformat(), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "cancelled"
+    run_pricing(fleet, through + timedelta(days=5))
+    assert _last_day(fleet, B) == through and _last_day(fleet, C) == through + timedelta(days=5)
+    assert main(["policies", "cancel", "--policy", B, "--reason", "again"]) == 2
+    assert "cannot become cancelled" in capsys.readouterr().err
+
 
 @pytest.mark.parametrize("rule", ["carried", "partly_carried", "reset"])
 def test_renewal_opens_the_next_term_with_the_products_bonus(fleet: str, rule: str) -> None:
