@@ -328,4 +328,4 @@ def claims_section(lang: str) -> None:
         t("col_earned", lang): [money(v, lang) for v in figures["earned_premium"]],
         t("col_loss_ratio", lang): ["—" if pd.isna(v) else f"{v:.1%}"
                                     for v in figures["loss_ratio"]],
-    }), hide_index=True, use_container_width=True)
+    }), hide_index=True, width="stretch")

@@ -109,7 +109,7 @@ def render_queue(user: User) -> None:
     if not found:
         st.info(t("claims_none", lang))
         return
-    st.dataframe(claims_table(found, lang), hide_index=True, use_container_width=True)
+    st.dataframe(claims_table(found, lang), hide_index=True, width="stretch")
     chosen = st.selectbox(t("claims_choose", lang), [c.claim_id for c in found],
                           format_func=lambda i: f"{i} · " + next(
                               f"{c.policy_id} · {c.event_date}" for c in found
@@ -138,7 +138,7 @@ def _handler_detail(user: User, claim: process.Claim, ledger: pd.DataFrame,
     else:
         st.caption(t("claim_no_flags", lang))
     st.subheader(t("claim_history", lang))
-    st.dataframe(_steps(claim, lang, staff=True), hide_index=True, use_container_width=True)
+    st.dataframe(_steps(claim, lang, staff=True), hide_index=True, width="stretch")
     _documents(claim, lang, owner=None)
     st.subheader(t("claim_ledger", lang))
     st.dataframe(pd.DataFrame({
@@ -146,7 +146,7 @@ def _handler_detail(user: User, claim: process.Claim, ledger: pd.DataFrame,
         t("col_day_status", lang): [t(s, lang) for s in ledger["day_status"]],
         t("col_bonus", lang): [_money(v, lang) for v in ledger["bonus"]],
         t("sum_insured", lang): [_money(v, lang) for v in ledger["sum_insured"]],
-    }), hide_index=True, use_container_width=True)
+    }), hide_index=True, width="stretch")
     st.subheader(t("claim_readings", lang))
     if readings.empty:
         st.caption(t("claim_no_readings", lang))
@@ -155,10 +155,10 @@ def _handler_detail(user: User, claim: process.Claim, ledger: pd.DataFrame,
             t("col_measured", lang): pd.to_datetime(readings["measured_at"]).dt.strftime(
                 "%Y-%m-%d %H:%M"),
             t("col_glucose", lang): readings["value_mmol"].round(1),
-        }), hide_index=True, use_container_width=True)
+        }), hide_index=True, width="stretch")
     st.subheader(t("claim_earlier", lang))
     if earlier:
-        st.dataframe(claims_table(earlier, lang), hide_index=True, use_container_width=True)
+        st.dataframe(claims_table(earlier, lang), hide_index=True, width="stretch")
     else:
         st.caption(t("claims_none", lang))
     _handler_actions(user, claim, lang)
@@ -207,7 +207,7 @@ def render_mine(user: User) -> None:
             if claim.payout is not None:
                 st.metric(t("col_payout", lang), _money(claim.payout, lang))
             st.dataframe(_steps(claim, lang, staff=False), hide_index=True,
-                         use_container_width=True)
+                         width="stretch")
             _documents(claim, lang, owner=policy)
             if claim.status == "more_information":
                 _send_documents(claim, policy, user.username, lang)
