@@ -50,6 +50,9 @@ class GamingReport:
 # paid into hypoglycaemia. A policy that earned a bonus with this share of its days
 # hypoglycaemic is listed for the care team.
 SAFETY_FLAG_PERCENT = 5.0
+# A policy whose exclusions cost it more bonus than this (RMB) is flagged for review (and a
+# segment, when also 5 times the typical segment's).
+FLAG_GAP = 300.0
 HYPO_REWARDED_PERCENT = 10.0
 
 
@@ -81,7 +84,7 @@ def _by_product(policies: pd.DataFrame, candidate: Ruleset | None,
 
 
 def gaming_report(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFrame,
-                  ruleset: Ruleset | None, through: date, flag_gap: float = 300.0,
+                  ruleset: Ruleset | None, through: date, flag_gap: float = FLAG_GAP,
                   published: Callable[[str], Ruleset] = builtin_or_default) -> GamingReport:
     """What each segment obtains and would obtain without its ruleset's exclusions; which
     readings were excluded and why; meters whose clock went back while seq went up.

@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         _device_commands,
         _ingest_commands,
         _pricing_commands,
+        _policy_commands,
         _cgm_commands,
         _export_commands,
         _care_commands,
@@ -85,7 +86,9 @@ def _system_commands(sub: Any) -> None:
     )
     p.add_argument("--dashboard-port", type=int, default=8501)
     p.add_argument("--policies", type=int, default=300, help="demo portfolio size")
-    p.add_argument("--days", type=int, default=90, help="days of history to backfill")
+    p.add_argument("--days", type=int, default=100,
+                   help="days of history to backfill (past the 90-day waiting period, so "
+                   "the demo has approved and paid claims)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--price-every", type=float, default=60.0, help="seconds between pricing runs")
     p.add_argument("--no-live", action="store_true", help="stop publishing after the backfill")
@@ -219,20 +222,114 @@ def _pricing_commands(sub: Any) -> None:
     )
     p.add_argument("--json", action="store_true")
 
-    claims = _add(sub, "claims", None, "claims")
-    csub = claims.add_subparsers(dest="claims_command", required=True, metavar="ACTION")
-    p = _add(
-        csub,
-        "file",
-        "pricing.cli:claim_cli",
-        "record a claim; pays the sum insured of the day before",
-    )
-    p.add_argument("--policy", required=True)
-    p.add_argument("--date", type=_date, required=True)
-    p.add_argument("--reason", required=True)
-
     p = _add(sub, "dashboard", "dashboard.launch:dashboard_cli", "serve the Streamlit dashboard")
     p.add_argument("--port", type=int, default=8501)
+
+
+def _policy_commands(sub: Any) -> None:
+    """Claims and the policy's life (policies/)."""
+    claims = _add(sub, "claims", None, "claims on severe complications (docs/claims.md)")
+    csub = _subcommands(claims, "claims_command", "ACTION")
+    p = _add(csub, "file", "policies.cli:file_cli",
+             "file a claim; its basis (the sum insured of the day before) is frozen now")
+    p.add_argument("--policy", required=True)
+    p.add_argument("--event-date", type=_date, required=True)
+    p.add_argument("--diagnosis", required=True, help="ICD-10 code: see `claims diagnoses`")
+    p.add_argument("--document", action="append", metavar="FILE",
+                   help="a PDF, PNG or JPEG (repeat for more)")
+    p.add_argument("--json", action="store_true")
+    p = _add(csub, "approve", "policies.cli:approve_cli",
+             "approve: pays the frozen basis and ends the cover")
+    p.add_argument("--claim", type=int, required=True)
+    p.add_argument("--handler", dest="handler_name", required=True,
+                   help="a dashboard user with the claims role")
+    p.add_argument("--words", default="", help="the handler's note")
+    p.add_argument("--json", action="store_true")
+    p = _add(csub, "decline", "policies.cli:decline_cli", "decline with a reason code")
+    p.add_argument("--claim", type=int, required=True)
+    p.add_argument("--handler", dest="handler_name", required=True)
+    p.add_argument("--reason", required=True, metavar="CODE",
+                   help="waiting_period, not_covered_diagnosis, not_severe, "
+                   "documents_insufficient, not_in_force, pre_existing, misrepresentation, "
+                   "duplicate")
+    p.add_argument("--words", default="", help="the handler's words to the policyholder")
+    p.add_argument("--json", action="store_true")
+    p = _add(csub, "ask", "policies.cli:ask_cli", "ask the policyholder for more documents")
+    p.add_argument("--claim", type=int, required=True)
+    p.add_argument("--handler", dest="handler_name", required=True)
+    p.add_argument("--words", required=True, help="what is needed")
+    p.add_argument("--json", action="store_true")
+    p = _add(csub, "add-documents", "policies.cli:add_documents_cli",
+             "add documents to an open claim (back to the queue)")
+    p.add_argument("--claim", type=int, required=True)
+    p.add_argument("--document", action="append", metavar="FILE", required=True)
+    p.add_argument("--json", action="store_true")
+    p = _add(csub, "pay", "policies.cli:pay_cli", "record that an approved payout went out")
+    p.add_argument("--claim", type=int, required=True)
+    p.add_argument("--handler", dest="handler_name", required=True)
+    p.add_argument("--reference", default="", help="the payment's reference")
+    p.add_argument("--json", action="store_true")
+    p = _add(csub, "show", "policies.cli:show_cli", "a claim with its documents and events")
+    p.add_argument("--claim", type=int, required=True)
+    p.add_argument("--json", action="store_true")
+    p = _add(csub, "list", "policies.cli:list_cli", "claims, newest first")
+    p.add_argument("--policy")
+    p.add_argument("--status", metavar="S",
+                   help="filed, more_information, approved, declined or paid")
+    p.add_argument("--json", action="store_true")
+    p = _add(csub, "diagnoses", "policies.cli:diagnoses_cli",
+             "the product's covered diagnoses (ICD-10)")
+    p.add_argument("--product", default="default", help="the product (its ruleset's name)")
+    p.add_argument("--json", action="store_true")
+
+    policies = _add(sub, "policies", None, "policies: state, terms, enrolment")
+    psub = _subcommands(policies, "policies_command", "ACTION")
+    p = _add(psub, "show", "policies.cli:show_policy_cli",
+             "a policy's state, its term's dates and its history")
+    p.add_argument("--policy", required=True)
+    p.add_argument("--json", action="store_true")
+    p = _add(psub, "renew", "policies.cli:renew_cli",
+             "the next term: opening bonus by the product's rule, the ledger's opening row")
+    p.add_argument("--policy", required=True)
+    p.add_argument("--frequency", choices=("monthly", "yearly"),
+                   help="premiums of the new term (default: as the last)")
+    p.add_argument("--json", action="store_true")
+    p = _add(psub, "cancel", "policies.cli:cancel_cli",
+             "cancel a policy: its ledger stops, no claim is covered from then")
+    p.add_argument("--policy", required=True)
+    p.add_argument("--reason", required=True)
+    p.add_argument("--effective", type=_date, help="default: today (UTC)")
+    p.add_argument("--json", action="store_true")
+    p = _add(psub, "apply", "policies.cli:apply_cli",
+             "enrol: an application checked against the product's eligibility")
+    p.add_argument("--json", dest="json_file", required=True, metavar="FILE",
+                   help="the application (docs/policies.md)")
+    p.add_argument("--output-json", action="store_true", help="print the outcome as JSON")
+    _add(psub, "parameters", "policies.cli:parameters_cli",
+         "the product parameters: term, premiums, renewal, eligibility, claims (Markdown)")
+
+    premiums = _add(sub, "premiums", None, "premiums: the table, payments, lapses")
+    msub = _subcommands(premiums, "premiums_command", "ACTION")
+    p = _add(msub, "record", "policies.cli:premiums_record_cli",
+             "record a payment; it covers the term's instalments in order")
+    p.add_argument("--policy", required=True)
+    p.add_argument("--amount", type=float, required=True, help="RMB")
+    p.add_argument("--paid-on", type=_date, help="default: today (UTC)")
+    p.add_argument("--reference", default="", help="the payment's reference")
+    p.add_argument("--json", action="store_true")
+    p = _add(msub, "due", "policies.cli:premiums_due_cli",
+             "a policy's premium account: paid, next due, the day it lapses")
+    p.add_argument("--policy", required=True)
+    p.add_argument("--as-of", type=_date, help="default: today (UTC)")
+    p.add_argument("--json", action="store_true")
+    p = _add(msub, "sweep", "policies.cli:premiums_sweep_cli",
+             "lapse policies unpaid past the grace period, expire unrenewed ones")
+    p.add_argument("--as-of", type=_date, help="default: today (UTC)")
+    p.add_argument("--json", action="store_true")
+    p = _add(msub, "table", "policies.cli:premiums_table_cli",
+             "the product's premiums by age band, yearly and monthly")
+    p.add_argument("--product", default="default")
+    p.add_argument("--json", action="store_true")
 
 
 def _care_commands(sub: Any) -> None:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -98,6 +99,7 @@ def provision_demo(admin_url: str, settings: Settings, policies: int, seed: int,
             logins += [(p.policy_id.lower(), "policyholder", p.policy_id)
                        for p in [p for p in people if p.kind == kind][:DEMO_POLICYHOLDERS]]
         logins.append(("clinician", "clinician", None))
+        logins.append(("claims", "claims", None))  # the claims handler
         for username, role, policy in logins:
             # The demo clinician leads the care team: they publish the alert rules too.
             create_user(conn, username, DEMO_PASSWORD, role, policy, rounds=10,
@@ -107,7 +109,10 @@ def provision_demo(admin_url: str, settings: Settings, policies: int, seed: int,
         conn.commit()
         sync_broker(conn, settings)
     cgm = {p.policy_id for p in people if p.kind == "cgm"}
+    meters = [p.policy_id for p in people if p.kind == "bgm"]
     return {"staff": [u for u, role, _ in logins if role != "policyholder"],
+            # Demo claims (policies/demo.py): the first on a demo policyholder's own policy.
+            "claim_policies": meters[:1] + meters[DEMO_POLICYHOLDERS:DEMO_POLICYHOLDERS + 4],
             "meter": [u for u, _, p in logins if p is not None and p not in cgm],
             "cgm": [u for u, _, p in logins if p is not None and p in cgm]}
 
@@ -134,7 +139,8 @@ def up_cli(args: argparse.Namespace, settings: Settings) -> int:
             stop.set()
             history_done = threading.Event()
         _print_banner(args, admin_url, target, logins, settings)
-        _supervise(args, env, urls, children, history_done, stop)
+        _supervise(args, env, urls, children, history_done, stop,
+                   lambda: _seed_claims(admin_url, logins["claim_policies"]))
         _stop_children(children)
     return 0
 
@@ -216,12 +222,36 @@ def _print_banner(args: argparse.Namespace, admin_url: str, target: MqttTarget,
         "  Ctrl-C stops everything.", ""]), flush=True)
 
 
+def _seed_claims(admin_url: str, policy_ids: list[str]) -> bool:
+    """Demo claims in every state once pricing has reached yesterday; whether it is done."""
+    from policies.demo import seed_claims
+
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    with psycopg.connect(admin_url) as conn:
+        row = conn.execute("select max(through) from pricing_runs where finished_at is not null "
+                           "and rows_added > 0").fetchone()
+        if row is None or row[0] is None or row[0] < yesterday:
+            return False
+        made = seed_claims(conn, policy_ids, "claims", yesterday + timedelta(days=1))
+        conn.commit()
+    print(f"[up] demo claims: {', '.join(f'{s} #{i}' for s, i in made.items()) or 'none'}",
+          flush=True)
+    return True
+
+
 def _supervise(args: argparse.Namespace, env: dict[str, str], urls: dict[str, str],
                children: list[Child], history_done: threading.Event,
-               stop: threading.Event) -> None:
-    """Start pricing once the history is in; stop when asked or when a service dies."""
+               stop: threading.Event, seed_claims: Callable[[], bool] | None = None) -> None:
+    """Start pricing once the history is in, then seed the demo claims once it has priced
+    through yesterday; stop when asked or when a service dies."""
     pricing_started = False
+    claims_seeded = seed_claims is None
+    checked = 0.0
     while not stop.wait(0.5):
+        if pricing_started and not claims_seeded and time.monotonic() - checked > 5:
+            checked = time.monotonic()
+            assert seed_claims is not None
+            claims_seeded = seed_claims()
         if not pricing_started and history_done.is_set():
             time.sleep(3)  # let ingest commit the last of the history
             child, _ = spawn("pricing", ["price", "run", "--every", str(args.price_every)],

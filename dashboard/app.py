@@ -18,7 +18,8 @@ import streamlit as st
 from dashboard import db, sessions
 from dashboard.auth import User, authenticate
 from dashboard.i18n import initial_language, t
-from dashboard.views import actuary, care, operations, policyholder
+from dashboard.views import actuary, care, operations, policyholder, signup
+from dashboard.views import claims as claims_view
 from glucover.config import Settings
 
 
@@ -29,6 +30,7 @@ def sign_in() -> None:
         username = st.text_input(t("username", lang))
         password = st.text_input(t("password", lang), type="password")
         submitted = st.form_submit_button(t("sign_in", lang))
+    st.markdown(f"[{t('signup_link', lang)}]({SIGN_UP_PATH})")
     if submitted:
         with db.pool().connection() as conn:
             user = authenticate(conn, username, password)
@@ -95,15 +97,19 @@ PAGES: dict[str, Callable[[User], None]] = {
     "alerts": care.render,
     "panel": policyholder.render,  # a clinician's view of a policyholder on the panel
     "alert-rules": care.render_rules,
+    "claims": claims_view.render_queue,
+    "my-claims": claims_view.render_mine,  # a policyholder's own claims only
 }
 ROLE_PAGES: dict[str, tuple[tuple[str, str], ...]] = {
-    "policyholder": (("policy", "page_my_policy"),),
+    "policyholder": (("policy", "page_my_policy"), ("my-claims", "page_my_claims")),
     "actuary": (("workbench", "page_workbench"), ("policy", "page_policies")),
     "operations": (("operations", "page_operations"),),
     "clinician": (("alerts", "page_alerts"), ("panel", "page_panel"),
                   ("alert-rules", "page_alert_rules")),
+    "claims": (("claims", "page_claims"),),
 }
 SIGN_IN_PATH = "signin"
+SIGN_UP_PATH = "signup"  # signed out only: an application for a policy
 
 
 def may_open(role: str, url_path: str) -> bool:
@@ -124,7 +130,9 @@ def signed_out_pages(lang: str) -> list[Any]:
     """Signed out, every page's URL shows the sign-in form (no "Page not found"), so the URL
     asked for, with its query, is still there once signed in. The default page is served at
     "/" only, whatever its url_path: "/signin" is a hidden page of its own."""
-    pages = [st.Page(sign_in, title=t("sign_in", lang), url_path="start", default=True)]
+    pages = [st.Page(sign_in, title=t("sign_in", lang), url_path="start", default=True),
+             st.Page(signup.render, title=t("signup_title", lang), url_path=SIGN_UP_PATH,
+                     visibility="hidden")]
     pages += [st.Page(sign_in, title=t("sign_in", lang), url_path=path, visibility="hidden")
               for path in [*PAGES, SIGN_IN_PATH]]
     return pages
@@ -141,7 +149,7 @@ def signed_in_pages(user: User, lang: str) -> list[Any]:
     start = pages[default_path(user.role, st.query_params.to_dict())]
     home = st.Page(elsewhere(SIGN_IN_PATH, start), title=t("sign_in", lang), url_path="start",
                    default=True, visibility="hidden")
-    for path in [*PAGES, SIGN_IN_PATH]:
+    for path in [*PAGES, SIGN_IN_PATH, SIGN_UP_PATH]:
         if path not in pages:
             pages[path] = st.Page(elsewhere(path, start), title=path, url_path=path,
                                   visibility="hidden")

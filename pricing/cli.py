@@ -50,15 +50,6 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
         time.sleep(args.every)
 
 
-def claim_cli(args: argparse.Namespace, settings: Settings) -> int:
-    from policies.claims import file_claim
-
-    claim = file_claim(settings.require_database_url(), args.policy, args.date, args.reason)
-    print(f"claim {claim.claim_id}: policy {claim.policy_id}, event {claim.event_date}, payout "
-          f"{claim.payout:,.2f} (sum insured at the end of {claim.basis_day})")
-    return 0
-
-
 def parameters_cli(args: argparse.Namespace, settings: Settings) -> int:
     """The ruleset parameters as a Markdown table (the README's is this output)."""
     sys.stdout.write(rulesets.markdown_table())

@@ -52,42 +52,71 @@ class RunSummary:
                 f"added in {self.seconds:.2f}s")
 
 
-def _resume_points(conn: psycopg.Connection[Any], policies: pd.DataFrame, through: date,
-                   since: datetime | None) -> pd.DataFrame:
-    """Per policy: the first day to compute (through `through`). With no earlier run, every
-    policy from its start; otherwise the day after its ledger ends, or the earliest local day of
-    readings ingested since `since` when that is earlier."""
+def _first_days(conn: psycopg.Connection[Any], policies: pd.DataFrame,
+                since: datetime | None, renewals: dict[str, dict[date, float]]
+                ) -> dict[str, date]:
+    """Per policy: the first day to compute. With no earlier run, every policy from its
+    start; otherwise the day after its ledger ends (the opening row a renewal wrote is re-rated,
+    policies/terms.py), or the earliest local day of readings ingested since `since` when that
+    is earlier."""
     ids = list(policies["policy_id"])
     starts = policies["start_date"].dt.date
     if since is None:
-        first = list(starts)
-    else:
-        last = dict(conn.execute(  # type: ignore[arg-type]
-            "select policy_id, max(day) from sum_insured_ledger where policy_id = any(%s) "
-            "group by policy_id", (ids,)).fetchall())
-        changed: dict[str, date] = dict(conn.execute(  # type: ignore[arg-type]
-            """select pd.policy_id, min(local_day(r.measured_at, p.timezone))
-               from readings r
-               join policy_devices pd on pd.device_id = r.device_id
-                    and r.measured_at >= pd.bound_from
-                    and (pd.bound_to is null or r.measured_at < pd.bound_to)
-               join policies p on p.policy_id = pd.policy_id
-               where r.ingested_at >= %s and pd.policy_id = any(%s)
-               group by pd.policy_id""", (since, ids)).fetchall())
-        first = []
-        for pid, start in zip(ids, starts, strict=True):
-            day = last[pid] + timedelta(days=1) if pid in last else start
-            if pid in changed:
-                day = min(day, max(changed[pid], start))
-            first.append(day)
-    frame = pd.DataFrame({"policy_id": ids, "resume_day": first,
-                          "start_date": starts.to_numpy()})
-    return frame[frame["resume_day"] <= through].reset_index(drop=True)
+        return dict(zip(ids, starts, strict=True))
+    last = dict(conn.execute(  # type: ignore[arg-type]
+        "select policy_id, max(day) from sum_insured_ledger where policy_id = any(%s) "
+        "group by policy_id", (ids,)).fetchall())
+    changed: dict[str, date] = dict(conn.execute(  # type: ignore[arg-type]
+        """select pd.policy_id, min(local_day(r.measured_at, p.timezone))
+           from readings r
+           join policy_devices pd on pd.device_id = r.device_id
+                and r.measured_at >= pd.bound_from
+                and (pd.bound_to is null or r.measured_at < pd.bound_to)
+           join policies p on p.policy_id = pd.policy_id
+           where r.ingested_at >= %s and pd.policy_id = any(%s)
+           group by pd.policy_id""", (since, ids)).fetchall())
+    first = {}
+    for pid, start in zip(ids, starts, strict=True):
+        if pid in last:
+            day = last[pid] if last[pid] in renewals.get(pid, {}) else last[pid] + timedelta(
+                days=1)
+        else:
+            day = start
+        if pid in changed:
+            day = min(day, max(changed[pid], start))
+        first[pid] = day
+    return first
 
 
-def _ledger_state(conn: psycopg.Connection[Any], points: pd.DataFrame, block_days: int
+def _resume_points(policies: pd.DataFrame, first: dict[str, date], through: date,
+                   ends: dict[str, date | None], renewals: dict[str, dict[date, float]],
+                   done: dict[str, date]) -> pd.DataFrame:
+    """Per policy: the first day to compute and the last (`until`) of this pass: `through`,
+    or the end of its cover (`ends`: a lapse, an expiry, its last term), or the day before a
+    renewed term starts: the evaluator carries the bonus from day to day, a renewal changes it
+    (policies/terms.py), so a pass stops there and the next goes on from the opening bonus.
+    `done`: the last day each policy's earlier passes computed."""
+    ids = list(policies["policy_id"])
+    resume, until = [], []
+    for pid in ids:
+        day = first[pid] if pid not in done else max(first[pid], done[pid] + timedelta(days=1))
+        last = min(through, ends.get(pid) or through)
+        later = [s for s in renewals.get(pid, {}) if s > day]
+        if later:
+            last = min(last, min(later) - timedelta(days=1))
+        resume.append(day)
+        until.append(last)
+    frame = pd.DataFrame({"policy_id": ids, "resume_day": resume,
+                          "start_date": policies["start_date"].dt.date.to_numpy(),
+                          "until": until})
+    return frame[frame["resume_day"] <= frame["until"]].reset_index(drop=True)
+
+
+def _ledger_state(conn: psycopg.Connection[Any], points: pd.DataFrame, block_days: int,
+                  renewals: dict[str, dict[date, float]]
                   ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """Bonus on the day before each resume day, and measured days of its block before it."""
+    """Bonus on the day before each resume day (the opening bonus when a renewed term starts
+    on it), and measured days of its block before it."""
     offsets = [(r - s).days for r, s in zip(points["resume_day"], points["start_date"],
                                               strict=True)]
     block_start = [s + timedelta(days=(o // block_days) * block_days)
@@ -105,7 +134,9 @@ def _ledger_state(conn: psycopg.Connection[Any], points: pd.DataFrame, block_day
          block_start)).fetchall()
     state = {str(r[0]): (float(r[1]) if r[1] is not None else 0.0, int(str(r[2])))
              for r in rows}
-    bonus = np.array([state[p][0] for p in points["policy_id"]])
+    bonus = np.array([renewals.get(p, {}).get(day, state[p][0])
+                      for p, day in zip(points["policy_id"], points["resume_day"],
+                                        strict=True)])
     measured = np.array([state[p][1] for p in points["policy_id"]], dtype=np.int64)
     return bonus, measured
 
@@ -124,34 +155,49 @@ def run_pricing(database_url: str, through: date | None = None, ruleset: str | N
         assert row is not None
         run_id = int(str(row[0]))
         policies, bindings = store.load_policies(conn)
+        # A claimed, cancelled or not yet accepted policy's ledger never moves; a lapsed or
+        # expired one's stops at the end of its cover (policies/states.py).
+        ends = store.cover_ends(conn)
+        frozen = {pid for pid, end in ends.items() if end is None}
+        policies = policies[~policies["policy_id"].isin(frozen)]
         if ruleset:
             policies["ruleset_name"] = ruleset
-        total_days = added = evaluated = 0
+        renewals = store.term_starts(conn, list(policies["policy_id"]))
+        total_days = added = 0
+        evaluated: set[str] = set()
         for name, group in policies.groupby("ruleset_name", sort=True):
             rules = store.current(conn, str(name))
             group = group.reset_index(drop=True)
-            points = _resume_points(conn, group, through, since)
-            # A chunk of policies at a time: a first run over a long history, or a day many
-            # meters synced, holds one chunk's readings, not the portfolio's.
-            for start in range(0, len(points), CHUNK_POLICIES):
-                part = points.iloc[start:start + CHUNK_POLICIES].reset_index(drop=True)
-                days, rows = _price(conn, group, bindings, part, rules, through, since, run_id)
-                total_days += days
-                added += rows
-                evaluated += len(part)
+            first = _first_days(conn, group, since, renewals)
+            done: dict[str, date] = {}
+            while True:  # more than one pass only across a renewal
+                points = _resume_points(group, first, through, ends, renewals, done)
+                if points.empty:
+                    break
+                # A chunk of policies at a time: a first run over a long history, or a day
+                # many meters synced, holds one chunk's readings, not the portfolio's.
+                for start in range(0, len(points), CHUNK_POLICIES):
+                    part = points.iloc[start:start + CHUNK_POLICIES].reset_index(drop=True)
+                    days, rows = _price(conn, group, bindings, part, rules,
+                                        max(part["until"]), since, run_id, renewals)
+                    total_days += days
+                    added += rows
+                evaluated.update(points["policy_id"])
+                done.update(zip(points["policy_id"], points["until"], strict=True))
         conn.execute("update pricing_runs set finished_at = now(), policies = %s, rows_added = %s"
-                     " where run_id = %s", (evaluated, added, run_id))
+                     " where run_id = %s", (len(evaluated), added, run_id))
         conn.commit()
-    return RunSummary(run_id, through, evaluated, total_days, added, time.monotonic() - started)
+    return RunSummary(run_id, through, len(evaluated), total_days, added,
+                      time.monotonic() - started)
 
 
 def _price(conn: psycopg.Connection[Any], group: pd.DataFrame, bindings: pd.DataFrame,
            points: pd.DataFrame, rules: Ruleset, through: date, since: datetime | None,
-           run_id: int) -> tuple[int, int]:
+           run_id: int, renewals: dict[str, dict[date, float]]) -> tuple[int, int]:
     """Price the policies of `points` (one ruleset's) from their resume days through
     `through`; append the changed ledger rows. Returns (policy-days evaluated, rows added)."""
     group = group.set_index("policy_id").loc[points["policy_id"]].reset_index()
-    bonus, measured = _ledger_state(conn, points, rules.block_days)
+    bonus, measured = _ledger_state(conn, points, rules.block_days, renewals)
     resume = Resume(
         offset=np.array([(r - s).days for r, s in zip(
             points["resume_day"], points["start_date"], strict=True)], dtype=np.int64),
@@ -172,6 +218,9 @@ def _price(conn: psycopg.Connection[Any], group: pd.DataFrame, bindings: pd.Data
             since=datetime.combine(earliest, datetime.min.time(), UTC) - TZ_MARGIN,
             until=datetime.combine(through, datetime.min.time(), UTC) + 2 * TZ_MARGIN)
         ledger = evaluate(group, its_bindings, readings, rules, through, resume).to_frame()
+    until = pd.to_datetime(ledger["policy_id"].astype(str).map(
+        dict(zip(points["policy_id"], points["until"], strict=True))))
+    ledger = ledger[(ledger["day"] <= until).to_numpy()].reset_index(drop=True)
     ledger["ruleset_version"] = rules.version
     ledger["ruleset_name"] = rules.name
     fresh = _changed_rows(conn, ledger, earliest)

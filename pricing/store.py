@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -152,3 +152,33 @@ def save_draft(conn: Conn, ruleset: Ruleset, author: str) -> None:
                  "on conflict (name) do update set body = excluded.body, author = "
                  "excluded.author, updated_at = now()",
                  (ruleset.name, author, ruleset.to_toml()))
+
+
+def cover_ends(conn: Conn) -> dict[str, date | None]:
+    """Policies whose ledger may not move on from some day, from their state (policy_state,
+    0055) and terms (policy_terms, 0056): the last day the ledger may hold (the day before a
+    lapse or expiry began; the last term's end until a renewal), or None for a policy nothing
+    moves any more (claimed, cancelled) or that is not yet in force (applied). Others (active
+    policies without terms: provisioned before enrolment) are not listed."""
+    ends: dict[str, date | None] = {
+        str(pid): end for pid, end in conn.execute(
+            "select policy_id, max(ends) from policy_terms group by policy_id").fetchall()}
+    for pid, state, since in conn.execute("select policy_id, state, since from policy_state "
+                                          "where state <> 'active'").fetchall():
+        pid = str(pid)
+        if state in ("lapsed", "expired"):
+            end = since - timedelta(days=1)
+            ends[pid] = min(end, ends.get(pid) or end)
+        else:
+            ends[pid] = None
+    return ends
+
+
+def term_starts(conn: Conn, policy_ids: list[str]) -> dict[str, dict[date, float]]:
+    """Per policy, the renewed terms' first days with the bonus each opens with (0056)."""
+    out: dict[str, dict[date, float]] = {}
+    for pid, starts, bonus in conn.execute(
+            "select policy_id, starts, opening_bonus::float8 from policy_terms "
+            "where term_number > 1 and policy_id = any(%s)", (policy_ids,)).fetchall():
+        out.setdefault(str(pid), {})[starts] = float(bonus)
+    return out

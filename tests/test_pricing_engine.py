@@ -143,32 +143,6 @@ def test_advancing_day_by_day_equals_one_run(db_url: str) -> None:
     pd.testing.assert_frame_equal(stepped, full, check_dtype=False)
 
 
-def test_claim_pays_the_sum_insured_of_the_day_before(db_url: str,
-                                                      monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture[str]
-                                                      ) -> None:
-    from pricing.engine import run_pricing
-
-    load_fleet(db_url, n=3, days=20, seed=4)
-    run_pricing(db_url, START + timedelta(days=15))
-    ledger = current_ledger(db_url)
-    policy = "POL-004-000002"
-    expected = ledger[(ledger["policy_id"] == policy) &
-                      (ledger["day"] == START + timedelta(days=9))]["sum_insured"].item()
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    assert main(["claims", "file", "--policy", policy, "--date",
-                 (START + timedelta(days=10)).isoformat(), "--reason", "retinal surgery"]) == 0
-    assert f"payout {expected:,.2f}" in capsys.readouterr().out
-    assert main(["claims", "file", "--policy", policy, "--date",
-                 (START + timedelta(days=30)).isoformat(), "--reason", "x"]) == 2
-    assert "run `glucover price run --through" in capsys.readouterr().err
-    assert main(["claims", "file", "--policy", "nope", "--date", "2026-03-05",
-                 "--reason", "x"]) == 2
-    with psycopg.connect(db_url) as conn:
-        assert conn.execute("select count(*), sum(payout)::float8 from claims").fetchone() == (
-            1, expected)
-
-
 @pytest.mark.parametrize(("policies", "readings", "message"), [
     ("policy_id,device_id,start_date,base_sum_insured,timezone\nP1,D1,2026-13-01,100,UTC\n",
      None, "line 2, column start_date: '2026-13-01'"),

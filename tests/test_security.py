@@ -60,6 +60,11 @@ def allowed(url: str, sql: str) -> bool:
     ("glucover_dashboard", "update dashboard_users set role = 'actuary'", False),
     ("glucover_dashboard", "update policies set base_sum_insured = 1e6", False),
     ("glucover_dashboard", "update alerts set status = 'acknowledged'", True),
+    ("glucover_dashboard", "select count(*) from claim_status", True),
+    ("glucover_dashboard", "insert into dashboard_users (username, password_hash, role) "
+     "values ('x', 'y', 'actuary')", False),
+    ("glucover_dashboard", "update policy_terms set instalment = 0", False),
+    ("glucover_dashboard", "delete from premium_payments", False),
     ("glucover_dashboard", "update alerts set rule = 'nothing'", False),
     ("glucover_dashboard", "delete from alerts", False),
     ("glucover_dashboard", "delete from alert_audit", False),
@@ -90,6 +95,25 @@ def test_services_work_with_their_own_roles(db_url: str) -> None:
     assert summary.rows_added == 30
 
 
+def test_the_claims_process_works_with_the_dashboards_role(db_url: str) -> None:
+    """A policyholder files and a handler approves from the dashboard, under its login."""
+    from dashboard.auth import create_user
+    from policies import claims
+    from pricing.engine import run_pricing
+
+    load_fleet(db_url, n=2, days=10, seed=21)
+    event = START + timedelta(days=95)
+    run_pricing(db_url, event)
+    with psycopg.connect(db_url) as conn:
+        create_user(conn, "handler", "pw", "claims", rounds=4)
+        conn.commit()
+    with psycopg.connect(login(db_url, "glucover_dashboard")) as conn:
+        claim_id = claims.file_claim(conn, "POL-021-000001", event, "I21", [], "holder")
+        claims.approve(conn, claim_id, "handler")
+        conn.commit()
+        assert claims.claim(conn, claim_id).status == "approved"
+
+
 def tables(db_url: str) -> set[str]:
     with psycopg.connect(db_url) as conn:
         return {str(r[0]) for r in conn.execute(
@@ -107,8 +131,8 @@ def test_cli_arguments_cannot_inject_sql(db_url: str, evil: str,
     load_fleet(db_url, n=2, days=5, seed=22)
     before = tables(db_url)
     monkeypatch.setenv("DATABASE_URL", db_url)
-    assert main(["claims", "file", "--policy", evil, "--date", "2026-03-04",
-                 "--reason", evil]) == 2
+    assert main(["claims", "file", "--policy", evil, "--event-date", "2026-03-04",
+                 "--diagnosis", evil]) == 2
     assert "no policy" in capsys.readouterr().err
     assert main(["devices", "revoke", evil]) == 2
     assert "does not exist" in capsys.readouterr().err

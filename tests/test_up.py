@@ -57,6 +57,14 @@ def test_up_reaches_a_healthy_dashboard_with_data_flowing() -> None:
         assert ledger == (20,)
         assert [r[0] for r in logins] == ["glucover_care_svc", "glucover_dashboard_svc",
                                           "glucover_ingest_svc", "glucover_pricing_svc"]
+        # Demo claims once pricing reached yesterday (a 15-day history: only those inside the
+        # waiting period), and a claims handler's login.
+        assert wait_until(lambda: "[up] demo claims:" in log.read_text(), 60), text[-3000:]
+        with psycopg.connect(url) as conn:
+            statuses = {r[0] for r in conn.execute("select status from claim_status")}
+            handler = conn.execute("select role from dashboard_users where username = "
+                                   "'claims'").fetchone()
+        assert statuses == {"filed", "more_information", "declined"} and handler == ("claims",)
         # The alert service runs with its own login and takes ingest's inbox as it fills.
         assert "[alerts]" in text and "listening on glucover_readings" in text
         with psycopg.connect(url) as conn:

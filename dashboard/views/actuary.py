@@ -294,7 +294,8 @@ def render(user: User) -> None:
         "wb_cgm", lang, n=f"{int(c['policies']):,}", days=TIR_WINDOW_DAYS,
         tir=f"{c['time_in_range']:.1%}", below=f"{c['below_54']:.2%}",
         coverage=f"{c['coverage']:.0%}"))
-    tabs = st.tabs([t(f"wb_tab_{tab}", lang) for tab in ("ruleset", "backtest", "glm", "gaming")])
+    tabs = st.tabs([t(f"wb_tab_{tab}", lang)
+                    for tab in ("ruleset", "backtest", "glm", "gaming", "claims")])
     with tabs[0]:
         candidate = ruleset_editor(user)
     with tabs[1]:
@@ -303,3 +304,28 @@ def render(user: User) -> None:
         glm_section()
     with tabs[3]:
         gaming_section(candidate)
+    with tabs[4]:
+        claims_section(lang)
+
+
+def claims_section(lang: str) -> None:
+    """Incurred claims, payouts and the loss ratio by product and month (policies/figures.py)."""
+    from policies.figures import claims_by_month
+
+    with db.pool().connection() as conn:
+        figures = claims_by_month(conn)
+    st.caption(t("wb_claims_caption", lang))
+    if figures.empty:
+        st.info(t("wb_claims_none", lang))
+        return
+    st.dataframe(pd.DataFrame({
+        t("col_product", lang): figures["product"],
+        t("col_month", lang): figures["month"],
+        t("col_claims_filed", lang): figures["claims_filed"],
+        t("col_claims_approved", lang): figures["claims_approved"],
+        t("col_incurred", lang): [money(v, lang) for v in figures["incurred"]],
+        t("col_paid", lang): [money(v, lang) for v in figures["paid"]],
+        t("col_earned", lang): [money(v, lang) for v in figures["earned_premium"]],
+        t("col_loss_ratio", lang): ["—" if pd.isna(v) else f"{v:.1%}"
+                                    for v in figures["loss_ratio"]],
+    }), hide_index=True, width="stretch")

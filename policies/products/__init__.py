@@ -1,0 +1,1 @@
+"""Products whose terms differ from the declared defaults: one TOML file each."""

@@ -1,0 +1,125 @@
+"""Enrolment against the real database: `glucover policies apply --json FILE`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from cli.main import main
+
+APPLICATION = {
+    "holder_name": "Li Wei", "birth_year": 1980, "diabetes_type": "type2",
+    "diagnosis_year": 2015, "timezone": "Asia/Shanghai", "device": "bgm",
+    "product": "default", "frequency": "monthly", "start_date": "2030-01-01",
+    "consents": [{"purpose": "pricing", "granted": True},
+                 {"purpose": "research", "granted": False}],
+}
+
+
+def _file(tmp_path: Path, **changes: Any) -> str:
+    path = tmp_path / "application.json"
+    path.write_text(json.dumps({**APPLICATION, **changes}))
+    return str(path)
+
+
+def test_an_eligible_application_becomes_a_policy(
+        db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    assert main(["policies", "apply", "--json", _file(tmp_path), "--output-json"]) == 0
+    outcome = json.loads(capsys.readouterr().out)
+    assert outcome["outcome"] == "accepted" and outcome["term_start"] == "2030-01-01"
+    assert outcome["term_end"] == "2030-12-31" and outcome["frequency"] == "monthly"
+    assert outcome["instalment"] == round(1800 / 12 * 1.05, 2)  # aged 50 in 2030: band 2
+    policy = outcome["policy_id"]
+    assert main(["policies", "show", "--policy", policy, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["state"] == "active" and shown["state_since"] == "2030-01-01"
+    assert [h["state"] for h in shown["history"]] == ["applied", "active"]
+    assert shown["waiting_period_ends"] == "2030-04-01"
+    with psycopg.connect(db_url) as conn:
+        device = conn.execute("select d.kind, d.mqtt_password_hash is not null from devices d "
+                              "join policy_devices using (device_id) where policy_id = %s",
+                              (policy,)).fetchone()
+        body = conn.execute("select body from policy_applications where policy_id = %s",
+                            (policy,)).fetchone()
+    assert device == ("bgm", True)
+    assert body is not None and body[0]["consents"] == APPLICATION["consents"]
+
+
+@pytest.mark.parametrize(("changes", "reason"), [
+    ({"birth_year": 1940}, "above the product's 70 (eligibility.max_age)"),
+    ({"birth_year": 2020, "diagnosis_year": 2024}, "below the product's 18"),
+    ({"diabetes_type": "other"}, "enrols diabetes type1, type2, not other"),
+    ({"consents": [{"purpose": "pricing", "granted": False}]}, "needs the consent 'pricing'"),
+    ({"device": "cgm"}, "priced on the other kind of device"),
+    ({"product": "gold"}, "there is no product 'gold'"),
+])
+def test_refusals_say_why(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                          capsys: pytest.CaptureFixture[str], changes: dict[str, Any],
+                          reason: str) -> None:
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    assert main(["policies", "apply", "--json", _file(tmp_path, **changes)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "refused" in err and reason in err and len(err.splitlines()) == 1
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("select count(*) from policies").fetchone() == (0,)
+        assert conn.execute("select outcome, cardinality(reasons) > 0 from "
+                            "policy_applications").fetchall() == [("refused", True)]
+
+
+def test_a_malformed_application_names_every_field(
+        db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    path = _file(tmp_path, timezone="Mars/Base", birth_year="1980", device="pump")
+    assert main(["policies", "apply", "--json", path]) == 2
+    err = capsys.readouterr().err
+    assert "timezone" in err and "birth_year" in err and "device: one of bgm, cgm" in err
+
+
+def _signup_page(lang: str = "en") -> Any:
+    from streamlit.testing.v1 import AppTest
+
+    def page(lang: str) -> None:
+        import streamlit as st
+
+        from dashboard.views import signup
+
+        st.session_state["lang"] = lang
+        signup.render()
+
+    at = AppTest.from_function(page, args=(lang,), default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_the_sign_up_page_enrols_and_gives_a_login(db_url: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from dashboard.auth import authenticate
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    refused = _signup_page("zh")
+    assert refused.title[0].value == "申请投保"
+    refused.text_input[0].input("王芳")
+    refused.text_input[1].input("a long password")
+    refused.button[0].click().run()  # without the consent to pricing
+    assert any("无法承保" in e.value and "pricing" in e.value for e in refused.error)
+
+    at = _signup_page()
+    at.text_input[0].input("Li Wei")
+    at.text_input[1].input("a long password")
+    at.checkbox[0].check()
+    at.button[0].click().run()
+    assert not at.exception
+    [welcome] = [s.value for s in at.success]
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("select policy_id from policies").fetchone()
+        assert row is not None and row[0] in welcome
+        user = authenticate(conn, str(row[0]).lower(), "a long password")
+    assert user is not None and user.role == "policyholder" and user.policy_id == row[0]
