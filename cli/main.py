@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any
 
-from glucover.config import Settings
+from glucover.config import DEFAULT_API_PORT, Settings
 from glucover.memory import fixed_mmap_threshold
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         _care_commands,
         _actuary_commands,
         _bench_commands,
+        _nightscout_commands,
     ):
         add_commands(sub)
     return parser
@@ -89,6 +90,8 @@ def _system_commands(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--price-every", type=float, default=60.0, help="seconds between pricing runs")
     p.add_argument("--no-live", action="store_true", help="stop publishing after the backfill")
+    p.add_argument("--api-port", type=int, default=DEFAULT_API_PORT,
+                   help="port of the Nightscout-compatible API")
 
     _add(sub, "migrate", "glucover.db:migrate_cli", "apply the database schema (idempotent)")
     p = _add(
@@ -98,6 +101,23 @@ def _system_commands(sub: Any) -> None:
         "say which backend and features are active; check reachability",
     )
     p.add_argument("--json", action="store_true")
+
+
+def _nightscout_commands(sub: Any) -> None:
+    """The Nightscout-compatible upload API (docs/nightscout.md)."""
+    p = _add(sub, "api", "nightscout.cli:api_cli",
+             "serve the Nightscout-compatible upload API (xDrip+, AndroidAPS, ...)")
+    p.add_argument("--port", type=int, default=DEFAULT_API_PORT)
+    p.add_argument("--host", default="0.0.0.0",  # noqa: S104 - a server's, in a container
+                   help="address to listen on")
+    nightscout = _add(sub, "nightscout", None, "a policyholder's Nightscout uploads")
+    nsub = _subcommands(nightscout, "nightscout_command", "ACTION")
+    p = _add(nsub, "enable", "nightscout.cli:enable_cli",
+             "create (or show, or with --rotate renew) a policy's upload credentials")
+    p.add_argument("--policy", required=True, help="policy id")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--rotate", action="store_true",
+                   help="new secret and token; the old ones stop working")
 
 
 def _device_commands(sub: Any) -> None:
