@@ -452,6 +452,13 @@ def _bench_commands(sub: Any) -> None:
                    help="one reading in this many is below 3.0 mmol/L")
     p.add_argument("--workers", type=int, default=2, help="ingest processes")
     p.add_argument("--json", action="store_true")
+    p = _add(bsub, "api", "bench.api:bench_cli",
+             "Nightscout API entries/s (posts of 1 and 288) beside MQTT ingest")
+    p.add_argument("--entries", type=int, default=115_200, help="entries in posts of 288")
+    p.add_argument("--singles", type=int, default=2_000, help="entries posted one a post")
+    p.add_argument("--clients", type=int, default=4, help="concurrent uploading apps")
+    p.add_argument("--readings", type=int, default=200_000, help="MQTT readings beside them")
+    p.add_argument("--json", action="store_true")
     p = _add(bsub, "soak", "bench.soak:soak_cli", "steady load; throughput and memory over time")
     p.add_argument("--minutes", type=float, default=5.0)
     p.add_argument("--rate", type=int, default=2000, help="readings per second offered")
