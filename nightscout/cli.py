@@ -5,21 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
 from glucover.config import Settings
-from nightscout.credentials import Credentials, sha1_hex
+from nightscout.credentials import app_urls, sha1_hex
 from nightscout.enrolment import enable
-
-
-def app_urls(base_url: str, creds: Credentials) -> dict[str, str]:
-    """What each app is told: the base URL, and xDrip+'s form with the secret in it."""
-    parts = urlsplit(base_url.rstrip("/"))
-    netloc = f"{creds.api_secret}@{parts.netloc}"
-    return {"base_url": base_url.rstrip("/"),
-            "xdrip_url": urlunsplit((parts.scheme, netloc, parts.path + "/api/v1/", "", ""))}
 
 
 def enable_cli(args: argparse.Namespace, settings: Settings) -> int:

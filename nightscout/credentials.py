@@ -17,6 +17,7 @@ import hmac
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
@@ -48,6 +49,14 @@ def credentials(secret: str, policy_id: str, generation: int) -> Credentials:
     token = "glucover-" + _derive(secret, f"token:{policy_id}:{generation}")[:20]
     assert len(api_secret) >= MIN_SECRET_CHARS
     return Credentials(policy_id, device_id_of(policy_id), generation, api_secret, token)
+
+
+def app_urls(base_url: str, creds: Credentials) -> dict[str, str]:
+    """What each app is told: the base URL, and xDrip+'s form with the secret in it."""
+    parts = urlsplit(base_url.rstrip("/"))
+    netloc = f"{creds.api_secret}@{parts.netloc}"
+    return {"base_url": base_url.rstrip("/"),
+            "xdrip_url": urlunsplit((parts.scheme, netloc, parts.path + "/api/v1/", "", ""))}
 
 
 def key(sent: str) -> str:

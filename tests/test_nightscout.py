@@ -101,7 +101,7 @@ def xdrip_post(base: str, creds: Credentials, entries: list[Any]) -> requests.Re
 
 @pytest.fixture
 def tenants(db_url: str) -> tuple[Credentials, Credentials]:
-    people = portfolio(2, 11, NOW.date() - timedelta(days=10), gateway_share=0.0)
+    people = portfolio(3, 11, NOW.date() - timedelta(days=10), gateway_share=0.0)
     with psycopg.connect(db_url) as conn:
         add_portfolio(conn, people, TEST_SECRET)
         a, _ = enable(conn, TEST_SECRET, people[0].policy_id, rotate=False)
@@ -382,6 +382,49 @@ def test_androidaps_v3_jwt_create_dedup_and_history(
         "Authorization": f"Bearer {jwt_b}"}).json()["result"] == []
     assert requests.get(f"{api}/api/v2/authorization/request/glucover-unknown",
                         timeout=10).status_code == 401
+
+
+# ---------------------------------------------------------------- the dashboard
+
+
+def test_the_policyholder_page_and_the_care_page(
+        db_url: str, api: str, tenants: tuple[Credentials, Credentials],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from dashboard.auth import add_to_panel, create_user
+    from tests.helpers import PASSWORD, signed_in
+
+    a, _ = tenants
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("GLUCOVER_API_URL", "https://ns.example.com")
+    run = [xdrip_sgv(NOW - timedelta(minutes=5 * i), 45) for i in range(5)]
+    assert xdrip_post(api, a, run).json()["stored"] == 5
+    meal = {"eventType": "Carb Correction", "carbs": 30, "enteredBy": "xdrip",
+            "uuid": "c0ffee00-1111", "created_at": (NOW - timedelta(minutes=40)).isoformat()}
+    assert requests.post(f"{api}/api/v1/treatments", json=[meal], timeout=10, headers={
+        "api-secret": sha1_hex(a.api_secret)}).status_code == 200
+    with psycopg.connect(db_url) as conn:
+        stream.judge_inbox(conn, care_store.rules_in_force(conn))
+        other = conn.execute("select policy_id from policies where policy_id not in "
+                             "(select policy_id from nightscout_uploaders)").fetchone()
+        assert other is not None
+        create_user(conn, "holder_a", PASSWORD, "policyholder", a.policy_id, rounds=4)
+        create_user(conn, "holder_c", PASSWORD, "policyholder", str(other[0]), rounds=4)
+        create_user(conn, "dr_wu", PASSWORD, "clinician", rounds=4)
+        add_to_panel(conn, "dr_wu", [a.policy_id])
+        conn.commit()
+    at = signed_in("holder_a")
+    shown = [c.value for c in at.code]
+    assert shown == ["https://ns.example.com", a.api_secret, a.token,
+                     f"https://{a.api_secret}@ns.example.com/api/v1/"]
+    assert any("xDrip+" in m.value and "Cloud Upload" in m.value for m in at.markdown)
+    assert any("NSClientV3" in m.value for m in at.markdown)
+    at = signed_in("holder_c", {"lang": "zh"})
+    assert not at.code
+    assert any("尚未开通" in c.value for c in at.caption)
+    at = signed_in("dr_wu")
+    treatments = next(d.value for d in at.dataframe if "Carbs (g)" in d.value.columns)
+    assert list(treatments["Carbs (g)"]) == [30.0]
+    assert list(treatments["Event"]) == ["Carb Correction"]
 
 
 # ---------------------------------------------------------------- the commands
