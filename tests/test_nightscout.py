@@ -398,7 +398,7 @@ def test_the_policyholder_page_and_the_care_page(
     monkeypatch.setenv("GLUCOVER_API_URL", "https://ns.example.com")
     run = [xdrip_sgv(NOW - timedelta(minutes=5 * i), 45) for i in range(5)]
     assert xdrip_post(api, a, run).json()["stored"] == 5
-    meal = {"eventType": "Carb Correction", "carbs": 30, "enteredBy": "xdrip",
+    meal: dict[str, Any] = {"eventType": "Carb Correction", "carbs": 30, "enteredBy": "xdrip",
             "uuid": "c0ffee00-1111", "created_at": (NOW - timedelta(minutes=40)).isoformat()}
     assert requests.post(f"{api}/api/v1/treatments", json=[meal], timeout=10, headers={
         "api-secret": sha1_hex(a.api_secret)}).status_code == 200
