@@ -28,7 +28,14 @@ from starlette.routing import Route
 from devices.wire.decoding import RejectReason
 from ingest.store import prepare
 from nightscout import credentials, store
-from nightscout.mapping import EPOCH, identifier, v1_document, v3_document
+from nightscout.mapping import (
+    EPOCH,
+    NotEntries,
+    decode_entries,
+    identifier,
+    v1_document,
+    v3_document,
+)
 from nightscout.store import Tenant
 
 log = logging.getLogger("glucover.nightscout")
@@ -116,11 +123,9 @@ class Api:
 
     # ------------------------------------------------------------ bodies
 
-    async def documents(self, request: Request, tenant: Tenant, topic: str) -> list[Any]:
-        """The request's JSON body as a list of documents (an object is a list of one);
-        gzip bodies inflated. A body that is none is recorded and answered 400."""
+    async def body(self, request: Request, tenant: Tenant, topic: str) -> bytes:
+        """The request's body, gzip inflated (at most MAX_BODY_BYTES)."""
         body = await request.body()
-        received_at = datetime.now(UTC)
         if request.headers.get("content-encoding", "").lower() == "gzip":
             try:
                 inflater = zlib.decompressobj(wbits=31)
@@ -129,21 +134,39 @@ class Api:
                     raise HttpError(413, f"more than {MAX_BODY_BYTES} bytes inflated")
             except zlib.error as exc:
                 await self._unreadable(tenant, body, RejectReason.INVALID_JSON,
-                                       f"bad gzip: {exc}", received_at, topic)
+                                       f"bad gzip: {exc}", datetime.now(UTC), topic)
                 raise HttpError(400, f"bad gzip body: {exc}") from None
         if len(body) > MAX_BODY_BYTES:
             raise HttpError(413, f"more than {MAX_BODY_BYTES} bytes")
+        return body
+
+    async def entries(self, request: Request, tenant: Tenant, topic: str
+                      ) -> tuple[list[Any], bytes]:
+        """The uploaded entries (mapping.decode_entries) and the body; a body that holds none
+        is recorded and answered 400."""
+        body = await self.body(request, tenant, topic)
+        try:
+            return decode_entries(body), body
+        except NotEntries as exc:
+            await self._unreadable(tenant, body, exc.reason, str(exc), datetime.now(UTC), topic)
+            raise HttpError(400, str(exc)) from None
+
+    async def documents(self, request: Request, tenant: Tenant, topic: str) -> list[Any]:
+        """The request's JSON body as a list of documents (an object is a list of one). A
+        body that is none is recorded and answered 400."""
+        body = await self.body(request, tenant, topic)
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             await self._unreadable(tenant, body, RejectReason.INVALID_JSON, str(exc),
-                                   received_at, topic)
+                                   datetime.now(UTC), topic)
             raise HttpError(400, f"invalid JSON: {exc}") from None
         if isinstance(doc, dict):
             return [doc]
         if not isinstance(doc, list):
             await self._unreadable(tenant, body, RejectReason.INVALID_ENVELOPE,
-                                   "must be a JSON array of documents", received_at, topic)
+                                   "must be a JSON array of documents", datetime.now(UTC),
+                                   topic)
             raise HttpError(400, "the body must be a JSON array of documents (or one object)")
         return doc
 
@@ -167,10 +190,10 @@ class Api:
 
     async def post_entries(self, request: Request) -> Response:
         tenant = await self.tenant(request)
-        docs = await self.documents(request, tenant, store.ENTRIES_TOPIC)
+        docs, body = await self.entries(request, tenant, store.ENTRIES_TOPIC)
         received_at = datetime.now(UTC)
         result = await run_in_threadpool(self._write, lambda c: store.store_entries(
-            c, tenant, docs, received_at))
+            c, tenant, docs, received_at, body=body))
         return _json({"status": "ok", **result.answer()})
 
     async def get_entries(self, request: Request) -> Response:
@@ -240,12 +263,12 @@ class Api:
 
     async def v3_post_entry(self, request: Request) -> Response:
         tenant = await self.tenant(request)
-        docs = await self.documents(request, tenant, "nightscout/v3/entries")
+        docs, body = await self.entries(request, tenant, "nightscout/v3/entries")
         if len(docs) != 1:
             raise HttpError(400, "API v3 creates one document per request")
         received_at = datetime.now(UTC)
         result = await run_in_threadpool(self._write, lambda c: store.store_entries(
-            c, tenant, docs, received_at, "nightscout/v3/entries"))
+            c, tenant, docs, received_at, "nightscout/v3/entries", body))
         if result.rejected or (not result.accepted and not result.sensor_errors):
             message = result.rejected[0]["detail"] if result.rejected else \
                 "not a glucose entry (sgv or mbg)"

@@ -4,9 +4,9 @@ An entry of `type` sgv (a CGM's sensor glucose) becomes a reading of the policy'
 device in interstitial fluid; `mbg` (a meter's blood glucose, as the app recorded it) a
 fingerstick reading in capillary plasma; both in mg/dL as sent, source `meter`, meal unknown.
 The instant is `date` (ms since the epoch, UTC), kept with the UTC offset of `dateString` (or
-v3's `utcOffset`). Each is built as a wire-format record and goes through ingest's own
-validation (devices/wire/decoding.py normalise_record: the same range and clock checks as an
-MQTT reading), so a rule of what can be a reading lives in one place.
+v3's `utcOffset`). Each then goes through ingest's own normalisation (devices/wire/
+decoding.py normalise_checked: the same range and clock checks as an MQTT reading), so a rule
+of what can be a reading lives in one place.
 
 A reading's identity is (device_id, seq, measured_at); here `seq` is the entry's type
 (ENTRY_SEQ), so duplicates collapse on (device, instant, type) as Nightscout's do.
@@ -24,14 +24,17 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
+import msgspec
+import orjson
+
 from devices.wire import decoding
 from devices.wire.decoding import Reading, RejectReason, WireError
 from kernel.vocabulary import Meal, Sample, Source, Unit
 
 ENTRY_SEQ = {"sgv": 0, "mbg": 1}
 SEQ_TYPE = {seq: kind for kind, seq in ENTRY_SEQ.items()}
-SAMPLE_OF_TYPE = {"sgv": Sample.INTERSTITIAL_FLUID, "mbg": Sample.CAPILLARY_PLASMA}
-VALUE_FIELD = {"sgv": "sgv", "mbg": "mbg"}
+SAMPLE_OF_TYPE = {"sgv": Sample.INTERSTITIAL_FLUID.value, "mbg": Sample.CAPILLARY_PLASMA.value}
+MG_DL, UNKNOWN_MEAL, METER = Unit.MG_DL.value, Meal.UNKNOWN.value, Source.METER.value
 
 DEXCOM_ERROR_BELOW = 39  # sgv values below this are the sensor's state, not glucose
 DEXCOM_ERRORS = {
@@ -79,84 +82,141 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _offset_of(entry: dict[str, Any]) -> timedelta | None:
-    """The UTC offset the app stated: dateString's, else v3's utcOffset (minutes)."""
-    text = entry.get("dateString")
-    if isinstance(text, str):
-        try:
-            ts = datetime.fromisoformat(text)
-        except ValueError:
-            ts = None
-        if ts is not None and ts.utcoffset() is not None:
-            return ts.utcoffset()
-    minutes = entry.get("utcOffset")
-    if type(minutes) is int and abs(minutes) <= MAX_OFFSET_MIN:
-        return timedelta(minutes=minutes)
-    return None
+def _stated_time(text: Any) -> datetime | None:
+    """A dateString with its UTC offset, or None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return ts if ts.utcoffset() is not None else None
 
 
-def instant(entry: dict[str, Any], path: str) -> datetime:
-    """The entry's time, aware, in the offset the app stated (UTC when it stated none).
-    Raises WireError when it has none."""
-    ms = _number(entry.get("date"))
-    offset = _offset_of(entry)
+_ZONES: dict[timedelta, timezone] = {}
+
+
+def _zone(offset: timedelta) -> timezone:
+    zone = _ZONES.get(offset)
+    if zone is None:
+        zone = _ZONES[offset] = timezone(offset)
+    return zone
+
+
+def instant(date: Any, date_string: Any, utc_offset: Any, path: str) -> datetime:
+    """An entry's time, aware, in the UTC offset the app stated (dateString's, else v3's
+    utcOffset in minutes; UTC when it stated none): `date` (ms since 1970, UTC), else the
+    dateString itself. Raises WireError when it has neither."""
+    stated = _stated_time(date_string)
+    offset = stated.utcoffset() if stated is not None else None
+    if offset is None and type(utc_offset) is int and abs(utc_offset) <= MAX_OFFSET_MIN:
+        offset = timedelta(minutes=utc_offset)
+    ms = _number(date)
     if ms is None:
-        text = entry.get("dateString")
-        try:
-            ts = datetime.fromisoformat(text) if isinstance(text, str) else None
-        except ValueError:
-            ts = None
-        if ts is None or ts.utcoffset() is None:
+        if stated is None:
             raise WireError([decoding.Problem(RejectReason.INVALID_RECORD, f"{path}.date",
                                               "needs date (ms since 1970, UTC) or a dateString "
                                               "with its UTC offset")])
-        return ts
+        return stated
     try:
-        utc = EPOCH + timedelta(milliseconds=ms)
-    except OverflowError:
+        # One C call; ms / 1000 is within a tenth of a microsecond of the instant, and
+        # fromtimestamp rounds to the nearest microsecond: exact to the millisecond.
+        return datetime.fromtimestamp(ms / 1000, _zone(offset) if offset is not None else UTC)
+    except (OverflowError, OSError, ValueError):
         raise WireError([decoding.Problem(RejectReason.TIMESTAMP_IMPLAUSIBLE, f"{path}.date",
                                           f"{ms!r} is no time")]) from None
-    return utc.astimezone(timezone(offset)) if offset is not None else utc
 
 
-def entry_type(entry: dict[str, Any]) -> str | None:
-    kind = entry.get("type")
+class Entry(msgspec.Struct, gc=False):
+    """The fields of an entry we read; the rest (delta, filtered, noise, ...) is skipped."""
+
+    type: str | None = None
+    sgv: float | None = None
+    mbg: float | None = None
+    date: float | None = None
+    dateString: str | None = None  # Nightscout's names
+    utcOffset: int | None = None
+    direction: str | None = None
+    device: str | None = None
+
+
+_decode_entries = msgspec.json.Decoder(list[Entry]).decode
+
+
+class NotEntries(ValueError):
+    """An upload that is no JSON array (or object) at all: its reject reason and detail."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def decode_entries(body: bytes) -> list[Any]:
+    """An upload's entries: typed Entry structs when every one has the expected field types
+    (the common case, decoded in C), else the parsed JSON documents, which map_entry checks one
+    by one. A single object is a list of one. Raises NotEntries."""
+    try:
+        return _decode_entries(body)
+    except msgspec.DecodeError:
+        pass
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise NotEntries(RejectReason.INVALID_JSON, f"invalid JSON: {exc}") from None
+    if isinstance(doc, dict):
+        return [doc]
+    if not isinstance(doc, list):
+        raise NotEntries(RejectReason.INVALID_ENVELOPE,
+                         "the body must be a JSON array of entries (or one object)")
+    return doc
+
+
+def entry_type(kind: Any, sgv: Any, mbg: Any) -> str | None:
     if isinstance(kind, str):
         return kind
-    for candidate in ("sgv", "mbg"):
-        if candidate in entry:
-            return candidate
-    return None
+    if sgv is not None:
+        return "sgv"
+    return "mbg" if mbg is not None else None
 
 
 def map_entry(entry: Any, index: int, device_id: str, received_at: datetime) -> Mapped:
-    """One uploaded entry: a reading, a sensor error code, an entry type we do not keep, or
-    refused with the reason (RejectReason) and what was wrong."""
-    path = f"$[{index}]"
+    """One uploaded entry (an Entry or a parsed JSON document): a reading, a sensor error code,
+    an entry type we do not keep, or refused with the reason (RejectReason) and what was
+    wrong."""
+    if isinstance(entry, Entry):
+        return _map(entry.type, entry.sgv, entry.mbg, entry.date, entry.dateString,
+                    entry.utcOffset, entry.direction, entry.device, index, device_id,
+                    received_at)
     if not isinstance(entry, dict):
-        return Refused(RejectReason.INVALID_RECORD, f"{path}: must be an object")
-    kind = entry_type(entry)
+        return Refused(RejectReason.INVALID_RECORD, f"$[{index}]: must be an object")
+    get = entry.get
+    return _map(get("type"), get("sgv"), get("mbg"), get("date"), get("dateString"),
+                get("utcOffset"), get("direction"), get("device"), index, device_id,
+                received_at)
+
+
+def _map(kind: Any, sgv: Any, mbg: Any, date: Any, date_string: Any, utc_offset: Any,
+         direction: Any, device: Any, index: int, device_id: str, received_at: datetime
+         ) -> Mapped:
+    path = f"$[{index}]"
+    kind = entry_type(kind, sgv, mbg)
     if kind not in ENTRY_SEQ:
         return Ignored(str(kind)[:MAX_TEXT])
-    value = _number(entry.get(VALUE_FIELD[kind]))
+    value = _number(sgv if kind == "sgv" else mbg)
     if value is None:
-        return Refused(RejectReason.INVALID_RECORD,
-                       f"{path}.{VALUE_FIELD[kind]}: must be a number (mg/dL)")
+        return Refused(RejectReason.INVALID_RECORD, f"{path}.{kind}: must be a number (mg/dL)")
     try:
-        at = instant(entry, path)
+        at = instant(date, date_string, utc_offset, path)
         if kind == "sgv" and value < DEXCOM_ERROR_BELOW:
             code = int(value)
             return SensorError(at.astimezone(UTC), code,
                                DEXCOM_ERRORS.get(code, f"sensor code {code}"))
-        record = {"seq": ENTRY_SEQ[kind], "measured_at": at.isoformat(), "value": value,
-                  "unit": Unit.MG_DL.value, "meal": Meal.UNKNOWN.value,
-                  "sample": SAMPLE_OF_TYPE[kind].value, "source": Source.METER.value,
-                  "status": []}
-        reading = decoding.normalise_record(record, index, device_id, received_at)
+        reading = decoding.normalise_checked(
+            index, device_id, received_at, ENTRY_SEQ[kind], at, value, MG_DL, UNKNOWN_MEAL,
+            SAMPLE_OF_TYPE[kind], METER, 0)
     except WireError as exc:
-        detail = str(exc).replace(f"$.records[{index}]", path)
-        return Refused(exc.reason, detail)
-    return Accepted(reading, _text(entry.get("direction")), _text(entry.get("device")))
+        return Refused(exc.reason, str(exc).replace(f"$.records[{index}]", path))
+    return Accepted(reading, _text(direction), _text(device))
 
 
 # ---------------------------------------------------------------- what GET returns

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import orjson
 import psycopg
 
@@ -29,6 +30,7 @@ from nightscout.mapping import (
     ENTRY_SEQ,
     EPOCH,
     Accepted,
+    Entry,
     Ignored,
     SensorError,
     StoredEntry,
@@ -92,6 +94,9 @@ class EntriesResult:
 
 
 def _payload(entry: Any) -> bytes:
+    """A refused entry as it is kept: the fields we read, or the document as sent."""
+    if isinstance(entry, Entry):
+        return msgspec.json.encode(entry)[:REJECT_PAYLOAD_CAP]
     return orjson.dumps(entry)[:REJECT_PAYLOAD_CAP]
 
 
@@ -113,10 +118,13 @@ on conflict do nothing
 
 
 def store_entries(conn: Conn, tenant: Tenant, entries: list[Any], received_at: datetime,
-                  topic: str = ENTRIES_TOPIC) -> EntriesResult:
-    """Map, validate and write uploaded entries in the caller's transaction: each bad one is
-    refused alone (in the result and in rejected_messages), the rest stored once."""
+                  topic: str = ENTRIES_TOPIC, body: bytes = b"") -> EntriesResult:
+    """Map, validate and write uploaded entries (mapping.decode_entries) in the caller's
+    transaction: each bad one is refused alone (in the result and in rejected_messages), the
+    rest stored once. `body`: the upload as sent, kept (capped) with a stored reading's
+    conflicting copy, as ingest keeps a message's payload."""
     result = EntriesResult()
+    kept = body[:REJECT_PAYLOAD_CAP]
     batch = Batch()
     extras: list[Accepted] = []
     errors: list[SensorError] = []
@@ -131,7 +139,7 @@ def store_entries(conn: Conn, tenant: Tenant, entries: list[Any], received_at: d
             if first is None:
                 seen[k] = len(batch.readings)
                 batch.readings.append(reading)
-                batch.origins.append(Origin(f"{topic}#{i}", _payload(entry)))
+                batch.origins.append(Origin(f"{topic}#{i}", kept))
                 extras.append(mapped)
             elif content(batch.readings[first]) == content(reading):
                 batch.duplicates += 1

@@ -169,6 +169,29 @@ def test_mapping_keeps_the_instant_and_the_offset_and_refuses_error_codes() -> N
     assert bad.detail.startswith("$[3].date")
 
 
+def test_the_typed_and_the_thorough_decoding_agree() -> None:
+    """An upload whose entries all have the expected field types decodes in C into Entry
+    structs; any other goes entry by entry through the parsed JSON. Both map alike."""
+    at = NOW - timedelta(minutes=9)
+    entries: list[Any] = [
+        xdrip_sgv(at, 123), xdrip_mbg(at, 99.5), xdrip_cal(at), xdrip_sgv(at, 3),
+        aaps_sgv(at, 77), {**xdrip_sgv(at, 150), "dateString": "Sun Nov 22 23:27:50 EET 2015"},
+        {"type": "sgv", "sgv": 100, "dateString": "2026-12-03T10:00:00+05:30"},
+        {"type": "sgv", "sgv": 100}, {"sgv": 2500, "date": 1}, {"mbg": 88, "date": 10**13}]
+    typed = mapping.decode_entries(json.dumps(entries).encode())
+    assert all(isinstance(e, mapping.Entry) for e in typed)
+    fast = [mapping.map_entry(e, i, "ns-x", NOW) for i, e in enumerate(typed)]
+    slow = [mapping.map_entry(e, i, "ns-x", NOW) for i, e in enumerate(entries)]
+    assert fast == slow
+    assert [type(m).__name__ for m in fast] == [
+        "Accepted", "Accepted", "Ignored", "SensorError", "Accepted", "Accepted", "Accepted",
+        "Refused", "Refused", "Refused"]
+    mixed = mapping.decode_entries(json.dumps([*entries, {"sgv": "high"}]).encode())
+    assert all(isinstance(e, dict) for e in mixed)
+    with pytest.raises(mapping.NotEntries):
+        mapping.decode_entries(b"{not json")
+
+
 # ---------------------------------------------------------------- v1
 
 
