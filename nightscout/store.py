@@ -105,14 +105,16 @@ def _index(topic: str) -> int | None:
     return int(index) if head and index.isdigit() else None
 
 
+# Arrays as binary parameters (%b): psycopg quotes every element of a text-format array with a
+# regular expression, which cost 1.5 ms a column of 288 entries (measured).
 ENTRY_EXTRAS_SQL = """
 insert into nightscout_entries (device_id, seq, measured_at, direction, app_device)
-select * from unnest(%s::text[], %s::int[], %s::timestamptz[], %s::text[], %s::text[])
+select * from unnest(%b::text[], %b::int4[], %b::timestamptz[], %b::text[], %b::text[])
 on conflict do nothing
 """
 SENSOR_ERRORS_SQL = """
 insert into sensor_errors (device_id, measured_at, code, meaning, received_at)
-select * from unnest(%s::text[], %s::timestamptz[], %s::int[], %s::text[], %s::timestamptz[])
+select * from unnest(%b::text[], %b::timestamptz[], %b::int4[], %b::text[], %b::timestamptz[])
 on conflict do nothing
 """
 
