@@ -208,7 +208,7 @@ def nightscout_uploads(policy_id: str, lang: str) -> None:
         for label, value in (("ns_base_url", urls["base_url"]), ("ns_secret", creds.api_secret),
                              ("ns_token", creds.token), ("ns_xdrip_url", urls["xdrip_url"])):
             st.text(t(label, lang))
-            st.code(value, language=None)
+            st.code(value, language=None, wrap_lines=True)
         st.caption(t("ns_qr", lang))
         st.image(qr_png(urls["xdrip_url"]), width=180)
         st.markdown(t("ns_xdrip_steps", lang))
