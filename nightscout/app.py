@@ -7,11 +7,15 @@ after its transaction commits (docs/nightscout.md)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import queue
+import threading
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,7 +40,7 @@ from nightscout.mapping import (
     v1_document,
     v3_document,
 )
-from nightscout.store import Tenant
+from nightscout.store import EntriesResult, Tenant, Upload
 
 log = logging.getLogger("glucover.nightscout")
 
@@ -50,6 +54,8 @@ MAX_COUNT = 100_000
 V3_DEFAULT_LIMIT, V3_MAX_LIMIT = 1000, 10_000
 TENANT_CACHE_S = 5.0  # a rotated secret stops working within this
 POOL_MAX = 8
+# Entries one transaction writes at most when uploads arrive together (group commit).
+GROUP_MAX_ENTRIES = 20_000
 
 
 class HttpError(Exception):
@@ -67,6 +73,66 @@ def _ms(ts: datetime) -> int:
     return round(ts.timestamp() * 1000)
 
 
+class GroupWriter:
+    """Uploads that arrive while one is being written wait, and the next transaction writes
+    them together (group commit): one commit, not one each, for many apps' requests, each
+    answered once it has committed. A group holding an entry stored before is rolled back and
+    written upload by upload (ingest's slow path counts only the whole batch's duplicates)."""
+
+    def __init__(self, pool: ConnectionPool[psycopg.Connection[Any]]) -> None:
+        self.pool = pool
+        self.queue: queue.SimpleQueue[tuple[Upload, Future[EntriesResult]] | None] = \
+            queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="nightscout-writer", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.queue.put(None)
+        self.thread.join(60)
+
+    def submit(self, upload: Upload) -> Future[EntriesResult]:
+        done: Future[EntriesResult] = Future()
+        self.queue.put((upload, done))
+        return done
+
+    def _run(self) -> None:
+        while (first := self.queue.get()) is not None:
+            group = [first]
+            entries = len(first[0].entries)
+            while entries < GROUP_MAX_ENTRIES:
+                try:
+                    more = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self.queue.put(None)
+                    break
+                group.append(more)
+                entries += len(more[0].entries)
+            self._write(group)
+
+    def _write(self, group: list[tuple[Upload, Future[EntriesResult]]]) -> None:
+        uploads = [u for u, _ in group]
+        try:
+            with self.pool.connection() as conn:
+                results = store.store_uploads(conn, uploads, merge=len(uploads) == 1)
+                if results is None:
+                    conn.rollback()
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting requests
+            if len(group) == 1:
+                group[0][1].set_exception(exc)
+                return
+            results = None
+        if results is None:  # one by one, each failing alone
+            for one in group:
+                self._write([one])
+            return
+        for (_, done), result in zip(group, results, strict=True):
+            done.set_result(result)
+
+
 @dataclass
 class Api:
     pool: ConnectionPool[psycopg.Connection[Any]]
@@ -75,6 +141,7 @@ class Api:
 
     def __post_init__(self) -> None:
         self.cache: dict[str, tuple[float, Tenant | None]] = {}
+        self.writer = GroupWriter(self.pool)
 
     # ------------------------------------------------------------ credentials -> tenant
 
@@ -191,9 +258,8 @@ class Api:
     async def post_entries(self, request: Request) -> Response:
         tenant = await self.tenant(request)
         docs, body = await self.entries(request, tenant, store.ENTRIES_TOPIC)
-        received_at = datetime.now(UTC)
-        result = await run_in_threadpool(self._write, lambda c: store.store_entries(
-            c, tenant, docs, received_at, body=body))
+        result = await asyncio.wrap_future(self.writer.submit(Upload(
+            tenant, docs, datetime.now(UTC), store.ENTRIES_TOPIC, body)))
         return _json({"status": "ok", **result.answer()})
 
     async def get_entries(self, request: Request) -> Response:
@@ -266,9 +332,8 @@ class Api:
         docs, body = await self.entries(request, tenant, "nightscout/v3/entries")
         if len(docs) != 1:
             raise HttpError(400, "API v3 creates one document per request")
-        received_at = datetime.now(UTC)
-        result = await run_in_threadpool(self._write, lambda c: store.store_entries(
-            c, tenant, docs, received_at, "nightscout/v3/entries", body))
+        result = await asyncio.wrap_future(self.writer.submit(Upload(
+            tenant, docs, datetime.now(UTC), "nightscout/v3/entries", body)))
         if result.rejected or (not result.accepted and not result.sensor_errors):
             message = result.rejected[0]["detail"] if result.rejected else \
                 "not a glucose entry (sgv or mbg)"
@@ -379,9 +444,11 @@ def create_app(database_url: str, secret: str, cache_s: float = TENANT_CACHE_S,
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await run_in_threadpool(pool.open, True, 30.0)
+        api.writer.start()
         try:
             yield
         finally:
+            await run_in_threadpool(api.writer.stop)
             await run_in_threadpool(pool.close)
 
     return Starlette(routes=routes, lifespan=lifespan)

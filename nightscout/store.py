@@ -119,66 +119,130 @@ on conflict do nothing
 """
 
 
-def store_entries(conn: Conn, tenant: Tenant, entries: list[Any], received_at: datetime,
-                  topic: str = ENTRIES_TOPIC, body: bytes = b"") -> EntriesResult:
-    """Map, validate and write uploaded entries (mapping.decode_entries) in the caller's
-    transaction: each bad one is refused alone (in the result and in rejected_messages), the
-    rest stored once. `body`: the upload as sent, kept (capped) with a stored reading's
-    conflicting copy, as ingest keeps a message's payload."""
-    result = EntriesResult()
-    kept = body[:REJECT_PAYLOAD_CAP]
-    batch = Batch()
-    extras: list[Accepted] = []
-    errors: list[SensorError] = []
-    seen: dict[tuple[int, datetime], int] = {}
-    device = tenant.device_id
-    for i, entry in enumerate(entries):
-        mapped = map_entry(entry, i, device, received_at)
+@dataclass
+class Upload:
+    """One request's entries (mapping.decode_entries), to be written alone or in a group.
+    `body`: the upload as sent, kept (capped) with a stored reading's conflicting copy, as
+    ingest keeps a message's payload; each upload's own object, so its rejections are found."""
+
+    tenant: Tenant
+    entries: list[Any]
+    received_at: datetime
+    topic: str = ENTRIES_TOPIC
+    body: bytes = b""
+
+
+@dataclass
+class _Mapped:
+    result: EntriesResult
+    kept: bytes  # the payload of its readings' origins
+    readings: int = 0  # readings of this upload in the batch (new to it)
+    refusals: list[Rejection] = field(default_factory=list)
+    errors: list[SensorError] = field(default_factory=list)
+
+
+def _map_upload(u: Upload, batch: Batch, seen: dict[tuple[str, int, datetime], int],
+                extras: list[tuple[str, Accepted]]) -> _Mapped:
+    """Add an upload's readings to `batch`; its refusals and sensor errors aside."""
+    kept = u.body[:REJECT_PAYLOAD_CAP]
+    out = _Mapped(EntriesResult(), kept)
+    device = u.tenant.device_id
+    for i, entry in enumerate(u.entries):
+        mapped = map_entry(entry, i, device, u.received_at)
         if isinstance(mapped, Accepted):
             reading = mapped.reading
-            k = (reading.seq, reading.measured_at)
+            k = (device, reading.seq, reading.measured_at)
             first = seen.get(k)
             if first is None:
                 seen[k] = len(batch.readings)
                 batch.readings.append(reading)
-                batch.origins.append(Origin(f"{topic}#{i}", kept))
-                extras.append(mapped)
+                batch.origins.append(Origin(f"{u.topic}#{i}", kept))
+                extras.append((device, mapped))
+                out.result.accepted.append(mapped)
+                out.readings += 1
             elif content(batch.readings[first]) == content(reading):
-                batch.duplicates += 1
+                out.result.duplicates += 1
             else:
-                batch.rejections.append(Rejection(
-                    f"{topic}#{i}", device, RejectReason.CONFLICTING_DUPLICATE,
-                    f"$[{i}]: entry #{first} of this upload has the same time and type with "
-                    "another value", _payload(entry), received_at))
+                out.refusals.append(Rejection(
+                    f"{u.topic}#{i}", device, RejectReason.CONFLICTING_DUPLICATE,
+                    f"$[{i}]: an entry uploaded with it has the same time and type and "
+                    "another value", _payload(entry), u.received_at))
         elif isinstance(mapped, SensorError):
-            errors.append(mapped)
+            out.errors.append(mapped)
         elif isinstance(mapped, Ignored):
-            result.ignored += 1
+            out.result.ignored += 1
         else:
-            batch.rejections.append(Rejection(f"{topic}#{i}", device, mapped.reason,
-                                              mapped.detail, _payload(entry), received_at))
-    if batch.readings:
+            out.refusals.append(Rejection(f"{u.topic}#{i}", device, mapped.reason,
+                                          mapped.detail, _payload(entry), u.received_at))
+    if out.readings:
         batch.meters.add(device)
+    return out
+
+
+def _answer(rejections: list[Rejection]) -> list[dict[str, Any]]:
+    return [{"index": _index(r.topic), "reason": str(r.reason), "detail": r.detail}
+            for r in rejections]
+
+
+def store_uploads(conn: Conn, uploads: list[Upload], merge: bool = True
+                  ) -> list[EntriesResult] | None:
+    """Map, validate and write uploads in one transaction (the caller's): each bad entry is
+    refused alone (in its upload's result and in rejected_messages), the rest stored once.
+
+    A batch holding a reading stored before takes ingest's slow path, which counts what it
+    stored for the whole batch only: with `merge` false that returns None, and the caller
+    rolls back and writes the uploads one by one."""
+    batch = Batch()
+    seen: dict[tuple[str, int, datetime], int] = {}
+    extras: list[tuple[str, Accepted]] = []
+    mapped = [_map_upload(u, batch, seen, extras) for u in uploads]
+    for m in mapped:
+        batch.rejections += m.refusals
     written = write_batch(conn, batch)
-    result.stored, result.duplicates = written.stored, written.duplicates
-    result.rejected = [{"index": _index(r.topic), "reason": str(r.reason), "detail": r.detail}
-                       for r in written.rejections]
-    refused_devices = RejectReason.UNKNOWN_DEVICE in written.rejected
-    if extras and not refused_devices:
+    if written.merged and not merge:
+        return None
+    refused = {r.device_id for r in written.rejections
+               if r.reason == RejectReason.UNKNOWN_DEVICE}
+    for u, m in zip(uploads, mapped, strict=True):
+        mine = {id(r) for r in m.refusals}
+        m.result.rejected = _answer([r for r in written.rejections
+                                     if id(r) in mine or r.payload is m.kept])
+        ok = u.tenant.device_id not in refused
+        if len(uploads) == 1:
+            m.result.stored = written.stored
+            m.result.duplicates += written.duplicates
+        elif ok:
+            m.result.stored = m.readings  # the fast path stored every reading of the batch
+        m.result.sensor_errors = len(m.errors) if ok else 0
+        if not ok:
+            m.result.accepted = []
+    fresh = [(d, a) for d, a in extras if d not in refused]
+    if fresh:
         conn.execute(ENTRY_EXTRAS_SQL, (
-            [device] * len(extras), [a.reading.seq for a in extras],
-            [a.reading.measured_at for a in extras], [a.direction for a in extras],
-            [a.app_device for a in extras]))
-    if errors and not refused_devices:
+            [d for d, _ in fresh], [a.reading.seq for _, a in fresh],
+            [a.reading.measured_at for _, a in fresh], [a.direction for _, a in fresh],
+            [a.app_device for _, a in fresh]))
+    errors = [(u, e) for u, m in zip(uploads, mapped, strict=True) for e in m.errors
+              if u.tenant.device_id not in refused]
+    if errors:
         conn.execute(SENSOR_ERRORS_SQL, (
-            [device] * len(errors), [e.measured_at for e in errors], [e.code for e in errors],
-            [e.meaning for e in errors], [received_at] * len(errors)))
-        result.sensor_errors = len(errors)
-    if result.stored:
+            [u.tenant.device_id for u, _ in errors], [e.measured_at for _, e in errors],
+            [e.code for _, e in errors], [e.meaning for _, e in errors],
+            [u.received_at for u, _ in errors]))
+    changed = sorted({u.tenant.policy_id for u, m in zip(uploads, mapped, strict=True)
+                      if m.result.stored})
+    if changed:
         conn.execute("update nightscout_uploaders set entries_modified_at = now() "
-                     "where policy_id = %s", (tenant.policy_id,))
-    result.accepted = extras
-    return result
+                     "where policy_id = any(%s)", (changed,))
+    return [m.result for m in mapped]
+
+
+def store_entries(conn: Conn, tenant: Tenant, entries: list[Any], received_at: datetime,
+                  topic: str = ENTRIES_TOPIC, body: bytes = b"") -> EntriesResult:
+    """One upload in the caller's transaction (store_uploads)."""
+    results = store_uploads(conn, [Upload(tenant, entries, received_at, topic, body)])
+    assert results is not None
+    return results[0]
 
 
 def record_unreadable(conn: Conn, tenant: Tenant, body: bytes, reason: str, detail: str,

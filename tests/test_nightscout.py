@@ -326,6 +326,38 @@ def test_a_burst_of_ten_thousand_entries_in_one_post(
                 a.device_id) == [(10_000,)]
 
 
+def test_uploads_arriving_together_are_answered_each_for_its_own(
+        db_url: str, api: str, tenants: tuple[Credentials, Credentials]) -> None:
+    """Concurrent uploads share transactions (group commit); each answer still counts its
+    own entries, a group holding re-sent ones included."""
+    a, b = tenants
+    bodies = [(creds, [xdrip_sgv(NOW - timedelta(minutes=5 * (20 * k + i)), 90 + i)
+                       for i in range(20)]) for k in range(6) for creds in (a, b)]
+    bodies.append((a, [*bodies[0][1][:5], xdrip_sgv(NOW - timedelta(days=3), 10)]))
+
+    def post_all() -> list[dict[str, Any]]:
+        answers: list[dict[str, Any]] = [{} for _ in bodies]
+
+        def post(i: int) -> None:
+            answers[i] = xdrip_post(api, bodies[i][0], bodies[i][1]).json()
+
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(len(bodies))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return answers
+
+    first = post_all()
+    assert sum(x["stored"] + x["duplicates"] for x in first) == 12 * 20 + 5
+    assert sum(x["stored"] for x in first) == 12 * 20
+    assert sum(x["sensor_errors"] for x in first) == 1
+    again = post_all()
+    assert [(x["stored"], x["duplicates"]) for x in again] == [(0, 20)] * 12 + [(0, 5)]
+    assert rows(db_url, "select device_id, count(*) from readings where device_id like 'ns-%%' "
+                "group by 1 order by 1") == sorted([(a.device_id, 120), (b.device_id, 120)])
+
+
 def test_an_uploaded_run_below_54_raises_hypo_level2(
         db_url: str, api: str, tenants: tuple[Credentials, Credentials]) -> None:
     a, b = tenants
