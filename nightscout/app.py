@@ -54,7 +54,10 @@ MAX_COUNT = 100_000
 V3_DEFAULT_LIMIT, V3_MAX_LIMIT = 1000, 10_000
 TENANT_CACHE_S = 5.0  # a rotated secret stops working within this
 POOL_MAX = 8
-# Entries one transaction writes at most when uploads arrive together (group commit).
+# Transactions writing uploads at once: PostgreSQL flushes concurrent commits' WAL together,
+# so a few writers keep the disk busy; uploads that arrive while all of them are busy wait and
+# go together (group commit), up to GROUP_MAX_ENTRIES entries a transaction.
+WRITERS = 4
 GROUP_MAX_ENTRIES = 20_000
 
 
@@ -74,23 +77,28 @@ def _ms(ts: datetime) -> int:
 
 
 class GroupWriter:
-    """Uploads that arrive while one is being written wait, and the next transaction writes
-    them together (group commit): one commit, not one each, for many apps' requests, each
-    answered once it has committed. A group holding an entry stored before is rolled back and
-    written upload by upload (ingest's slow path counts only the whole batch's duplicates)."""
+    """Uploads that arrive while every writer is busy wait, and the next free writer writes
+    them together in one transaction (group commit): one commit, not one each, for many apps'
+    requests, each answered once it has committed. A group holding an entry stored before is
+    rolled back and written upload by upload (ingest's slow path counts only the whole batch's
+    duplicates)."""
 
-    def __init__(self, pool: ConnectionPool[psycopg.Connection[Any]]) -> None:
+    def __init__(self, pool: ConnectionPool[psycopg.Connection[Any]], writers: int) -> None:
         self.pool = pool
         self.queue: queue.SimpleQueue[tuple[Upload, Future[EntriesResult]] | None] = \
             queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._run, name="nightscout-writer", daemon=True)
+        self.threads = [threading.Thread(target=self._run, name=f"nightscout-writer-{i}",
+                                         daemon=True) for i in range(writers)]
 
     def start(self) -> None:
-        self.thread.start()
+        for thread in self.threads:
+            thread.start()
 
     def stop(self) -> None:
-        self.queue.put(None)
-        self.thread.join(60)
+        for _ in self.threads:
+            self.queue.put(None)
+        for thread in self.threads:
+            thread.join(60)
 
     def submit(self, upload: Upload) -> Future[EntriesResult]:
         done: Future[EntriesResult] = Future()
@@ -141,7 +149,7 @@ class Api:
 
     def __post_init__(self) -> None:
         self.cache: dict[str, tuple[float, Tenant | None]] = {}
-        self.writer = GroupWriter(self.pool)
+        self.writer = GroupWriter(self.pool, WRITERS)
 
     # ------------------------------------------------------------ credentials -> tenant
 

@@ -370,6 +370,24 @@ def test_an_uploaded_run_below_54_raises_hypo_level2(
     assert [(r.policy_id, r.rule) for r in result.raised] == [(a.policy_id, "hypo_level2")]
 
 
+def test_uploaded_readings_are_exported_as_fhir(
+        db_url: str, api: str, tenants: tuple[Credentials, Credentials]) -> None:
+    from records.export import policy_bundle, pseudonym_key
+
+    a, _ = tenants
+    values = [101, 102, 103]
+    run = [xdrip_sgv(NOW - timedelta(minutes=5 * i), v) for i, v in enumerate(values)]
+    assert xdrip_post(api, a, run).json()["stored"] == 3
+    with psycopg.connect(db_url) as conn:
+        bundle = json.loads(policy_bundle(conn, a.policy_id, pseudonym_key(TEST_SECRET))
+                            .to_json())
+    found = sorted(round(r["resource"]["valueQuantity"]["value"])
+                   for r in bundle["entry"] if r["resource"]["resourceType"] == "Observation"
+                   and "effectiveDateTime" in r["resource"]  # a reading, not a summary
+                   and r["resource"]["valueQuantity"].get("unit") == "mg/dL")
+    assert found == values
+
+
 def test_treatments_and_device_status(
         db_url: str, api: str, tenants: tuple[Credentials, Credentials]) -> None:
     a, _ = tenants
