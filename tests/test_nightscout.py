@@ -388,6 +388,23 @@ def test_uploaded_readings_are_exported_as_fhir(
     assert found == values
 
 
+def test_sensor_error_codes_are_device_trouble_on_the_schedule(
+        db_url: str, api: str, tenants: tuple[Credentials, Credentials]) -> None:
+    a, b = tenants
+    codes = [xdrip_sgv(NOW - timedelta(minutes=5 * i), code) for i, code in enumerate((5, 9, 12))]
+    assert xdrip_post(api, a, codes).json()["sensor_errors"] == 3
+    assert xdrip_post(api, b, codes[:2]).json()["sensor_errors"] == 2  # fewer than the rule's 3
+    with psycopg.connect(db_url) as conn:
+        rules = care_store.rules_in_force(conn)
+        raised = stream.sweep(conn, rules, NOW + timedelta(minutes=1))
+        again = stream.sweep(conn, rules, NOW + timedelta(minutes=2))
+    trouble = [r.policy_id for r in raised if r.rule == "device_trouble"]
+    assert trouble == [a.policy_id]
+    assert not [r for r in again if r.rule == "device_trouble"]
+    assert rows(db_url, "select count(*) from readings where device_id = %s", a.device_id) \
+        == [(0,)]
+
+
 def test_treatments_and_device_status(
         db_url: str, api: str, tenants: tuple[Credentials, Credentials]) -> None:
     a, _ = tenants
