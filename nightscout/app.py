@@ -200,6 +200,9 @@ class Api:
 
     async def body(self, request: Request, tenant: Tenant, topic: str) -> bytes:
         """The request's body, gzip inflated (at most MAX_BODY_BYTES)."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise HttpError(413, f"more than {MAX_BODY_BYTES} bytes")
         body = await request.body()
         if request.headers.get("content-encoding", "").lower() == "gzip":
             try:
