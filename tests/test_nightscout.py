@@ -370,6 +370,23 @@ def test_an_uploaded_run_below_54_raises_hypo_level2(
     assert [(r.policy_id, r.rule) for r in result.raised] == [(a.policy_id, "hypo_level2")]
 
 
+def test_a_day_of_uploads_is_priced_by_the_cgm_ruleset(
+        db_url: str, api: str, tenants: tuple[Credentials, Credentials]) -> None:
+    from kernel import days
+    from pricing.engine import run_pricing
+
+    a, _ = tenants
+    zone = rows(db_url, "select timezone from policies where policy_id = %s", a.policy_id)[0][0]
+    yesterday = days.today(zone) - timedelta(days=1)
+    start = days.midnight(yesterday, zone).to_pydatetime()
+    day = [xdrip_sgv(start + timedelta(minutes=5 * i, seconds=30), 120) for i in range(288)]
+    assert xdrip_post(api, a, day).json()["stored"] == 288
+    run_pricing(db_url, yesterday)
+    assert rows(db_url, "select ruleset_name, day_status from current_ledger where "
+                "policy_id = %s and day = %s", a.policy_id, yesterday) == [
+        ("cgm-default", "in_target")]
+
+
 def test_uploaded_readings_are_exported_as_fhir(
         db_url: str, api: str, tenants: tuple[Credentials, Credentials]) -> None:
     from records.export import policy_bundle, pseudonym_key
