@@ -422,6 +422,33 @@ def test_sensor_error_codes_are_device_trouble_on_the_schedule(
         == [(0,)]
 
 
+def test_the_alert_service_raises_an_uploaded_low_within_seconds(
+        stack: Stack, tenants: tuple[Credentials, Credentials]) -> None:
+    """The running alert service, woken by the upload's commit as by ingest's, raises the
+    alert and publishes the policyholder's notice through the broker."""
+    from care.cli import care_target
+    from tests.helpers import wait_until
+
+    a, _ = tenants
+    service = stream.AlertService(stream.ServiceConfig(
+        stack.db_url, care_target(stack.settings), sweep_every_s=0, wait_s=0.2))
+    runner = threading.Thread(target=service.run)
+    runner.start()
+    try:
+        with serving(stack.db_url) as base:
+            run = [xdrip_sgv(NOW - timedelta(minutes=5 * i), 50) for i in range(5)]
+            assert xdrip_post(base, a, run).json()["stored"] == 5
+            assert wait_until(lambda: rows(
+                stack.db_url, "select policy_id, rule from alerts") == [
+                    (a.policy_id, "hypo_level2")], 15)
+            assert wait_until(lambda: rows(
+                stack.db_url, "select device_id, kind, state from notices") == [
+                    (a.device_id, "very_low", "published")], 15)
+    finally:
+        service.stop.set()
+        runner.join(30)
+
+
 def test_treatments_and_device_status(
         db_url: str, api: str, tenants: tuple[Credentials, Credentials]) -> None:
     a, _ = tenants
