@@ -33,6 +33,7 @@ from devices.wire.decoding import RejectReason
 from ingest.store import prepare
 from nightscout import credentials, store
 from nightscout.mapping import (
+    ENTRY_SEQ,
     EPOCH,
     NotEntries,
     decode_entries,
@@ -276,10 +277,14 @@ class Api:
     async def get_entries(self, request: Request) -> Response:
         tenant = await self.tenant(request)
         kind = request.path_params.get("kind")
-        if kind is None:
-            query_type = request.query_params.get("find[type]")
-            kind = query_type if query_type in ("sgv", "mbg") else None
         count = _int_param(request, "count", DEFAULT_COUNT, 1, MAX_COUNT)
+        if kind == "current":  # the newest entry, as followers ask for it
+            kind, count = None, 1
+        elif kind is None:
+            query_type = request.query_params.get("find[type]")
+            kind = query_type if query_type in ENTRY_SEQ else None
+        elif kind not in ENTRY_SEQ:
+            raise HttpError(404, f"no entries of type {kind[:20]!r} here: sgv, mbg or current")
         since = _time_param(request, ("find[date][$gte]", "find[date][$gt]"))
         until = _time_param(request, ("find[date][$lte]", "find[date][$lt]"))
         if request.query_params.get("find[date][$gt]") and since is not None:
@@ -437,6 +442,7 @@ def create_app(database_url: str, secret: str, cache_s: float = TENANT_CACHE_S,
         Route("/api/v1/entries", g(api.get_entries), methods=["GET"]),
         Route("/api/v1/entries.json", g(api.get_entries), methods=["GET"]),
         Route("/api/v1/entries/{kind:str}.json", g(api.get_entries), methods=["GET"]),
+        Route("/api/v1/entries/{kind:str}", g(api.get_entries), methods=["GET"]),
         Route("/api/v1/status.json", g(api.status), methods=["GET"]),
         Route("/api/v1/status", g(api.status), methods=["GET"]),
         Route("/api/v1/treatments", g(api.post_treatments), methods=["POST", "PUT"]),

@@ -232,6 +232,13 @@ def test_xdrip_gzip_upload_is_stored_once_and_read_back(
     sgv = requests.get(f"{api}/api/v1/entries/sgv.json", params=window, headers=headers,
                        timeout=10).json()
     assert [e["sgv"] for e in sgv] == [102, 103, 104, 105]
+    current = requests.get(f"{api}/api/v1/entries/current.json", headers=headers,
+                           timeout=10).json()
+    assert [e["date"] for e in current] == [int(times[0].timestamp() * 1000)]
+    mbg = requests.get(f"{api}/api/v1/entries/mbg", headers=headers, timeout=10).json()
+    assert [e["mbg"] for e in mbg] == [104]
+    assert requests.get(f"{api}/api/v1/entries/cal.json", headers=headers,
+                        timeout=10).status_code == 404
     everything = requests.get(f"{api}/api/v1/entries.json", params={"count": 100},
                               headers=headers, timeout=10).json()
     assert [e["mbg"] for e in everything if e["type"] == "mbg"] == [104]
