@@ -237,14 +237,6 @@ def store_uploads(conn: Conn, uploads: list[Upload], merge: bool = True
     return [m.result for m in mapped]
 
 
-def store_entries(conn: Conn, tenant: Tenant, entries: list[Any], received_at: datetime,
-                  topic: str = ENTRIES_TOPIC, body: bytes = b"") -> EntriesResult:
-    """One upload in the caller's transaction (store_uploads)."""
-    results = store_uploads(conn, [Upload(tenant, entries, received_at, topic, body)])
-    assert results is not None
-    return results[0]
-
-
 def record_unreadable(conn: Conn, tenant: Tenant, body: bytes, reason: str, detail: str,
                       received_at: datetime, topic: str = ENTRIES_TOPIC) -> None:
     """An upload that is no JSON (or no list of entries) at all, kept for operations."""
