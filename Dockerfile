@@ -13,11 +13,12 @@ COPY pricing ./pricing
 COPY actuary ./actuary
 COPY policies ./policies
 COPY care ./care
+COPY nightscout ./nightscout
 COPY records ./records
 COPY dashboard ./dashboard
 COPY bench ./bench
 RUN pip install --no-cache-dir .
 USER glucover
-EXPOSE 8501 9108
+EXPOSE 8501 9108 1337
 ENTRYPOINT ["glucover"]
 CMD ["doctor"]

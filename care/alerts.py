@@ -275,3 +275,26 @@ def status_findings(statuses: list[MeterStatus], rules: AlertRules) -> list[Find
             found.append(Finding(s.policy_id, "device_trouble", (), "; ".join(notes),
                                  key=f"status:{s.device_id}:{s.sent_at.isoformat()}"))
     return found
+
+
+@dataclass(frozen=True)
+class SensorErrors:
+    """A sensor's error codes within the device_trouble window: the special values below
+    glucose an uploader sent instead of readings (sensor_errors, docs/nightscout.md)."""
+
+    policy_id: str
+    device_id: str
+    count: int
+    last_at: datetime
+    codes: tuple[int, ...]
+
+
+def sensor_error_findings(found: list[SensorErrors], rules: AlertRules) -> list[Finding]:
+    """device_trouble from sensors that sent `error_count` error codes within `error_hours`,
+    as readings with an error status raise it. Keyed by the last code, so a run of them raises
+    one alert however often the schedule looks."""
+    return [Finding(e.policy_id, "device_trouble", (),
+                    f"{e.device_id}: {e.count} sensor error codes within {rules.error_hours} h "
+                    f"(codes {', '.join(map(str, e.codes))})",
+                    key=f"sensor:{e.device_id}:{e.last_at.isoformat()}")
+            for e in found if e.count >= rules.error_count]

@@ -267,6 +267,22 @@ def evidence(conn: Conn, alert_id: int) -> Evidence:
                     int(str(earlier[0])) if earlier else 0)
 
 
+# Treatments an app uploaded (carbs, insulin: nightscout/, 0045_nightscout.sql) this long
+# before an alert's first reading and after its last are shown beside them.
+TREATMENTS_BEFORE, TREATMENTS_AFTER = timedelta(hours=6), timedelta(hours=1)
+
+
+def treatments_near(conn: Conn, policy_id: str, first: datetime, last: datetime
+                    ) -> pd.DataFrame:
+    """The policy's uploaded treatments around [first, last], newest first."""
+    rows = conn.execute(
+        "select created_at, event_type, carbs_g, insulin_u, notes from nightscout_treatments "
+        "where policy_id = %s and created_at between %s and %s order by created_at desc",
+        (policy_id, first - TREATMENTS_BEFORE, last + TREATMENTS_AFTER)).fetchall()
+    return pd.DataFrame(rows, columns=["created_at", "event_type", "carbs_g", "insulin_u",
+                                       "notes"])
+
+
 def audit_trail(conn: Conn, alert_id: int) -> pd.DataFrame:
     rows = conn.execute("select at, username, action, detail, outcome from alert_audit "
                         "where alert_id = %s order by audit_id", (alert_id,)).fetchall()

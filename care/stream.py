@@ -12,7 +12,7 @@ alert is raised once. Notices are published after the commit (retained, QoS 1) a
 published when the broker has them.
 
 The schedule (`--sweep-every`) judges `rising` and `lapsed` over every policy in force, and
-device_trouble from meters' status reports (battery, clock).
+device_trouble from meters' status reports (battery, clock) and sensors' error codes.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from care import alerts, store
-from care.alerts import Finding, InForce, MeterStatus
+from care.alerts import Finding, InForce, MeterStatus, SensorErrors
 from care.rules import AlertRules
 from devices.wire.messages import Notice
 from glucover.config import MqttTarget
@@ -166,6 +166,14 @@ def _sweep_findings(conn: psycopg.Connection[Any], rules: AlertRules, ids: list[
         (ids,)).fetchall()
     found += alerts.status_findings([MeterStatus(str(a), str(b), c, d, e)
                                      for a, b, c, d, e in statuses], rules)
+    errors = conn.execute(
+        "select pd.policy_id, e.device_id, count(*), max(e.measured_at), "
+        "array_agg(distinct e.code order by e.code) from sensor_errors e "
+        "join policy_devices pd using (device_id) where pd.bound_to is null "
+        "and pd.policy_id = any(%s) and e.measured_at > %s and e.measured_at <= %s "
+        "group by 1, 2", (ids, now - timedelta(hours=rules.error_hours), now)).fetchall()
+    found += alerts.sensor_error_findings([SensorErrors(str(a), str(b), int(c), d, tuple(e))
+                                           for a, b, c, d, e in errors], rules)
     return found
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any
 
-from glucover.config import Settings
+from glucover.config import DEFAULT_API_PORT, Settings
 from glucover.memory import fixed_mmap_threshold
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         _care_commands,
         _actuary_commands,
         _bench_commands,
+        _nightscout_commands,
     ):
         add_commands(sub)
     return parser
@@ -92,6 +93,8 @@ def _system_commands(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--price-every", type=float, default=60.0, help="seconds between pricing runs")
     p.add_argument("--no-live", action="store_true", help="stop publishing after the backfill")
+    p.add_argument("--api-port", type=int, default=DEFAULT_API_PORT,
+                   help="port of the Nightscout-compatible API")
 
     _add(sub, "migrate", "glucover.db:migrate_cli", "apply the database schema (idempotent)")
     p = _add(
@@ -101,6 +104,23 @@ def _system_commands(sub: Any) -> None:
         "say which backend and features are active; check reachability",
     )
     p.add_argument("--json", action="store_true")
+
+
+def _nightscout_commands(sub: Any) -> None:
+    """The Nightscout-compatible upload API (docs/nightscout.md)."""
+    p = _add(sub, "api", "nightscout.cli:api_cli",
+             "serve the Nightscout-compatible upload API (xDrip+, AndroidAPS, ...)")
+    p.add_argument("--port", type=int, default=DEFAULT_API_PORT)
+    p.add_argument("--host", default="0.0.0.0",  # noqa: S104 - a server's, in a container
+                   help="address to listen on")
+    nightscout = _add(sub, "nightscout", None, "a policyholder's Nightscout uploads")
+    nsub = _subcommands(nightscout, "nightscout_command", "ACTION")
+    p = _add(nsub, "enable", "nightscout.cli:enable_cli",
+             "create (or show, or with --rotate renew) a policy's upload credentials")
+    p.add_argument("--policy", required=True, help="policy id")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--rotate", action="store_true",
+                   help="new secret and token; the old ones stop working")
 
 
 def _device_commands(sub: Any) -> None:
@@ -528,6 +548,13 @@ def _bench_commands(sub: Any) -> None:
     p.add_argument("--danger-every", type=int, default=200,
                    help="one reading in this many is below 3.0 mmol/L")
     p.add_argument("--workers", type=int, default=2, help="ingest processes")
+    p.add_argument("--json", action="store_true")
+    p = _add(bsub, "api", "bench.api:bench_cli",
+             "Nightscout API entries/s (posts of 1 and 288) beside MQTT ingest")
+    p.add_argument("--entries", type=int, default=115_200, help="entries in posts of 288")
+    p.add_argument("--singles", type=int, default=2_000, help="entries posted one a post")
+    p.add_argument("--clients", type=int, default=4, help="concurrent uploading apps")
+    p.add_argument("--readings", type=int, default=200_000, help="MQTT readings beside them")
     p.add_argument("--json", action="store_true")
     p = _add(bsub, "soak", "bench.soak:soak_cli", "steady load; throughput and memory over time")
     p.add_argument("--minutes", type=float, default=5.0)

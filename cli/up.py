@@ -179,7 +179,8 @@ def _broker(stack: ExitStack, settings: Settings, secret: str) -> MqttTarget:
 def _start_services(args: argparse.Namespace, env: dict[str, str], admin_url: str,
                     urls: dict[str, str], target: MqttTarget, children: list[Child]
                     ) -> threading.Event:
-    """Ingest, the simulator, the alert service and the dashboard, each with its own login;
+    """Ingest, the simulator, the alert service, the Nightscout API and the dashboard, each
+    with its own login;
     returns the event set
     when the simulator's history is acknowledged. Raises when the dashboard does not start."""
     ingest_pw = broker.derive_password(env["GLUCOVER_SECRET"], broker.INGEST_ACCOUNT)
@@ -200,10 +201,16 @@ def _start_services(args: argparse.Namespace, env: dict[str, str], admin_url: st
         **env, "DATABASE_URL": urls["care"],
         "MQTT_URL": target.with_credentials(broker.CARE_ACCOUNT, care_pw).url()})
     children.append(child)
+    child, _ = spawn("api", ["api", "--host", "127.0.0.1", "--port", str(args.api_port)], {
+        **env, "DATABASE_URL": urls["api"],
+        "GLUCOVER_API_URL": f"http://127.0.0.1:{args.api_port}"})
+    children.append(child)
     child, _ = spawn("dashboard", ["dashboard", "--port", str(args.dashboard_port)], {
-        **env, "DATABASE_URL": urls["dashboard"], "GLUCOVER_DASHBOARD_ADDRESS": "127.0.0.1"})
+        **env, "DATABASE_URL": urls["dashboard"], "GLUCOVER_DASHBOARD_ADDRESS": "127.0.0.1",
+        "GLUCOVER_API_URL": f"http://127.0.0.1:{args.api_port}"})
     children.append(child)
     wait_for_port(args.dashboard_port, DASHBOARD_START_TIMEOUT_S, child.proc)
+    wait_for_port(args.api_port, DASHBOARD_START_TIMEOUT_S, children[-2].proc)
     return history_done
 
 
@@ -214,6 +221,8 @@ def _print_banner(args: argparse.Namespace, admin_url: str, target: MqttTarget,
         f"  dashboard:  http://127.0.0.1:{args.dashboard_port}",
         f"  database:   {admin_url}",
         f"  broker:     mqtt://{target.host}:{target.port}",
+        f"nightscout: http://127.0.0.1:{args.api_port}/api/v1/ "
+        "(`glucover nightscout enable --policy ID` gives an app its secret)",
         f"  logins (password {DEMO_PASSWORD!r}; names are not case-sensitive):",
         f"    staff:                    {', '.join(logins['staff'])}",
         f"    policyholders, a meter:   {', '.join(logins['meter'])}",

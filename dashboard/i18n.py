@@ -153,6 +153,44 @@ TEXT: dict[str, dict[str, str]] = {
     "alerts_show_resolved": {"en": "Show resolved", "zh": "显示已解决"},
     "alert_pick": {"en": "Alert", "zh": "预警"},
     "alert_readings": {"en": "Readings that raised it", "zh": "触发预警的读数"},
+    "alert_treatments": {"en": "Treatments the policyholder's app uploaded around them",
+                         "zh": "同一时段投保人应用上传的治疗记录"},
+    "col_event": {"en": "Event", "zh": "事件"},
+    "col_carbs": {"en": "Carbs (g)", "zh": "碳水（克）"},
+    "col_insulin": {"en": "Insulin (U)", "zh": "胰岛素（单位）"},
+    "col_notes": {"en": "Notes", "zh": "备注"},
+    # The policyholder's Nightscout uploads (dashboard/views/policyholder.py, docs/nightscout.md).
+    "ns_title": {"en": "Upload from your CGM app (xDrip+, AndroidAPS)",
+                 "zh": "从您的 CGM 应用上传（xDrip+、AndroidAPS）"},
+    "ns_not_enabled": {"en": "Uploads from apps such as xDrip+ or AndroidAPS are not set up "
+                             "for your policy yet: ask us and we will set them up.",
+                       "zh": "您的保单尚未开通 xDrip+、AndroidAPS 等应用的数据上传，"
+                             "请联系我们开通。"},
+    "ns_intro": {"en": "Your app uploads your glucose to glucover as it would to a Nightscout "
+                       "site. Copy these into the app (the button on each box copies it).",
+                 "zh": "您的应用会像上传到 Nightscout 网站一样把血糖数据上传到 glucover。"
+                       "请把以下内容填入应用（每个框右侧的按钮可复制）。"},
+    "ns_base_url": {"en": "Base URL", "zh": "服务器地址（Base URL）"},
+    "ns_secret": {"en": "API secret", "zh": "API 密钥（API secret）"},
+    "ns_token": {"en": "Access token (AndroidAPS)", "zh": "访问令牌（AndroidAPS）"},
+    "ns_xdrip_url": {"en": "xDrip+ Base URL (the secret included)",
+                     "zh": "xDrip+ 服务器地址（已含密钥）"},
+    "ns_qr": {"en": "Or scan the xDrip+ Base URL with your phone.",
+              "zh": "也可以用手机扫描 xDrip+ 服务器地址。"},
+    "ns_xdrip_steps": {"en": "**xDrip+**: Settings → Cloud Upload → Nightscout Sync "
+                             "(REST-API): switch it on and paste the xDrip+ Base URL above. "
+                             "Switch on \"Upload treatments\" too if you log carbs or insulin.",
+                       "zh": "**xDrip+**：设置 → 云端上传 → Nightscout 同步（REST-API）："
+                             "打开开关，粘贴上面的 xDrip+ 服务器地址。如需记录碳水或胰岛素，"
+                             "请同时打开“上传治疗记录”。"},
+    "ns_aaps_steps": {"en": "**AndroidAPS**: Config Builder → Synchronization → NSClientV3: "
+                            "enter the Base URL as the Nightscout URL and the access token as "
+                            "the NS access token.",
+                      "zh": "**AndroidAPS**：配置构建器 → 同步 → NSClientV3：将服务器地址填为 "
+                            "Nightscout URL，将访问令牌填为 NS access token。"},
+    "ns_keep_secret": {"en": "Keep the secret and the token to yourself: whoever has them can "
+                             "upload readings as you.",
+                       "zh": "请妥善保管密钥和令牌：任何拿到它们的人都可以冒用您的名义上传数据。"},
     "alert_readings_earlier": {"en": "and {n} earlier readings of this open alert",
                                "zh": "此预警另有 {n} 个更早的读数"},
     "alert_trail": {"en": "What the care team did", "zh": "处理记录"},

@@ -58,7 +58,10 @@ class Variable:
     default: str
 
 
-SERVICES = ("ingest", "pricing", "dashboard", "care")  # services with a database login of their own
+DEFAULT_API_PORT = 1337  # Nightscout's own default port
+
+# Services with a database login of their own.
+SERVICES = ("ingest", "pricing", "dashboard", "care", "api")
 
 VARIABLES = (
     Variable("DATABASE_URL", "`postgresql://user:pass@host:port/db`",
@@ -79,6 +82,9 @@ VARIABLES = (
              "time when earlier (replays of recorded or simulated history only)", "off"),
     Variable("GLUCOVER_DASHBOARD_ADDRESS", "address `glucover dashboard` listens on",
              "`0.0.0.0`"),
+    Variable("GLUCOVER_API_URL", "the Nightscout API's address as apps reach it (what "
+             "`glucover nightscout enable` and the policyholder's page give out)",
+             f"`http://127.0.0.1:{DEFAULT_API_PORT}`"),
     *(Variable(f"GLUCOVER_DB_PASSWORD_{service.upper()}",
                f"`glucover migrate` creates the {service} service's database login with this "
                "password", "no login") for service in SERVICES),
@@ -105,6 +111,7 @@ class Settings:
     trust_sent_at: bool = False
     dashboard_address: str = "0.0.0.0"  # noqa: S104 - a server's, in a container
     db_passwords: dict[str, str] = field(default_factory=dict)  # service -> login password
+    api_url: str = f"http://127.0.0.1:{DEFAULT_API_PORT}"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -127,6 +134,7 @@ class Settings:
             pg_bin=Path(env["GLUCOVER_PG_BIN"]) if env.get("GLUCOVER_PG_BIN") else None,
             trust_sent_at=trust == "1",
             dashboard_address=env.get("GLUCOVER_DASHBOARD_ADDRESS", "0.0.0.0"),  # noqa: S104
+            api_url=env.get("GLUCOVER_API_URL") or f"http://127.0.0.1:{DEFAULT_API_PORT}",
             db_passwords={s: pw for s in SERVICES
                           if (pw := env.get(f"GLUCOVER_DB_PASSWORD_{s.upper()}"))},
         )

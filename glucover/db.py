@@ -231,7 +231,8 @@ def read_version(conn: psycopg.Connection[Any], table: str, name: str,
 
 
 SERVICE_LOGINS = {"ingest": "glucover_ingest", "pricing": "glucover_pricing",
-                  "dashboard": "glucover_dashboard", "care": "glucover_care"}
+                  "dashboard": "glucover_dashboard", "care": "glucover_care",
+                  "api": "glucover_api"}
 
 
 def login_name(service: str) -> str:

@@ -216,6 +216,8 @@ class WriteResult:
     merged: bool = False  # held an already-stored reading, so took the slow path
     # Per meter, its stored sequence numbers as inclusive ranges, to publish once committed.
     acks: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    # Every record refused, as written to rejected_messages (the Nightscout API answers each).
+    rejections: tuple[Rejection, ...] = ()
 
 
 def prepare(conn: psycopg.Connection[Any]) -> None:
@@ -308,7 +310,7 @@ def write_batch(conn: psycopg.Connection[Any], batch: Batch,
     acked = _acknowledge(conn, batch.readings) if acks and batch.readings else {}
     if stored:
         conn.execute(ALERT_INBOX_SQL)
-    return WriteResult(stored, duplicates, counts, merged, acked)
+    return WriteResult(stored, duplicates, counts, merged, acked, tuple(rejections))
 
 
 def newest_seq(seqs: set[int]) -> int:

@@ -17,7 +17,7 @@ from tests.helpers import state_dir, wait_until
 
 def test_up_reaches_a_healthy_dashboard_with_data_flowing() -> None:
     home = state_dir("glucover-up-")
-    port = free_port()
+    port, api_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "MQTT_URL",
                                                              "GLUCOVER_SECRET")}
     env["GLUCOVER_HOME"] = str(home / "state")
@@ -25,7 +25,8 @@ def test_up_reaches_a_healthy_dashboard_with_data_flowing() -> None:
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "up", "--policies", "20", "--days", "15",
-             "--dashboard-port", str(port), "--price-every", "2"],
+             "--dashboard-port", str(port), "--api-port", str(api_port),
+             "--price-every", "2"],
             env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         health = ""
@@ -55,8 +56,16 @@ def test_up_reaches_a_healthy_dashboard_with_data_flowing() -> None:
                                   "'glucover_%%_svc' order by 1").fetchall()
         assert readings is not None and readings[0] > 100
         assert ledger == (20,)
-        assert [r[0] for r in logins] == ["glucover_care_svc", "glucover_dashboard_svc",
-                                          "glucover_ingest_svc", "glucover_pricing_svc"]
+        assert [r[0] for r in logins] == ["glucover_api_svc", "glucover_care_svc",
+                                          "glucover_dashboard_svc", "glucover_ingest_svc",
+                                          "glucover_pricing_svc"]
+        # The Nightscout-compatible API, at the URL up prints on a line of its own.
+        api_url = next(line.split()[1] for line in text.splitlines()
+                       if line.startswith("nightscout:"))
+        assert api_url == f"http://127.0.0.1:{api_port}/api/v1/"
+        status = urllib.request.urlopen(  # noqa: S310 - our own server
+            api_url + "status.json", timeout=5).read()
+        assert b'"status":"ok"' in status
         # Demo claims once pricing reached yesterday (a 15-day history: only those inside the
         # waiting period), and a claims handler's login.
         assert wait_until(lambda: "[up] demo claims:" in log.read_text(), 60), text[-3000:]

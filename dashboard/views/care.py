@@ -97,7 +97,10 @@ def _details(alert: pd.Series, lang: str) -> None:  # type: ignore[type-arg]
     with db.pool().connection() as conn:
         shown = store.evidence(conn, int(alert["alert_id"]))
         trail = store.audit_trail(conn, int(alert["alert_id"]))
-    readings = shown.readings  # newest first, within the rule's window
+        readings = shown.readings  # newest first, within the rule's window
+        treatments = store.treatments_near(
+            conn, str(alert["policy_id"]), readings["measured_at"].min(),
+            readings["measured_at"].max()) if len(readings) else None
     values = readings["value_mmol"].dropna()
     # The service's own words are English; the figures are said in the page's language.
     st.write(t("alert_summary", lang, n=len(readings), low=values.min(), high=values.max())
@@ -110,6 +113,14 @@ def _details(alert: pd.Series, lang: str) -> None:  # type: ignore[type-arg]
             "mmol/L": readings["value_mmol"].round(1)}), hide_index=True)
         if shown.earlier:
             st.caption(t("alert_readings_earlier", lang, n=shown.earlier))
+    if treatments is not None and len(treatments):
+        st.caption(t("alert_treatments", lang))
+        st.dataframe(pd.DataFrame({
+            t("col_time", lang): treatments["created_at"].dt.strftime("%Y-%m-%d %H:%M"),
+            t("col_event", lang): treatments["event_type"].fillna(""),
+            t("col_carbs", lang): treatments["carbs_g"],
+            t("col_insulin", lang): treatments["insulin_u"],
+            t("col_notes", lang): treatments["notes"].fillna("")}), hide_index=True)
     if len(trail):
         st.caption(t("alert_trail", lang))
         st.table(pd.DataFrame({

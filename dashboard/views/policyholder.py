@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from datetime import date, timedelta
 from typing import Any
 
 import altair as alt
 import pandas as pd
+import segno
 import streamlit as st
 
 from care.notices import URGENT_NOTICES, notice_text
@@ -24,6 +26,7 @@ from dashboard.policyholder_data import (
 from dashboard.views import cgm_section as cgm_view
 from glucover.config import Settings
 from kernel.vocabulary import Meal, Unit
+from nightscout import credentials as ns_credentials
 from pricing import cgm_metrics
 from records.export import policy_bundle, pseudonym_key
 
@@ -171,6 +174,8 @@ def render(user: User) -> None:
             st.altair_chart(readings_chart(summary, lang), width="stretch")
     # Built only when clicked (a callable), from the policy this user may see.
     fhir_download(summary, lang, staff)
+    if not staff:  # the upload credentials are the policyholder's own
+        nightscout_uploads(policy_id, lang)
     st.subheader(t(voiced("ledger", staff), lang))
     if summary.ledger.empty:
         st.info(t("no_ledger", lang))
@@ -184,6 +189,37 @@ def render(user: User) -> None:
     unit = st.session_state.get("unit", str(Unit.MMOL_L))
     st.table(explain(summary, lang, unit).head(shown).set_index(t("col_day", lang)))
 
+
+
+def nightscout_uploads(policy_id: str, lang: str) -> None:
+    """Where the policyholder's CGM app uploads (docs/nightscout.md): the base URL, secret and
+    token to copy, a QR code of xDrip+'s URL, and how to set up xDrip+ and AndroidAPS."""
+    with db.pool().connection() as conn:
+        row = conn.execute("select generation from nightscout_uploaders where policy_id = %s",
+                           (policy_id,)).fetchone()
+    with st.expander(t("ns_title", lang), icon=":material/cloud_upload:"):
+        if row is None:
+            st.caption(t("ns_not_enabled", lang))
+            return
+        settings = Settings.from_env()
+        creds = ns_credentials.credentials(settings.secret(), policy_id, int(str(row[0])))
+        urls = ns_credentials.app_urls(settings.api_url, creds)
+        st.caption(t("ns_intro", lang))
+        for label, value in (("ns_base_url", urls["base_url"]), ("ns_secret", creds.api_secret),
+                             ("ns_token", creds.token), ("ns_xdrip_url", urls["xdrip_url"])):
+            st.text(t(label, lang))
+            st.code(value, language=None, wrap_lines=True)
+        st.caption(t("ns_qr", lang))
+        st.image(qr_png(urls["xdrip_url"]), width=180)
+        st.markdown(t("ns_xdrip_steps", lang))
+        st.markdown(t("ns_aaps_steps", lang))
+        st.warning(t("ns_keep_secret", lang), icon=":material/key:")
+
+
+def qr_png(text: str) -> bytes:
+    out = io.BytesIO()
+    segno.make(text, error="m").save(out, kind="png", scale=5, border=2)
+    return out.getvalue()
 
 
 def _notices(policy_id: str, lang: str, staff: bool) -> None:

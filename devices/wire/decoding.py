@@ -336,6 +336,16 @@ def normalise_record(raw: Any, index: int, device_id: str, received_at: datetime
     return _normalised(index, device_id, received_at, received_at + IMPLAUSIBLY_AHEAD, *checked)
 
 
+def normalise_checked(index: int, device_id: str, received_at: datetime, seq: int,
+                      measured_at: datetime, value: float, unit: str, meal: str, sample: str,
+                      source: str, bits: int) -> Reading:
+    """Step 3 for a record whose fields another front door has checked already (the Nightscout
+    API, nightscout/mapping.py): the same range and clock checks, the same normalisation.
+    Raises WireError."""
+    return _normalised(index, device_id, received_at, received_at + IMPLAUSIBLY_AHEAD, seq,
+                       measured_at, value, unit, meal, sample, source, bits)
+
+
 _MINUTE = timedelta(minutes=1)
 # A Reading from the tuple of its fields, built field for field in _normalised: tuple's own
 # __new__, without the NamedTuple's Python-level one or _make's length check (135 -> 80 ns).

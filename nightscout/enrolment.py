@@ -1,0 +1,76 @@
+"""`glucover nightscout enable`: a policy's Nightscout device, its binding and credentials."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+import psycopg
+
+from glucover.errors import UserError
+from kernel.vocabulary import DeviceKind
+from nightscout import credentials
+from nightscout.credentials import Credentials
+from pricing.ruleset import RULESET_OF_KIND
+
+DEVICE_MODEL = "nightscout"
+# Bound from two days before the start date, as provisioning binds meters: the start date's
+# local midnight may be the UTC day before it (devices/provisioning.py).
+BIND_EARLY = timedelta(days=2)
+
+
+def enable(conn: psycopg.Connection[Any], secret: str, policy_id: str, rotate: bool
+           ) -> tuple[Credentials, bool]:
+    """The policy's upload credentials, created on first use or rotated; (credentials,
+    whether anything changed). In the caller's transaction.
+
+    On first use the policy's Nightscout device (a CGM) is bound to it from its start, the
+    meters bound before are unbound from now on (the app is the policyholder's device from
+    here), and a policy priced under the fingerstick ruleset moves to the CGM one."""
+    policy = conn.execute("select start_date from policies where policy_id = %s for update",
+                          (policy_id,)).fetchone()
+    if policy is None:
+        raise UserError(f"no policy {policy_id!r}: `glucover alerts list` or the dashboard "
+                        "names the policies")
+    row = conn.execute("select generation from nightscout_uploaders where policy_id = %s",
+                       (policy_id,)).fetchone()
+    if row is not None and not rotate:
+        return credentials.credentials(secret, policy_id, int(str(row[0]))), False
+    generation = int(str(row[0])) + 1 if row is not None else 1
+    creds = credentials.credentials(secret, policy_id, generation)
+    sha1_key, sha512_key, token_key = credentials.keys(creds)
+    if row is None:
+        _bind(conn, policy_id, creds.device_id, policy[0])
+        conn.execute("insert into nightscout_uploaders (policy_id, device_id, generation, "
+                     "secret_sha1_key, secret_sha512_key, token_key) values "
+                     "(%s, %s, %s, %s, %s, %s)",
+                     (policy_id, creds.device_id, generation, sha1_key, sha512_key, token_key))
+    else:
+        conn.execute("update nightscout_uploaders set generation = %s, secret_sha1_key = %s, "
+                     "secret_sha512_key = %s, token_key = %s, rotated_at = now() "
+                     "where policy_id = %s",
+                     (generation, sha1_key, sha512_key, token_key, policy_id))
+    return creds, True
+
+
+def _bind(conn: psycopg.Connection[Any], policy_id: str, device_id: str, start: Any) -> None:
+    conn.execute("insert into devices (device_id, model, kind) values (%s, %s, %s) "
+                 "on conflict (device_id) do nothing",
+                 (device_id, DEVICE_MODEL, str(DeviceKind.CGM)))
+    conn.execute("update policy_devices set bound_to = now() where policy_id = %s "
+                 "and device_id <> %s and (bound_to is null or bound_to > now())",
+                 (policy_id, device_id))
+    conn.execute("insert into policy_devices (policy_id, device_id, bound_from) "
+                 "values (%s, %s, %s) on conflict do nothing",
+                 (policy_id, device_id, datetime.combine(start, time(), UTC) - BIND_EARLY))
+    conn.execute("update policies set ruleset_name = %s where policy_id = %s "
+                 "and ruleset_name = %s", (RULESET_OF_KIND[DeviceKind.CGM], policy_id,
+                                           RULESET_OF_KIND[DeviceKind.BGM]))
+
+
+def uploader_of(conn: psycopg.Connection[Any], secret: str, policy_id: str
+                ) -> Credentials | None:
+    """A policy's current credentials, to show its holder; None when not enabled."""
+    row = conn.execute("select generation from nightscout_uploaders where policy_id = %s",
+                       (policy_id,)).fetchone()
+    return None if row is None else credentials.credentials(secret, policy_id, int(str(row[0])))
