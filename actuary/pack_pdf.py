@@ -25,7 +25,7 @@ FONTS = ["WenQuanYi Micro Hei", "Noto Sans CJK SC", "DejaVu Sans"]
 PROPOSED_COLOUR, IN_FORCE_COLOUR, ACTUAL_COLOUR = "#1f77b4", "#ff7f0e", "#333333"
 COST_ROWS = 14  # the cost table's rows on page 2 (the largest segments, then the total)
 
-TEXT = {
+TEXT: dict[str, dict[str, Any]] = {
     "title": {"en": "Ruleset validation pack", "zh": "规则集验证报告"},
     "subtitle": {"en": "Proposed {proposed!r} against {in_force!r} in force · {policies:,} "
                        "policies · holdout {holdout} to {through}",

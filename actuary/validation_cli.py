@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from actuary import validation
+from actuary import pack_pdf, validation
 from actuary.cli import NO_POLICIES, SYNTHETIC_DAYS, _progress, _stored_through
 from actuary.synthetic import synthetic_portfolio
 from glucover.config import Settings
@@ -111,8 +111,6 @@ def pack_json(pack: validation.ValidationPack) -> dict[str, Any]:
 def validate_cli(args: argparse.Namespace, settings: Settings) -> int:
     pack = run_pack(args, settings)
     if args.pdf:
-        from actuary import pack_pdf
-
         Path(args.pdf).write_bytes(pack_pdf.render(pack, args.lang))
         print(f"wrote {args.pdf}", file=sys.stderr)
     if args.json:

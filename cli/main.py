@@ -458,6 +458,14 @@ def _bench_commands(sub: Any) -> None:
                    help="one reading in this many is below 3.0 mmol/L")
     p.add_argument("--workers", type=int, default=2, help="ingest processes")
     p.add_argument("--json", action="store_true")
+    p = _add(bsub, "actuary", "bench.actuary:bench_cli",
+             "the validation pack of a proposed ruleset on a synthetic portfolio (goal: "
+             "100,000 policies x 365 days in under 60 s)")
+    p.add_argument("--policies", type=int, default=100_000)
+    p.add_argument("--days", type=int, default=365)
+    p.add_argument("--chunk-policies", type=int, default=10_000,
+                   help="policies made and replayed at a time")
+    p.add_argument("--json", action="store_true")
     p = _add(bsub, "soak", "bench.soak:soak_cli", "steady load; throughput and memory over time")
     p.add_argument("--minutes", type=float, default=5.0)
     p.add_argument("--rate", type=int, default=2000, help="readings per second offered")
