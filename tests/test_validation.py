@@ -70,9 +70,9 @@ def test_credibility_reproduces_the_hachemeister_case(
     assert groups["z"].idxmin() == "4"
     x4 = sum(r * w for r, w in zip(HACHEMEISTER_RATIOS[4], HACHEMEISTER_WEIGHTS[4],
                                   strict=True)) / w4
+    z4 = float(groups.loc["4", "z"])
     assert groups.loc["4", "estimate"] == pytest.approx(
-        groups.loc["4", "z"] * x4 + (1 - groups.loc["4", "z"]) * summary["collective_mean"],
-        rel=1e-12)
+        z4 * x4 + (1 - z4) * summary["collective_mean"], rel=1e-12)
 
 
 def test_credibility_csv_has_full_precision(tmp_path: Path,
