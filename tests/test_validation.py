@@ -70,7 +70,7 @@ def test_credibility_reproduces_the_hachemeister_case(
     assert groups["z"].idxmin() == "4"
     x4 = sum(r * w for r, w in zip(HACHEMEISTER_RATIOS[4], HACHEMEISTER_WEIGHTS[4],
                                   strict=True)) / w4
-    z4 = float(groups.loc["4", "z"])
+    z4 = float(groups["z"]["4"])
     assert groups.loc["4", "estimate"] == pytest.approx(
         z4 * x4 + (1 - z4) * summary["collective_mean"], rel=1e-12)
 
