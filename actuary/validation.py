@@ -48,6 +48,10 @@ CREDIBILITY_PERIOD_DAYS = 91  # periods of the credibility model: quarters of po
 DAYS_PER_YEAR = 365.25
 CLAIMS_SEED = 31  # the synthetic claims' draw
 SCORE = "score"  # sum insured / base sum insured at the end of the training window
+# The pricing committee's threshold: a change whose expected payouts a year out exceed those
+# in force by more than this share of them needs the committee's reference to be published
+# (the workbench asks for it; docs/actuarial.md, "The cost of the change").
+COMMITTEE_REVIEW_SHARE = 0.02
 
 
 class NoClaimsExperience(ValueError):
@@ -271,9 +275,25 @@ class ValidationPack:
             "expected_payout_proposed": float(total["expected_payout_proposed"]),
             "expected_payout_in_force": float(total["expected_payout_in_force"]),
             "cost_of_change": float(total["cost_of_change"]),
+            "cost_of_change_share": cost_share(float(total["cost_of_change"]),
+                                               float(total["expected_payout_in_force"])),
+            "committee_review_share": COMMITTEE_REVIEW_SHARE,
+            "committee_review": needs_committee(float(total["cost_of_change"]),
+                                                float(total["expected_payout_in_force"])),
             "backtest": {"ruleset": self.proposed.name, "baseline": self.in_force.name,
                          "through": self.through.isoformat(), **self.backtest.summary()},
         }
+
+
+def cost_share(cost_of_change: float, payout_in_force: float) -> float:
+    """The cost of the change as a share of the expected payouts in force."""
+    return cost_of_change / payout_in_force if payout_in_force > 0 else float("inf")
+
+
+def needs_committee(cost_of_change: float, payout_in_force: float) -> bool:
+    """A change costing more than COMMITTEE_REVIEW_SHARE of the expected payouts in force
+    goes to the pricing committee."""
+    return cost_share(cost_of_change, payout_in_force) > COMMITTEE_REVIEW_SHARE
 
 
 def default_holdout_from(through: date) -> date:

@@ -7,80 +7,26 @@ import argparse
 import json
 import math
 import sys
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from actuary import pack_pdf, validation
-from actuary.cli import NO_POLICIES, SYNTHETIC_DAYS, _progress, _stored_through
-from actuary.synthetic import synthetic_portfolio
+from actuary import pack_pdf, pack_sources, validation
+from actuary.cli import _progress, _stored_through
 from glucover.config import Settings
-from glucover.errors import UserError
 from pricing import ruleset as rulesets
-from pricing import store
-from pricing.evaluator import CHUNK_POLICIES
-from pricing.ruleset import RULESET_OF_KIND, Ruleset
-
-SYNTHETIC_SEED = 7  # the back-test's synthetic portfolio (actuary/cli.py), so figures agree
-
-
-def in_force_for(proposed: Ruleset, published_names: list[str]) -> str:
-    """The ruleset the proposal would replace: its own name when that is published or built
-    in, else the shipped ruleset of its kind."""
-    if proposed.name in published_names or proposed.name in rulesets.builtin_names():
-        return proposed.name
-    return RULESET_OF_KIND[proposed.kind]
-
-
-def _holdout(args: argparse.Namespace, through: date) -> date:
-    holdout: date = args.holdout_from or validation.default_holdout_from(through)
-    if holdout > through:
-        raise UserError(f"--holdout-from {holdout} is after the last day {through}")
-    return holdout
 
 
 def run_pack(args: argparse.Namespace, settings: Settings) -> validation.ValidationPack:
     proposed = rulesets.load(args.ruleset)
     if args.synthetic:
-        p = synthetic_portfolio(args.synthetic, SYNTHETIC_DAYS, seed=SYNTHETIC_SEED,
-                                with_claims=False)
-        through = (p.policies["start_date"].min() + pd.Timedelta(days=SYNTHETIC_DAYS - 1)).date()
-        in_force = rulesets.builtin_or_default(in_force_for(proposed, []))
-        holdout = _holdout(args, through)
-        part = validation.replay(p.policies, p.bindings, p.readings, proposed, in_force,
-                                 holdout, through)
-        return _pack([part], p.policies, proposed, in_force, holdout, through, None)
+        return pack_sources.synthetic_pack(args.synthetic, proposed, args.holdout_from)
     import psycopg
 
-    through = _stored_through(args)
-    holdout = _holdout(args, through)
     with psycopg.connect(settings.require_database_url()) as conn:
-        in_force = store.in_force(conn, in_force_for(proposed, store.ruleset_names(conn)))
-        if in_force.kind != proposed.kind:
-            raise UserError(f"{proposed.name} prices {proposed.kind} policies and "
-                            f"{in_force.name} {in_force.kind} ones")
-        policies, bindings = store.load_policies(conn)
-        policies = store.of_kind(conn, policies, proposed.kind)
-        if policies.empty:
-            raise UserError(NO_POLICIES)
-        progress = _progress if len(policies) > CHUNK_POLICIES else None
-        part = validation.replay(policies, bindings,
-                                 lambda ids: store.load_readings(conn, ids), proposed,
-                                 in_force, holdout, through, progress)
-    products = policies.set_index("policy_id")["ruleset_name"].astype(str)
-    return _pack([part], policies, proposed, in_force, holdout, through, products)
-
-
-def _pack(parts: list[tuple[Any, pd.DataFrame]], policies: pd.DataFrame, proposed: Ruleset,
-          in_force: Ruleset, holdout: date, through: date,
-          products: pd.Series | None) -> validation.ValidationPack:  # type: ignore[type-arg]
-    try:
-        return validation.validation_pack(parts, policies, proposed, in_force, holdout,
-                                          through, products=products)
-    except validation.NoClaimsExperience as exc:
-        raise UserError(str(exc)) from None
+        return pack_sources.stored_pack(conn, proposed, _stored_through(args),
+                                        args.holdout_from, _progress)
 
 
 def _full(value: Any) -> Any:
@@ -130,7 +76,10 @@ def validate_cli(args: argparse.Namespace, settings: Settings) -> int:
           f"{s['credibility_s2']:.3g}, mean z {s['credibility_mean_z']:.3f}")
     print(f"  a year out: expected payouts {s['expected_payout_proposed']:,.0f} proposed, "
           f"{s['expected_payout_in_force']:,.0f} in force, cost of the change "
-          f"{s['cost_of_change']:+,.0f}")
+          f"{s['cost_of_change']:+,.0f} ({s['cost_of_change_share']:+.2%})")
+    if s["committee_review"]:
+        print(f"  above the committee's threshold of {s['committee_review_share']:.0%}: "
+              "publishing needs the pricing committee's reference")
     b = s["backtest"]
     print(f"  hypoglycaemia: policy-days below 3.9 mmol/L {b['hypo_days_below_3_9_percent']:.2f}%"
           f" ({b['hypo_days_below_3_9_percent_baseline']:.2f}% in force)")

@@ -9,9 +9,11 @@ import json
 import subprocess
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -330,3 +332,86 @@ def test_bench_actuary_small(capsys: pytest.CaptureFixture[str]) -> None:
     for key in ("pack_seconds", "replay_seconds", "figures_seconds", "backtest_seconds",
                 "peak_rss_mb"):
         assert report[key] > 0
+
+
+# --------------------------------------------------------------- the workbench's tab
+
+
+@pytest.fixture
+def workbench_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    from dashboard.auth import create_user
+    from pricing import store
+    from tests.helpers import PASSWORD
+
+    load_fleet(db_url, n=6, days=20, seed=6)
+    with psycopg.connect(db_url) as conn:
+        store.current(conn, "default")
+        create_user(conn, "ann", PASSWORD, "actuary", rounds=4)
+        conn.commit()
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    return db_url
+
+
+def _button(at: Any, label: str) -> Any:
+    return next(b for b in at.button if b.label == label)
+
+
+def test_the_validation_tab_prices_a_draft_and_publishing_asks_for_the_committee(
+        workbench_db: str) -> None:
+    from tests.helpers import signed_in
+
+    at = signed_in("ann")
+    next(s for s in at.selectbox if s.label == "Ruleset").set_value("default").run()
+    next(n for n in at.number_input if n.label == "In target up to (mmol/L)").set_value(8.0)
+    _button(at, "Validate").click()
+    at.run()
+    assert "Cost of the change: run the Validation tab on this draft to see it." in [
+        c.value for c in at.caption]
+    # The stored fleet is too small and short for claims: the tab says so, and no cost.
+    _button(at, "Run validation").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert any(w.value.startswith("No validation pack:") for w in at.warning)
+    # A synthetic portfolio of a year has claims to judge the draft by.
+    at.radio(key="va_source").set_value("synthetic").run()
+    at.number_input(key="va_size").set_value(1500).run()
+    _button(at, "Run validation").click()
+    at.run()
+    assert not at.exception, at.exception
+    labels = {m.label for m in at.metric}
+    assert {"Gini on the holdout, proposed", "Cost of the change a year out"} <= labels
+    assert [s.value for s in at.subheader][-4:] == [
+        "Lift: claims per policy-year by equal-exposure decile (bars actual, line predicted)",
+        "Double lift: actual / expected, sorted by proposed / in force",
+        "Ordered Lorenz curves on the holdout", "Cost by product and segment"]
+    cost = at.dataframe[-1].value
+    assert "cost of the change" in cost.columns and cost.iloc[-1]["segment"] == "all"
+    # The publish step now shows the cost; above the threshold it needs a reference.
+    assert any(i.value.startswith("Cost of the change a year out: RMB +") for i in at.info)
+    publish = _button(at, "Publish new version")
+    assert publish.disabled
+    at.text_input(key=next(k for k in (w.key for w in at.text_input)
+                           if k and k.endswith("committee_reference"))).input("PC-2026-14")
+    at.run()
+    _button(at, "Publish new version").click()
+    at.run()
+    assert not at.exception, at.exception
+    with psycopg.connect(workbench_db) as conn:
+        row = conn.execute("select notes from rulesets where name = 'default' "
+                           "order by version desc limit 1").fetchone()
+    assert row is not None and "pricing committee reference PC-2026-14" in row[0]
+    assert "cost of the change a year out +" in row[0]
+
+
+def test_the_validation_tab_in_chinese(workbench_db: str) -> None:
+    from tests.helpers import signed_in
+
+    at = signed_in("ann")
+    at.selectbox(key="lang_sidebar").set_value("zh").run()
+    at.radio(key="va_source").set_value("synthetic").run()
+    at.number_input(key="va_size").set_value(1200).run()
+    _button(at, "运行验证").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert {"保留期基尼系数（拟议）", "一年后的变更成本"} <= {m.label for m in at.metric}
+    assert "变更成本" in at.dataframe[-1].value.columns
