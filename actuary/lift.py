@@ -44,12 +44,19 @@ def lorenz_area(exposure_sorted: Floats, actual_sorted: Floats,
     """Area under the ordered Lorenz curve: x_k = cumulative exposure share, y_k = cumulative
     actual share (policies sorted by predicted per unit exposure, ascending), trapezoids from
     (0,0): Σ_k (x_k − x_{k−1}) (y_k + y_{k−1}) / 2. `counts`: each policy's multiplicity (a
-    bootstrap resample)."""
+    bootstrap resample).
+
+    Computed as the same sum regrouped by policy, which needs only the policies with claims:
+    with X_j the cumulative exposure through j, E and A the totals,
+    area = (Σ_j a_j (E − X_j) + ½ Σ_j e_j a_j) / (E A)."""
     e = exposure_sorted if counts is None else exposure_sorted * counts
-    a = actual_sorted if counts is None else actual_sorted * counts
-    x = np.concatenate([[0.0], np.cumsum(e)]) / e.sum()
-    y = np.concatenate([[0.0], np.cumsum(a)]) / a.sum()
-    return float(np.sum(np.diff(x) * (y[1:] + y[:-1])) / 2)
+    cumulative = np.cumsum(e)
+    total_e = float(cumulative[-1])
+    claimed = np.flatnonzero(actual_sorted)
+    a = actual_sorted[claimed] if counts is None else actual_sorted[claimed] * counts[claimed]
+    total_a = float(a.sum())
+    inner = float(np.dot(a, total_e - cumulative[claimed]) + 0.5 * np.dot(e[claimed], a))
+    return inner / (total_e * total_a)
 
 
 def gini_index(exposure: Floats, actual: Floats, predicted: Floats) -> float:

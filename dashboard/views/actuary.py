@@ -200,6 +200,14 @@ def _worse_when_higher(shown_change: float) -> dict[str, Any]:
     return {"delta_color": "inverse"}
 
 
+def _better_when_higher(shown_change: float) -> dict[str, Any]:
+    """st.metric's colouring of a change where more is better (the Gini): a rise green, a
+    fall red, no change (as shown) grey without an arrow."""
+    if shown_change == 0:
+        return {"delta_color": "off", "delta_arrow": "off"}
+    return {"delta_color": "normal"}
+
+
 def backtest_section(candidate: Ruleset | None) -> None:
     lang = st.session_state.get("lang", "en")
     rules = candidate or _published("default")
@@ -324,8 +332,10 @@ def show_pack(pack: ValidationPack, lang: str) -> None:
                  through=s["through"], train=s["training_claims"], hold=s["holdout_claims"]))
     c1, c2, c3 = st.columns(3)
     gini_change = s["gini_proposed"] - s["gini_in_force"]
+    # A higher Gini ranks risk better: a rise green, no change (as shown) grey.
     c1.metric(t("va_gini", lang), f"{s['gini_proposed']:.3f}",
-              delta=t("va_vs_in_force", lang, change=f"{gini_change:+.3f}"))
+              delta=t("va_vs_in_force", lang, change=f"{gini_change:+.3f}"),
+              **_better_when_higher(round(gini_change, 3)))
     c1.caption(t("va_interval", lang, low=f"{s['gini_proposed_low']:.3f}",
                  high=f"{s['gini_proposed_high']:.3f}",
                  in_force=f"{s['gini_in_force']:.3f}"))
@@ -364,20 +374,26 @@ def show_pack(pack: ValidationPack, lang: str) -> None:
         st.altair_chart(alt.Chart(long).mark_line(point=True).encode(
             x=alt.X("bin:O", title=t("va_decile", lang)),
             y=alt.Y("ae:Q", title=t("va_ae", lang)),
-            color=alt.Color("model:N", title=None, legend=alt.Legend(orient="bottom"))),
-            width="stretch")
+            color=_model_colours(said, lang)), width="stretch")
     st.subheader(t("va_lorenz", lang))
     st.altair_chart(alt.Chart(_lorenz_frame(pack, said)).mark_line().encode(
-        x=alt.X("x:Q", title=t("va_exposure_share", lang)),
-        y=alt.Y("y:Q", title=t("va_claims_share", lang)),
-        color=alt.Color("model:N", title=None, legend=alt.Legend(orient="bottom"))),
-        width="stretch")
+        x=alt.X("x:Q", title=t("va_exposure_share", lang), scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("y:Q", title=t("va_claims_share", lang), scale=alt.Scale(domain=[0, 1])),
+        color=_model_colours(said, lang)), width="stretch")
     st.subheader(t("va_by_segment", lang))
     st.dataframe(_headed(pack.cost.round(0), lang), hide_index=True, width="stretch")
     st.download_button(t("va_pdf", lang), pack_pdf.render(pack, lang),
                        f"validation_{pack.proposed.name}.pdf", "application/pdf")
     st.download_button(t("va_cost_csv", lang), pack.cost.to_csv(index=False),
                        "validation_cost.csv", "text/csv")
+
+
+def _model_colours(said: dict[str, str], lang: str) -> alt.Color:
+    """The same colour for a model in every chart and language (the PDF's colours)."""
+    names = [said["proposed"], said["in_force"], t("va_equality", lang)]
+    return alt.Color("model:N", title=None, legend=alt.Legend(orient="bottom"),
+                     scale=alt.Scale(domain=names, range=[pack_pdf.PROPOSED_COLOUR,
+                                                          pack_pdf.IN_FORCE_COLOUR, "#999999"]))
 
 
 def _lorenz_frame(pack: ValidationPack, said: dict[str, str]) -> pd.DataFrame:
@@ -457,8 +473,10 @@ def render(user: User) -> None:
         "wb_cgm", lang, n=f"{int(c['policies']):,}", days=TIR_WINDOW_DAYS,
         tir=f"{c['time_in_range']:.1%}", below=f"{c['below_54']:.2%}",
         coverage=f"{c['coverage']:.0%}"))
+    # Keyed and tracked, so a rerun from inside a tab (a radio, a button) stays on that tab.
     tabs = st.tabs([t(f"wb_tab_{tab}", lang)
-                    for tab in ("ruleset", "backtest", "validation", "glm", "gaming")])
+                    for tab in ("ruleset", "backtest", "validation", "glm", "gaming")],
+                   key=f"wb_tabs_{lang}", on_change="rerun")
     with tabs[0]:
         candidate = ruleset_editor(user)
     with tabs[1]:
