@@ -1,5 +1,5 @@
-"""`glucover actuary backtest|glm|gaming|credibility|lift|validate`: the workbench from the
-command line."""
+"""`glucover actuary backtest|glm|gaming|credibility|lift`: the workbench from the command line
+(`actuary validate` is actuary/validation_cli.py)."""
 
 from __future__ import annotations
 
@@ -261,11 +261,5 @@ def lift_cli(args: argparse.Namespace, settings: Settings) -> int:
 
 def actuary_cli(args: argparse.Namespace, settings: Settings) -> int:
     handler = {"backtest": backtest_cli, "glm": glm_cli, "gaming": gaming_cli,
-               "credibility": credibility_cli, "lift": lift_cli, "validate": validate_cli}
+               "credibility": credibility_cli, "lift": lift_cli}
     return handler[args.actuary_command](args, settings)
-
-
-def validate_cli(args: argparse.Namespace, settings: Settings) -> int:
-    from actuary import validation_cli
-
-    return validation_cli.validate_cli(args, settings)

@@ -69,8 +69,8 @@ def validate_cli(args: argparse.Namespace, settings: Settings) -> int:
           f"policy-years), {s['holdout_claims']} in the holdout "
           f"({s['holdout_exposure_years']:,.0f})")
     print(f"  Gini on the holdout: proposed {s['gini_proposed']:.3f} "
-          f"({s['gini_proposed_low']:.3f}-{s['gini_proposed_high']:.3f}), in force "
-          f"{s['gini_in_force']:.3f} ({s['gini_in_force_low']:.3f}-"
+          f"({s['gini_proposed_low']:.3f} to {s['gini_proposed_high']:.3f}), in force "
+          f"{s['gini_in_force']:.3f} ({s['gini_in_force_low']:.3f} to "
           f"{s['gini_in_force_high']:.3f})")
     print(f"  credibility of own claims: tau2 {s['credibility_tau2']:.3g}, s2 "
           f"{s['credibility_s2']:.3g}, mean z {s['credibility_mean_z']:.3f}")

@@ -380,7 +380,7 @@ def _actuary_commands(sub: Any) -> None:
     p.add_argument("--bins", type=int, default=10)
     p.add_argument("--seed", type=int, default=1, help="of the bootstrap")
     p.add_argument("--json", action="store_true")
-    p = _add(asub, "validate", "actuary.cli:actuary_cli",
+    p = _add(asub, "validate", "actuary.validation_cli:validate_cli",
              "the validation pack of a proposed ruleset against the one in force: holdout "
              "lift, Gini, double lift, credibility, the change's cost")
     p.add_argument("--ruleset", required=True, help="the proposed ruleset (TOML file or name)")
