@@ -40,11 +40,11 @@ def exposure_bins(exposure_sorted: Floats, bins: int) -> Ints:
 
 
 def lorenz_area(exposure_sorted: Floats, actual_sorted: Floats,
-                counts: Floats | None = None) -> float:
+                counts: Floats | None = None, claimed: Ints | None = None) -> float:
     """Area under the ordered Lorenz curve: x_k = cumulative exposure share, y_k = cumulative
     actual share (policies sorted by predicted per unit exposure, ascending), trapezoids from
     (0,0): Σ_k (x_k − x_{k−1}) (y_k + y_{k−1}) / 2. `counts`: each policy's multiplicity (a
-    bootstrap resample).
+    bootstrap resample); `claimed`: the positions with actual > 0, when known.
 
     Computed as the same sum regrouped by policy, which needs only the policies with claims:
     with X_j the cumulative exposure through j, E and A the totals,
@@ -52,7 +52,8 @@ def lorenz_area(exposure_sorted: Floats, actual_sorted: Floats,
     e = exposure_sorted if counts is None else exposure_sorted * counts
     cumulative = np.cumsum(e)
     total_e = float(cumulative[-1])
-    claimed = np.flatnonzero(actual_sorted)
+    if claimed is None:
+        claimed = np.flatnonzero(actual_sorted)
     a = actual_sorted[claimed] if counts is None else actual_sorted[claimed] * counts[claimed]
     total_a = float(a.sum())
     inner = float(np.dot(a, total_e - cumulative[claimed]) + 0.5 * np.dot(e[claimed], a))
@@ -75,10 +76,12 @@ def bootstrap_gini(exposure: Floats, actual: Floats, predicted: Floats, seed: in
     e, a = exposure[order], actual[order]
     rng = np.random.default_rng(seed)
     n = len(e)
+    claimed = np.flatnonzero(a)
     out = np.empty(replicates)
     for r in range(replicates):
         counts = np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
-        out[r] = 1.0 - 2.0 * lorenz_area(e, a, counts) if (a * counts).sum() > 0 else np.nan
+        out[r] = (1.0 - 2.0 * lorenz_area(e, a, counts, claimed)
+                  if counts[claimed].any() else np.nan)
     return out
 
 

@@ -415,3 +415,19 @@ def test_the_validation_tab_in_chinese(workbench_db: str) -> None:
     assert not at.exception, at.exception
     assert {"保留期基尼系数（拟议）", "一年后的变更成本"} <= {m.label for m in at.metric}
     assert "变更成本" in at.dataframe[-1].value.columns
+
+
+def test_the_claims_model_is_statsmodels_poisson_glm() -> None:
+    """validation.poisson_glm (Newton–Raphson) against statsmodels' GLM on one data set."""
+    import statsmodels.api as sm
+
+    from actuary.validation import poisson_glm
+
+    rng = np.random.default_rng(3)
+    n = 5000
+    design = np.column_stack([np.ones(n), rng.uniform(0.8, 1.4, n), rng.random(n) < 0.3])
+    exposure = rng.uniform(0.1, 1.0, n)
+    claims = rng.poisson(exposure * np.exp(design @ np.array([-2.0, -0.7, 0.4]))).astype(float)
+    expected = sm.GLM(claims, design, family=sm.families.Poisson(), exposure=exposure).fit()
+    np.testing.assert_allclose(poisson_glm(design, claims, exposure), expected.params,
+                               rtol=1e-8, atol=1e-10)
