@@ -302,6 +302,7 @@ def validation_section(candidate: Ruleset | None) -> None:
             except UserError as exc:
                 pack = str(exc)
         st.session_state["validation_pack"] = (rules.to_toml(), pack)
+        st.session_state["validation_run"] = st.session_state.get("validation_run", 0) + 1
         st.rerun()  # the publish step (on the Ruleset tab) shows the cost from now on
     held = _held_pack(rules)
     if held is None:
@@ -382,10 +383,21 @@ def show_pack(pack: ValidationPack, lang: str) -> None:
         color=_model_colours(said, lang)), width="stretch")
     st.subheader(t("va_by_segment", lang))
     st.dataframe(_headed(pack.cost.round(0), lang), hide_index=True, width="stretch")
-    st.download_button(t("va_pdf", lang), pack_pdf.render(pack, lang),
+    st.download_button(t("va_pdf", lang), _pdf(pack, lang),
                        f"validation_{pack.proposed.name}.pdf", "application/pdf")
     st.download_button(t("va_cost_csv", lang), pack.cost.to_csv(index=False),
                        "validation_cost.csv", "text/csv")
+
+
+def _pdf(pack: ValidationPack, lang: str) -> bytes:
+    """The committee's PDF of this pack in this language, drawn once (a rerun of the page
+    reuses it)."""
+    drawn: dict[tuple[int, str], bytes] = st.session_state.setdefault("validation_pdf", {})
+    key = (int(st.session_state.get("validation_run", 0)), lang)
+    if key not in drawn:
+        drawn.clear()  # only the pack on show is kept
+        drawn[key] = pack_pdf.render(pack, lang)
+    return drawn[key]
 
 
 def _model_colours(said: dict[str, str], lang: str) -> alt.Color:
