@@ -133,9 +133,13 @@ class BacktestPart:
 def backtest_part(policies: pd.DataFrame, bindings: pd.DataFrame, readings: ReadingsSource,
                   candidate: Ruleset, baseline: Ruleset, through: date,
                   progress: Callable[[float], None] | None = None, keep_paths: int = 200,
-                  chunk_policies: int = CHUNK_POLICIES) -> BacktestPart:
+                  chunk_policies: int = CHUNK_POLICIES,
+                  ledgers: Callable[[pd.DataFrame, Ledger, Ledger], None] | None = None
+                  ) -> BacktestPart:
     """Replay the history of `policies` under `candidate` and `baseline` with the pricing
-    evaluator, a chunk of `chunk_policies` policies at a time."""
+    evaluator, a chunk of `chunk_policies` policies at a time. `ledgers`, when given, sees
+    each chunk's policies and its two ledgers (candidate, baseline) as they are made (the
+    validation pack reads other days of them: actuary/validation.py)."""
     glycaemia: list[pd.DataFrame] = []
     finals: list[pd.DataFrame] = []
     finals_base: list[pd.DataFrame] = []
@@ -157,6 +161,8 @@ def backtest_part(policies: pd.DataFrame, bindings: pd.DataFrame, readings: Read
         assigned_base = assigned if same else assign_readings(chunk, b, r, baseline, n_days)[0]
         cand_ledger = evaluate(chunk, b, r, candidate, through, assigned=assigned)
         base_ledger = evaluate(chunk, b, r, baseline, through, assigned=assigned_base)
+        if ledgers is not None:
+            ledgers(chunk, cand_ledger, base_ledger)
         values = r["value_mmol"].to_numpy(dtype=np.float64)
         exposure.add(values[assigned.row], assigned.policy, assigned.day_offset, n_days)
         exposure_base.add(values[assigned_base.row], assigned_base.policy,

@@ -1,9 +1,11 @@
-"""`glucover actuary backtest|glm|gaming`: the workbench from the command line."""
+"""`glucover actuary backtest|glm|gaming|credibility|lift`: the workbench from the command line
+(`actuary validate` is actuary/validation_cli.py)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -196,6 +198,68 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+def _full(value: Any) -> Any:
+    """A figure for JSON at full precision (NaN and infinities as null)."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _full_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{str(k): _full(v) for k, v in row.items()}
+            for row in frame.to_dict(orient="records")]
+
+
+def _csv(frame: pd.DataFrame) -> None:
+    """A table on standard output, floats as their shortest round-trip decimals."""
+    frame.to_csv(sys.stdout, index=False, float_format=lambda v: repr(float(v)))
+
+
+def credibility_cli(args: argparse.Namespace, settings: Settings) -> int:
+    """Bühlmann–Straub on a CSV file: the groups' table, then (after a blank line) the
+    summary; or one JSON object with both."""
+    from actuary.credibility import BuhlmannStraub
+    from actuary.inputs import read_credibility
+
+    model = BuhlmannStraub().fit(read_credibility(args.input))
+    if args.json:
+        print(json.dumps({"summary": {k: _full(v) for k, v in model.summary().items()},
+                          "groups": _full_records(model.groups_)}, indent=1))
+        return 0
+    _csv(model.groups_)
+    print()
+    _csv(pd.DataFrame([model.summary()]))
+    return 0
+
+
+def lift_cli(args: argparse.Namespace, settings: Settings) -> int:
+    """Lift table, Gini summary and (with predicted_b) double lift, as CSV tables separated by
+    blank lines, or one JSON object."""
+    from actuary.inputs import read_lift
+    from actuary.lift import lift_report
+
+    if args.bins < 1:
+        raise UserError(f"--bins {args.bins}: give at least 1")
+    report = lift_report(read_lift(args.input), args.bins, args.seed)
+    if args.json:
+        out: dict[str, Any] = {"summary": {k: _full(v) for k, v in report.summary().items()},
+                               "lift": _full_records(report.lift)}
+        if report.double_lift is not None:
+            out["double_lift"] = _full_records(report.double_lift)
+        print(json.dumps(out, indent=1))
+        return 0
+    _csv(report.lift)
+    print()
+    _csv(pd.DataFrame([report.summary()]))
+    if report.double_lift is not None:
+        print()
+        _csv(report.double_lift)
+    return 0
+
+
 def actuary_cli(args: argparse.Namespace, settings: Settings) -> int:
-    handler = {"backtest": backtest_cli, "glm": glm_cli, "gaming": gaming_cli}
+    handler = {"backtest": backtest_cli, "glm": glm_cli, "gaming": gaming_cli,
+               "credibility": credibility_cli, "lift": lift_cli}
     return handler[args.actuary_command](args, settings)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -65,8 +66,7 @@ def synthetic_portfolio(n_policies: int, days: int, seed: int = 1,
         "birth_year": birth_year,
         "mean_fasting": mean_fasting, "adherence": adherence,
     })
-    age = start_ts.year - birth_year
-    policies["age_band"] = np.where(age < 50, "<50", np.where(age < 65, "50-64", "65+"))
+    policies["age_band"] = age_band(birth_year, start_ts.year)
     mean_glucose = mean_fasting + POST_MEAL_SHARE / (1 + POST_MEAL_SHARE) * POST_MEAL_RISE
     policies["true_a1c"] = estimated_a1c(mean_glucose)
     bindings = pd.DataFrame({"policy_id": ids, "device_id": devices,
@@ -188,10 +188,23 @@ def _readings(rng: np.random.Generator, policies: pd.DataFrame, devices: np.ndar
     })
 
 
+def age_band(birth_year: Any, year: int) -> npt.NDArray[np.str_]:
+    """<50, 50-64 or 65+ by age in `year` (the bands of AGE_BAND_RATE_RATIO)."""
+    age = year - np.asarray(birth_year, dtype=np.int64)
+    out: npt.NDArray[np.str_] = np.where(age < 50, "<50", np.where(age < 65, "50-64", "65+"))
+    return out
+
+
+def annual_claim_rate(a1c: Any, band: Any) -> npt.NDArray[np.float64]:
+    """Claims a year: base rate x 1.59^(HbA1c - 7) x the age band's rate ratio."""
+    ratio = pd.Series(np.asarray(band)).map(AGE_BAND_RATE_RATIO).to_numpy(dtype=np.float64)
+    rate: npt.NDArray[np.float64] = (BASE_ANNUAL_CLAIM_RATE
+                                     * HAZARD_RATIO_PER_A1C ** (np.asarray(a1c) - 7.0) * ratio)
+    return rate
+
+
 def _claims(rng: np.random.Generator, policies: pd.DataFrame, days: int) -> pd.DataFrame:
     exposure = np.full(len(policies), days / 365.25)
-    rate = (BASE_ANNUAL_CLAIM_RATE
-            * HAZARD_RATIO_PER_A1C ** (policies["true_a1c"].to_numpy() - 7.0)
-            * policies["age_band"].map(AGE_BAND_RATE_RATIO).to_numpy())
+    rate = annual_claim_rate(policies["true_a1c"].to_numpy(), policies["age_band"])
     return pd.DataFrame({"policy_id": policies["policy_id"],
                          "claims": rng.poisson(rate * exposure), "exposure_years": exposure})

@@ -484,6 +484,32 @@ def _actuary_commands(sub: Any) -> None:
     p.add_argument("--synthetic", type=int, default=0)
     p.add_argument("--through", type=_date, default=None)
     p.add_argument("--json", action="store_true")
+    p = _add(asub, "credibility", "actuary.cli:actuary_cli",
+             "Bühlmann–Straub credibility from a CSV file (group,period,weight,value), no "
+             "database")
+    p.add_argument("--input", required=True, help="CSV: group,period,weight,value (weight > 0)")
+    p.add_argument("--json", action="store_true")
+    p = _add(asub, "lift", "actuary.cli:actuary_cli",
+             "lift by equal-exposure bins, Gini with a bootstrap 95%% interval, double lift, "
+             "from a CSV file, no database")
+    p.add_argument("--input", required=True,
+                   help="CSV: policy_id,exposure,actual,predicted[,predicted_b]")
+    p.add_argument("--bins", type=int, default=10)
+    p.add_argument("--seed", type=int, default=1, help="of the bootstrap")
+    p.add_argument("--json", action="store_true")
+    p = _add(asub, "validate", "actuary.validation_cli:validate_cli",
+             "the validation pack of a proposed ruleset against the one in force: holdout "
+             "lift, Gini, double lift, credibility, the change's cost")
+    p.add_argument("--ruleset", required=True, help="the proposed ruleset (TOML file or name)")
+    p.add_argument("--holdout-from", type=_date, default=None,
+                   help="first day of the out-of-time holdout (default: the last "
+                   "90 days through yesterday)")
+    p.add_argument("--through", type=_date, default=None, help="last day (default: yesterday)")
+    p.add_argument("--synthetic", type=int, default=0,
+                   help="a seeded synthetic portfolio of N policies instead of the database")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--pdf", help="write the pricing committee's PDF here")
+    p.add_argument("--lang", choices=("en", "zh"), default="en", help="language of the PDF")
 
 
 def _bench_commands(sub: Any) -> None:
@@ -555,6 +581,13 @@ def _bench_commands(sub: Any) -> None:
     p.add_argument("--singles", type=int, default=2_000, help="entries posted one a post")
     p.add_argument("--clients", type=int, default=4, help="concurrent uploading apps")
     p.add_argument("--readings", type=int, default=200_000, help="MQTT readings beside them")
+    p = _add(bsub, "actuary", "bench.actuary:bench_cli",
+             "the validation pack of a proposed ruleset on a synthetic portfolio (goal: "
+             "100,000 policies x 365 days in under 60 s)")
+    p.add_argument("--policies", type=int, default=100_000)
+    p.add_argument("--days", type=int, default=365)
+    p.add_argument("--chunk-policies", type=int, default=10_000,
+                   help="policies made and replayed at a time")
     p.add_argument("--json", action="store_true")
     p = _add(bsub, "soak", "bench.soak:soak_cli", "steady load; throughput and memory over time")
     p.add_argument("--minutes", type=float, default=5.0)

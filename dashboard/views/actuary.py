@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import altair as alt
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-from actuary import backtest, gaming, glm
+from actuary import backtest, gaming, glm, pack_pdf, pack_sources
 from actuary.synthetic import synthetic_portfolio
+from actuary.validation import ValidationPack
 from dashboard import db
 from dashboard.auth import User
 from dashboard.format import money
@@ -24,6 +26,7 @@ from dashboard.parameter_form import (
     parameter_inputs,
     widget_key,
 )
+from glucover.errors import UserError
 from pricing import glycaemia, portfolio_figures, safety, store
 from pricing.evaluator import CHUNK_POLICIES
 from pricing.portfolio_figures import TIR_WINDOW_DAYS
@@ -114,16 +117,52 @@ def ruleset_editor(user: User) -> Ruleset | None:
     if risk:
         st.warning(t("ws_hypo_warning", lang, risk=risk))
         reason = st.text_input(t("ws_hypo_reason", lang), key=widget_key(scope, "hypo_reason"))
+    cost, reference_needed = _cost_of_change(candidate, lang)
+    reference = ""
+    if reference_needed:
+        reference = st.text_input(t("ws_committee_reference", lang),
+                                  key=widget_key(scope, "committee_reference"))
     if c2.button(t("ws_publish", lang), key=widget_key(scope, "publish"),
-                 disabled=bool(risk and not reason.strip())):
+                 disabled=bool(risk and not reason.strip())
+                 or bool(reference_needed and not reference.strip())):
+        notes = "published from the dashboard"
+        if cost is not None:
+            notes += f"; cost of the change a year out {cost:+,.0f}"
+        if reference.strip():
+            notes += f"; pricing committee reference {reference.strip()}"
         with db.pool().connection() as conn:
-            published = store.publish(conn, candidate, author=user.username,
-                                      notes="published from the dashboard",
+            published = store.publish(conn, candidate, author=user.username, notes=notes,
                                       hypoglycaemia_reason=reason)
         st.session_state.pop("candidate", None)
         st.session_state["ruleset_published"] = (published.name, published.version)
         st.rerun()  # the form opens on the version just published
     return candidate
+
+
+def _held_pack(rules: Ruleset) -> ValidationPack | str | None:
+    """The validation pack run for exactly this ruleset on the Validation tab (or why it could
+    not be), else None."""
+    held = st.session_state.get("validation_pack")
+    if held is None or held[0] != rules.to_toml():
+        return None
+    pack: ValidationPack | str = held[1]
+    return pack
+
+
+def _cost_of_change(candidate: Ruleset, lang: str) -> tuple[float | None, bool]:
+    """Shown at the publish step: the change's cost a year out from this draft's validation
+    pack, and whether it is above the committee's threshold (its reference then needed)."""
+    pack = _held_pack(candidate)
+    if not isinstance(pack, ValidationPack):
+        st.caption(t("ws_cost_unknown", lang))
+        return None, False
+    s = pack.summary()
+    st.info(t("ws_cost", lang, cost=money(s["cost_of_change"], lang, signed=True),
+              share=f"{s['cost_of_change_share']:+.1%}", in_force=s["in_force"]))
+    if s["committee_review"]:
+        st.warning(t("ws_committee_needed", lang,
+                     threshold=f"{s['committee_review_share']:.0%}"))
+    return float(s["cost_of_change"]), bool(s["committee_review"])
 
 
 # A back-test replays its policies in parts so the bar advances as each is done; a part is at
@@ -159,6 +198,14 @@ def _worse_when_higher(shown_change: float) -> dict[str, Any]:
     if shown_change == 0:
         return {"delta_color": "off", "delta_arrow": "off"}
     return {"delta_color": "inverse"}
+
+
+def _better_when_higher(shown_change: float) -> dict[str, Any]:
+    """st.metric's colouring of a change where more is better (the Gini): a rise green, a
+    fall red, no change (as shown) grey without an arrow."""
+    if shown_change == 0:
+        return {"delta_color": "off", "delta_arrow": "off"}
+    return {"delta_color": "normal"}
 
 
 def backtest_section(candidate: Ruleset | None) -> None:
@@ -230,6 +277,150 @@ def backtest_section(candidate: Ruleset | None) -> None:
                        "backtest_by_segment.csv", "text/csv")
 
 
+VALIDATION_SIZES = (1000, 50_000, 5000)  # a synthetic portfolio's policies: least, most, default
+LORENZ_POINTS = 400  # points of each Lorenz curve drawn (a browser need not draw 100,000)
+
+
+def validation_section(candidate: Ruleset | None) -> None:
+    """The pack of `glucover actuary validate` for the draft (or the default): holdout lift,
+    Gini, double lift, credibility and the change's cost, the committee's PDF."""
+    lang = st.session_state.get("lang", "en")
+    rules = candidate or _published("default")
+    with db.pool().connection() as conn:
+        in_force = pack_sources.in_force_for(rules, store.ruleset_names(conn))
+    st.write(t("va_against", lang, name=rules.name, in_force=in_force))
+    source = st.radio(t("va_source", lang), ("stored", "synthetic"), horizontal=True,
+                      format_func=lambda s: t(f"va_source_{s}", lang), key="va_source")
+    size = VALIDATION_SIZES[2]
+    if source == "synthetic":
+        size = int(st.number_input(t("va_size", lang), VALIDATION_SIZES[0], VALIDATION_SIZES[1],
+                                   VALIDATION_SIZES[2], step=1000, key="va_size"))
+    if st.button(t("va_run", lang)):
+        with st.spinner(t("va_running", lang)):
+            try:
+                pack: ValidationPack | str = _run_pack(rules, source, size)
+            except UserError as exc:
+                pack = str(exc)
+        st.session_state["validation_pack"] = (rules.to_toml(), pack)
+        st.session_state["validation_run"] = st.session_state.get("validation_run", 0) + 1
+        st.rerun()  # the publish step (on the Ruleset tab) shows the cost from now on
+    held = _held_pack(rules)
+    if held is None:
+        return
+    if isinstance(held, str):
+        st.warning(t("va_failed", lang, why=held))
+        return
+    show_pack(held, lang)
+
+
+def _run_pack(rules: Ruleset, source: str, size: int) -> ValidationPack:
+    if source == "synthetic":
+        return pack_sources.synthetic_pack(size, rules)
+
+    def part_readings(device_ids: list[str]) -> pd.DataFrame:
+        with db.pool().connection() as conn:
+            return store.load_readings(conn, device_ids)
+
+    with db.pool().connection() as conn:
+        return pack_sources.stored_pack(conn, rules, datetime.now(UTC).date()
+                                        - timedelta(days=1), readings=part_readings)
+
+
+def show_pack(pack: ValidationPack, lang: str) -> None:
+    s = pack.summary()
+    b = s["backtest"]
+    st.caption(t("va_window", lang, policies=f"{s['policies']:,}", holdout=s["holdout_from"],
+                 through=s["through"], train=s["training_claims"], hold=s["holdout_claims"]))
+    c1, c2, c3 = st.columns(3)
+    gini_change = s["gini_proposed"] - s["gini_in_force"]
+    # A higher Gini ranks risk better: a rise green, no change (as shown) grey.
+    c1.metric(t("va_gini", lang), f"{s['gini_proposed']:.3f}",
+              delta=t("va_vs_in_force", lang, change=f"{gini_change:+.3f}"),
+              **_better_when_higher(round(gini_change, 3)))
+    c1.caption(t("va_interval", lang, low=f"{s['gini_proposed_low']:.3f}",
+                 high=f"{s['gini_proposed_high']:.3f}",
+                 in_force=f"{s['gini_in_force']:.3f}"))
+    c2.metric(t("va_cost", lang), money(s["cost_of_change"], lang, signed=True),
+              delta=f"{s['cost_of_change_share']:+.1%}",
+              **_worse_when_higher(round(s["cost_of_change"])))
+    c2.caption(t("va_payouts", lang, proposed=money(s["expected_payout_proposed"], lang),
+                 in_force=money(s["expected_payout_in_force"], lang)))
+    hypo = b["hypo_days_below_3_9_percent"]
+    hypo_change = hypo - b["hypo_days_below_3_9_percent_baseline"]
+    c3.metric(t("bt_days_below_3_9", lang), f"{hypo:.2f}%",
+              delta=t("bt_pt_vs_baseline", lang, change=f"{hypo_change:+.2f}"),
+              **_worse_when_higher(round(hypo_change, 2)))
+    c3.caption(t("va_credibility", lang, tau2=f"{s['credibility_tau2']:.3g}",
+                 s2=f"{s['credibility_s2']:.3g}", z=f"{s['credibility_mean_z']:.3f}"))
+    if s["committee_review"]:
+        st.warning(t("ws_committee_needed", lang,
+                     threshold=f"{s['committee_review_share']:.0%}"))
+    said = {"actual": t("va_actual", lang), "proposed": t("va_proposed", lang),
+            "in_force": t("va_in_force", lang)}
+    lift_frame = pack.lift.lift
+    bars = alt.Chart(lift_frame).mark_bar(color="#c7c7c7").encode(
+        x=alt.X("bin:O", title=t("va_decile", lang)),
+        y=alt.Y("actual_per_exposure:Q", title=t("va_per_year", lang)))
+    line = alt.Chart(lift_frame).mark_line(point=True).encode(
+        x="bin:O", y="predicted_per_exposure:Q")
+    st.subheader(t("va_lift", lang))
+    st.altair_chart(bars + line, width="stretch")
+    if pack.lift.double_lift is not None:
+        d = pack.lift.double_lift
+        long = pd.concat([pd.DataFrame({"bin": d["bin"], "ae": d["ae"],
+                                        "model": said["proposed"]}),
+                          pd.DataFrame({"bin": d["bin"], "ae": d["ae_b"],
+                                        "model": said["in_force"]})])
+        st.subheader(t("va_double_lift", lang))
+        st.altair_chart(alt.Chart(long).mark_line(point=True).encode(
+            x=alt.X("bin:O", title=t("va_decile", lang)),
+            y=alt.Y("ae:Q", title=t("va_ae", lang)),
+            color=_model_colours(said, lang)), width="stretch")
+    st.subheader(t("va_lorenz", lang))
+    st.altair_chart(alt.Chart(_lorenz_frame(pack, said)).mark_line().encode(
+        x=alt.X("x:Q", title=t("va_exposure_share", lang), scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("y:Q", title=t("va_claims_share", lang), scale=alt.Scale(domain=[0, 1])),
+        color=_model_colours(said, lang)), width="stretch")
+    st.subheader(t("va_by_segment", lang))
+    st.dataframe(_headed(pack.cost.round(0), lang), hide_index=True, width="stretch")
+    st.download_button(t("va_pdf", lang), _pdf(pack, lang),
+                       f"validation_{pack.proposed.name}.pdf", "application/pdf")
+    st.download_button(t("va_cost_csv", lang), pack.cost.to_csv(index=False),
+                       "validation_cost.csv", "text/csv")
+
+
+def _pdf(pack: ValidationPack, lang: str) -> bytes:
+    """The committee's PDF of this pack in this language, drawn once (a rerun of the page
+    reuses it)."""
+    drawn: dict[tuple[int, str], bytes] = st.session_state.setdefault("validation_pdf", {})
+    key = (int(st.session_state.get("validation_run", 0)), lang)
+    if key not in drawn:
+        drawn.clear()  # only the pack on show is kept
+        drawn[key] = pack_pdf.render(pack, lang)
+    return drawn[key]
+
+
+def _model_colours(said: dict[str, str], lang: str) -> alt.Color:
+    """The same colour for a model in every chart and language (the PDF's colours)."""
+    names = [said["proposed"], said["in_force"], t("va_equality", lang)]
+    return alt.Color("model:N", title=None, legend=alt.Legend(orient="bottom"),
+                     scale=alt.Scale(domain=names, range=[pack_pdf.PROPOSED_COLOUR,
+                                                          pack_pdf.IN_FORCE_COLOUR, "#999999"]))
+
+
+def _lorenz_frame(pack: ValidationPack, said: dict[str, str]) -> pd.DataFrame:
+    p = pack.per_policy
+    h = p[(p["holdout_years"] > 0) & p["predicted_proposed"].notna()]
+    e, a = h["holdout_years"].to_numpy(float), h["holdout_claims"].to_numpy(float)
+    frames = [pd.DataFrame({"x": [0.0, 1.0], "y": [0.0, 1.0], "model": t(
+        "va_equality", st.session_state.get("lang", "en"))})]
+    for name in ("proposed", "in_force"):
+        x, y = pack_pdf.lorenz_points(e, a, h[f"predicted_{name}"].to_numpy(float))
+        keep = np.unique(np.linspace(0, len(x) - 1, LORENZ_POINTS).astype(int))
+        frames.append(pd.DataFrame({"x": x[keep], "y": y[keep], "model": said[name]}))
+    return pd.concat(frames, ignore_index=True)
+
+
 @st.cache_data(show_spinner=False)
 def _glm(n: int) -> pd.DataFrame:
     portfolio = synthetic_portfolio(n, 365, seed=11)
@@ -294,17 +485,21 @@ def render(user: User) -> None:
         "wb_cgm", lang, n=f"{int(c['policies']):,}", days=TIR_WINDOW_DAYS,
         tir=f"{c['time_in_range']:.1%}", below=f"{c['below_54']:.2%}",
         coverage=f"{c['coverage']:.0%}"))
+    # Keyed and tracked, so a rerun from inside a tab (a radio, a button) stays on that tab.
     tabs = st.tabs([t(f"wb_tab_{tab}", lang)
-                    for tab in ("ruleset", "backtest", "glm", "gaming", "claims")])
+                    for tab in ("ruleset", "backtest", "validation", "glm", "gaming", "claims")],
+                   key=f"wb_tabs_{lang}", on_change="rerun")
     with tabs[0]:
         candidate = ruleset_editor(user)
     with tabs[1]:
         backtest_section(candidate)
     with tabs[2]:
-        glm_section()
+        validation_section(candidate)
     with tabs[3]:
-        gaming_section(candidate)
+        glm_section()
     with tabs[4]:
+        gaming_section(candidate)
+    with tabs[5]:
         claims_section(lang)
 
 
