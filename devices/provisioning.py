@@ -74,7 +74,8 @@ def sync_broker(conn: psycopg.Connection[tuple[object, ...]], settings: Settings
     devices = conn.execute("select device_id, mqtt_password_hash from devices "
                            "where revoked_at is null and mqtt_password_hash is not null "
                            "order by device_id").fetchall()
-    entries = broker.service_entries(settings.secret()) + [(str(d), str(h)) for d, h in devices]
+    entries = broker.service_entries(settings.secret(), settings.mqtt_passwords) + [
+        (str(d), str(h)) for d, h in devices]
     count = broker.write_passwd(files.passwd, entries)
     broker.write_acl(files.acl, acl_text())
     return SyncResult(count, broker.signal_reload(files))
@@ -100,7 +101,7 @@ def provision_cli(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError("--count must be at least 1")
     if args.kind not in set(DeviceKind):
         raise UserError(f"--kind must be one of {', '.join(DeviceKind)}, not {args.kind!r}")
-    secret = settings.secret()
+    secret = settings.key("device_secret")
     with connect(settings.require_database_url()) as conn:
         taken = conn.execute("select count(*) from devices where device_id like %s",
                              (args.prefix + "-%",)).fetchone()

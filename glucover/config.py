@@ -8,6 +8,8 @@ default so that `glucover up` runs with nothing set.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from collections.abc import Mapping
@@ -59,6 +61,23 @@ class Variable:
 
 
 SERVICES = ("ingest", "pricing", "dashboard", "care")  # services with a database login of their own
+BROKER_SERVICES = ("ingest", "care")  # services with a broker account of their own
+# Settings that hold or open a credential (with GLUCOVER_DB_PASSWORD_* and
+# GLUCOVER_MQTT_PASSWORD_*): `glucover up` hands each service only its own.
+CREDENTIAL_VARIABLES = ("DATABASE_URL", "MQTT_URL", "GLUCOVER_SECRET", "GLUCOVER_DEVICE_SECRET",
+                        "GLUCOVER_SESSION_KEY", "GLUCOVER_PSEUDONYM_KEY", "GLUCOVER_HOME",
+                        "GLUCOVER_BROKER_DIR", "GLUCOVER_TRUST_SENT_AT")
+
+# What each service holds, and nothing more (README's security section; `glucover doctor`
+# warns when an environment holds more). The deployment secret stays with the operator
+# (`glucover up`, `migrate`, provisioning); every other key derives from it unless given.
+SERVICE_CREDENTIALS = {
+    "ingest": ("DATABASE_URL", "MQTT_URL"),
+    "pricing": ("DATABASE_URL",),
+    "care": ("DATABASE_URL", "MQTT_URL"),
+    "dashboard": ("DATABASE_URL", "GLUCOVER_SESSION_KEY", "GLUCOVER_PSEUDONYM_KEY"),
+    "simulator": ("MQTT_URL", "GLUCOVER_DEVICE_SECRET"),
+}
 
 VARIABLES = (
     Variable("DATABASE_URL", "`postgresql://user:pass@host:port/db`",
@@ -66,8 +85,15 @@ VARIABLES = (
     Variable("MQTT_URL", "`mqtt://[user:pass@]host:port`",
              "a private Mosquitto under `GLUCOVER_HOME`"),
     Variable("GLUCOVER_HOME", "state directory", "`./.glucover`"),
-    Variable("GLUCOVER_SECRET", "secret that device and service broker passwords derive from",
+    Variable("GLUCOVER_SECRET", "the operator's secret every other key and service password "
+             "derives from when not given; no service holds it",
              "generated once in `GLUCOVER_HOME/secrets`"),
+    Variable("GLUCOVER_DEVICE_SECRET", "secret the meters' broker passwords derive from (the "
+             "simulator holds it)", "derived from `GLUCOVER_SECRET`"),
+    Variable("GLUCOVER_SESSION_KEY", "key that signs the dashboard's session tokens",
+             "derived from `GLUCOVER_SECRET`"),
+    Variable("GLUCOVER_PSEUDONYM_KEY", "key of the patient pseudonyms in FHIR exports",
+             "derived from `GLUCOVER_SECRET`"),
     Variable("GLUCOVER_TIMESCALE", "`auto`, `on` (fail without TimescaleDB) or `off`", "`auto`"),
     Variable("GLUCOVER_COMPRESS_AFTER", "age after which TimescaleDB compresses readings",
              "`30 days`"),
@@ -82,7 +108,19 @@ VARIABLES = (
     *(Variable(f"GLUCOVER_DB_PASSWORD_{service.upper()}",
                f"`glucover migrate` creates the {service} service's database login with this "
                "password", "no login") for service in SERVICES),
+    *(Variable(f"GLUCOVER_MQTT_PASSWORD_{service.upper()}",
+               f"the {service} service's broker password (`devices sync-broker` writes its "
+               "hash)", "derived from `GLUCOVER_SECRET`") for service in BROKER_SERVICES),
 )
+
+
+KEY_PURPOSES = ("device_secret", "session_key", "pseudonym_key")
+
+
+def derive_key(secret: str, purpose: str) -> str:
+    """A key for one purpose from the deployment secret (HMAC-SHA256): holding it tells
+    nothing of the secret or of the keys for other purposes."""
+    return hmac.new(secret.encode(), f"key:{purpose}".encode(), hashlib.sha256).hexdigest()
 
 
 def markdown_table() -> str:
@@ -105,6 +143,8 @@ class Settings:
     trust_sent_at: bool = False
     dashboard_address: str = "0.0.0.0"  # noqa: S104 - a server's, in a container
     db_passwords: dict[str, str] = field(default_factory=dict)  # service -> login password
+    mqtt_passwords: dict[str, str] = field(default_factory=dict)  # service -> broker password
+    keys: dict[str, str] = field(default_factory=dict)  # purpose -> key given in the environment
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -129,6 +169,10 @@ class Settings:
             dashboard_address=env.get("GLUCOVER_DASHBOARD_ADDRESS", "0.0.0.0"),  # noqa: S104
             db_passwords={s: pw for s in SERVICES
                           if (pw := env.get(f"GLUCOVER_DB_PASSWORD_{s.upper()}"))},
+            mqtt_passwords={s: pw for s in BROKER_SERVICES
+                            if (pw := env.get(f"GLUCOVER_MQTT_PASSWORD_{s.upper()}"))},
+            keys={purpose: key for purpose in KEY_PURPOSES
+                  if (key := env.get(f"GLUCOVER_{purpose.upper()}"))},
         )
 
     def require_database_url(self) -> str:
@@ -146,6 +190,12 @@ class Settings:
                 "or run `glucover up`, which starts a private broker"
             )
         return MqttTarget.parse(self.mqtt_url)
+
+    def key(self, purpose: str) -> str:
+        """The key for one purpose (device_secret, session_key, pseudonym_key): as given in
+        the environment, else derived from the deployment secret."""
+        assert purpose in KEY_PURPOSES, purpose
+        return self.keys.get(purpose) or derive_key(self.secret(), purpose)
 
     def secret(self) -> str:
         """The deployment secret device and service passwords derive from.

@@ -307,8 +307,7 @@ class IngestWorker:
 
 
 def ingest_target(settings: Settings) -> MqttTarget:
-    return broker.service_target(settings.require_mqtt(), settings.secret(),
-                                 broker.INGEST_ACCOUNT)
+    return broker.service_target(settings.require_mqtt(), settings, "ingest")
 
 
 def ingest_cli(args: argparse.Namespace, settings: Settings) -> int:

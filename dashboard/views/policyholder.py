@@ -237,8 +237,8 @@ def fhir_bundle(policy_id: str, first: date | None = None, last: date | None = N
     days; default its whole history); the caller has checked that this user may see
     `policy_id`."""
     with db.pool().connection() as conn:
-        export = policy_bundle(conn, policy_id, pseudonym_key(Settings.from_env().secret()),
-                               first, last)
+        key = pseudonym_key(Settings.from_env().key("pseudonym_key"))
+        export = policy_bundle(conn, policy_id, key, first, last)
     return export.to_json()
 
 
