@@ -34,7 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 
 from glucover import broker
-from glucover.config import CREDENTIAL_VARIABLES, MqttTarget, Settings
+from glucover.config import MqttTarget, Settings, is_credential
 from glucover.db import SERVICE_LOGINS, ensure_login_role, login_name, migrate, with_credentials
 from glucover.servers import LocalMosquitto, LocalPostgres, wait_for_port
 
@@ -120,6 +120,11 @@ def provision_demo(admin_url: str, settings: Settings, policies: int, seed: int,
             "cgm": [u for u, _, p in logins if p is not None and p in cgm]}
 
 
+# The operator's settings no service takes from `up`'s own environment (each gets its own state
+# directory; ingest trusts sent_at only for the history, by its flag).
+OPERATOR_ONLY = ("GLUCOVER_HOME", "GLUCOVER_BROKER_DIR", "GLUCOVER_TRUST_SENT_AT")
+
+
 @dataclass
 class ServiceEnv:
     """What `up` hands each service: the environment without any credential, plus its own."""
@@ -147,10 +152,8 @@ def up_cli(args: argparse.Namespace, settings: Settings) -> int:
         target = _broker(stack, settings)
         # Provisioning rewrites the broker's files and signals it to reload (pid file).
         logins = provision_demo(admin_url, settings, args.policies, args.seed, args.days)
-        env = ServiceEnv({k: v for k, v in os.environ.items() if k not in CREDENTIAL_VARIABLES
-                          and not k.startswith(("GLUCOVER_DB_PASSWORD_",
-                                                "GLUCOVER_MQTT_PASSWORD_"))},
-                         str(settings.home), urls, target)
+        env = ServiceEnv({k: v for k, v in os.environ.items() if not is_credential(k)
+                          and k not in OPERATOR_ONLY}, str(settings.home), urls, target)
         try:
             history_done = _start_services(args, env, settings, children)
         except Exception as exc:  # noqa: BLE001 - reported, and everything is stopped below

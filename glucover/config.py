@@ -63,10 +63,11 @@ class Variable:
 SERVICES = ("ingest", "pricing", "dashboard", "care")  # services with a database login of their own
 BROKER_SERVICES = ("ingest", "care")  # services with a broker account of their own
 # Settings that hold or open a credential (with GLUCOVER_DB_PASSWORD_* and
-# GLUCOVER_MQTT_PASSWORD_*): `glucover up` hands each service only its own.
-CREDENTIAL_VARIABLES = ("DATABASE_URL", "MQTT_URL", "GLUCOVER_SECRET", "GLUCOVER_DEVICE_SECRET",
-                        "GLUCOVER_SESSION_KEY", "GLUCOVER_PSEUDONYM_KEY", "GLUCOVER_HOME",
-                        "GLUCOVER_BROKER_DIR", "GLUCOVER_TRUST_SENT_AT")
+# GLUCOVER_MQTT_PASSWORD_*): `glucover up` hands each service only its own, and `glucover doctor`
+# warns when a service's environment holds more.
+CREDENTIALS = ("DATABASE_URL", "MQTT_URL", "GLUCOVER_SECRET", "GLUCOVER_DEVICE_SECRET",
+               "GLUCOVER_SESSION_KEY", "GLUCOVER_PSEUDONYM_KEY")
+PASSWORD_PREFIXES = ("GLUCOVER_DB_PASSWORD_", "GLUCOVER_MQTT_PASSWORD_")
 
 # What each service holds, and nothing more (README's security section; `glucover doctor`
 # warns when an environment holds more). The deployment secret stays with the operator
@@ -114,6 +115,12 @@ VARIABLES = (
 )
 
 
+def is_credential(name: str) -> bool:
+    """Whether a variable holds (or opens) a credential: a URL with a password, a secret, a
+    key, a service's password."""
+    return name in CREDENTIALS or name.startswith(PASSWORD_PREFIXES)
+
+
 KEY_PURPOSES = ("device_secret", "session_key", "pseudonym_key")
 
 
@@ -145,6 +152,7 @@ class Settings:
     db_passwords: dict[str, str] = field(default_factory=dict)  # service -> login password
     mqtt_passwords: dict[str, str] = field(default_factory=dict)  # service -> broker password
     keys: dict[str, str] = field(default_factory=dict)  # purpose -> key given in the environment
+    held: frozenset[str] = frozenset()  # the credential variables set (`glucover doctor`)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -173,6 +181,7 @@ class Settings:
                             if (pw := env.get(f"GLUCOVER_MQTT_PASSWORD_{s.upper()}"))},
             keys={purpose: key for purpose in KEY_PURPOSES
                   if (key := env.get(f"GLUCOVER_{purpose.upper()}"))},
+            held=frozenset(name for name, value in env.items() if value and is_credential(name)),
         )
 
     def require_database_url(self) -> str:

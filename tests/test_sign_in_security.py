@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import bcrypt
 import psycopg
@@ -327,3 +327,52 @@ def test_grants_expire_and_tokens_are_not_grants() -> None:
     assert sessions.granted(KEY, token, now) is None  # a token is not a grant
     assert sessions.verify(KEY, grant, now) is None  # nor a grant a token
     assert sessions.granted(KEY, grant, now + sessions.GRANT_TTL + timedelta(seconds=1)) is None
+
+
+class _Pixel(BaseHTTPRequestHandler):
+    """Counts what a browser fetches from it (an image a note links to)."""
+
+    hits: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.hits.append(self.path)
+        self.send_response(404)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.browser
+def test_a_note_is_shown_as_typed_not_as_markdown(served: tuple[str, int]) -> None:
+    """A clinician's note holding a Markdown image: the next viewer's browser shows the text
+    and fetches nothing."""
+    from care import store
+    from tests.helpers import load_fleet
+
+    db_url, port = served
+    load_fleet(db_url, n=1, days=3, seed=44)
+    pixel = ThreadingHTTPServer(("127.0.0.1", free_port()), _Pixel)
+    threading.Thread(target=pixel.serve_forever, daemon=True).start()
+    note = f"![seen](http://127.0.0.1:{pixel.server_port}/pixel.png) **bold**"
+    with psycopg.connect(db_url) as conn:
+        create_user(conn, "dr_li", PASSWORD, "clinician", rounds=4)
+        (policy,) = conn.execute("select policy_id from policies").fetchone()  # type: ignore[misc]
+        conn.execute("insert into care_panels (username, policy_id) values ('dr_li', %s)",
+                     (policy,))
+        (alert_id,) = conn.execute(  # type: ignore[misc]
+            "insert into alerts (policy_id, rule, severity, detail, rules_name, rules_version) "
+            "values (%s, 'lapsed', 'medium', 'no reading for 3 days', 'default', 0) "
+            "returning alert_id", (policy,)).fetchone()
+        store.act(conn, "dr_li", int(alert_id), "note", note, allowed=[str(policy)])
+        conn.commit()
+    try:
+        with chromium(1400, 1000) as driver:
+            _sign_in(driver, port, "dr_li")
+            assert wait_until(lambda: "no reading for 3 days" in driver.page_source, 60, 0.5)
+            time.sleep(3)
+            assert _Pixel.hits == []
+            assert not [img for img in driver.find_elements("tag name", "img")
+                        if "pixel.png" in str(img.get_attribute("src"))]
+    finally:
+        pixel.shutdown()

@@ -220,13 +220,20 @@ def test_the_dashboards_environment_opens_only_the_dashboards_doors(
 
 
 def test_no_service_holds_the_deployment_secret(up: Up) -> None:
+    """Nor anything beyond its own credentials, as `glucover doctor` sees it."""
+    from cli.doctor import credential_warnings, services_of
+
     children = subprocess.run(["pgrep", "-P", str(up.proc.pid)], capture_output=True,
                               text=True).stdout.split()
-    assert len(children) >= 4
+    seen = set()
     for pid in children:
         env = _environ(int(pid))
         assert "GLUCOVER_SECRET" not in env, pid
         assert up.secret not in "\n".join(env.values()), pid
+        settings = Settings.from_env(env)
+        seen |= services_of(settings)
+        assert credential_warnings(settings) == [], pid
+    assert seen == {"ingest", "pricing", "care", "dashboard", "simulator"}
 
 
 def test_the_banner_does_not_print_the_superusers_password(up: Up) -> None:
