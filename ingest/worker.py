@@ -27,7 +27,7 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.wire import decoding, topics
-from devices.wire.messages import Ack
+from devices.wire.messages import MAX_STATUS_BYTES, Ack
 from glucover import broker
 from glucover.config import MqttTarget, Settings
 from ingest import metrics, rejects
@@ -257,6 +257,7 @@ class IngestWorker:
         result = self._store(messages)
         self.client.ack_all([m.mid for m in messages if m.qos == 1])  # in arrival order
         self._publish_acks(result.acks)
+        self._clear_oversized_statuses(messages)
         metrics.MESSAGES.inc(len(messages))
         metrics.READINGS.inc(result.stored)
         metrics.DUPLICATES.inc(result.duplicates)
@@ -303,6 +304,14 @@ class IngestWorker:
             if self.conn is not None and not self.conn.closed:
                 self.conn.rollback()
             log.warning("cannot delete old refused messages (%s): run `glucover migrate`", exc)
+
+    def _clear_oversized_statuses(self, messages: list[Received]) -> None:
+        """A status too large to be one (refused above) is not left retained on the broker:
+        an empty retained message in its place clears it."""
+        oversized = {m.topic for m in messages if len(m.payload) > MAX_STATUS_BYTES
+                     and m.topic.endswith("/status") and topics.topic_device(m.topic)}
+        if oversized:
+            self.client.publish_all_retained((topic, b"") for topic in sorted(oversized))
 
     def _writer(self) -> None:
         try:

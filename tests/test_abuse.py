@@ -109,6 +109,28 @@ def test_the_broker_takes_no_packet_beyond_the_wire_formats_limit(stack: Stack) 
         worker.stop()
 
 
+def test_a_status_too_large_to_be_one_is_not_kept_retained(stack: Stack) -> None:
+    """8 KB of retained status (under the packet limit): refused, and cleared from the
+    broker, so it does not sit in its memory and persistence."""
+    device = provision(stack, 1, seed=45)[0].device_id
+    worker = start_worker(stack)
+    try:
+        meter = Meter(stack, device)
+        status = topics.status_topic(device)
+        meter.send(status, b'{"x": "' + b"y" * 8192 + b'"}', retain=True)
+        meter.close()
+        with psycopg.connect(stack.db_url, autocommit=True) as conn:
+            assert wait_until(lambda: conn.execute(
+                "select reason from rejected_messages where topic = %s", (status,)
+            ).fetchall() == [("payload_too_large",)], 20)
+        assert wait_until(lambda: _retained(stack, device, status) is None, 10)
+        time.sleep(0.5)
+        with psycopg.connect(stack.db_url) as conn:  # the clearing itself is no message
+            assert conn.execute("select count(*) from rejected_messages").fetchone() == (1,)
+    finally:
+        worker.stop()
+
+
 def test_the_compose_broker_has_the_same_limit() -> None:
     conf = (ROOT / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
     found = re.search(r"^max_packet_size (\d+)$", conf, re.MULTILINE)

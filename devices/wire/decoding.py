@@ -23,6 +23,7 @@ from devices.wire import gls
 from devices.wire.messages import (
     ENVELOPE_FIELDS,
     MAX_RECORDS,
+    MAX_STATUS_BYTES,
     RECORD_FIELDS,
     SENSOR_STATES,
 )
@@ -490,6 +491,9 @@ def _gls_records(doc: dict[str, Any], topic_device_id: str, out: Decoded
 
 
 def decode_status(payload: bytes, topic_device_id: str) -> dict[str, Any]:
+    if len(payload) > MAX_STATUS_BYTES:
+        raise WireError([Problem(RejectReason.PAYLOAD_TOO_LARGE, "$",
+                                 f"{len(payload)} bytes, a status may have {MAX_STATUS_BYTES}")])
     doc = parse(payload)
     problems: list[Problem] = []
     if not isinstance(doc, dict):
