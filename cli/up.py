@@ -276,7 +276,10 @@ def _go_live(env: ServiceEnv, settings: Settings, children: list[Child]) -> None
     connected.wait(30)
     history = next(c for c in children if c.name == "ingest-history")
     history.proc.send_signal(signal.SIGTERM)
-    history.proc.wait(60)
+    try:
+        history.proc.wait(60)
+    except subprocess.TimeoutExpired:
+        history.proc.kill()
     children.remove(history)
     print("[up] history replayed; ingest now trusts only its own clock", flush=True)
 
