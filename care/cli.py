@@ -17,7 +17,7 @@ from glucover.config import MqttTarget, Settings
 
 
 def care_target(settings: Settings) -> MqttTarget:
-    return broker.service_target(settings.require_mqtt(), settings.secret(), broker.CARE_ACCOUNT)
+    return broker.service_target(settings.require_mqtt(), settings, "care")
 
 
 def run_cli(args: argparse.Namespace, settings: Settings) -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
-from glucover.config import Settings
+from glucover.config import SERVICE_CREDENTIALS, Settings
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Check:
 class Report:
     checks: list[Check] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
@@ -28,11 +30,12 @@ class Report:
     def as_dict(self) -> dict[str, Any]:
         return {"healthy": self.healthy, **self.facts,
                 "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail}
-                           for c in self.checks]}
+                           for c in self.checks], "warnings": self.warnings}
 
     def text(self) -> str:
         lines = [f"{k}: {v}" for k, v in self.facts.items()]
         lines += [f"[{'ok' if c.ok else 'FAIL'}] {c.name}: {c.detail}" for c in self.checks]
+        lines += [f"[WARN] {w}" for w in self.warnings]
         return "\n".join(lines)
 
 
@@ -83,8 +86,48 @@ ALERTS_SCHEMA = 19  # 0019_care_alerts.sql
 ALERT_LAG_LIMIT_S = 60.0
 
 
+BROKER_ACCOUNTS = {"glucover-ingest": "ingest", "glucover-care": "care"}  # glucover/broker.py
+
+
+def services_of(settings: Settings) -> set[str]:
+    """The services whose logins this environment's URLs hold (by their user names)."""
+    found = set()
+    if settings.database_url:
+        user = urlsplit(settings.database_url).username or ""
+        found |= {s for s in SERVICE_CREDENTIALS if user == f"glucover_{s}_svc"}
+    if settings.mqtt_url:
+        user = urlsplit(settings.mqtt_url).username or ""
+        if user in BROKER_ACCOUNTS:
+            found.add(BROKER_ACCOUNTS[user])
+    if "GLUCOVER_DEVICE_SECRET" in settings.held and not settings.database_url:
+        found.add("simulator")
+    return found
+
+
+def credential_warnings(settings: Settings) -> list[str]:
+    """What a service's environment holds beyond its own credentials (config.SERVICE_CREDENTIALS):
+    a process taken over would open other services' doors with it."""
+    services = services_of(settings)
+    if not services:
+        return []  # the operator's own environment (up, migrate, provisioning) holds the lot
+    warnings = []
+    if len(services) > 1:
+        warnings.append(f"this environment holds the logins of {', '.join(sorted(services))}: "
+                        "give each service its own")
+    own = {name for s in services for name in SERVICE_CREDENTIALS[s]}
+    for name in sorted(settings.held - own):
+        why = ("every service's password and key derives from it"
+               if name == "GLUCOVER_SECRET" else "not this service's")
+        warnings.append(f"{name} is set for the {'/'.join(sorted(services))} service: {why}; "
+                        "remove it from this service's environment")
+    if settings.trust_sent_at:
+        warnings.append("GLUCOVER_TRUST_SENT_AT=1: ingest believes each meter's sent_at; a "
+                        "meter could date readings weeks back. For replays of history only")
+    return warnings
+
+
 def run_doctor(settings: Settings) -> Report:
-    report = Report()
+    report = Report(warnings=credential_warnings(settings))
     if settings.database_url:
         try:
             report.facts.update(database_facts(settings.database_url))

@@ -5,6 +5,14 @@ GLUCOVER_HOME on free ports), migrates, gives each service its own least-privile
 login, provisions a demo portfolio with meters and dashboard logins, then runs the simulator
 (history fast, then live), an ingest worker, the alert service, the pricing engine on a
 schedule and the dashboard, until Ctrl-C stops them all.
+
+Each service gets only its own credentials (config.SERVICE_CREDENTIALS): its database login,
+its broker account in its MQTT_URL, the dashboard its session and pseudonym keys, the
+simulator the device secret; none gets the deployment secret or the superuser's URL. Ingest
+trusts a message's `sent_at` only while the simulator replays the history: a worker started
+with --trust-sent-at takes the replay, and once the history is acknowledged a worker that
+trusts nothing but its own clock takes over and the trusting one stops (a meter's `sent_at`
+is whatever the meter says; trusting it live would let a meter date readings weeks back).
 """
 
 from __future__ import annotations
@@ -23,11 +31,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
 from glucover import broker
-from glucover.config import MqttTarget, Settings
+from glucover.config import MqttTarget, Settings, is_credential
 from glucover.db import SERVICE_LOGINS, ensure_login_role, login_name, migrate, with_credentials
 from glucover.servers import LocalMosquitto, LocalPostgres, wait_for_port
 
@@ -91,7 +100,7 @@ def provision_demo(admin_url: str, settings: Settings, policies: int, seed: int,
     first = datetime.now(UTC).date() - timedelta(days=days - 1)
     people = portfolio(policies, seed, first, DEFAULT_GATEWAY_SHARE, DEFAULT_CGM_SHARE)
     with psycopg.connect(admin_url) as conn:
-        add_portfolio(conn, people, settings.secret())
+        add_portfolio(conn, people, settings.key("device_secret"))
         logins: list[tuple[str, str, str | None]] = [
             ("actuary", "actuary", None), ("operations", "operations", None)]
         # Demo logins for policyholders with a meter and with a CGM, a few of each.
@@ -117,6 +126,25 @@ def provision_demo(admin_url: str, settings: Settings, policies: int, seed: int,
             "cgm": [u for u, _, p in logins if p is not None and p in cgm]}
 
 
+# The operator's settings no service takes from `up`'s own environment (each gets its own state
+# directory; ingest trusts sent_at only for the history, by its flag).
+OPERATOR_ONLY = ("GLUCOVER_HOME", "GLUCOVER_BROKER_DIR", "GLUCOVER_TRUST_SENT_AT")
+
+
+@dataclass
+class ServiceEnv:
+    """What `up` hands each service: the environment without any credential, plus its own."""
+
+    base: dict[str, str]
+    home: str
+    urls: dict[str, str]  # service -> its database URL
+    target: MqttTarget
+
+    def of(self, service: str, **own: str) -> dict[str, str]:
+        # A state directory of its own: nothing of the operator's is found there.
+        return {**self.base, "GLUCOVER_HOME": f"{self.home}/run/{service}", **own}
+
+
 def up_cli(args: argparse.Namespace, settings: Settings) -> int:
     settings.home.mkdir(parents=True, exist_ok=True)
     secret = settings.secret()
@@ -127,19 +155,19 @@ def up_cli(args: argparse.Namespace, settings: Settings) -> int:
     with ExitStack() as stack:
         admin_url = _database(stack, settings)
         urls = service_urls(admin_url, secret)
-        target = _broker(stack, settings, secret)
+        target = _broker(stack, settings)
         # Provisioning rewrites the broker's files and signals it to reload (pid file).
         logins = provision_demo(admin_url, settings, args.policies, args.seed, args.days)
-        env = {**os.environ, "GLUCOVER_SECRET": secret, "GLUCOVER_HOME": str(settings.home),
-               "GLUCOVER_BROKER_DIR": str(settings.broker_dir)}
+        env = ServiceEnv({k: v for k, v in os.environ.items() if not is_credential(k)
+                          and k not in OPERATOR_ONLY}, str(settings.home), urls, target)
         try:
-            history_done = _start_services(args, env, admin_url, urls, target, children)
+            history_done = _start_services(args, env, settings, children)
         except Exception as exc:  # noqa: BLE001 - reported, and everything is stopped below
             print(f"[up] the dashboard did not start: {exc}", flush=True)
             stop.set()
             history_done = threading.Event()
         _print_banner(args, admin_url, target, logins, settings)
-        _supervise(args, env, urls, children, history_done, stop,
+        _supervise(args, env, settings, children, history_done, stop,
                    lambda: _seed_claims(admin_url, logins["claim_policies"]))
         _stop_children(children)
     return 0
@@ -161,7 +189,7 @@ def _database(stack: ExitStack, settings: Settings) -> str:
     return admin_url
 
 
-def _broker(stack: ExitStack, settings: Settings, secret: str) -> MqttTarget:
+def _broker(stack: ExitStack, settings: Settings) -> MqttTarget:
     """MQTT_URL, or a private Mosquitto with the service accounts (no anonymous access)."""
     if settings.mqtt_url:
         print("[up] broker: MQTT_URL", flush=True)
@@ -169,45 +197,55 @@ def _broker(stack: ExitStack, settings: Settings, secret: str) -> MqttTarget:
     mq = LocalMosquitto(settings.broker_dir)
     mq.write_config()
     files = broker.BrokerFiles(settings.broker_dir)
-    broker.write_passwd(files.passwd, broker.service_entries(secret))
+    broker.write_passwd(files.passwd, broker.service_entries(settings.secret(),
+                                                             settings.mqtt_passwords))
     mq.start()
     stack.callback(mq.stop)
     print(f"[up] broker: private Mosquitto on port {mq.port} (no anonymous access)", flush=True)
     return MqttTarget("127.0.0.1", mq.port)
 
 
-def _start_services(args: argparse.Namespace, env: dict[str, str], admin_url: str,
-                    urls: dict[str, str], target: MqttTarget, children: list[Child]
-                    ) -> threading.Event:
-    """Ingest, the simulator, the alert service, the Nightscout API and the dashboard, each
-    with its own login;
-    returns the event set
-    when the simulator's history is acknowledged. Raises when the dashboard does not start."""
-    ingest_pw = broker.derive_password(env["GLUCOVER_SECRET"], broker.INGEST_ACCOUNT)
-    ingest_mqtt = target.with_credentials(broker.INGEST_ACCOUNT, ingest_pw).url()
-    child, _ = spawn("ingest", ["ingest", "--worker-name", "up-1", "--trust-sent-at"],
-                     {**env, "DATABASE_URL": urls["ingest"], "MQTT_URL": ingest_mqtt})
+def _ingest(env: ServiceEnv, settings: Settings, trust_sent_at: bool
+            ) -> tuple[Child, threading.Event]:
+    """An ingest worker with its own logins; `trust_sent_at` for the history replay only.
+    The event is set once it is connected to the broker."""
+    mqtt = broker.service_target(env.target, settings, "ingest").url()
+    name, args = ("ingest-history", ["--worker-name", "up-history", "--trust-sent-at"]
+                  ) if trust_sent_at else ("ingest", ["--worker-name", "up-1"])
+    return spawn(name, ["ingest", *args], env.of(
+        "ingest", DATABASE_URL=env.urls["ingest"], MQTT_URL=mqtt), marker="connected to")
+
+
+def _start_services(args: argparse.Namespace, env: ServiceEnv, settings: Settings,
+                    children: list[Child]) -> threading.Event:
+    """The history's ingest worker, the simulator, the alert service, the Nightscout API and the
+    dashboard, each with only its own credentials; returns the event set when the simulator's
+    history is acknowledged. Raises when the dashboard does not start."""
+    child, _ = _ingest(env, settings, trust_sent_at=True)
     children.append(child)
     sim_args = ["simulate", "--policies", str(args.policies), "--days", str(args.days),
                 "--seed", str(args.seed), "--no-provision"]
     if not args.no_live:
         sim_args += ["--live"]
-    device_mqtt = MqttTarget(target.host, target.port).url()
-    child, history_done = spawn("simulator", sim_args, {
-        **env, "DATABASE_URL": admin_url, "MQTT_URL": device_mqtt}, marker="acknowledged")
+    # The meters' accounts: the device secret, and no database.
+    child, history_done = spawn("simulator", sim_args, env.of(
+        "simulator", MQTT_URL=env.target.url(),
+        GLUCOVER_DEVICE_SECRET=settings.key("device_secret")), marker="acknowledged")
     children.append(child)
-    care_pw = broker.derive_password(env["GLUCOVER_SECRET"], broker.CARE_ACCOUNT)
-    child, _ = spawn("alerts", ["alerts", "run"], {
-        **env, "DATABASE_URL": urls["care"],
-        "MQTT_URL": target.with_credentials(broker.CARE_ACCOUNT, care_pw).url()})
+    care_mqtt = broker.service_target(env.target, settings, "care").url()
+    child, _ = spawn("alerts", ["alerts", "run"], env.of(
+        "care", DATABASE_URL=env.urls["care"], MQTT_URL=care_mqtt))
     children.append(child)
-    child, _ = spawn("api", ["api", "--host", "127.0.0.1", "--port", str(args.api_port)], {
-        **env, "DATABASE_URL": urls["api"],
-        "GLUCOVER_API_URL": f"http://127.0.0.1:{args.api_port}"})
+    api_url = f"http://127.0.0.1:{args.api_port}"
+    child, _ = spawn("api", ["api", "--host", "127.0.0.1", "--port", str(args.api_port)], env.of(
+        "api", DATABASE_URL=env.urls["api"], GLUCOVER_API_URL=api_url,
+        GLUCOVER_NIGHTSCOUT_KEY=settings.key("nightscout_key")))
     children.append(child)
-    child, _ = spawn("dashboard", ["dashboard", "--port", str(args.dashboard_port)], {
-        **env, "DATABASE_URL": urls["dashboard"], "GLUCOVER_DASHBOARD_ADDRESS": "127.0.0.1",
-        "GLUCOVER_API_URL": f"http://127.0.0.1:{args.api_port}"})
+    child, _ = spawn("dashboard", ["dashboard", "--port", str(args.dashboard_port)], env.of(
+        "dashboard", DATABASE_URL=env.urls["dashboard"], GLUCOVER_DASHBOARD_ADDRESS="127.0.0.1",
+        GLUCOVER_API_URL=api_url, GLUCOVER_SESSION_KEY=settings.key("session_key"),
+        GLUCOVER_PSEUDONYM_KEY=settings.key("pseudonym_key"),
+        GLUCOVER_NIGHTSCOUT_KEY=settings.key("nightscout_key")))
     children.append(child)
     wait_for_port(args.dashboard_port, DASHBOARD_START_TIMEOUT_S, child.proc)
     wait_for_port(args.api_port, DASHBOARD_START_TIMEOUT_S, children[-2].proc)
@@ -219,7 +257,8 @@ def _print_banner(args: argparse.Namespace, admin_url: str, target: MqttTarget,
     print("\n".join([
         "", "glucover is up",
         f"  dashboard:  http://127.0.0.1:{args.dashboard_port}",
-        f"  database:   {admin_url}",
+        f"  database:   {_without_password(admin_url)} (superuser; its password: "
+        f"{_password_source(settings)})",
         f"  broker:     mqtt://{target.host}:{target.port}",
         f"nightscout: http://127.0.0.1:{args.api_port}/api/v1/ "
         "(`glucover nightscout enable --policy ID` gives an app its secret)",
@@ -248,11 +287,41 @@ def _seed_claims(admin_url: str, policy_ids: list[str]) -> bool:
     return True
 
 
-def _supervise(args: argparse.Namespace, env: dict[str, str], urls: dict[str, str],
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}@{netloc}"))
+
+
+def _password_source(settings: Settings) -> str:
+    if settings.database_url:
+        return "as in DATABASE_URL"
+    return f"in {LocalPostgres(settings.home / 'postgres' / 'data').password_file}, mode 0600"
+
+
+def _go_live(env: ServiceEnv, settings: Settings, children: list[Child]) -> None:
+    """The history is in: a worker that trusts only its own clock takes over from the one that
+    trusted the replay's sent_at, which then commits what it holds and stops."""
+    live, connected = _ingest(env, settings, trust_sent_at=False)
+    children.append(live)
+    connected.wait(30)
+    history = next(c for c in children if c.name == "ingest-history")
+    history.proc.send_signal(signal.SIGTERM)
+    try:
+        history.proc.wait(60)
+    except subprocess.TimeoutExpired:
+        history.proc.kill()
+    children.remove(history)
+    print("[up] history replayed; ingest now trusts only its own clock", flush=True)
+
+
+def _supervise(args: argparse.Namespace, env: ServiceEnv, settings: Settings,
                children: list[Child], history_done: threading.Event,
                stop: threading.Event, seed_claims: Callable[[], bool] | None = None) -> None:
-    """Start pricing once the history is in, then seed the demo claims once it has priced
-    through yesterday; stop when asked or when a service dies."""
+    """Go live and start pricing once the history is in, then seed the demo claims once it has
+    priced through yesterday; stop when asked or when a service dies."""
     pricing_started = False
     claims_seeded = seed_claims is None
     checked = 0.0
@@ -262,9 +331,9 @@ def _supervise(args: argparse.Namespace, env: dict[str, str], urls: dict[str, st
             assert seed_claims is not None
             claims_seeded = seed_claims()
         if not pricing_started and history_done.is_set():
-            time.sleep(3)  # let ingest commit the last of the history
+            _go_live(env, settings, children)
             child, _ = spawn("pricing", ["price", "run", "--every", str(args.price_every)],
-                             {**env, "DATABASE_URL": urls["pricing"]})
+                             env.of("pricing", DATABASE_URL=env.urls["pricing"]))
             children.append(child)
             pricing_started = True
         dead = [c for c in children if c.proc.poll() not in (None, 0)]

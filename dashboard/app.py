@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import streamlit as st
 
-from dashboard import db, sessions
+from dashboard import db, sessions, throttle
 from dashboard.auth import User, authenticate
 from dashboard.i18n import initial_language, t
 from dashboard.views import actuary, care, operations, policyholder, signup
@@ -32,11 +33,22 @@ def sign_in() -> None:
         submitted = st.form_submit_button(t("sign_in", lang))
     st.markdown(f"[{t('signup_link', lang)}]({SIGN_UP_PATH})")
     if submitted:
+        now = datetime.now(UTC)
+        address = st.context.ip_address
+        address = address if isinstance(address, str) and address else "unknown"
+        user, refusal = None, None
         with db.pool().connection() as conn:
-            user = authenticate(conn, username, password)
-            if user is not None:
-                token, _ = sessions.open_session(conn, session_key(), user)
-        if user is None:
+            refusal = throttle.refused(conn, username, address, now)
+            if refusal is None:
+                user = authenticate(conn, username, password)
+                if user is None:
+                    throttle.record_failure(conn, username, address, now)
+                else:
+                    throttle.record_success(conn, user.username)
+                    token, _ = sessions.open_session(conn, session_key(), user)
+        if refusal is not None:
+            st.error(t("sign_in_throttled", lang, minutes=refusal.minutes))
+        elif user is None:
             st.error(t("bad_login", lang))
         else:
             st.session_state["user"] = user
@@ -46,18 +58,21 @@ def sign_in() -> None:
 
 
 def sign_out() -> None:
-    token = st.session_state.pop("token", None)
+    token = st.session_state.get("token")
     if token:
         with db.pool().connection() as conn:
             sessions.close_session(conn, session_key(), token)  # revoked, wherever it is
-    st.session_state.pop("user", None)
-    st.session_state.pop("candidate", None)
+        session_id = sessions.verify(session_key(), token, datetime.now(UTC))
+        if session_id is not None:
+            st.session_state["close_csrf"] = sessions.csrf_token(session_key(), session_id)
+    forget_user()
     st.session_state["cookie"] = "close"
 
 
 @st.cache_resource(show_spinner=False)
 def session_key() -> bytes:
-    return sessions.signing_key(Settings.from_env().secret())
+    return sessions.signing_key(Settings.from_env().key("session_key"))
+
 
 
 def resumed_user() -> User | None:
@@ -75,16 +90,52 @@ def resumed_user() -> User | None:
 def sync_cookie() -> None:
     """Have the browser set or clear the HttpOnly session cookie (dashboard/server.py's
     routes) after signing in or out; on every run until one completes (main forgets the
-    action then), since a run that moves to another page drops what it drew."""
+    action then), since a run that moves to another page drops what it drew. The page gets a
+    one-time grant and the session's CSRF token, never the session token; the script removes
+    itself once it has run."""
     action = st.session_state.get("cookie")
+    key = session_key()
     if action == "open":
-        body = json.dumps({"token": st.session_state["token"]})
-        st.html(f"<script>fetch({json.dumps(sessions.OPEN_PATH)}, {{method: 'POST', "
-                f"credentials: 'same-origin', headers: {{'Content-Type': 'application/json'}},"
-                f" body: {json.dumps(body)}}});</script>", unsafe_allow_javascript=True)
+        session_id = sessions.verify(key, st.session_state.get("token"), datetime.now(UTC))
+        if session_id is None:
+            return
+        _post(sessions.OPEN_PATH, sessions.csrf_token(key, session_id),
+              {"grant": sessions.grant_for(key, session_id, datetime.now(UTC))})
     elif action == "close":
-        st.html(f"<script>fetch({json.dumps(sessions.CLOSE_PATH)}, {{method: 'POST', "
-                "credentials: 'same-origin'});</script>", unsafe_allow_javascript=True)
+        _post(sessions.CLOSE_PATH, st.session_state.get("close_csrf", ""), {})
+
+
+def _post(path: str, csrf: str, body: dict[str, str]) -> None:
+    headers = {"Content-Type": "application/json", sessions.CSRF_HEADER: csrf}
+    st.html(f"<script>(function () {{ const me = document.currentScript; "
+            f"fetch({json.dumps(path)}, {{method: 'POST', credentials: 'same-origin', "
+            f"headers: {json.dumps(headers)}, body: {json.dumps(json.dumps(body))}}})"
+            ".finally(() => { if (me) { me.remove(); } }); })();</script>",
+            unsafe_allow_javascript=True)
+
+
+SESSION_CHECK_S = 10  # how soon an open tab notices its session was signed out elsewhere
+
+
+def session_still_open() -> bool:
+    """Whether this tab's session is still open (signing out in any tab closes it)."""
+    token = st.session_state.get("token")
+    if not token:
+        return True  # AppTest runs without the cookie: nothing to watch
+    with db.pool().connection() as conn:
+        return sessions.is_open(conn, session_key(), token)
+
+
+@st.fragment(run_every=SESSION_CHECK_S)
+def watch_session() -> None:
+    """Every few seconds: a session signed out elsewhere signs this tab out too."""
+    if not session_still_open():
+        st.rerun(scope="app")
+
+
+def forget_user() -> None:
+    for name in ("user", "token", "candidate"):
+        st.session_state.pop(name, None)
 
 
 # Every page by its URL path; what each role sees, in its menu's order, the first its default.
@@ -189,6 +240,9 @@ def main() -> None:
         st.session_state["lang"] = initial_language(
             st.query_params.get("lang"), st.context.headers.get("Accept-Language"))
     user: User | None = st.session_state.get("user")
+    if user is not None and not session_still_open():  # signed out in another tab
+        forget_user()
+        user = None
     if user is None and "cookie" not in st.session_state:
         user = resumed_user()
         if user is not None:
@@ -202,6 +256,7 @@ def main() -> None:
     lang = policyholder.language_picker()
     st.sidebar.write(f"**{user.username}** ({t(f'role_{user.role}', lang)})")
     st.sidebar.button(t("sign_out", lang), on_click=sign_out)
+    watch_session()
     st.navigation(signed_in_pages(user, lang)).run()
     st.session_state.pop("cookie", None)  # the run completed: the browser has the script
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import bcrypt
@@ -62,8 +63,10 @@ def authenticate(conn: psycopg.Connection[Any], username: str, password: str) ->
                        "from dashboard_users where lower(username) = lower(%s) "
                        "order by username = %s desc, username limit 1",
                        (username.strip(), username.strip())).fetchone()
-    # Compare against a dummy hash for unknown users so timing does not tell who exists.
-    stored = str(row[1]) if row else "$2b$12$" + "x" * 53
+    # An unknown name costs the same bcrypt work as a known one: its password is checked
+    # against a real hash of the cost the users' hashes have, so timing does not tell who
+    # exists.
+    stored = str(row[1]) if row else _dummy_hash(_usual_cost(conn))
     try:
         ok = bcrypt.checkpw(password.encode(), stored.encode())
     except ValueError:
@@ -72,6 +75,18 @@ def authenticate(conn: psycopg.Connection[Any], username: str, password: str) ->
         return None
     return User(str(row[0]), str(row[2]), None if row[3] is None else str(row[3]),
                 bool(row[4]))
+
+
+def _usual_cost(conn: psycopg.Connection[Any]) -> int:
+    """The bcrypt cost most users' hashes have ($2b$<cost>$...); BCRYPT_ROUNDS without any."""
+    row = conn.execute("select substr(password_hash, 5, 2) as cost, count(*) from "
+                       "dashboard_users group by 1 order by 2 desc limit 1").fetchone()
+    return int(row[0]) if row and str(row[0]).isdigit() else BCRYPT_ROUNDS
+
+
+@cache
+def _dummy_hash(cost: int) -> str:
+    return hash_password("no such user", max(4, min(cost, 31)))
 
 
 def add_to_panel(conn: psycopg.Connection[Any], username: str, policy_ids: list[str]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from dashboard.i18n import t
 
 UNITS = ((86_400.0, "d"), (3_600.0, "h"), (60.0, "min"), (1.0, "s"))
@@ -32,3 +34,13 @@ def money(amount: float, lang: str, signed: bool = False) -> str:
 def day(value: object) -> str:
     """A day as month-day with a non-breaking hyphen, so a narrow column does not break it."""
     return f"{value:%m}\u2011{value:%d}"
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$&])")
+
+
+def plain(text: object) -> str:
+    """Text a user typed (a ruleset's name, a note), for a place Streamlit renders as Markdown:
+    every Markdown character escaped, so it shows as typed and never becomes a link or an
+    image another viewer's browser would fetch."""
+    return _MARKDOWN.sub(r"\\\1", str(text)).replace("\n", " ")

@@ -11,6 +11,10 @@ TEXT: dict[str, dict[str, str]] = {
     "username": {"en": "Username", "zh": "用户名"},
     "password": {"en": "Password", "zh": "密码"},
     "bad_login": {"en": "Wrong username or password.", "zh": "用户名或密码错误。"},
+    "sign_in_throttled": {
+        "en": "Too many failed sign-ins for this name or from this address. Try again in "
+              "{minutes} min; your password was not checked.",
+        "zh": "此用户名或此地址登录失败次数过多。请在 {minutes} 分钟后重试;本次未校验密码。"},
     "sign_out": {"en": "Sign out", "zh": "退出"},
     # The menu (dashboard/app.py): each page's title, each role's tag, the refusals.
     "page_my_policy": {"en": "My policy", "zh": "我的保单"},

@@ -19,7 +19,7 @@ from glucover import broker
 from glucover.config import Settings
 from glucover.db import connect
 from glucover.errors import UserError
-from kernel.vocabulary import DeviceKind
+from kernel.vocabulary import NIGHTSCOUT_MODEL, DeviceKind
 from pricing.ruleset import RULESET_OF_KIND
 
 
@@ -30,10 +30,12 @@ class SyncResult:
 
 
 def add_devices(conn: psycopg.Connection[tuple[object, ...]], device_ids: Iterable[str],
-                secret: str, kind: DeviceKind = DeviceKind.BGM) -> int:
+                secret: str | None, kind: DeviceKind = DeviceKind.BGM) -> int:
     """Create meters of one kind (bgm or cgm) that do not exist yet, each with its broker
-    password hash."""
-    rows = [(d, broker.hash_password(broker.derive_password(secret, d))) for d in device_ids]
+    password hash made from the device secret; without the secret (the dashboard's sign-up
+    holds none), without a hash: the next `sync_broker` by an operator gives them one."""
+    rows = [(d, None if secret is None else broker.hash_password(broker.derive_password(secret, d)))
+            for d in device_ids]
     existing = {str(r[0]) for r in conn.execute(
         "select device_id from devices where device_id = any(%s)", ([d for d, _ in rows],))}
     fresh = [r for r in rows if r[0] not in existing]
@@ -71,10 +73,20 @@ def sync_broker(conn: psycopg.Connection[tuple[object, ...]], settings: Settings
     """Rewrite the broker's password and ACL files from the database and ask it to reload."""
     files = broker.BrokerFiles(settings.broker_dir)
     settings.broker_dir.mkdir(parents=True, exist_ok=True)
+    waiting = [str(d) for (d,) in conn.execute(
+        "select device_id from devices where revoked_at is null and mqtt_password_hash is null "
+        "and model <> %s", (NIGHTSCOUT_MODEL,))]
+    if waiting:  # meters enrolled where no device secret is held (the sign-up page)
+        key = settings.key("device_secret")
+        with conn.cursor() as cur:
+            cur.executemany("update devices set mqtt_password_hash = %s where device_id = %s",
+                            [(broker.hash_password(broker.derive_password(key, d)), d)
+                             for d in waiting])
     devices = conn.execute("select device_id, mqtt_password_hash from devices "
                            "where revoked_at is null and mqtt_password_hash is not null "
                            "order by device_id").fetchall()
-    entries = broker.service_entries(settings.secret()) + [(str(d), str(h)) for d, h in devices]
+    entries = broker.service_entries(settings.secret(), settings.mqtt_passwords) + [
+        (str(d), str(h)) for d, h in devices]
     count = broker.write_passwd(files.passwd, entries)
     broker.write_acl(files.acl, acl_text())
     return SyncResult(count, broker.signal_reload(files))
@@ -100,7 +112,7 @@ def provision_cli(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError("--count must be at least 1")
     if args.kind not in set(DeviceKind):
         raise UserError(f"--kind must be one of {', '.join(DeviceKind)}, not {args.kind!r}")
-    secret = settings.secret()
+    secret = settings.key("device_secret")
     with connect(settings.require_database_url()) as conn:
         taken = conn.execute("select count(*) from devices where device_id like %s",
                              (args.prefix + "-%",)).fetchone()

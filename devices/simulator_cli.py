@@ -48,7 +48,7 @@ def provision(settings: Settings, people: list[Policyholder]) -> None:
     from devices.provisioning import add_portfolio, sync_broker
 
     with connect(settings.require_database_url()) as conn:
-        created = add_portfolio(conn, people, settings.secret())
+        created = add_portfolio(conn, people, settings.key("device_secret"))
         conn.commit()
         result = sync_broker(conn, settings)
     print(f"provisioned {len(people)} policyholders ({created} new) with one meter each; "
@@ -152,7 +152,8 @@ def simulate_cli(args: argparse.Namespace, settings: Settings) -> int:
     for m in messages:
         by_device[m.topic.split("/")[3]].append(m)
     end_to_end = not args.broker_ack
-    stats = publish_fleet(target, settings.secret(), by_device, end_to_end=end_to_end)
+    device_secret = settings.key("device_secret")
+    stats = publish_fleet(target, device_secret, by_device, end_to_end=end_to_end)
     elapsed = time.monotonic() - started
     print(f"history {first} .. {history_end:%Y-%m-%d %H:%M}Z: {stats.published} messages from "
           f"{len(by_device)} meters, {stats.acknowledged} acknowledged "
@@ -164,5 +165,5 @@ def simulate_cli(args: argparse.Namespace, settings: Settings) -> int:
           flush=True)
     if args.live:
         print(f"live: publishing in real time (x{args.speed:g}); Ctrl-C to stop", flush=True)
-        live(people, args.seed, history_end, args.speed, target, settings.secret(), end_to_end)
+        live(people, args.seed, history_end, args.speed, target, device_secret, end_to_end)
     return 0 if not stats.failed and stats.acknowledged == stats.published else 1

@@ -2,9 +2,11 @@
 
 Every meter has its own account whose username is its device_id; the ACL (written by
 `devices.wire.topics.acl`, part of the wire format) lets it write only its own topics. Services
-(ingest) have accounts of their own that may only read. Passwords derive from the deployment
-secret (HMAC), so the simulator that plays the fleet and the services can compute theirs; the
-broker holds only PBKDF2 hashes.
+(ingest, care) have accounts of their own. A meter's password derives (HMAC) from the device
+secret, which only provisioning and the simulator that plays the fleet hold; a service's is
+given (GLUCOVER_MQTT_PASSWORD_<SERVICE>) or derives from the deployment secret, which no service
+holds: each service gets only its own password, in its MQTT_URL. The broker holds only PBKDF2
+hashes.
 
 The password file uses Mosquitto 2's `$7$` format: PBKDF2-HMAC-SHA512, 101 iterations, a 12-byte
 salt, salt and digest in base64, exactly what `mosquitto_passwd` writes.
@@ -18,16 +20,16 @@ import hmac
 import os
 import secrets
 import signal
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from glucover.config import MqttTarget
+from glucover.config import MqttTarget, Settings
 
 MOSQUITTO_ITERATIONS = 101
 INGEST_ACCOUNT = "glucover-ingest"
 CARE_ACCOUNT = "glucover-care"  # publishes notices to policyholders (care/notices.py)
-SERVICE_ACCOUNTS = (INGEST_ACCOUNT, CARE_ACCOUNT)
+SERVICE_ACCOUNTS = {"ingest": INGEST_ACCOUNT, "care": CARE_ACCOUNT}
 
 
 @dataclass(frozen=True)
@@ -52,12 +54,18 @@ def derive_password(secret: str, account: str) -> str:
     return hmac.new(secret.encode(), f"mqtt:{account}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def service_target(target: MqttTarget, secret: str, account: str) -> MqttTarget:
-    """MQTT_URL as a service uses it: with the service's own account unless the URL names
-    one."""
+def service_password(settings: Settings, service: str) -> str:
+    """A service's broker password: as given, else derived from the deployment secret."""
+    return (settings.mqtt_passwords.get(service)
+            or derive_password(settings.secret(), SERVICE_ACCOUNTS[service]))
+
+
+def service_target(target: MqttTarget, settings: Settings, service: str) -> MqttTarget:
+    """MQTT_URL as a service uses it: the account the URL names (what a deployment gives each
+    service); else the service's own, from its password or the deployment secret."""
     if target.username:
         return target
-    return target.with_credentials(account, derive_password(secret, account))
+    return target.with_credentials(SERVICE_ACCOUNTS[service], service_password(settings, service))
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
@@ -95,9 +103,13 @@ def _match_directory_owner(path: Path) -> None:
         os.chown(path, st.st_uid, st.st_gid)
 
 
-def service_entries(secret: str) -> list[tuple[str, str]]:
-    return [(account, hash_password(derive_password(secret, account)))
-            for account in SERVICE_ACCOUNTS]
+def service_entries(secret: str, given: Mapping[str, str] | None = None
+                    ) -> list[tuple[str, str]]:
+    """The service accounts' lines of the password file: each password as `given` (per
+    service), else derived from the secret."""
+    given = given or {}
+    return [(account, hash_password(given.get(service) or derive_password(secret, account)))
+            for service, account in SERVICE_ACCOUNTS.items()]
 
 
 def signal_reload(files: BrokerFiles) -> bool:

@@ -8,6 +8,8 @@ default so that `glucover up` runs with nothing set.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from collections.abc import Mapping
@@ -60,8 +62,29 @@ class Variable:
 
 DEFAULT_API_PORT = 1337  # Nightscout's own default port
 
-# Services with a database login of their own.
-SERVICES = ("ingest", "pricing", "dashboard", "care", "api")
+SERVICES = ("ingest", "pricing", "dashboard", "care", "api")  # with a database login of their own
+BROKER_SERVICES = ("ingest", "care")  # services with a broker account of their own
+# Settings that hold or open a credential (with GLUCOVER_DB_PASSWORD_* and
+# GLUCOVER_MQTT_PASSWORD_*): `glucover up` hands each service only its own, and `glucover doctor`
+# warns when a service's environment holds more.
+CREDENTIALS = ("DATABASE_URL", "MQTT_URL", "GLUCOVER_SECRET", "GLUCOVER_DEVICE_SECRET",
+               "GLUCOVER_SESSION_KEY", "GLUCOVER_PSEUDONYM_KEY", "GLUCOVER_NIGHTSCOUT_KEY")
+PASSWORD_PREFIXES = ("GLUCOVER_DB_PASSWORD_", "GLUCOVER_MQTT_PASSWORD_")
+
+# What each service holds, and nothing more (README's security section; `glucover doctor`
+# warns when an environment holds more). The deployment secret stays with the operator
+# (`glucover up`, `migrate`, provisioning, `nightscout enable`); every other key derives from it
+# unless given. The Nightscout key makes each policy's upload secret and signs the API's JWTs:
+# the API checks them, the dashboard shows a policyholder their own.
+SERVICE_CREDENTIALS = {
+    "ingest": ("DATABASE_URL", "MQTT_URL"),
+    "pricing": ("DATABASE_URL",),
+    "care": ("DATABASE_URL", "MQTT_URL"),
+    "dashboard": ("DATABASE_URL", "GLUCOVER_SESSION_KEY", "GLUCOVER_PSEUDONYM_KEY",
+                  "GLUCOVER_NIGHTSCOUT_KEY"),
+    "api": ("DATABASE_URL", "GLUCOVER_NIGHTSCOUT_KEY"),
+    "simulator": ("MQTT_URL", "GLUCOVER_DEVICE_SECRET"),
+}
 
 VARIABLES = (
     Variable("DATABASE_URL", "`postgresql://user:pass@host:port/db`",
@@ -69,8 +92,17 @@ VARIABLES = (
     Variable("MQTT_URL", "`mqtt://[user:pass@]host:port`",
              "a private Mosquitto under `GLUCOVER_HOME`"),
     Variable("GLUCOVER_HOME", "state directory", "`./.glucover`"),
-    Variable("GLUCOVER_SECRET", "secret that device and service broker passwords derive from",
+    Variable("GLUCOVER_SECRET", "the operator's secret every other key and service password "
+             "derives from when not given; no service holds it",
              "generated once in `GLUCOVER_HOME/secrets`"),
+    Variable("GLUCOVER_DEVICE_SECRET", "secret the meters' broker passwords derive from (the "
+             "simulator holds it)", "derived from `GLUCOVER_SECRET`"),
+    Variable("GLUCOVER_SESSION_KEY", "key that signs the dashboard's session tokens",
+             "derived from `GLUCOVER_SECRET`"),
+    Variable("GLUCOVER_PSEUDONYM_KEY", "key of the patient pseudonyms in FHIR exports",
+             "derived from `GLUCOVER_SECRET`"),
+    Variable("GLUCOVER_NIGHTSCOUT_KEY", "key of the policies' Nightscout upload secrets and of "
+             "the API's JWTs", "derived from `GLUCOVER_SECRET`"),
     Variable("GLUCOVER_TIMESCALE", "`auto`, `on` (fail without TimescaleDB) or `off`", "`auto`"),
     Variable("GLUCOVER_COMPRESS_AFTER", "age after which TimescaleDB compresses readings",
              "`30 days`"),
@@ -88,7 +120,25 @@ VARIABLES = (
     *(Variable(f"GLUCOVER_DB_PASSWORD_{service.upper()}",
                f"`glucover migrate` creates the {service} service's database login with this "
                "password", "no login") for service in SERVICES),
+    *(Variable(f"GLUCOVER_MQTT_PASSWORD_{service.upper()}",
+               f"the {service} service's broker password (`devices sync-broker` writes its "
+               "hash)", "derived from `GLUCOVER_SECRET`") for service in BROKER_SERVICES),
 )
+
+
+def is_credential(name: str) -> bool:
+    """Whether a variable holds (or opens) a credential: a URL with a password, a secret, a
+    key, a service's password."""
+    return name in CREDENTIALS or name.startswith(PASSWORD_PREFIXES)
+
+
+KEY_PURPOSES = ("device_secret", "session_key", "pseudonym_key", "nightscout_key")
+
+
+def derive_key(secret: str, purpose: str) -> str:
+    """A key for one purpose from the deployment secret (HMAC-SHA256): holding it tells
+    nothing of the secret or of the keys for other purposes."""
+    return hmac.new(secret.encode(), f"key:{purpose}".encode(), hashlib.sha256).hexdigest()
 
 
 def markdown_table() -> str:
@@ -112,6 +162,9 @@ class Settings:
     dashboard_address: str = "0.0.0.0"  # noqa: S104 - a server's, in a container
     db_passwords: dict[str, str] = field(default_factory=dict)  # service -> login password
     api_url: str = f"http://127.0.0.1:{DEFAULT_API_PORT}"
+    mqtt_passwords: dict[str, str] = field(default_factory=dict)  # service -> broker password
+    keys: dict[str, str] = field(default_factory=dict)  # purpose -> key given in the environment
+    held: frozenset[str] = frozenset()  # the credential variables set (`glucover doctor`)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -137,6 +190,11 @@ class Settings:
             api_url=env.get("GLUCOVER_API_URL") or f"http://127.0.0.1:{DEFAULT_API_PORT}",
             db_passwords={s: pw for s in SERVICES
                           if (pw := env.get(f"GLUCOVER_DB_PASSWORD_{s.upper()}"))},
+            mqtt_passwords={s: pw for s in BROKER_SERVICES
+                            if (pw := env.get(f"GLUCOVER_MQTT_PASSWORD_{s.upper()}"))},
+            keys={purpose: key for purpose in KEY_PURPOSES
+                  if (key := env.get(f"GLUCOVER_{purpose.upper()}"))},
+            held=frozenset(name for name, value in env.items() if value and is_credential(name)),
         )
 
     def require_database_url(self) -> str:
@@ -154,6 +212,12 @@ class Settings:
                 "or run `glucover up`, which starts a private broker"
             )
         return MqttTarget.parse(self.mqtt_url)
+
+    def key(self, purpose: str) -> str:
+        """The key for one purpose (device_secret, session_key, pseudonym_key, nightscout_key):
+        as given in the environment, else derived from the deployment secret."""
+        assert purpose in KEY_PURPOSES, purpose
+        return self.keys.get(purpose) or derive_key(self.secret(), purpose)
 
     def secret(self) -> str:
         """The deployment secret device and service passwords derive from.

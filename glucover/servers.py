@@ -23,6 +23,7 @@ from pathlib import Path
 from glucover import broker
 from glucover.config import Settings
 from glucover.errors import UserError
+from kernel.sequence import MAX_PACKET_BYTES
 
 # How long a server may take to accept connections before we call start-up failed.
 STARTUP_TIMEOUT_S = 30.0
@@ -275,6 +276,10 @@ class LocalPostgres:
         self.start()
 
 
+# What ingest may hold unacknowledged, in bytes: junk in large messages cannot swell a worker.
+MAX_INFLIGHT_BYTES = 64 * 1_048_576
+
+
 @dataclass
 class LocalMosquitto:
     """A Mosquitto broker of our own: persistence on, password file and ACLs, no anonymous."""
@@ -314,9 +319,8 @@ class LocalMosquitto:
             "autosave_interval 1\n"
             "max_queued_messages 1000000\n"
             "max_inflight_messages 20000\n"  # bounds what ingest holds unacknowledged
-
-            "max_packet_size 16777216\n"
-            "message_size_limit 0\n"
+            f"max_inflight_bytes {MAX_INFLIGHT_BYTES}\n"  # ... and its bytes
+            f"max_packet_size {MAX_PACKET_BYTES}\n"
             "log_dest stdout\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
         )

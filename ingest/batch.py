@@ -58,6 +58,8 @@ def _decode_message(msg: Received, trust_sent_at: bool, batch: Batch,
                                           msg.received_at))
         return
     device_id, kind = found
+    if kind == "status" and not msg.payload:
+        return  # a retained status cleared (ingest/worker.py clears oversized ones): no message
     try:
         if kind == "status":
             doc = decoding.decode_status(msg.payload, device_id)

@@ -27,10 +27,10 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.wire import decoding, topics
-from devices.wire.messages import Ack
+from devices.wire.messages import MAX_STATUS_BYTES, Ack
 from glucover import broker
 from glucover.config import MqttTarget, Settings
-from ingest import metrics
+from ingest import metrics, rejects
 from ingest.batch import Received, decode
 from ingest.store import Batch, Rejection, WriteResult, prepare, write_batch
 from ingest.subscriber import BatchingClient
@@ -63,6 +63,7 @@ class WorkerConfig:
     trust_sent_at: bool = False
     metrics_port: int = 0
     acks: bool = True  # publish end-to-end acknowledgements after each commit
+    rejects_kept_per_minute: int = rejects.KEPT_PER_MINUTE  # per meter (ingest/rejects.py)
 
 
 class Inbox:
@@ -139,6 +140,8 @@ class IngestWorker:
         self.stopping = threading.Event()
         self.stopped = threading.Event()
         self.devices = DeviceRegistry()
+        self.rejects = rejects.RejectBudget(config.rejects_kept_per_minute)
+        self.pruned_at = float("-inf")
         self.conn: psycopg.Connection[Any] | None = None
         # MQTT 3.1.1 with a persistent session: paho parses no v5 properties per message (a
         # seventh of the worker's time in profiles); the broker's max_inflight_messages bounds
@@ -241,8 +244,10 @@ class IngestWorker:
         """Store a batch. One the database refuses for any reason but an outage is split in
         halves until the message it refuses is alone; that one is recorded as a storage_error
         and the rest are stored, so no message can stop the ones behind it."""
+        decoded = decode(messages, self.config.trust_sent_at)
+        decoded.rejections = self.rejects.admit(decoded.rejections, time.monotonic())
         try:
-            return self._commit(decode(messages, self.config.trust_sent_at), len(messages))
+            return self._commit(decoded, len(messages))
         except psycopg.Error as exc:
             assert self.conn is not None
             self.conn.rollback()
@@ -264,6 +269,7 @@ class IngestWorker:
         result = self._store(messages)
         self.client.ack_all([m.mid for m in messages if m.qos == 1])  # in arrival order
         self._publish_acks(result.acks)
+        self._clear_oversized_statuses(messages)
         metrics.MESSAGES.inc(len(messages))
         metrics.READINGS.inc(result.stored)
         metrics.DUPLICATES.inc(result.duplicates)
@@ -288,12 +294,45 @@ class IngestWorker:
                                                   for device_id, stored in acks.items()))
         metrics.ACKS.inc(len(acks))
 
+    def _housekeeping(self) -> None:
+        """When idle: the summaries of refused messages not kept whole (ingest/rejects.py),
+        and, hourly, refused messages past their retention deleted."""
+        now = time.monotonic()
+        if summaries := self.rejects.flush(now):
+            self._commit(Batch(rejections=summaries), 0)
+        if now - self.pruned_at < rejects.PRUNE_EVERY_S:
+            return
+        self.pruned_at = now
+        try:
+            if self.conn is None or self.conn.closed:
+                self.conn = self._connect_db()
+            deleted = self.conn.execute(
+                "delete from rejected_messages where received_at < now() - %s",
+                (rejects.RETENTION,)).rowcount
+            self.conn.commit()
+            if deleted:
+                log.info("deleted %d refused messages older than %s", deleted, rejects.RETENTION)
+        except psycopg.Error as exc:
+            if self.conn is not None and not self.conn.closed:
+                self.conn.rollback()
+            log.warning("cannot delete old refused messages (%s): run `glucover migrate`", exc)
+
+    def _clear_oversized_statuses(self, messages: list[Received]) -> None:
+        """A status too large to be one (refused above) is not left retained on the broker:
+        an empty retained message in its place clears it."""
+        oversized = {m.topic for m in messages if len(m.payload) > MAX_STATUS_BYTES
+                     and m.topic.endswith("/status") and topics.topic_device(m.topic)}
+        if oversized:
+            self.client.publish_all_retained((topic, b"") for topic in sorted(oversized))
+
     def _writer(self) -> None:
         try:
             while not (self.stopping.is_set() and not self.inbox):
                 messages = self._take_batch()
                 if messages:
                     self._write(messages)
+                else:
+                    self._housekeeping()
         finally:
             self.stopped.set()
 
@@ -319,8 +358,7 @@ class IngestWorker:
 
 
 def ingest_target(settings: Settings) -> MqttTarget:
-    return broker.service_target(settings.require_mqtt(), settings.secret(),
-                                 broker.INGEST_ACCOUNT)
+    return broker.service_target(settings.require_mqtt(), settings, "ingest")
 
 
 def ingest_cli(args: argparse.Namespace, settings: Settings) -> int:

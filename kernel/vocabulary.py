@@ -19,6 +19,11 @@ class DeviceKind(StrEnum):
     CGM = "cgm"  # continuous glucose monitor: interstitial fluid, a reading every few minutes
 
 
+# The `devices.model` of a policy's Nightscout uploads (nightscout/): readings that come over
+# HTTP, never over MQTT, so the device has no broker account.
+NIGHTSCOUT_MODEL = "nightscout"
+
+
 class Unit(StrEnum):
     MMOL_L = "mmol/L"
     MG_DL = "mg/dL"

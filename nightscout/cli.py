@@ -15,7 +15,7 @@ from nightscout.enrolment import enable
 
 def enable_cli(args: argparse.Namespace, settings: Settings) -> int:
     with psycopg.connect(settings.require_database_url()) as conn:
-        creds, changed = enable(conn, settings.secret(), args.policy, args.rotate)
+        creds, changed = enable(conn, settings.key("nightscout_key"), args.policy, args.rotate)
         conn.commit()
     doc = {"policy_id": creds.policy_id, "device_id": creds.device_id,
            "api_secret": creds.api_secret, "api_secret_sha1": sha1_hex(creds.api_secret),
@@ -38,7 +38,7 @@ def api_cli(args: argparse.Namespace, settings: Settings) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s "
                         "%(message)s")
-    app = create_app(settings.require_database_url(), settings.secret())
+    app = create_app(settings.require_database_url(), settings.key("nightscout_key"))
     print(f"nightscout API on http://{args.host}:{args.port}/api/v1/", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
                 access_log=False)

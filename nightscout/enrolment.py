@@ -8,12 +8,12 @@ from typing import Any
 import psycopg
 
 from glucover.errors import UserError
-from kernel.vocabulary import DeviceKind
+from kernel.vocabulary import NIGHTSCOUT_MODEL, DeviceKind
 from nightscout import credentials
 from nightscout.credentials import Credentials
 from pricing.ruleset import RULESET_OF_KIND
 
-DEVICE_MODEL = "nightscout"
+DEVICE_MODEL = NIGHTSCOUT_MODEL
 # Bound from two days before the start date, as provisioning binds meters: the start date's
 # local midnight may be the UTC day before it (devices/provisioning.py).
 BIND_EARLY = timedelta(days=2)

@@ -236,7 +236,7 @@ def apply_cli(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError(f"{path} is not JSON: {exc}") from None
     app = enrolment.parse(doc)
     with psycopg.connect(settings.require_database_url()) as conn:
-        outcome = enrolment.apply(conn, app, settings.secret(), _operator())
+        outcome = enrolment.apply(conn, app, settings.key("device_secret"), _operator())
         conn.commit()
         if outcome.accepted:
             from devices.provisioning import sync_broker

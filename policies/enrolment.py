@@ -162,10 +162,11 @@ class Outcome:
         return out
 
 
-def apply(conn: Conn, app: Application, secret: str, actor: str, today: date | None = None
-          ) -> Outcome:
+def apply(conn: Conn, app: Application, secret: str | None, actor: str,
+          today: date | None = None) -> Outcome:
     """Check and record an application; accepted: the policy, its device, its first term.
-    The caller commits (a refusal is recorded too)."""
+    `secret`: the device secret for the meter's broker password (None: the next sync-broker
+    sets it). The caller commits (a refusal is recorded too)."""
     today = today or datetime.now(UTC).date()
     product = product_for(app.product)
     reasons = refusals(app, product, today)

@@ -50,7 +50,8 @@ class Export:
 
 
 def pseudonym_key(secret: str) -> bytes:
-    """The key of the patient pseudonyms, derived from the deployment secret."""
+    """The key of the patient pseudonyms, from GLUCOVER_PSEUDONYM_KEY (itself derived from the
+    deployment secret unless given)."""
     return hashlib.sha256(f"fhir-pseudonym:{secret}".encode()).digest()
 
 
@@ -135,7 +136,7 @@ def _cgm_summaries(valid: pd.DataFrame, kinds: dict[str, DeviceKind], zone: Zone
 
 def export_fhir_cli(args: argparse.Namespace, settings: Settings) -> int:
     with connect(settings.require_database_url()) as conn:
-        export = policy_bundle(conn, args.policy, pseudonym_key(settings.secret()),
+        export = policy_bundle(conn, args.policy, pseudonym_key(settings.key("pseudonym_key")),
                                args.date_from, args.date_to)
     out = Path(args.out)
     out.write_bytes(export.to_json())

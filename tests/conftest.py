@@ -80,6 +80,10 @@ def fresh_db(pg_admin_url: str) -> Iterator[str]:
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("GLUCOVER_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("GLUCOVER_SECRET", TEST_SECRET)
+    # The tests' meters take their passwords from TEST_SECRET (tests.helpers builders), and
+    # their Nightscout upload secrets too.
+    monkeypatch.setenv("GLUCOVER_DEVICE_SECRET", TEST_SECRET)
+    monkeypatch.setenv("GLUCOVER_NIGHTSCOUT_KEY", TEST_SECRET)
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("MQTT_URL", raising=False)
     return Settings.from_env()
@@ -121,7 +125,8 @@ class Stack:
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "DATABASE_URL": self.db_url, "MQTT_URL": self.mqtt_url,
-                "GLUCOVER_SECRET": TEST_SECRET, "GLUCOVER_HOME": str(self.settings.home),
+                "GLUCOVER_SECRET": TEST_SECRET, "GLUCOVER_DEVICE_SECRET": TEST_SECRET,
+                "GLUCOVER_NIGHTSCOUT_KEY": TEST_SECRET, "GLUCOVER_HOME": str(self.settings.home),
                 "GLUCOVER_BROKER_DIR": str(self.broker.confdir)}
 
 

@@ -395,6 +395,7 @@ def test_real_browser_policyholder_downloads_their_own_fhir_records(
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    from glucover.config import derive_key
     from records import fhir
     from records.export import pseudonym_key
     from tests.helpers import TEST_SECRET
@@ -415,7 +416,7 @@ def test_real_browser_policyholder_downloads_their_own_fhir_records(
     assert saved.name == "glucover-POL-006-000001.fhir.json"
     doc = json.loads(saved.read_text())
     Bundle.model_validate(doc)
-    key = pseudonym_key(TEST_SECRET)
+    key = pseudonym_key(derive_key(TEST_SECRET, "pseudonym_key"))
     with psycopg.connect(dashboard_db) as conn:
         devices = conn.execute("select device_id from policy_devices where policy_id = %s",
                                ("POL-006-000001",)).fetchall()

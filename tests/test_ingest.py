@@ -88,7 +88,7 @@ def test_every_rejection_reason_is_recorded_and_the_worker_carries_on(stack: Sta
         (_payload(a, value=-3), decoding.RejectReason.VALUE_OUT_OF_RANGE),
         (_payload(a, measured_at="1970-01-01T00:00:00Z"),
          decoding.RejectReason.TIMESTAMP_IMPLAUSIBLE),
-        (b"[" + b"1," * 600_000 + b"1]", decoding.RejectReason.PAYLOAD_TOO_LARGE),
+        (b"[" + b"1," * 524_300 + b"1]", decoding.RejectReason.PAYLOAD_TOO_LARGE),  # > 1 MiB
         (_payload(a, seq=7), None),                       # stored
         (_payload(a, seq=7, value=9.9), decoding.RejectReason.CONFLICTING_DUPLICATE),
         (b'{"device_id": "' + a.encode() + b'", "sent_at": "x", "records": [1, 2]}',

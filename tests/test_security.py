@@ -38,6 +38,11 @@ def allowed(url: str, sql: str) -> bool:
     ("glucover_ingest", "insert into rejected_messages (topic, reason, detail, payload, "
      "payload_size) values ('t', 'r', 'd', 'x', 1)", True),
     ("glucover_ingest", "update readings set value_digits = 1", False),
+    ("glucover_ingest", "delete from rejected_messages where received_at < now() - "
+     "interval '30 days'", True),  # retention (ingest/rejects.py)
+    ("glucover_ingest", "update rejected_messages set detail = ''", False),
+    ("glucover_dashboard", "delete from sign_in_failures where failed_at < now()", True),
+    ("glucover_dashboard", "update sign_in_failures set username = 'x'", False),
     ("glucover_ingest", "delete from readings", False),
     ("glucover_ingest", "select * from sum_insured_ledger", False),
     ("glucover_ingest", "insert into rulesets (name, version, author, body) values "

@@ -11,6 +11,7 @@ import urllib.request
 
 import psycopg
 
+from glucover.db import with_credentials
 from glucover.servers import free_port
 from tests.helpers import state_dir, wait_until
 
@@ -46,8 +47,10 @@ def test_up_reaches_a_healthy_dashboard_with_data_flowing() -> None:
         text = log.read_text()
         assert health == "ok", text[-3000:]
         assert "glucover is up" in text
-        url = next(line.split()[-1] for line in text.splitlines()
-                   if line.strip().startswith("database:"))
+        shown = next(line.split()[1] for line in text.splitlines()
+                     if line.strip().startswith("database:"))
+        password = (home / "state" / "postgres" / "data.password").read_text().strip()
+        url = with_credentials(shown, "glucover_admin", password)  # the banner shows no password
         with psycopg.connect(url) as conn:
             readings = conn.execute("select count(*) from readings").fetchone()
             ledger = conn.execute("select count(distinct policy_id) from current_ledger"

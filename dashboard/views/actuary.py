@@ -17,7 +17,7 @@ from actuary.synthetic import synthetic_portfolio
 from actuary.validation import ValidationPack
 from dashboard import db
 from dashboard.auth import User
-from dashboard.format import money
+from dashboard.format import money, plain
 from dashboard.i18n import TEXT, t
 from dashboard.parameter_form import (
     changes,
@@ -79,7 +79,7 @@ def ruleset_editor(user: User) -> Ruleset | None:
     # (dashboard/parameter_form.py): another ruleset opens with its own values.
     scope = form_scope("rs", base)
     if done := st.session_state.pop("ruleset_published", None):
-        st.success(t("ws_published", lang, name=done[0], version=done[1]))
+        st.success(t("ws_published", lang, name=plain(done[0]), version=done[1]))
     st.caption(t("ws_published_version", lang, version=base.version or t("ws_builtin", lang)))
     sections, choices = _section_words(lang), choice_words(lang)
     with st.form("ruleset"):
@@ -213,7 +213,7 @@ def backtest_section(candidate: Ruleset | None) -> None:
     rules = candidate or _published("default")
     # Against the shipped ruleset of the same kind, over the policies of that kind.
     baseline = _published(RULESET_OF_KIND[rules.kind])
-    st.write(t("bt_against", lang, name=rules.name, baseline=baseline.name,
+    st.write(t("bt_against", lang, name=plain(rules.name), baseline=plain(baseline.name),
                version=baseline.version or t("ws_builtin", lang)))
     if not st.button(t("bt_run", lang)):
         return

@@ -123,12 +123,14 @@ def _details(alert: pd.Series, lang: str) -> None:  # type: ignore[type-arg]
             t("col_notes", lang): treatments["notes"].fillna("")}), hide_index=True)
     if len(trail):
         st.caption(t("alert_trail", lang))
-        st.table(pd.DataFrame({
+        # A table of plain text: st.table would render a note's Markdown (an image link in a
+        # note would be fetched by every viewer's browser).
+        st.dataframe(pd.DataFrame({
             t("col_time", lang): trail["at"].dt.strftime("%m-%d %H:%M"),
             t("col_who", lang): trail["username"],
             t("col_action", lang): [t(f"action_{a}", lang) for a in trail["action"]],
             t("alert_note", lang): [trail_note(o, d, lang) for o, d in zip(
-                trail["outcome"], trail["detail"], strict=True)]}))
+                trail["outcome"], trail["detail"], strict=True)]}), hide_index=True)
 
 
 def _act(user: User, alert_id: int, allowed: list[str], action: str, lang: str,

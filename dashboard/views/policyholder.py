@@ -202,7 +202,8 @@ def nightscout_uploads(policy_id: str, lang: str) -> None:
             st.caption(t("ns_not_enabled", lang))
             return
         settings = Settings.from_env()
-        creds = ns_credentials.credentials(settings.secret(), policy_id, int(str(row[0])))
+        creds = ns_credentials.credentials(settings.key("nightscout_key"), policy_id,
+                                           int(str(row[0])))
         urls = ns_credentials.app_urls(settings.api_url, creds)
         st.caption(t("ns_intro", lang))
         for label, value in (("ns_base_url", urls["base_url"]), ("ns_secret", creds.api_secret),
@@ -273,8 +274,8 @@ def fhir_bundle(policy_id: str, first: date | None = None, last: date | None = N
     days; default its whole history); the caller has checked that this user may see
     `policy_id`."""
     with db.pool().connection() as conn:
-        export = policy_bundle(conn, policy_id, pseudonym_key(Settings.from_env().secret()),
-                               first, last)
+        key = pseudonym_key(Settings.from_env().key("pseudonym_key"))
+        export = policy_bundle(conn, policy_id, key, first, last)
     return export.to_json()
 
 

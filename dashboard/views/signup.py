@@ -12,7 +12,6 @@ import streamlit as st
 from dashboard import db
 from dashboard.auth import hash_password
 from dashboard.i18n import t
-from glucover.config import Settings
 from glucover.errors import UserError
 from policies import enrolment
 from policies.product import DIABETES_TYPES, FREQUENCIES
@@ -57,8 +56,9 @@ def render() -> None:
     try:
         application = enrolment.parse(doc)
         with db.pool().connection() as conn:
-            outcome = enrolment.apply(conn, application, Settings.from_env().secret(),
-                                      "signup")
+            # The dashboard holds no device secret: the meter gets its broker password when an
+            # operator next runs `glucover devices sync-broker`.
+            outcome = enrolment.apply(conn, application, None, "signup")
             if outcome.accepted:
                 username = str(outcome.policy_id).lower()
                 conn.execute("select create_policyholder_login(%s, %s, %s)",

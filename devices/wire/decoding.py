@@ -22,12 +22,13 @@ import orjson
 from devices.wire import gls
 from devices.wire.messages import (
     ENVELOPE_FIELDS,
-    MAX_PAYLOAD_BYTES,
     MAX_RECORDS,
+    MAX_STATUS_BYTES,
     RECORD_FIELDS,
     SENSOR_STATES,
 )
 from devices.wire.values import in_mmol, mmol_of, stored_decimal, value_of
+from kernel.sequence import MAX_PAYLOAD_BYTES
 from kernel.vocabulary import Meal, Sample, Source, Status, Unit
 
 # A reading outside this is physically impossible for a capillary meter and is refused at ingest;
@@ -144,7 +145,21 @@ def parse_timestamp(value: Any, path: str, problems: list[Problem]) -> datetime 
     if ts.tzinfo is None or ts.utcoffset() is None:
         problems.append(Problem(RejectReason.INVALID_RECORD, path, "needs a UTC offset"))
         return None
+    if not _in_utc_range(ts):
+        problems.append(Problem(RejectReason.INVALID_RECORD, path,
+                                f"{value[:40]!r} lies outside years 1..9999 in UTC"))
+        return None
     return ts
+
+
+def _in_utc_range(ts: datetime) -> bool:
+    """Whether an aware time has a UTC instant (9999-12-31T23:59-23:59 has none: it falls in
+    the year 10000)."""
+    try:
+        ts.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True
 
 
 def _enum(value: Any, enum: type[StrEnum], path: str, problems: list[Problem]) -> str | None:
@@ -255,7 +270,9 @@ def _aware(text: str) -> datetime | None:
         ts = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return ts if ts.tzinfo is not None else None  # fromisoformat's zones have an offset
+    # fromisoformat's zones have an offset; a time without a UTC instant takes the path that
+    # names the problem
+    return ts if ts.tzinfo is not None and _in_utc_range(ts) else None
 
 
 def _typed_checked(r: _Record) -> _Checked | None:
@@ -484,6 +501,9 @@ def _gls_records(doc: dict[str, Any], topic_device_id: str, out: Decoded
 
 
 def decode_status(payload: bytes, topic_device_id: str) -> dict[str, Any]:
+    if len(payload) > MAX_STATUS_BYTES:
+        raise WireError([Problem(RejectReason.PAYLOAD_TOO_LARGE, "$",
+                                 f"{len(payload)} bytes, a status may have {MAX_STATUS_BYTES}")])
     doc = parse(payload)
     problems: list[Problem] = []
     if not isinstance(doc, dict):
@@ -498,6 +518,10 @@ def decode_status(payload: bytes, topic_device_id: str) -> dict[str, Any]:
     if battery is not None and not (type(battery) is int and 0 <= battery <= 100):
         problems.append(Problem(RejectReason.INVALID_ENVELOPE, "$.battery_pct",
                                 "must be an integer 0..100"))
+    if "sent_at" in doc:
+        sub: list[Problem] = []
+        parse_timestamp(doc["sent_at"], "$.sent_at", sub)
+        problems += [Problem(RejectReason.INVALID_ENVELOPE, p.path, p.message) for p in sub]
     offset = doc.get("clock_offset_s")
     if offset is not None and (type(offset) not in (int, float) or not math.isfinite(offset)):
         problems.append(Problem(RejectReason.INVALID_ENVELOPE, "$.clock_offset_s",

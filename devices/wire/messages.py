@@ -34,7 +34,9 @@ from devices.wire.topics import ack_topic, notices_topic, readings_topic, status
 from kernel.vocabulary import Meal, Sample, Source, Unit
 
 MAX_RECORDS = 1000  # records in one message: a meter's memory synced in one go
-MAX_PAYLOAD_BYTES = 1_048_576
+# A status message is a few hundred bytes; it is retained by the broker, so a larger one is
+# refused and ingest clears it from the broker (ingest/worker.py).
+MAX_STATUS_BYTES = 4 * 1024
 RECORD_FIELDS = frozenset({"seq", "measured_at", "value", "unit", "meal", "sample", "source",
                            "status"})
 ENVELOPE_FIELDS = frozenset({"device_id", "sent_at", "records", "version"})

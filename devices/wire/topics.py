@@ -49,7 +49,8 @@ def topic_device(topic: str) -> tuple[str, str] | None:
 
 def acl(service_accounts: Iterable[str], load_generators: Iterable[str] = (),
         notice_writers: Iterable[str] = ()) -> str:
-    """Mosquitto ACL text: services read every meter's topics; a meter writes only its own.
+    """Mosquitto ACL text: services read every meter's topics (and may clear its retained
+    status); a meter writes only its own.
     `notice_writers` (the care service) write every meter's notices topic and read nothing.
 
     `%u` is the connecting username, i.e. the device_id, so no per-device lines are needed and
@@ -57,7 +58,9 @@ def acl(service_accounts: Iterable[str], load_generators: Iterable[str] = (),
     readings topic: only the benchmarks' private brokers have one.
     """
     services = "".join(
-        f"user {account}\ntopic read {TOPIC_ROOT}/+/readings\ntopic read {TOPIC_ROOT}/+/status\n"
+        f"user {account}\ntopic read {TOPIC_ROOT}/+/readings\n"
+        # readwrite: ingest clears a retained status too large to be one
+        f"topic readwrite {TOPIC_ROOT}/+/status\n"
         f"topic write {TOPIC_ROOT}/+/ack\n\n"
         for account in service_accounts
     )
