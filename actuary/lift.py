@@ -60,12 +60,29 @@ def lorenz_area(exposure_sorted: Floats, actual_sorted: Floats,
     return inner / (total_e * total_a)
 
 
+def spread_ties(exposure_sorted: Floats, actual_sorted: Floats, rate_sorted: Floats) -> Floats:
+    """The actual of policies whose predicted rates tie (equal to 1e-9 relative), shared within
+    their group in proportion to exposure: the Lorenz curve runs straight across a tie, so the
+    Gini does not depend on the order ties happen to be in (nor on float noise that scaling the
+    exposure adds to equal rates)."""
+    if len(rate_sorted) < 2:
+        return actual_sorted
+    new_group = ~np.isclose(rate_sorted[1:], rate_sorted[:-1], rtol=1e-9, atol=0.0)
+    group = np.concatenate([[0], np.cumsum(new_group)])
+    group_actual = np.bincount(group, weights=actual_sorted)
+    group_exposure = np.bincount(group, weights=exposure_sorted)
+    spread: Floats = exposure_sorted * (group_actual / group_exposure)[group]
+    return spread
+
+
 def gini_index(exposure: Floats, actual: Floats, predicted: Floats) -> float:
-    """Gini = 1 − 2 × area under the ordered Lorenz curve (NaN when there is no actual)."""
+    """Gini = 1 − 2 × area under the ordered Lorenz curve (NaN when there is no actual); tied
+    predicted rates share their actual (spread_ties)."""
     if not actual.sum() > 0:
         return float("nan")
     order = rate_order(exposure, predicted)
-    return 1.0 - 2.0 * lorenz_area(exposure[order], actual[order])
+    e = exposure[order]
+    return 1.0 - 2.0 * lorenz_area(e, spread_ties(e, actual[order], (predicted / exposure)[order]))
 
 
 def bootstrap_gini(exposure: Floats, actual: Floats, predicted: Floats, seed: int,
@@ -73,7 +90,8 @@ def bootstrap_gini(exposure: Floats, actual: Floats, predicted: Floats, seed: in
     """The Gini of `replicates` resamples of the n policies, each n draws with replacement (a
     policy drawn k times counts k times; a resample keeps the original's sort order)."""
     order = rate_order(exposure, predicted)
-    e, a = exposure[order], actual[order]
+    e = exposure[order]
+    a = spread_ties(e, actual[order], (predicted / exposure)[order])
     rng = np.random.default_rng(seed)
     n = len(e)
     claimed = np.flatnonzero(a)

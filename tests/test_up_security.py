@@ -233,7 +233,7 @@ def test_no_service_holds_the_deployment_secret(up: Up) -> None:
         settings = Settings.from_env(env)
         seen |= services_of(settings)
         assert credential_warnings(settings) == [], pid
-    assert seen == {"ingest", "pricing", "care", "dashboard", "simulator"}
+    assert seen == {"ingest", "pricing", "care", "dashboard", "api", "simulator"}
 
 
 def test_the_banner_does_not_print_the_superusers_password(up: Up) -> None:
