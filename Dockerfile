@@ -14,6 +14,7 @@ COPY actuary ./actuary
 COPY policies ./policies
 COPY care ./care
 COPY records ./records
+COPY privacy ./privacy
 COPY dashboard ./dashboard
 COPY bench ./bench
 RUN pip install --no-cache-dir .

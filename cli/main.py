@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         _export_commands,
         _care_commands,
         _actuary_commands,
+        _privacy_commands,
         _bench_commands,
     ):
         add_commands(sub)
@@ -261,6 +262,26 @@ def _care_commands(sub: Any) -> None:
     p.add_argument("--notes", default="")
     _add(rsub, "parameters", "care.cli:rules_parameters_cli",
          "the rule parameters as a Markdown table (the README's)")
+
+
+def _privacy_commands(sub: Any) -> None:
+    """Consent per purpose, the policyholder's rights (privacy/, docs/privacy.md)."""
+    from privacy.purposes import OPERATOR_CHANNELS, PURPOSES
+
+    consent = _add(sub, "consent", None, "a policyholder's consent per purpose")
+    csub = _subcommands(consent, "consent_command", "ACTION")
+    for action, handler_help in (("give", "record a consent given (a form, a call)"),
+                                 ("withdraw", "record a consent withdrawn"),
+                                 ("show", "each purpose's standing choice")):
+        p = _add(csub, action, "privacy.cli:consent_cli", handler_help)
+        p.add_argument("--policy", required=True)
+        p.add_argument("--purpose", choices=PURPOSES, required=action != "show",
+                       default=None)
+        if action != "show":
+            p.add_argument("--channel", choices=OPERATOR_CHANNELS, default="paper",
+                           help="how the policyholder told us (default: paper)")
+            p.add_argument("--actor", help="who records it (default: the OS user)")
+        p.add_argument("--json", action="store_true")
 
 
 def _export_commands(sub: Any) -> None:

@@ -18,7 +18,7 @@ import streamlit as st
 from dashboard import db, sessions
 from dashboard.auth import User, authenticate
 from dashboard.i18n import initial_language, t
-from dashboard.views import actuary, care, operations, policyholder
+from dashboard.views import actuary, care, operations, policyholder, reviews
 from glucover.config import Settings
 
 
@@ -95,6 +95,7 @@ PAGES: dict[str, Callable[[User], None]] = {
     "alerts": care.render,
     "panel": policyholder.render,  # a clinician's view of a policyholder on the panel
     "alert-rules": care.render_rules,
+    "reviews": reviews.render,
 }
 ROLE_PAGES: dict[str, tuple[tuple[str, str], ...]] = {
     "policyholder": (("policy", "page_my_policy"),),
@@ -102,6 +103,8 @@ ROLE_PAGES: dict[str, tuple[tuple[str, str], ...]] = {
     "operations": (("operations", "page_operations"),),
     "clinician": (("alerts", "page_alerts"), ("panel", "page_panel"),
                   ("alert-rules", "page_alert_rules")),
+    "reviewer": (("reviews", "page_reviews"),),
+    "privacy": (("reviews", "page_reviews"),),
 }
 SIGN_IN_PATH = "signin"
 

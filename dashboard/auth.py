@@ -8,7 +8,7 @@ from typing import Any
 import bcrypt
 import psycopg
 
-ROLES = ("policyholder", "actuary", "operations", "clinician")
+ROLES = ("policyholder", "actuary", "operations", "clinician", "reviewer", "privacy")
 BCRYPT_ROUNDS = 12
 
 

@@ -25,6 +25,7 @@ from kernel.vocabulary import DeviceKind
 from pricing import cgm_metrics, cgm_rules, store
 from pricing.evaluator import assign_readings
 from pricing.ruleset import Ruleset
+from privacy import consent
 from records import agp_report, fhir
 
 READING_COLUMNS = ("device_id", "seq", "measured_at", "utc_offset_min", "received_at", "value",
@@ -104,9 +105,11 @@ def policy_bundle(conn: psycopg.Connection[Any], policy_id: str, key: bytes,
     birth = p.get("birth_year")
     subject = fhir.Subject(fhir.pseudonym(key, policy_id),
                            None if pd.isna(birth) else int(birth))
+    consents = [fhir.ConsentChoice(c.purpose, c.given, c.at, c.text_version)
+                for c in consent.state(conn, policy_id) if c.at is not None]
     document = fhir.bundle(subject, sorted(kinds.items()), valid,
                            _cgm_summaries(valid, kinds, zone, (first, last)), (first, last),
-                           generated_at=now)
+                           generated_at=now, consents=consents)
     return Export(policy_id, (first, last), document, len(valid))
 
 

@@ -22,6 +22,8 @@ from dashboard.policyholder_data import (
     load_summary,
 )
 from dashboard.views import cgm_section as cgm_view
+from dashboard.views import consent_section
+from dashboard.views import reviews as reviews_view
 from glucover.config import Settings
 from kernel.vocabulary import Meal, Unit
 from pricing import cgm_metrics
@@ -42,12 +44,15 @@ def explain(summary: PolicySummary, lang: str, unit: str = Unit.MMOL_L) -> pd.Da
     start = summary.ledger["day"].iloc[0] if len(summary.ledger) else None
     steps = {"in_target": rules.delta_in_target, "high": rules.delta_high,
              "out_of_target": rules.delta_out_of_target, "missed": rules.delta_missed,
-             "insufficient": rules.delta_missed, "hypo_risk": rules.delta_hypo_risk}
+             "insufficient": rules.delta_missed, "hypo_risk": rules.delta_hypo_risk,
+             "no_consent": 0.0}
     for row in summary.ledger.to_dict("records"):
         status = str(row["day_status"])
         r = None if pd.isna(row["reading_seq"]) else by_key.get(
             (row["day"], int(row["reading_seq"])))
-        if rules.kind == "cgm":
+        if status == "no_consent":
+            text = t(status, lang)
+        elif rules.kind == "cgm":
             text = t("explain_no_sensor", lang) if pd.isna(row["time_in_range"]) else t(
                 "explain_cgm", lang, tir=row["time_in_range"], below=row["below"],
                 limit=cgm_metrics.format_glucose(rules.hypo_below_mgdl, unit),
@@ -171,6 +176,8 @@ def render(user: User) -> None:
             st.altair_chart(readings_chart(summary, lang), width="stretch")
     # Built only when clicked (a callable), from the policy this user may see.
     fhir_download(summary, lang, staff)
+    consent_section.render(user, policy_id, lang)
+    reviews_view.request_section(user, policy_id, list(summary.ledger["day"])[::-1], lang)
     st.subheader(t(voiced("ledger", staff), lang))
     if summary.ledger.empty:
         st.info(t("no_ledger", lang))
