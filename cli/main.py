@@ -283,6 +283,29 @@ def _privacy_commands(sub: Any) -> None:
             p.add_argument("--actor", help="who records it (default: the OS user)")
         p.add_argument("--json", action="store_true")
 
+    privacy = _add(sub, "privacy", None, "the people's rights over their data; the access log")
+    psub = _subcommands(privacy, "privacy_command", "ACTION")
+    p = _add(psub, "access-log", "privacy.cli:access_log_cli",
+             "who read whose health data, newest first")
+    p.add_argument("--policy", help="only reads of this policy")
+    p.add_argument("--user", help="only this staff member's reads")
+    p.add_argument("--since", type=_date, help="first day (UTC)")
+    p.add_argument("--until", type=_date, help="last day (UTC), inclusive")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true")
+    out.add_argument("--csv", help="write the entries to this CSV file")
+    p = _add(psub, "erase", "cli.erase:erase_cli",
+             "erase a policyholder's data (but what a claim's legal hold keeps) and close "
+             "their meters' broker accounts")
+    p.add_argument("--policy", required=True)
+    p.add_argument("--reason", required=True, help="why (a request, the end of retention); "
+                   "kept in the record of erasures: do not name the person")
+    p.add_argument("--actor", help="who decides (default: the OS user)")
+    _add(psub, "requests", "privacy.cli:requests_cli", "erasure requests waiting for an operator")
+    p = _add(psub, "retention", "privacy.cli:retention_cli",
+             "drop raw readings older than an age (summaries and the ledger stay)")
+    p.add_argument("--older-than", required=True, help="an age such as '730 days'")
+
 
 def _export_commands(sub: Any) -> None:
     """Records out, in standard form."""
@@ -298,6 +321,11 @@ def _export_commands(sub: Any) -> None:
     _window(p, "first day, in the policy's timezone (default: its start date)",
             "last day, inclusive (default: today)")
     p.add_argument("--out", required=True, help="the JSON file to write")
+    p = _add(esub, "csv", "records.csv_export:export_csv_cli",
+             "the policy's readings or ledger as CSV (access and portability)")
+    p.add_argument("--policy", required=True)
+    p.add_argument("--table", choices=("readings", "ledger"), required=True)
+    p.add_argument("--out", required=True, help="the CSV file to write")
     p = _add(
         esub,
         "agp",

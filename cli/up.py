@@ -98,6 +98,7 @@ def provision_demo(admin_url: str, settings: Settings, policies: int, seed: int,
             logins += [(p.policy_id.lower(), "policyholder", p.policy_id)
                        for p in [p for p in people if p.kind == kind][:DEMO_POLICYHOLDERS]]
         logins.append(("clinician", "clinician", None))
+        logins += [("reviewer", "reviewer", None), ("privacy", "privacy", None)]
         for username, role, policy in logins:
             # The demo clinician leads the care team: they publish the alert rules too.
             create_user(conn, username, DEMO_PASSWORD, role, policy, rounds=10,

@@ -18,7 +18,7 @@ import streamlit as st
 from dashboard import db, sessions
 from dashboard.auth import User, authenticate
 from dashboard.i18n import initial_language, t
-from dashboard.views import actuary, care, operations, policyholder, reviews
+from dashboard.views import access_log, actuary, care, operations, policyholder, reviews
 from glucover.config import Settings
 
 
@@ -96,6 +96,7 @@ PAGES: dict[str, Callable[[User], None]] = {
     "panel": policyholder.render,  # a clinician's view of a policyholder on the panel
     "alert-rules": care.render_rules,
     "reviews": reviews.render,
+    "access-log": access_log.render,
 }
 ROLE_PAGES: dict[str, tuple[tuple[str, str], ...]] = {
     "policyholder": (("policy", "page_my_policy"),),
@@ -104,7 +105,7 @@ ROLE_PAGES: dict[str, tuple[tuple[str, str], ...]] = {
     "clinician": (("alerts", "page_alerts"), ("panel", "page_panel"),
                   ("alert-rules", "page_alert_rules")),
     "reviewer": (("reviews", "page_reviews"),),
-    "privacy": (("reviews", "page_reviews"),),
+    "privacy": (("access-log", "page_access_log"),),
 }
 SIGN_IN_PATH = "signin"
 

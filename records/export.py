@@ -5,6 +5,7 @@ records read from the database, kept to what pricing counts as valid, as FHIR (r
 from __future__ import annotations
 
 import argparse
+import getpass
 import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -25,7 +26,7 @@ from kernel.vocabulary import DeviceKind
 from pricing import cgm_metrics, cgm_rules, store
 from pricing.evaluator import assign_readings
 from pricing.ruleset import Ruleset
-from privacy import consent
+from privacy import access_log, consent
 from records import agp_report, fhir
 
 READING_COLUMNS = ("device_id", "seq", "measured_at", "utc_offset_min", "received_at", "value",
@@ -140,6 +141,9 @@ def export_fhir_cli(args: argparse.Namespace, settings: Settings) -> int:
     with connect(settings.require_database_url()) as conn:
         export = policy_bundle(conn, args.policy, pseudonym_key(settings.secret()),
                                args.date_from, args.date_to)
+        access_log.record(conn, getpass.getuser(), "operator", args.policy, "fhir_export",
+                          detail=args.out)
+        conn.commit()
     out = Path(args.out)
     out.write_bytes(export.to_json())
     print(f"wrote {out}: FHIR R4 Bundle of policy {args.policy}, {export.window[0]} .. "
@@ -170,6 +174,9 @@ def agp_pdf(conn: psycopg.Connection[Any], policy_id: str, last: date | None = N
 def export_agp_cli(args: argparse.Namespace, settings: Settings) -> int:
     with connect(settings.require_database_url()) as conn:
         pdf = agp_pdf(conn, args.policy, args.date_to, args.unit, args.lang)
+        access_log.record(conn, getpass.getuser(), "operator", args.policy, "agp_export",
+                          detail=args.out)
+        conn.commit()
     Path(args.out).write_bytes(pdf)
     print(f"wrote {args.out}: AGP report of policy {args.policy} ({len(pdf):,} bytes)")
     return 0

@@ -12,6 +12,7 @@ import streamlit as st
 from dashboard import db
 from dashboard.auth import User
 from dashboard.i18n import t
+from dashboard.views import access_log
 from pricing import store
 from privacy import reviews
 
@@ -36,6 +37,9 @@ def render(user: User) -> None:
     chosen = st.selectbox(t("rv_choose", lang), list(waiting["review_id"]), key="rv_choose")
     with db.pool().connection() as conn:
         case = reviews.review(conn, int(chosen))
+    access_log.staff_read(str(case.row["policy_id"]), "review", once=True,
+                          detail=f"review {chosen}")
+    with db.pool().connection() as conn:
         row = case.row
         day_readings = _day_readings(conn, str(row["policy_id"]), row["day"])
     st.subheader(t("rv_case", lang, policy=row["policy_id"], day=row["day"]))

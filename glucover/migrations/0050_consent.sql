@@ -35,6 +35,8 @@ create table consent_events (
 create index consent_events_policy on consent_events (policy_id, purpose, at);
 create trigger consent_events_append_only before update or delete on consent_events
     for each row execute function append_only();
+create trigger consent_events_no_truncate before truncate on consent_events
+    for each statement execute function append_only();
 
 -- The days each purpose is consented to, per policy: [from_day, to_day) in the policy's local
 -- days (to_day null: still). A withdrawal takes effect on its whole local day; a consent
