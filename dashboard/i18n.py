@@ -527,6 +527,11 @@ TEXT: dict[str, dict[str, str]] = {
     "rv_col_delta": {"en": "Change (RMB)", "zh": "变动（元）"},
     "rv_col_day_status": {"en": "Decision", "zh": "决定"},
     "rv_col_requested_at": {"en": "Asked at", "zh": "申请时间"},
+    "rv_col_time": {"en": "Time", "zh": "时间"},
+    "rv_col_value_mmol": {"en": "mmol/L", "zh": "mmol/L"},
+    "rv_col_meal": {"en": "Meal", "zh": "时段"},
+    "rv_col_seq": {"en": "Meter's record no.", "zh": "仪器记录号"},
+    "rv_col_status": {"en": "Meter status bits", "zh": "仪器状态位"},
     "rv_case": {"en": "{policy}, {day}", "zh": "{policy}，{day}"},
     "rv_view": {"en": "The policyholder's view:", "zh": "投保人的意见："},
     "rv_decision": {"en": "Decided automatically: {status}, change RMB {delta:+,.0f}, by ruleset "

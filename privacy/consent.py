@@ -158,6 +158,8 @@ class Choice:
     at: datetime | None
     channel: str | None
     actor: str | None
+    day: date | None = None  # the local day of `at` in the policy's zone
+
 
     @property
     def needs_reconsent(self) -> bool:
@@ -168,7 +170,8 @@ class Choice:
         return {"purpose": self.purpose, "given": self.given,
                 "text_version": self.text_version, "current_version": self.current_version,
                 "needs_reconsent": self.needs_reconsent,
-                "at": self.at.isoformat() if self.at else None, "channel": self.channel,
+                "at": self.at.isoformat() if self.at else None,
+                "day": self.day.isoformat() if self.day else None, "channel": self.channel,
                 "actor": self.actor}
 
 
@@ -178,15 +181,17 @@ def state(conn: Conn, policy_id: str) -> list[Choice]:
                     ).fetchone() is None:
         raise UserError(f"no policy {policy_id!r}")
     rows = {str(r[0]): r for r in conn.execute(
-        "select distinct on (purpose) purpose, given, text_version, at, channel, actor "
-        "from consent_events where policy_id = %s order by purpose, at desc, event_id desc",
+        "select distinct on (purpose) purpose, given, text_version, at, channel, actor, "
+        "local_day(at, p.timezone) from consent_events join policies p using (policy_id) "
+        "where policy_id = %s order by purpose, at desc, event_id desc",
         (policy_id,)).fetchall()}
     out = []
     for purpose in PURPOSES:
         r = rows.get(purpose)
         out.append(Choice(purpose, bool(r[1]) if r else False, int(str(r[2])) if r else 0,
                           current_version(purpose), r[3] if r else None,
-                          str(r[4]) if r else None, str(r[5]) if r else None))
+                          str(r[4]) if r else None, str(r[5]) if r else None,
+                          r[6] if r else None))
     return out
 
 

@@ -85,23 +85,13 @@ def decide(conn: Conn, review_id: int, reviewer: str, outcome: str, reason: str,
     _audit(conn, reviewer, review_id, "uphold" if outcome == "upheld" else "correct",
            reason.strip() + ("" if amount is None else f" ({amount:+})"))
     if amount is not None:
-        _correction_row(conn, str(row[0]), row[1], amount, review_id)
+        _correction_row(conn, review_id)
 
 
-def _correction_row(conn: Conn, policy_id: str, day: date, amount: Decimal,
-                    review_id: int) -> None:
-    """The day's current ledger row again, its change, bonus and sum insured moved by the
-    adjustment, naming the review, from a run of its own."""
-    run = conn.execute("insert into pricing_runs (through, finished_at, policies, rows_added) "
-                       "values (%s, now(), 1, 1) returning run_id", (day,)).fetchone()
-    assert run is not None
-    conn.execute(
-        "insert into sum_insured_ledger (policy_id, day, run_id, day_status, reading_seq, "
-        "delta, bonus, sum_insured, ruleset_name, ruleset_version, coverage, time_in_range, "
-        "below, very_high, review_id) select policy_id, day, %s, day_status, reading_seq, "
-        "delta + %s, bonus + %s, sum_insured + %s, ruleset_name, ruleset_version, coverage, "
-        "time_in_range, below, very_high, %s from current_ledger where policy_id = %s and "
-        "day = %s", (run[0], amount, amount, amount, review_id, policy_id, day))
+def _correction_row(conn: Conn, review_id: int) -> None:
+    """The corrected day's ledger row, written by the database function correct_ledger
+    (0051_decision_reviews.sql) with its owner's rights: the dashboard writes no other."""
+    conn.execute("select correct_ledger(%s)", (review_id,))
 
 
 def corrections(conn: Conn, policy_ids: list[str]) -> pd.DataFrame:

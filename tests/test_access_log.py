@@ -104,3 +104,20 @@ def test_the_data_protection_officer_filters_and_exports_the_log(
     assert main(["privacy", "access-log", "--user", "ann", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert sorted(r["policy_id"] for r in rows) == [POLICY, "POL-006-000002"]
+
+
+def test_the_dashboards_role_may_do_what_its_pages_do(people: str) -> None:
+    """The pages run as glucover_dashboard: a consent, a review and its decision (a ledger row
+    of its own), a staff read and an erasure request, all within its grants."""
+    from privacy import consent, erasure
+
+    with psycopg.connect(people) as conn:
+        conn.execute("set role glucover_dashboard")
+        consent.record(conn, POLICY, "care", False, "alice", "page")
+        review_id = reviews.request(conn, POLICY, START + timedelta(days=4), "Look again.",
+                                    "alice")
+        reviews.decide(conn, review_id, "uwe", "corrected", "Meter fault.", 100.0)
+        access_log.record(conn, "uwe", "reviewer", POLICY, "review")
+        erasure.request(conn, POLICY, "alice")
+        conn.commit()
+        assert len(access_log.entries(conn)) == 1

@@ -10,7 +10,7 @@ import streamlit as st
 
 from dashboard import db
 from dashboard.auth import User
-from dashboard.i18n import t
+from dashboard.i18n import TEXT, t
 from privacy import access_log
 
 
@@ -53,6 +53,8 @@ def render(user: User) -> None:
     st.caption(t("al_count", lang, n=len(log)))
     shown = log.assign(policy_id=log["policy_id"].fillna(t("al_erased", lang)),
                        what=log["what"].map(lambda w: t(f"al_what_{w}", lang)),
+                       role=log["role"].map(lambda r: t(f"role_{r}", lang)
+                                            if f"role_{r}" in TEXT else r),
                        purpose=log["purpose"].map(lambda p: t(f"al_purpose_{p}", lang)))
     st.dataframe(shown.drop(columns=["subject"]).rename(
         columns=lambda c: t(f"al_col_{c}", lang)), hide_index=True, width="stretch")

@@ -33,7 +33,7 @@ def _purpose(user: User, policy_id: str, choice: consent.Choice, lang: str,
     st.markdown(f"**{t(f'consent_purpose_{choice.purpose}', lang)}**")
     st.caption(text.body(lang))
     channel = t(f"channel_{choice.channel}", lang) if choice.channel else ""
-    day = f"{choice.at:%Y-%m-%d}" if choice.at else ""
+    day = f"{choice.day:%Y-%m-%d}" if choice.day else ""
     if choice.given:
         st.write(t("consent_given", lang, day=day, channel=channel,
                    version=choice.text_version or "—"))

@@ -11,7 +11,7 @@ import streamlit as st
 
 from dashboard import db
 from dashboard.auth import User
-from dashboard.i18n import t
+from dashboard.i18n import TEXT, t
 from dashboard.views import access_log
 from pricing import store
 from privacy import reviews
@@ -31,8 +31,9 @@ def render(user: User) -> None:
     if waiting.empty:
         st.info(t("rv_empty", lang))
         return
-    st.dataframe(waiting[["review_id", "policy_id", "day", "delta", "day_status",
-                          "requested_at"]].rename(columns=lambda c: t(f"rv_col_{c}", lang)),
+    shown = waiting.assign(day_status=waiting["day_status"].map(lambda s: t(str(s), lang)))
+    st.dataframe(shown[["review_id", "policy_id", "day", "delta", "day_status",
+                        "requested_at"]].rename(columns=lambda c: t(f"rv_col_{c}", lang)),
                  hide_index=True, width="stretch")
     chosen = st.selectbox(t("rv_choose", lang), list(waiting["review_id"]), key="rv_choose")
     with db.pool().connection() as conn:
@@ -48,7 +49,9 @@ def render(user: User) -> None:
     st.write(t("rv_decision", lang, status=t(str(row["day_status"]), lang),
                delta=float(row["delta"]), ruleset=row["ruleset_name"],
                version=row["ruleset_version"]))
-    st.dataframe(day_readings, hide_index=True, width="stretch")
+    st.dataframe(day_readings.assign(meal=day_readings["meal"].map(
+        lambda m: t(m, lang) if m in TEXT else m)).rename(
+        columns=lambda c: t(f"rv_col_{c}", lang)), hide_index=True, width="stretch")
     with st.form(f"decide_{chosen}"):
         outcome = st.radio(t("rv_outcome", lang), reviews.OUTCOMES,
                            format_func=lambda o: t(f"rv_{o}", lang), horizontal=True)
@@ -77,7 +80,7 @@ def _day_readings(conn: Any, policy_id: str, day: date) -> pd.DataFrame:
     local = readings["measured_at"].dt.tz_convert(zone)
     shown = readings[(local.dt.date == day).to_numpy()]
     return pd.DataFrame({"time": local[(local.dt.date == day).to_numpy()].dt.strftime("%H:%M"),
-                         "mmol/L": shown["value_mmol"].round(1),
+                         "value_mmol": shown["value_mmol"].round(1),
                          "meal": shown["meal"].astype(str), "seq": shown["seq"],
                          "status": shown["status"]})
 

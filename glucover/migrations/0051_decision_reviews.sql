@@ -60,6 +60,33 @@ create or replace view current_ledger as
     from sum_insured_ledger
     order by policy_id, day, run_id desc;
 
+-- A corrected review's ledger row: the day's current row again, its change, bonus and sum
+-- insured moved by the adjustment, naming the review, from a pricing run of its own. It runs
+-- with its owner's rights, so the dashboard may write this row and no other.
+create function correct_ledger(review bigint) returns void
+    language plpgsql security definer set search_path = public, pg_temp as $$
+declare
+    r decision_reviews;
+    run bigint;
+begin
+    select * into r from decision_reviews where review_id = review;
+    if r.status is distinct from 'corrected' then
+        raise exception 'review % is not corrected', review;
+    end if;
+    if exists (select 1 from sum_insured_ledger where review_id = review) then
+        return;  -- written already
+    end if;
+    insert into pricing_runs (through, finished_at, policies, rows_added)
+        values (r.day, now(), 1, 1) returning run_id into run;
+    insert into sum_insured_ledger (policy_id, day, run_id, day_status, reading_seq, delta,
+                                    bonus, sum_insured, ruleset_name, ruleset_version,
+                                    coverage, time_in_range, below, very_high, review_id)
+        select policy_id, day, run, day_status, reading_seq, delta + r.adjustment,
+               bonus + r.adjustment, sum_insured + r.adjustment, ruleset_name,
+               ruleset_version, coverage, time_in_range, below, very_high, review
+        from current_ledger where policy_id = r.policy_id and day = r.day;
+end $$;
+
 do $$ begin
     if exists (select 1 from pg_roles where rolname = 'glucover_dashboard') then
         grant select on decision_reviews, review_audit to glucover_dashboard, glucover_pricing;
@@ -68,9 +95,9 @@ do $$ begin
             on decision_reviews to glucover_dashboard;
         grant usage on sequence decision_reviews_review_id_seq, review_audit_audit_id_seq
             to glucover_dashboard;
-        -- A correction's ledger row is written when the reviewer decides.
-        grant insert on sum_insured_ledger, pricing_runs to glucover_dashboard;
-        grant usage on sequence pricing_runs_run_id_seq to glucover_dashboard;
         grant select on current_ledger to glucover_pricing, glucover_dashboard;
+        -- The dashboard writes no ledger row itself: only this function's correction row.
+        revoke all on function correct_ledger(bigint) from public;
+        grant execute on function correct_ledger(bigint) to glucover_dashboard;
     end if;
 end $$;
