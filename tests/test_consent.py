@@ -242,3 +242,22 @@ def test_a_new_text_version_asks_to_confirm(fleet: str, monkeypatch: pytest.Monk
     at.run()
     with psycopg.connect(fleet) as conn:
         assert not consent.state(conn, POLICY)[0].needs_reconsent
+
+
+def test_a_changed_text_is_stored_as_a_new_version_and_asks_everyone_again(
+        fleet: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    shipped = consent.texts()
+    changed = {**shipped, "research": consent.ConsentText(
+        "research", 2, shipped["research"].en + " Also in claims studies.",
+        shipped["research"].zh + "也用于理赔研究。")}
+    monkeypatch.setattr(consent, "texts", lambda: changed)
+    with psycopg.connect(fleet) as conn:
+        research = consent.state(conn, POLICY)[2]
+        assert research.needs_reconsent and research.text_version == 1
+        assert consent.live(conn, POLICY, "research")  # live until confirmed or withdrawn
+        consent.record(conn, POLICY, "research", True, "alice", "page")
+        assert not consent.state(conn, POLICY)[2].needs_reconsent
+        versions = conn.execute("select version, body_en from consent_texts where purpose = "
+                                "'research' order by version").fetchall()
+    assert [v for v, _ in versions] == [1, 2]
+    assert versions[0][1] == shipped["research"].en  # the old words stay as shown
