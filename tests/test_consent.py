@@ -261,3 +261,15 @@ def test_a_changed_text_is_stored_as_a_new_version_and_asks_everyone_again(
                                 "'research' order by version").fetchall()
     assert [v for v, _ in versions] == [1, 2]
     assert versions[0][1] == shipped["research"].en  # the old words stay as shown
+
+
+def test_the_alert_sweep_raises_nothing_without_care_consent(fleet: str) -> None:
+    from care import stream
+
+    with psycopg.connect(fleet) as conn:
+        consent.record(conn, POLICY, "care", False, "test", "paper")
+        conn.commit()
+        raised = stream.sweep(conn, builtin())
+    lapsed = {r.policy_id for r in raised if r.rule == "lapsed"}
+    assert OTHER in lapsed  # the fleet's meters went quiet months ago
+    assert POLICY not in {r.policy_id for r in raised}
