@@ -15,6 +15,7 @@ COPY policies ./policies
 COPY care ./care
 COPY nightscout ./nightscout
 COPY records ./records
+COPY privacy ./privacy
 COPY dashboard ./dashboard
 COPY bench ./bench
 RUN pip install --no-cache-dir .

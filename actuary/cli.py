@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from actuary import backtest, gaming, glm
+from actuary import backtest, gaming, glm, research
 from actuary.synthetic import HAZARD_RATIO_PER_A1C, synthetic_portfolio
 from glucover.config import Settings
 from glucover.errors import UserError
@@ -29,25 +29,30 @@ NO_POLICIES = ("no policies in the database: run `glucover simulate` or `glucove
                "or pass --synthetic N")
 
 
-def stored_portfolio(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def stored_portfolio(settings: Settings
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, int]:
+    """The stored policies consenting to research, their bindings and readings, and how many
+    policies were left out for want of that consent."""
     import psycopg
 
     with psycopg.connect(settings.require_database_url()) as conn:
         policies, bindings = store.load_policies(conn)
+        if policies.empty:
+            raise UserError(NO_POLICIES)
+        policies, left_out = research.consenting(conn, policies)
+        bindings = bindings[bindings["policy_id"].isin(policies["policy_id"])]
         readings = store.load_readings(conn, sorted(set(bindings["device_id"])))
-    if policies.empty:
-        raise UserError(NO_POLICIES)
-    return policies, bindings, readings
+    return policies, bindings, readings, left_out
 
 
 def _portfolio(args: argparse.Namespace, settings: Settings
-               ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, date]:
+               ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, date, int]:
     if getattr(args, "synthetic", 0):
         p = synthetic_portfolio(args.synthetic, SYNTHETIC_DAYS, seed=7, with_claims=False)
         through = (p.policies["start_date"].min() + pd.Timedelta(days=SYNTHETIC_DAYS - 1)).date()
-        return p.policies, p.bindings, p.readings, through
-    policies, bindings, readings = stored_portfolio(settings)
-    return policies, bindings, readings, _stored_through(args)
+        return p.policies, p.bindings, p.readings, through, 0
+    policies, bindings, readings, left_out = stored_portfolio(settings)
+    return policies, bindings, readings, _stored_through(args), left_out
 
 
 def _stored_through(args: argparse.Namespace) -> date:
@@ -72,12 +77,13 @@ def _export(out: str | None, frames: dict[str, pd.DataFrame]) -> None:
 
 
 def _run_backtest(args: argparse.Namespace, settings: Settings, candidate: rulesets.Ruleset,
-                  baseline: rulesets.Ruleset) -> tuple[backtest.BacktestResult, date]:
+                  baseline: rulesets.Ruleset) -> tuple[backtest.BacktestResult, date, int]:
+    """The back-test, its last day, and the policies left out without research consent."""
     def run(policies: pd.DataFrame, bindings: pd.DataFrame, readings: backtest.ReadingsSource,
-            through: date) -> tuple[backtest.BacktestResult, date]:
+            through: date, left_out: int = 0) -> tuple[backtest.BacktestResult, date, int]:
         progress = _progress if len(policies) > CHUNK_POLICIES else None
         return backtest.backtest(policies, bindings, readings, candidate, baseline, through,
-                                progress=progress), through
+                                progress=progress), through, left_out
 
     if getattr(args, "synthetic", 0):
         return run(*_portfolio(args, settings))
@@ -94,23 +100,25 @@ def _run_backtest(args: argparse.Namespace, settings: Settings, candidate: rules
         policies = store.of_kind(conn, policies, candidate.kind)
         if policies.empty:
             raise UserError(NO_POLICIES)
+        policies, left_out = research.consenting(conn, policies)
         if not getattr(args, "scheduler", None):
             return run(policies, bindings, lambda ids: store.load_readings(conn, ids),
-                       _stored_through(args))
+                       _stored_through(args), left_out)
     from actuary import partitioned
 
     through = _stored_through(args)
     with partitioned.cluster(args.scheduler, args.workers) as client:
         return partitioned.partitioned_backtest(client, url, policies, candidate, baseline,
-                                                through, args.partitions), through
+                                                through, args.partitions), through, left_out
 
 
 def backtest_cli(args: argparse.Namespace, settings: Settings) -> int:
     candidate = rulesets.load(args.ruleset)
     baseline = rulesets.load(args.baseline)
-    result, through = _run_backtest(args, settings, candidate, baseline)
+    result, through, left_out = _run_backtest(args, settings, candidate, baseline)
     summary = {"ruleset": candidate.name, "baseline": baseline.name,
-               "through": through.isoformat(), **result.summary()}
+               "through": through.isoformat(), **result.summary(),
+               research.LEFT_OUT_KEY: left_out}
     _export(args.out, {"per_policy": result.per_policy, "by_segment": result.by_segment,
                        "distribution": result.distribution(), "paths": result.paths})
     if args.json:
@@ -132,6 +140,7 @@ def backtest_cli(args: argparse.Namespace, settings: Settings) -> int:
           f"{summary['hypo_readings_below_3_9_percent']:.2f}% "
           f"({summary['hypo_readings_below_3_9_percent_baseline']:.2f}%)")
     print(result.by_segment.round(2).to_string(index=False))
+    print(f"{left_out} policies left out: no consent to research")
     return 0
 
 
@@ -146,6 +155,7 @@ def glm_cli(args: argparse.Namespace, settings: Settings) -> int:
                           HAZARD_RATIO_PER_A1C, "coefficients": _records(fit.table)},
                          indent=2))
         return 0
+    # The GLM is fitted to a synthetic portfolio: no policyholder's data, none left out.
     print(f"claim frequency GLM: Poisson, log link, log(exposure) offset; {fit.n:,} policies, "
           f"{fit.claims} claims, {fit.exposure_years:,.0f} policy-years")
     print(fit.table.round(4).to_string(index=False))
@@ -156,7 +166,7 @@ def glm_cli(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def gaming_cli(args: argparse.Namespace, settings: Settings) -> int:
-    policies, bindings, readings, through = _portfolio(args, settings)
+    policies, bindings, readings, through, left_out = _portfolio(args, settings)
     candidate = rulesets.load(args.ruleset) if args.ruleset else None
     published: Callable[[str], rulesets.Ruleset] = rulesets.builtin_or_default
     if not getattr(args, "synthetic", 0):
@@ -175,9 +185,11 @@ def gaming_cli(args: argparse.Namespace, settings: Settings) -> int:
                           "clock_inversions": _records(report.clock_inversions),
                           "flagged_policies": _records(report.flagged_policies.head(200)),
                           "safety": _records(report.safety),
-                          "hypo_rewarded": _records(report.hypo_rewarded.head(200))},
+                          "hypo_rewarded": _records(report.hypo_rewarded.head(200)),
+                          research.LEFT_OUT_KEY: left_out},
                          indent=2))
         return 0
+    print(f"{left_out} policies left out: no consent to research")
     print("what each segment obtains, and would obtain without the exclusions:")
     print(report.by_segment.round(1).to_string(index=False))
     print("\nexcluded readings by reason:")

@@ -40,6 +40,7 @@ from devices.wire.topics import readings_topic
 from glucover.config import Settings
 from kernel.sequence import SEQ_MODULO
 from pricing import store as pricing_store
+from privacy import consent
 
 DAY_S = 86_400
 LOW_MMOL = 2.5
@@ -60,6 +61,8 @@ def seed_policies(db_url: str, count: int) -> None:
         with cur.copy("copy policy_devices (policy_id, device_id, bound_from) from stdin") as copy:
             for i in range(count):
                 copy.write_row((f"BP-{i:06d}", bench_device(i), bound))
+        consent.record_all(conn, [f"BP-{i:06d}" for i in range(count)], actor="glucover bench",
+                           channel="provisioning")
 
 
 def workload(devices: int, readings: int, danger_every: int, seed: int

@@ -19,6 +19,7 @@ from kernel.vocabulary import Unit
 from pricing import meter_days
 from pricing.products import evaluate
 from pricing.ruleset import load_builtin
+from privacy import consent
 
 READING_STAGING = {"device_id": "text", "seq": "integer", "measured_us": "bigint",
                    "received_us": "bigint", "value_digits": "bigint",
@@ -109,6 +110,8 @@ def copy_portfolio(url: str, policies: int, days: int, seed: int = 5,
         rules = load_builtin("default")
         for part in synthetic_chunks(policies, days, seed, chunk_policies, start=str(start)):
             n, m = copy_chunk(conn, part, through, int(str(row[0])))
+            consent.record_all(conn, list(part.policies["policy_id"].astype(str)),
+                               actor="glucover bench", channel="provisioning")
             # The day summaries, as the nightly run keeps them.
             meter_days.refresh(conn, list(part.policies["policy_id"].astype(str)), rules, None)
             readings, rows = readings + n, rows + m

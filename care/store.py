@@ -21,6 +21,7 @@ from glucover.db import insert_version, read_version
 from pricing import store as pricing_store
 from pricing.evaluator import assign_readings, bound_readings
 from pricing.ruleset import Ruleset
+from privacy import consent
 
 Conn = psycopg.Connection[Any]
 RULES_NAME = "default"
@@ -143,9 +144,14 @@ def record(conn: Conn, findings: Iterable[Finding], rules: AlertRules,
     """Findings as alerts, in the caller's transaction: a new alert when the policy has no open
     one of the rule (and a keyed finding was not raised before), else the evidence attached
     to the open one. Recording the same finding twice changes nothing. Returns the new alerts,
-    whose notices are queued too."""
+    whose notices are queued too. A policy without live consent to care raises nothing
+    (docs/privacy.md)."""
+    findings = list(findings)
+    cared_for = consent.live_policies(conn, sorted({f.policy_id for f in findings}), "care")
     raised = []
     for f in findings:
+        if f.policy_id not in cared_for:
+            continue
         row = conn.execute("select alert_id from alerts where policy_id = %s and rule = %s "
                            "and status <> 'resolved' for update", (f.policy_id, f.rule)
                            ).fetchone()
@@ -209,6 +215,9 @@ ALERT_COLUMNS = ("alert_id", "policy_id", "rule", "severity", "status", "raised_
 # gathers later episodes), else, for one judged on no reading (a lapse, a status report),
 # when it was raised.
 EVIDENCE_AT = "coalesce(last_measured_at, raised_at) as evidence_at"
+# Alerts and notices are shown only while the policyholder consents to care.
+CARE_CONSENTED = ("consent_live(policy_id, 'care', (select local_day(now(), p.timezone) "
+                  "from policies p where p.policy_id = {table}.policy_id))")
 SEVERITY_RANK = "array_position(array['urgent', 'high', 'medium', 'low'], severity)"
 
 
@@ -221,6 +230,7 @@ def list_alerts(conn: Conn, policy_ids: list[str] | None = None, open_only: bool
         f"select {select} from alerts "
         "where (%(ids)s::text[] is null or policy_id = any(%(ids)s)) "
         "and (not %(open)s or status <> 'resolved') "
+        f"and {CARE_CONSENTED.format(table='alerts')} "
         f"order by status = 'resolved', {SEVERITY_RANK}, raised_at limit %(limit)s",
         {"ids": policy_ids, "open": open_only, "limit": limit}).fetchall()
     return pd.DataFrame(rows, columns=list(ALERT_COLUMNS))
@@ -292,7 +302,9 @@ def audit_trail(conn: Conn, alert_id: int) -> pd.DataFrame:
 def notices_for(conn: Conn, policy_id: str, within: timedelta, limit: int = 5) -> pd.DataFrame:
     """A policy's notices of the last `within`, newest first."""
     rows = conn.execute("select created_at, kind, body, state from notices where policy_id = %s "
-                        "and created_at >= now() - %s order by created_at desc limit %s",
+                        "and created_at >= now() - %s and "
+                        + CARE_CONSENTED.format(table="notices")
+                        + " order by created_at desc limit %s",
                         (policy_id, within, limit)).fetchall()
     return pd.DataFrame(rows, columns=["created_at", "kind", "body", "state"])
 

@@ -38,6 +38,7 @@ from devices.wire.messages import Notice
 from glucover.config import MqttTarget
 from kernel import days
 from pricing import store as pricing_store
+from privacy import consent
 
 log = logging.getLogger("glucover.alerts")
 
@@ -122,9 +123,11 @@ def sweep(conn: psycopg.Connection[Any], rules: AlertRules, now: datetime | None
     """rising, lapsed and meters' status reports over every policy in force, a chunk of
     policies per transaction."""
     now = now or datetime.now(UTC)
+    # Only the policies whose holders consent to care: the others' readings are not read.
+    cared_for = consent.live_policies(conn, None, "care")
     ids = [str(r[0]) for r in conn.execute(
         "select policy_id from policies where start_date <= %s order by policy_id",
-        (now.date(),))]
+        (now.date(),)) if str(r[0]) in cared_for]
     raised: list[store.Raised] = []
     for i in range(0, len(ids), SWEEP_CHUNK):
         raised += store.record(conn, _sweep_findings(conn, rules, ids[i:i + SWEEP_CHUNK], now),

@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         _export_commands,
         _care_commands,
         _actuary_commands,
+        _privacy_commands,
         _bench_commands,
         _nightscout_commands,
     ):
@@ -380,6 +381,49 @@ def _care_commands(sub: Any) -> None:
          "the rule parameters as a Markdown table (the README's)")
 
 
+def _privacy_commands(sub: Any) -> None:
+    """Consent per purpose, the policyholder's rights (privacy/, docs/privacy.md)."""
+    from privacy.purposes import OPERATOR_CHANNELS, PURPOSES
+
+    consent = _add(sub, "consent", None, "a policyholder's consent per purpose")
+    csub = _subcommands(consent, "consent_command", "ACTION")
+    for action, handler_help in (("give", "record a consent given (a form, a call)"),
+                                 ("withdraw", "record a consent withdrawn"),
+                                 ("show", "each purpose's standing choice")):
+        p = _add(csub, action, "privacy.cli:consent_cli", handler_help)
+        p.add_argument("--policy", required=True)
+        p.add_argument("--purpose", choices=PURPOSES, required=action != "show",
+                       default=None)
+        if action != "show":
+            p.add_argument("--channel", choices=OPERATOR_CHANNELS, default="paper",
+                           help="how the policyholder told us (default: paper)")
+            p.add_argument("--actor", help="who records it (default: the OS user)")
+        p.add_argument("--json", action="store_true")
+
+    privacy = _add(sub, "privacy", None, "the people's rights over their data; the access log")
+    psub = _subcommands(privacy, "privacy_command", "ACTION")
+    p = _add(psub, "access-log", "privacy.cli:access_log_cli",
+             "who read whose health data, newest first")
+    p.add_argument("--policy", help="only reads of this policy")
+    p.add_argument("--user", help="only this staff member's reads")
+    p.add_argument("--since", type=_date, help="first day (UTC)")
+    p.add_argument("--until", type=_date, help="last day (UTC), inclusive")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true")
+    out.add_argument("--csv", help="write the entries to this CSV file")
+    p = _add(psub, "erase", "cli.erase:erase_cli",
+             "erase a policyholder's data (but what a claim's legal hold keeps) and close "
+             "their meters' broker accounts")
+    p.add_argument("--policy", required=True)
+    p.add_argument("--reason", required=True, help="why (a request, the end of retention); "
+                   "kept in the record of erasures: do not name the person")
+    p.add_argument("--actor", help="who decides (default: the OS user)")
+    _add(psub, "requests", "privacy.cli:requests_cli", "erasure requests waiting for an operator")
+    p = _add(psub, "retention", "privacy.cli:retention_cli",
+             "drop raw readings older than an age (summaries and the ledger stay)")
+    p.add_argument("--older-than", required=True, help="an age such as '730 days'")
+
+
 def _export_commands(sub: Any) -> None:
     """Records out, in standard form."""
     export = _add(sub, "export", None, "a policy's records in a standard form")
@@ -394,6 +438,11 @@ def _export_commands(sub: Any) -> None:
     _window(p, "first day, in the policy's timezone (default: its start date)",
             "last day, inclusive (default: today)")
     p.add_argument("--out", required=True, help="the JSON file to write")
+    p = _add(esub, "csv", "records.csv_export:export_csv_cli",
+             "the policy's readings or ledger as CSV (access and portability)")
+    p.add_argument("--policy", required=True)
+    p.add_argument("--table", choices=("readings", "ledger"), required=True)
+    p.add_argument("--out", required=True, help="the CSV file to write")
     p = _add(
         esub,
         "agp",

@@ -109,6 +109,7 @@ def provision_demo(admin_url: str, settings: Settings, policies: int, seed: int,
                        for p in [p for p in people if p.kind == kind][:DEMO_POLICYHOLDERS]]
         logins.append(("clinician", "clinician", None))
         logins.append(("claims", "claims", None))  # the claims handler
+        logins += [("reviewer", "reviewer", None), ("privacy", "privacy", None)]
         for username, role, policy in logins:
             # The demo clinician leads the care team: they publish the alert rules too.
             create_user(conn, username, DEMO_PASSWORD, role, policy, rounds=10,

@@ -19,7 +19,7 @@ import streamlit as st
 from dashboard import db, sessions, throttle
 from dashboard.auth import User, authenticate
 from dashboard.i18n import initial_language, t
-from dashboard.views import actuary, care, operations, policyholder, signup
+from dashboard.views import access_log, actuary, care, operations, policyholder, reviews, signup
 from dashboard.views import claims as claims_view
 from glucover.config import Settings
 
@@ -150,6 +150,8 @@ PAGES: dict[str, Callable[[User], None]] = {
     "alert-rules": care.render_rules,
     "claims": claims_view.render_queue,
     "my-claims": claims_view.render_mine,  # a policyholder's own claims only
+    "reviews": reviews.render,
+    "access-log": access_log.render,
 }
 ROLE_PAGES: dict[str, tuple[tuple[str, str], ...]] = {
     "policyholder": (("policy", "page_my_policy"), ("my-claims", "page_my_claims")),
@@ -158,6 +160,8 @@ ROLE_PAGES: dict[str, tuple[tuple[str, str], ...]] = {
     "clinician": (("alerts", "page_alerts"), ("panel", "page_panel"),
                   ("alert-rules", "page_alert_rules")),
     "claims": (("claims", "page_claims"),),
+    "reviewer": (("reviews", "page_reviews"),),
+    "privacy": (("access-log", "page_access_log"),),
 }
 SIGN_IN_PATH = "signin"
 SIGN_UP_PATH = "signup"  # signed out only: an application for a policy

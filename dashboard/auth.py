@@ -9,7 +9,7 @@ from typing import Any
 import bcrypt
 import psycopg
 
-ROLES = ("policyholder", "actuary", "operations", "clinician", "claims")
+ROLES = ("policyholder", "actuary", "operations", "clinician", "claims", "reviewer", "privacy")
 BCRYPT_ROUNDS = 12
 
 

@@ -114,7 +114,7 @@ def changes(base: Any, candidate: Any, lang: str, section_heading: str,
                                        t("form_toml", lang)])
 
 
-_CHOICE_KEYS = ("severity_{}", "meter_status_{}", "sample_{}", "source_{}")
+_CHOICE_KEYS = ("severity_{}", "meter_status_{}", "sample_{}", "source_{}", "withdrawn_{}")
 _MEALS = frozenset(m.value for m in Meal)
 
 

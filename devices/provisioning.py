@@ -21,6 +21,7 @@ from glucover.db import connect
 from glucover.errors import UserError
 from kernel.vocabulary import NIGHTSCOUT_MODEL, DeviceKind
 from pricing.ruleset import RULESET_OF_KIND
+from privacy import consent
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,10 @@ def add_portfolio(conn: psycopg.Connection[tuple[object, ...]], people: list[Pol
             # before it.
             [(p.policy_id, p.device_id,
               datetime.combine(p.start_date - timedelta(days=2), time(), UTC)) for p in people])
+    # Simulated policyholders consented to every purpose when their policy started
+    # (docs/privacy.md "Existing and provisioned policies").
+    consent.record_all(conn, [p.policy_id for p in people], actor="glucover provisioning",
+                       channel="provisioning")
     return new
 
 

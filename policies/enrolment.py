@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import available_timezones
+from zoneinfo import ZoneInfo, available_timezones
 
 import psycopg
 
@@ -20,6 +20,8 @@ from kernel.vocabulary import DeviceKind
 from policies import states, terms
 from policies.product import DIABETES_TYPES, FREQUENCIES, Product, product_for
 from pricing.ruleset import RULESET_OF_KIND, builtin_names, builtin_or_default
+from privacy import consent
+from privacy.purposes import PURPOSES
 
 Conn = psycopg.Connection[Any]
 
@@ -92,6 +94,9 @@ def parse(doc: Any) -> Application:
             and isinstance(c.get("granted"), bool) for c in consents):
         errors.append('consents: a list like [{"purpose": "pricing", "granted": true}]')
         consents = []
+    unknown = sorted({c["purpose"] for c in consents} - set(PURPOSES))
+    if unknown:
+        errors.append(f"consents: no purpose {', '.join(unknown)} (one of {', '.join(PURPOSES)})")
     start = None
     if doc.get("start_date") is not None:
         try:
@@ -134,11 +139,15 @@ def refusals(app: Application, product: Product, today: date) -> list[str]:
     return found
 
 
-def record_consents(conn: Conn, policy_id: str, consents: list[dict[str, Any]], actor: str
-                    ) -> None:
-    """Record the consents given at enrolment. Today they are kept in the application (its
-    body's `consents`, policy_applications); the consent register of issue 29 takes them here
-    once merged: this is the one place enrolment hands them over."""
+def record_consents(conn: Conn, policy_id: str, consents: list[dict[str, Any]], actor: str,
+                    start: datetime) -> None:
+    """Record the consents of the application in the consent register (privacy/consent.py),
+    through the enrolment channel, in force from the policy's start (`start`, or now when that
+    is later): the one place enrolment hands them over."""
+    at = min(start, datetime.now(UTC))
+    for c in consents:
+        consent.record(conn, policy_id, str(c["purpose"]), bool(c["granted"]), actor,
+                       "enrolment", at=at)
 
 
 @dataclass(frozen=True)
@@ -195,7 +204,8 @@ def apply(conn: Conn, app: Application, secret: str | None, actor: str,
                  (policy_id, today, actor))
     states.record(conn, policy_id, "active", start, actor, reason="application accepted")
     term = terms.open_first_term(conn, policy_id, app.frequency, actor, product)
-    record_consents(conn, policy_id, app.consents, actor)
+    record_consents(conn, policy_id, app.consents, actor,
+                    datetime.combine(start, time(), ZoneInfo(app.timezone)))
     row = conn.execute("insert into policy_applications (body, outcome, policy_id, actor) "
                        "values (%s, 'accepted', %s, %s) returning application_id",
                        (body, policy_id, actor)).fetchone()

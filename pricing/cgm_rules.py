@@ -126,10 +126,12 @@ def day_summaries(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.D
 
 
 def evaluate_days(policies: pd.DataFrame, summaries: pd.DataFrame, ruleset: Ruleset,
-                  through: date | str | np.datetime64, resume: ev.Resume | None = None
-                  ) -> ev.Ledger:
-    """Rules 3-6 from the policy-day summaries (rows of days without one: no readings), in
-    chunks of ev.CHUNK_POLICIES policies (each policy's days depend only on its own rows)."""
+                  through: date | str | np.datetime64, resume: ev.Resume | None = None,
+                  consent: pd.DataFrame | None = None,
+                  adjustments: pd.DataFrame | None = None) -> ev.Ledger:
+    """Rules 3-8 from the policy-day summaries (rows of days without one: no readings), in
+    chunks of ev.CHUNK_POLICIES policies (each policy's days depend only on its own rows).
+    `consent`: the periods consented to pricing (pricing/evaluator.py rule 7)."""
     n_policies = len(policies)
     if resume is None:
         resume = ev.Resume(np.zeros(n_policies, np.int64), np.zeros(n_policies),
@@ -142,13 +144,16 @@ def evaluate_days(policies: pd.DataFrame, summaries: pd.DataFrame, ruleset: Rule
         rows = np.flatnonzero((row_policy >= a) & (row_policy < b))
         chunk = ev.Resume(resume.offset[a:b], resume.bonus[a:b], resume.measured_in_block[a:b])
         parts.append(_evaluate_chunk(policies.iloc[a:b], summaries.iloc[rows],
-                                     row_policy[rows] - a, ruleset, through, chunk))
+                                     row_policy[rows] - a, ruleset, through, chunk, consent,
+                                     adjustments))
     return ev.concat_ledgers(parts)
 
 
 def _evaluate_chunk(policies: pd.DataFrame, summaries: pd.DataFrame,
                     row_policy: npt.NDArray[np.int64], ruleset: Ruleset,
-                    through: date | str | np.datetime64, resume: ev.Resume) -> ev.Ledger:
+                    through: date | str | np.datetime64, resume: ev.Resume,
+                    consent: pd.DataFrame | None = None,
+                    adjustments: pd.DataFrame | None = None) -> ev.Ledger:
     n_days = ev.policy_day_counts(policies, through)
     width = int(n_days.max()) if len(policies) else 0
     grids = _grids(policies, summaries, row_policy, width)
@@ -157,13 +162,21 @@ def _evaluate_chunk(policies: pd.DataFrame, summaries: pd.DataFrame,
     step = np.array([ruleset.delta_missed, ruleset.delta_in_target, ruleset.delta_high,
                      ruleset.delta_out_of_target, ruleset.delta_missed,
                      ruleset.delta_hypo_risk])[status]
-    bonus, delta = ev.running_bonus(step, status != ev.INSUFFICIENT, ruleset, resume)
+    step = step + ev.adjustment_grid(policies, adjustments, width)
+    paused = ev.paused_days(policies, consent, width)
+    if paused is not None:
+        status[paused] = ev.NO_CONSENT
+    bonus, delta = ev.running_bonus(step, status != ev.INSUFFICIENT, ruleset, resume, paused)
     n = grids["readings"]
     with np.errstate(invalid="ignore", divide="ignore"):
         figures = ev.DayFigures(*(
             (100.0 * part / whole).astype(np.float32) for part, whole in (
                 (grids["covered"], slots), (grids["in_range"], n), (grids["low"], n),
                 (grids["very_high"], n))))
+    if paused is not None:  # a day not priced keeps no figures of its readings
+        for grid in (figures.coverage, figures.time_in_range, figures.below,
+                     figures.very_high):
+            grid[paused] = np.nan
     seq = np.full(status.shape, -1, dtype=np.int32)
     return ev.build_ledger(policies, n_days, resume, status, seq, bonus, delta, figures)
 
@@ -198,7 +211,8 @@ def _statuses(grids: dict[str, npt.NDArray[np.int32]], slots: npt.NDArray[np.int
 
 def evaluate(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFrame,
              ruleset: Ruleset, through: date | str | np.datetime64,
-             resume: ev.Resume | None = None) -> ev.Ledger:
-    """Rules 1-6 from raw readings."""
+             resume: ev.Resume | None = None, consent: pd.DataFrame | None = None,
+             adjustments: pd.DataFrame | None = None) -> ev.Ledger:
+    """Rules 1-8 from raw readings."""
     summaries = day_summaries(policies, bindings, readings, ruleset, through)
-    return evaluate_days(policies, summaries, ruleset, through, resume)
+    return evaluate_days(policies, summaries, ruleset, through, resume, consent, adjustments)

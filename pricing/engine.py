@@ -5,6 +5,9 @@ readings ingested since the previous run (late readings re-open past days) or el
 after its ledger ends. It resumes from the ledger's own state on the day before (bonus, measured
 days in the block), evaluates through `--through`, and appends rows only where the result
 differs from the current ledger. Nothing changes on a second run; superseded rows stay.
+
+Days without the policyholder's consent to pricing are priced as no_consent (rule 7 of
+pricing/evaluator.py): a withdrawal re-opens the policy from its day, like a late reading.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pricing import cgm_days, cgm_rules, meter_days, store
 from pricing.evaluator import CHUNK_POLICIES, DAY_STATUSES, FIGURE_COLUMNS, UNMEASURED, Resume
 from pricing.products import evaluate
 from pricing.ruleset import Ruleset
+from privacy import consent, reviews
 
 # A batch committed by ingest can carry an ingested_at (its transaction start) a little before
 # the previous run's watermark; look back this much further so no such reading is missed.
@@ -29,7 +33,7 @@ WATERMARK_MARGIN = timedelta(minutes=5)
 # Readings measured this long before a resume day may still fall on it in some timezone.
 TZ_MARGIN = timedelta(days=1, hours=2)
 LEDGER_COLUMNS = ("day_status", "reading_seq", "delta", "bonus", "sum_insured",
-                  "ruleset_version", *FIGURE_COLUMNS)
+                  "ruleset_version", *FIGURE_COLUMNS, "review_id")
 
 
 @dataclass
@@ -66,15 +70,31 @@ def _first_days(conn: psycopg.Connection[Any], policies: pd.DataFrame,
     last = dict(conn.execute(  # type: ignore[arg-type]
         "select policy_id, max(day) from sum_insured_ledger where policy_id = any(%s) "
         "group by policy_id", (ids,)).fetchall())
-    changed: dict[str, date] = dict(conn.execute(  # type: ignore[arg-type]
+    changed: dict[str, date] = {}
+    for pid, day in conn.execute(
         """select pd.policy_id, min(local_day(r.measured_at, p.timezone))
            from readings r
            join policy_devices pd on pd.device_id = r.device_id
                 and r.measured_at >= pd.bound_from
                 and (pd.bound_to is null or r.measured_at < pd.bound_to)
            join policies p on p.policy_id = pd.policy_id
-           where r.ingested_at >= %s and pd.policy_id = any(%s)
-           group by pd.policy_id""", (since, ids)).fetchall())
+           where r.ingested_at >= %(since)s and pd.policy_id = any(%(ids)s)
+           group by pd.policy_id
+           union all  -- a consent given or withdrawn re-prices from the first day
+                      -- the ledger disagrees with it
+           select l.policy_id, min(l.day) from current_ledger l
+           where l.policy_id in (select e.policy_id from consent_events e
+                                 where e.recorded_at >= %(since)s
+                                 and e.purpose = 'pricing' and e.policy_id = any(%(ids)s))
+                 and (l.day_status = 'no_consent')
+                     = consent_live(l.policy_id, 'pricing', l.day)
+           group by l.policy_id
+           union all  -- a reviewer's correction re-prices from its day
+           select policy_id, min(day) from decision_reviews
+           where decided_at >= %(since)s and status = 'corrected'
+                 and policy_id = any(%(ids)s)
+           group by policy_id""", {"since": since, "ids": ids}).fetchall():
+        changed[str(pid)] = min(day, changed.get(str(pid), day))
     first = {}
     for pid, start in zip(ids, starts, strict=True):
         if pid in last:
@@ -204,27 +224,46 @@ def _price(conn: psycopg.Connection[Any], group: pd.DataFrame, bindings: pd.Data
         bonus=bonus, measured_in_block=measured)
     its_bindings = bindings[bindings["policy_id"].isin(points["policy_id"])]
     earliest = min(points["resume_day"])
+    consented = consent.periods(conn, list(points["policy_id"]), "pricing")
+    corrections = reviews.corrections(conn, list(points["policy_id"]))
     if rules.kind == "cgm":
         # One summary row per policy-day instead of a CGM's 288 readings a day.
         ids = list(points["policy_id"])
         cgm_days.refresh(conn, ids, rules, since)
         summaries = cgm_days.load(conn, ids, rules, earliest)
-        ledger = cgm_rules.evaluate_days(group, summaries, rules, through,
-                                             resume).to_frame()
+        ledger = cgm_rules.evaluate_days(group, summaries, rules, through, resume,
+                                         consented, corrections).to_frame()
     else:
         meter_days.refresh(conn, list(points["policy_id"]), rules, since)
         readings = store.load_readings(
             conn, sorted(set(its_bindings["device_id"])),
             since=datetime.combine(earliest, datetime.min.time(), UTC) - TZ_MARGIN,
             until=datetime.combine(through, datetime.min.time(), UTC) + 2 * TZ_MARGIN)
-        ledger = evaluate(group, its_bindings, readings, rules, through, resume).to_frame()
+        ledger = evaluate(group, its_bindings, readings, rules, through, resume,
+                          consent=consented, adjustments=corrections).to_frame()
     until = pd.to_datetime(ledger["policy_id"].astype(str).map(
         dict(zip(points["policy_id"], points["until"], strict=True))))
     ledger = ledger[(ledger["day"] <= until).to_numpy()].reset_index(drop=True)
     ledger["ruleset_version"] = rules.version
     ledger["ruleset_name"] = rules.name
+    ledger = _naming_reviews(ledger, corrections)
     fresh = _changed_rows(conn, ledger, earliest)
     return len(ledger), _append(conn, fresh, run_id)
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if pd.isna(value) else int(value)
+
+
+def _naming_reviews(ledger: pd.DataFrame, corrections: pd.DataFrame) -> pd.DataFrame:
+    """Each row with the review that corrected its day (rule 8), else NA."""
+    named = corrections.assign(policy_id=corrections["policy_id"].astype(str),
+                               day=pd.to_datetime(corrections["day"]))
+    latest = named.groupby(["policy_id", "day"], as_index=False)["review_id"].max()
+    out = ledger.assign(policy_id=ledger["policy_id"].astype(str)).merge(
+        latest, on=["policy_id", "day"], how="left")
+    out["review_id"] = out["review_id"].astype("Int64")
+    return out
 
 
 def _changed_rows(conn: psycopg.Connection[Any], ledger: pd.DataFrame, earliest: date
@@ -234,7 +273,7 @@ def _changed_rows(conn: psycopg.Connection[Any], ledger: pd.DataFrame, earliest:
     rows = conn.execute(
         "select policy_id, day, day_status, reading_seq, delta::float8, bonus::float8, "
         "sum_insured::float8, ruleset_version, coverage::float8, time_in_range::float8, "
-        "below::float8, very_high::float8 from current_ledger "
+        "below::float8, very_high::float8, review_id from current_ledger "
         "where policy_id = any(%s) and day >= %s", (ids, earliest)).fetchall()
     now = pd.DataFrame(rows, columns=["policy_id", "day", *LEDGER_COLUMNS])
     new = ledger.copy()
@@ -246,6 +285,7 @@ def _changed_rows(conn: psycopg.Connection[Any], ledger: pd.DataFrame, earliest:
     new["day_status"] = new["day_status"].astype(str)
     for frame in (new, now):
         frame["reading_seq"] = frame["reading_seq"].astype("Int64")
+        frame["review_id"] = frame["review_id"].astype("Int64")
         for column in ("delta", "bonus", "sum_insured"):
             frame[column] = frame[column].astype(float).round(2)
         for column in FIGURE_COLUMNS:  # stored as real: compared at its precision
@@ -266,7 +306,7 @@ def _append(conn: psycopg.Connection[Any], rows: pd.DataFrame, run_id: int) -> i
     with conn.cursor() as cur, cur.copy(
             "copy sum_insured_ledger (policy_id, day, run_id, day_status, reading_seq, delta, "
             "bonus, sum_insured, ruleset_name, ruleset_version, coverage, time_in_range, "
-            "below, very_high) from stdin") as copy:
+            "below, very_high, review_id) from stdin") as copy:
         for r in rows.itertuples(index=False):
             seq: Any = r.reading_seq
             values: tuple[Any, ...] = (r.coverage, r.time_in_range, r.below, r.very_high)
@@ -274,5 +314,5 @@ def _append(conn: psycopg.Connection[Any], rows: pd.DataFrame, run_id: int) -> i
             copy.write_row((r.policy_id, r.day, run_id, r.day_status,
                             None if pd.isna(seq) else int(seq), r.delta,
                             r.bonus, r.sum_insured, r.ruleset_name, r.ruleset_version,
-                            *figures))
+                            *figures, _optional_int(r.review_id)))
     return len(rows)

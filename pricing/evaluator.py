@@ -23,6 +23,13 @@ through `through`:
 5. On the last day of each block of block_days from start_date, fewer than min_measured_days
    qualifying days adds the (negative) penalty, clamped again.
 6. One ledger row per policy-day: delta is the bonus change after clamping, weekly step included.
+7. A day without the policyholder's live consent to pricing (privacy/consent.py; only when the
+   caller passes the consented periods) is no_consent whatever its readings: no reading is
+   chosen, its step is 0, a block holding such a day costs no adherence penalty, and the bonus
+   is kept as it stood (`consent.withdrawn_bonus = "keep"`) or returns to 0, the sum insured
+   to its base (`"base"`: that day's delta is the return, later ones 0).
+8. A reviewer's correction of a day (privacy/reviews.py; only when the caller passes them) adds
+   its adjustment to that day's step; the bonus is clamped as ever.
 """
 
 from __future__ import annotations
@@ -42,11 +49,12 @@ from pricing.ruleset import Ruleset
 # back-tests, CGM day grids, the pricing bench): bounds memory by the chunk, whatever the
 # portfolio's size, at no cost in policy-days/s (`glucover bench pricing`).
 CHUNK_POLICIES = 10_000
-DAY_STATUSES = ("missed", "in_target", "high", "out_of_target", "insufficient", "hypo_risk")
-MISSED, IN_TARGET, HIGH, OUT_OF_TARGET, INSUFFICIENT, HYPO_RISK = range(6)
+DAY_STATUSES = ("missed", "in_target", "high", "out_of_target", "insufficient", "hypo_risk",
+                "no_consent")
+MISSED, IN_TARGET, HIGH, OUT_OF_TARGET, INSUFFICIENT, HYPO_RISK, NO_CONSENT = range(7)
 # A day that does not count towards weekly adherence: no qualifying reading, or (CGM) too little
-# of the day covered by the sensor.
-UNMEASURED = ("missed", "insufficient")
+# of the day covered by the sensor; or a day not priced for want of consent (rule 7).
+UNMEASURED = ("missed", "insufficient", "no_consent")
 EXCLUSION_REASONS = (
     "ok", "not_bound_device", "excluded_sample", "excluded_source", "error_status",
     "outside_meter_range", "future_clock", "too_late", "before_start",
@@ -302,10 +310,14 @@ def validity_key(ruleset: Ruleset) -> tuple[object, ...]:
 
 def evaluate(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFrame,
              ruleset: Ruleset, through: date | str | np.datetime64,
-             resume: Resume | None = None, assigned: AssignedReadings | None = None) -> Ledger:
-    """Rules 1-6 for every policy from its start_date (or its `resume` day) through `through`,
+             resume: Resume | None = None, assigned: AssignedReadings | None = None,
+             consent: pd.DataFrame | None = None,
+             adjustments: pd.DataFrame | None = None) -> Ledger:
+    """Rules 1-7 for every policy from its start_date (or its `resume` day) through `through`,
     inclusive. Readings before a resume day may be left out of `readings`. `assigned` (from
-    assign_readings with a ruleset of the same validity_key) saves redoing rule 1."""
+    assign_readings with a ruleset of the same validity_key) saves redoing rule 1. `consent`:
+    the consented periods to pricing (privacy.consent.periods); None: every day consented.
+    `adjustments`: reviewers' corrections (policy_id, day, amount; rule 8)."""
     if ruleset.kind != "bgm":
         raise ValueError(f"ruleset {ruleset.name} is of kind {ruleset.kind}: price it with "
                          "pricing.products.evaluate")
@@ -319,8 +331,52 @@ def evaluate(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFr
         assigned, _ = assign_readings(policies, bindings, readings, ruleset, n_days)
     values, seq_grid = _qualifying_readings(readings, assigned, ruleset, n_policies, width)
     status, step = _day_statuses(values, ruleset)
-    bonus, delta = running_bonus(step, status != MISSED, ruleset, resume)
+    step = step + adjustment_grid(policies, adjustments, width)
+    paused = paused_days(policies, consent, width)
+    if paused is not None:
+        status[paused] = NO_CONSENT
+        seq_grid[paused] = -1
+    bonus, delta = running_bonus(step, status != MISSED, ruleset, resume, paused)
     return build_ledger(policies, n_days, resume, status, seq_grid, bonus, delta)
+
+
+def adjustment_grid(policies: pd.DataFrame, adjustments: pd.DataFrame | None, width: int
+                    ) -> npt.NDArray[np.float64]:
+    """Rule 8: the (policies x days) grid of reviewers' adjustments to each day's step (0
+    where none). `adjustments`: policy_id, day, amount."""
+    grid = np.zeros((len(policies), width))
+    if adjustments is None or adjustments.empty:
+        return grid
+    row = pd.Index(policies["policy_id"].astype(str)).get_indexer(
+        pd.Index(adjustments["policy_id"].astype(str)))
+    offset = days.date_numbers(adjustments["day"]) - start_day_numbers(policies)[row]
+    keep = (row >= 0) & (offset >= 0) & (offset < width)
+    np.add.at(grid, (row[keep], offset[keep]),
+              adjustments["amount"].to_numpy(dtype=np.float64)[keep])
+    return grid
+
+
+def paused_days(policies: pd.DataFrame, consent: pd.DataFrame | None, width: int
+                ) -> npt.NDArray[np.bool_] | None:
+    """Rule 7: the (policies x days) grid of days no consented period covers; None when
+    `consent` is None. `consent`: policy_id, from_day, to_day (NaT: open)."""
+    if consent is None:
+        return None
+    start = start_day_numbers(policies)
+    covered = np.zeros((len(policies), width + 1), dtype=np.int32)
+    row = pd.Index(policies["policy_id"].astype(str)).get_indexer(
+        pd.Index(consent["policy_id"].astype(str)))
+    keep = row >= 0
+    first = days.date_numbers(consent["from_day"])[keep] - start[row[keep]]
+    to = consent["to_day"][keep]
+    last = np.where(to.isna().to_numpy(), width,
+                    days.date_numbers(to.fillna(pd.Timestamp(0))) - start[row[keep]])
+    first, last = np.clip(first, 0, width), np.clip(last, 0, width)
+    ok = first < last
+    np.add.at(covered, (row[keep][ok], first[ok]), 1)
+    np.add.at(covered, (row[keep][ok], last[ok]), -1)
+    paused: npt.NDArray[np.bool_] = np.cumsum(covered, axis=1)[:, :width] <= 0
+    return paused
 
 
 def _qualifying_readings(readings: pd.DataFrame, assigned: AssignedReadings, ruleset: Ruleset,
@@ -364,11 +420,17 @@ def _day_statuses(values: npt.NDArray[np.float64], ruleset: Ruleset
 
 
 def running_bonus(step: npt.NDArray[np.float64], measured_day: npt.NDArray[np.bool_],
-                   ruleset: Ruleset, resume: Resume
+                   ruleset: Ruleset, resume: Resume,
+                   paused: npt.NDArray[np.bool_] | None = None
                    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Rules 4-5: the running, clamped bonus with the weekly adherence penalty, all policies at
-    once, one day column at a time; and each day's change (rule 6's delta)."""
+    """Rules 4-5 and 7: the running, clamped bonus with the weekly adherence penalty, all
+    policies at once, one day column at a time; and each day's change (rule 6's delta).
+    `paused`: the days without consent to pricing (rule 7)."""
     n_policies, width = step.shape
+    if paused is not None:
+        step = np.where(paused, 0.0, step)
+        measured_day = measured_day & ~paused
+        to_base = ruleset.withdrawn_bonus == "base"
     bonus = np.empty((n_policies, width))
     running = np.zeros(n_policies)
     block = ruleset.block_days
@@ -380,9 +442,13 @@ def running_bonus(step: npt.NDArray[np.float64], measured_day: npt.NDArray[np.bo
             running[who] = resume.bonus[who]
             measured_in_block[who] = resume.measured_in_block[who]
         running = np.clip(running + step[:, t], ruleset.bonus_min, ruleset.bonus_max)
+        if paused is not None and to_base:
+            running[paused[:, t]] = 0.0
         measured_in_block += measured_day[:, t]
         if (t + 1) % block == 0:
             short = measured_in_block < ruleset.min_measured_days
+            if paused is not None:
+                short &= ~paused[:, t + 1 - block:t + 1].any(axis=1)
             running = np.where(short, np.clip(running + ruleset.adherence_penalty,
                                               ruleset.bonus_min, ruleset.bonus_max), running)
             measured_in_block[:] = 0

@@ -18,9 +18,15 @@ from pricing.ruleset import Ruleset
 
 def evaluate(policies: pd.DataFrame, bindings: pd.DataFrame, readings: pd.DataFrame,
              ruleset: Ruleset, through: date | str | np.datetime64,
-             resume: Resume | None = None, assigned: AssignedReadings | None = None) -> Ledger:
+             resume: Resume | None = None, assigned: AssignedReadings | None = None,
+             consent: pd.DataFrame | None = None,
+             adjustments: pd.DataFrame | None = None) -> Ledger:
     """The ledger of every policy from its start_date (or its `resume` day) through `through`
-    under `ruleset`'s product rules. `assigned`: rule 1 done already (fingerstick rules)."""
+    under `ruleset`'s product rules. `assigned`: rule 1 done already (fingerstick rules);
+    `consent`: the periods consented to pricing (rule 7), None for every day; `adjustments`:
+    reviewers' corrections (rule 8)."""
     if ruleset.kind == "cgm":
-        return cgm_rules.evaluate(policies, bindings, readings, ruleset, through, resume)
-    return evaluator.evaluate(policies, bindings, readings, ruleset, through, resume, assigned)
+        return cgm_rules.evaluate(policies, bindings, readings, ruleset, through, resume,
+                                  consent, adjustments)
+    return evaluator.evaluate(policies, bindings, readings, ruleset, through, resume, assigned,
+                              consent, adjustments)

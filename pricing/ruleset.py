@@ -171,6 +171,11 @@ class Ruleset(parameters.Declared):
         "adherence", "penalty", -200.0, unit="RMB", high=0.0,
         label=("Weekly shortfall penalty", "周未达标扣减"),
         help="Added on a block's last day when it had too few measured days.")
+    withdrawn_bonus: str = parameter(
+        "consent", "withdrawn_bonus", "keep", choices=("keep", "base"),
+        label=("Sum insured without consent", "撤回同意后的保额"),
+        help="On days without the policyholder's consent to pricing (docs/privacy.md): keep "
+        "the bonus as it stood, or return the sum insured to its base (0 bonus).")
 
     @property
     def min_mmol(self) -> float:

@@ -5,6 +5,7 @@ records read from the database, kept to what pricing counts as valid, as FHIR (r
 from __future__ import annotations
 
 import argparse
+import getpass
 import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -25,6 +26,7 @@ from kernel.vocabulary import DeviceKind
 from pricing import cgm_metrics, cgm_rules, store
 from pricing.evaluator import assign_readings
 from pricing.ruleset import Ruleset
+from privacy import access_log, consent
 from records import agp_report, fhir
 
 READING_COLUMNS = ("device_id", "seq", "measured_at", "utc_offset_min", "received_at", "value",
@@ -105,9 +107,11 @@ def policy_bundle(conn: psycopg.Connection[Any], policy_id: str, key: bytes,
     birth = p.get("birth_year")
     subject = fhir.Subject(fhir.pseudonym(key, policy_id),
                            None if pd.isna(birth) else int(birth))
+    consents = [fhir.ConsentChoice(c.purpose, c.given, c.at, c.text_version)
+                for c in consent.state(conn, policy_id) if c.at is not None]
     document = fhir.bundle(subject, sorted(kinds.items()), valid,
                            _cgm_summaries(valid, kinds, zone, (first, last)), (first, last),
-                           generated_at=now)
+                           generated_at=now, consents=consents)
     return Export(policy_id, (first, last), document, len(valid))
 
 
@@ -138,6 +142,9 @@ def export_fhir_cli(args: argparse.Namespace, settings: Settings) -> int:
     with connect(settings.require_database_url()) as conn:
         export = policy_bundle(conn, args.policy, pseudonym_key(settings.key("pseudonym_key")),
                                args.date_from, args.date_to)
+        access_log.record(conn, getpass.getuser(), "operator", args.policy, "fhir_export",
+                          detail=args.out)
+        conn.commit()
     out = Path(args.out)
     out.write_bytes(export.to_json())
     print(f"wrote {out}: FHIR R4 Bundle of policy {args.policy}, {export.window[0]} .. "
@@ -168,6 +175,9 @@ def agp_pdf(conn: psycopg.Connection[Any], policy_id: str, last: date | None = N
 def export_agp_cli(args: argparse.Namespace, settings: Settings) -> int:
     with connect(settings.require_database_url()) as conn:
         pdf = agp_pdf(conn, args.policy, args.date_to, args.unit, args.lang)
+        access_log.record(conn, getpass.getuser(), "operator", args.policy, "agp_export",
+                          detail=args.out)
+        conn.commit()
     Path(args.out).write_bytes(pdf)
     print(f"wrote {args.out}: AGP report of policy {args.policy} ({len(pdf):,} bytes)")
     return 0

@@ -9,7 +9,9 @@ What the bundle holds (docs/fhir.md has the mapping and its sources):
   values are not patient observations and never are), in the unit the device sent, coded with
   LOINC by device kind and unit, its meal context as a note;
 - for each CGM, the summary of the HL7 CGM implementation guide over the window: the
-  time-in-ranges panel, mean glucose, GMI, CV, days of wear and % time active.
+  time-in-ranges panel, mean glucose, GMI, CV, days of wear and % time active;
+- one Consent per purpose the policyholder has chosen on (privacy/consent.py): permit or deny,
+  opt-in or opt-out, since when, under which version of our text.
 """
 
 from __future__ import annotations
@@ -28,6 +30,15 @@ import pandas as pd
 from kernel.vocabulary import DeviceKind, Meal, Unit
 
 LOINC = "http://loinc.org"
+CONSENT_SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
+ACT_CODE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+CONSENT_PURPOSE_SYSTEM = "urn:glucover:consent-purpose"
+CONSENT_TEXT_VERSION_URL = "urn:glucover:consent-text-version"
+CONSENT_PURPOSE_TEXT = {
+    "pricing": "readings change the sum insured",
+    "care": "the care team is alerted and may contact the policyholder",
+    "research": "pseudonymised data in actuarial back-tests and models",
+}
 UCUM = "http://unitsofmeasure.org"
 CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 DEVICE_ID_SYSTEM = "urn:glucover:device-id"
@@ -98,12 +109,43 @@ def effective(measured_at: pd.Timestamp, utc_offset_min: int) -> str:
     return measured_at.to_pydatetime().astimezone(zone).isoformat()
 
 
+@dataclass(frozen=True)
+class ConsentChoice:
+    """A purpose's standing choice: given or withdrawn since `at`, under text `text_version`
+    (0: the policy's contract, before consent records)."""
+
+    purpose: str
+    given: bool
+    at: datetime
+    text_version: int
+
+
+def consent_entry(choice: ConsentChoice, patient_url: str, pseudonym_: str) -> dict[str, Any]:
+    """A FHIR R4 Consent: the person's permit (opt-in) or deny (opt-out) for one purpose."""
+    url = f"urn:uuid:{_uuid('consent', pseudonym_, choice.purpose)}"
+    at = choice.at.astimezone(UTC).replace(microsecond=0).isoformat()
+    return {"fullUrl": url, "resource": {
+        "resourceType": "Consent", "id": url.removeprefix("urn:uuid:"), "status": "active",
+        "scope": {"coding": [{"system": CONSENT_SCOPE_SYSTEM, "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": LOINC, "code": "59284-0",
+                                  "display": "Patient Consent"}]}],
+        "patient": {"reference": patient_url}, "dateTime": at,
+        "policyRule": {"coding": [{"system": ACT_CODE_SYSTEM,
+                                   "code": "OPTIN" if choice.given else "OPTOUT"}]},
+        "provision": {"type": "permit" if choice.given else "deny", "period": {"start": at},
+                      "purpose": [{"system": CONSENT_PURPOSE_SYSTEM, "code": choice.purpose,
+                                   "display": CONSENT_PURPOSE_TEXT[choice.purpose]}]},
+        "extension": [{"url": CONSENT_TEXT_VERSION_URL,
+                       "valueInteger": choice.text_version}]}}
+
+
 def bundle(subject: Subject, devices: Iterable[tuple[str, DeviceKind]], readings: pd.DataFrame,
            summaries: pd.DataFrame, window: tuple[date, date],
-           generated_at: datetime | None = None) -> dict[str, Any]:
+           generated_at: datetime | None = None,
+           consents: Iterable[ConsentChoice] = ()) -> dict[str, Any]:
     """The Bundle. `readings`: the valid readings to export, with device_id, seq, measured_at
     (UTC), utc_offset_min, value, unit, meal. `summaries`: pricing.cgm_metrics.metrics rows of
-    the CGMs over `window` (first, last day inclusive)."""
+    the CGMs over `window` (first, last day inclusive). `consents`: each purpose's choice."""
     patient_url = f"urn:uuid:{_uuid('patient', subject.pseudonym)}"
     patient: dict[str, Any] = {
         "resourceType": "Patient", "id": patient_url.removeprefix("urn:uuid:"),
@@ -124,6 +166,7 @@ def bundle(subject: Subject, devices: Iterable[tuple[str, DeviceKind]], readings
     for row in summaries.to_dict("records"):
         entries += _summary_observations({str(k): v for k, v in row.items()}, patient_url,
                                          window)
+    entries += [consent_entry(c, patient_url, subject.pseudonym) for c in consents]
     stamp = (generated_at or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     return {"resourceType": "Bundle", "id": _uuid("bundle", subject.pseudonym, *window, stamp),
             "type": "collection", "timestamp": stamp.isoformat(), "entry": entries}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("actuary", "bench", "care", "cli", "dashboard", "devices", "glucover", "ingest",
-            "kernel", "nightscout", "policies", "pricing", "records")
+            "kernel", "nightscout", "policies", "pricing", "privacy", "records")
 COMPOSITION_ROOT = "cli"  # the glucover command and glucover up
 
 

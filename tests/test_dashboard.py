@@ -501,7 +501,8 @@ def test_cgm_policyholder_sees_time_in_range_agp_and_the_explained_ledger(
                                 "no sensor readings")).all()
     buttons = [b.proto.label for b in at.get("download_button")]
     assert buttons == ["Download the AGP report (PDF, for your doctor)",
-                       "Download my records (FHIR R4, for your doctor)"]
+                       "Download my records (FHIR R4, for your doctor)", "My readings (CSV)",
+                       "My sum insured, day by day (CSV)"]
 
 
 def test_cgm_figures_follow_the_unit_and_the_language(cgm_dashboard_db: str) -> None:
@@ -601,7 +602,8 @@ def test_a_clinician_sees_only_the_panel_and_can_download_its_records(
     assert policies.options == ["POL-006-000002", "POL-006-000004"]
     assert "POL-006-000002" in at.title[0].value
     buttons = [b.proto.label for b in at.get("download_button")]
-    assert buttons == ["Download the records (FHIR R4)"]
+    assert buttons == ["Download the records (FHIR R4)", "Readings (CSV)",
+                       "Sum insured, day by day (CSV)"]
     # The page speaks about the policyholder to the care team, not to them.
     assert not at.info and "How the sum insured changed" in [s.value for s in at.subheader]
     off_panel = signed_in("dr_li", {"policy": "POL-006-000001"})

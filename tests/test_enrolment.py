@@ -49,6 +49,17 @@ def test_an_eligible_application_becomes_a_policy(
                             (policy,)).fetchone()
     assert device == ("bgm", True)
     assert body is not None and body[0]["consents"] == APPLICATION["consents"]
+    # The consents are in the register, through the enrolment channel, from the start.
+    from datetime import date
+
+    from privacy import consent
+
+    with psycopg.connect(db_url) as conn:
+        events = conn.execute("select purpose, given, channel from consent_events where "
+                              "policy_id = %s order by purpose", (policy,)).fetchall()
+        assert events == [("pricing", True, "enrolment"), ("research", False, "enrolment")]
+        assert consent.live(conn, policy, "pricing", date(2030, 1, 1))
+        assert not consent.live(conn, policy, "research", date(2030, 1, 1))
 
 
 @pytest.mark.parametrize(("changes", "reason"), [
@@ -58,6 +69,7 @@ def test_an_eligible_application_becomes_a_policy(
     ({"consents": [{"purpose": "pricing", "granted": False}]}, "needs the consent 'pricing'"),
     ({"device": "cgm"}, "priced on the other kind of device"),
     ({"product": "gold"}, "there is no product 'gold'"),
+    ({"consents": [{"purpose": "marketing", "granted": True}]}, "no purpose marketing"),
 ])
 def test_refusals_say_why(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                           capsys: pytest.CaptureFixture[str], changes: dict[str, Any],

@@ -24,6 +24,7 @@ from devices.wire.messages import ReadingsMessage, Record
 from kernel.vocabulary import Meal, Sample, Unit
 from pricing import meter_days
 from pricing.ruleset import load_builtin
+from privacy import consent
 from records.export import agp_pdf, policy_bundle, pseudonym_key
 from tests.helpers import TEST_SECRET, store_messages
 
@@ -45,6 +46,7 @@ def _cgm_wearer(db_url: str, zone: str, today: date) -> list[tuple[datetime, flo
                      "'cgm-default')", (zone, first))
         conn.execute("insert into policy_devices values ('POL-Z', 'CGM-Z', %s, null)",
                      (datetime.combine(first, time(), tz) - timedelta(days=1),))
+        consent.record_all(conn, ['POL-Z'], actor="test", channel="provisioning")
         conn.commit()
     rng = np.random.default_rng(len(zone))
     start = datetime.combine(first, time(), tz).astimezone(UTC)
@@ -148,6 +150,7 @@ def test_the_meter_daily_summary_is_per_local_day(db_url: str, zone: str, today:
                      " start_date) values ('POL-M', 'M', 10000, %s, %s)", (zone, first))
         conn.execute("insert into policy_devices values ('POL-M', 'BGM-Z', %s, null)",
                      (datetime.combine(first, time(), tz) - timedelta(days=1),))
+        consent.record_all(conn, ['POL-M'], actor="test", channel="provisioning")
         conn.commit()
     rng = np.random.default_rng(7)
     records, truth = [], []

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from actuary import backtest, gaming, glm, pack_pdf, pack_sources
+from actuary import backtest, gaming, glm, pack_pdf, pack_sources, research
 from actuary.synthetic import synthetic_portfolio
 from actuary.validation import ValidationPack
 from dashboard import db
@@ -53,11 +53,15 @@ def cgm_portfolio() -> dict[str, float] | None:
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def stored(url: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def stored(url: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, int]:
+    """The policies consenting to research, their bindings and readings, and how many were
+    left out (actuary/research.py)."""
     with db.pool().connection() as conn:
         policies, bindings = store.load_policies(conn)
+        policies, left_out = research.consenting(conn, policies)
+        bindings = bindings[bindings["policy_id"].isin(policies["policy_id"])]
         readings = store.load_readings(conn, sorted(set(bindings["device_id"])))
-    return policies, bindings, readings
+    return policies, bindings, readings, left_out
 
 
 def _published(name: str) -> Ruleset:
@@ -220,6 +224,8 @@ def backtest_section(candidate: Ruleset | None) -> None:
     with db.pool().connection() as conn:
         policies, bindings = store.load_policies(conn)
         policies = store.of_kind(conn, policies, rules.kind)
+        policies, left_out = research.consenting(conn, policies)
+    st.caption(t("left_out_research", lang, n=left_out))
     if policies.empty:
         st.warning(t("bt_no_policies", lang))
         return
@@ -444,7 +450,8 @@ def gaming_section(candidate: Ruleset | None) -> None:
     if not st.button(t("gm_run", lang)):
         return
     with st.spinner(t("gm_loading", lang)):
-        policies, bindings, readings = stored(db.database_url())
+        policies, bindings, readings, left_out = stored(db.database_url())
+    st.caption(t("left_out_research", lang, n=left_out))
     if policies.empty:
         st.warning(t("gm_no_policies", lang))
         return

@@ -14,6 +14,7 @@ import streamlit as st
 from dashboard import db
 from dashboard.i18n import t, voiced
 from dashboard.policyholder_data import PolicySummary
+from dashboard.views import access_log
 from kernel import units
 from kernel.vocabulary import Unit
 from pricing import cgm_metrics
@@ -172,5 +173,6 @@ def render(summary: PolicySummary, lang: str, staff: bool = False) -> None:
 
 def agp_pdf_of(policy_id: str, unit: str, lang: str) -> bytes:
     """The AGP report of a policy the caller may see (records/export.py)."""
+    access_log.staff_read(policy_id, "agp_export")
     with db.pool().connection() as conn:
         return agp_pdf(conn, policy_id, unit=unit, lang=lang)

@@ -14,6 +14,7 @@ import streamlit as st
 from dashboard import db
 from dashboard.format import duration
 from dashboard.i18n import TEXT, t
+from dashboard.views import rights_section
 from devices import health
 from ingest import flow
 
@@ -90,6 +91,7 @@ def render() -> None:
     c4.metric(t("ops_since_last", lang), duration(last, lang))
     st.subheader(t("ops_per_minute", lang))
     st.altair_chart(per_minute_chart(per_minute, lang), width="stretch")
+    rights_section.requests_section(lang)
     by_reason, samples = _rejects(url)
     st.subheader(t("ops_rejected", lang))
     table(st, by_reason, lang)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from datetime import date, timedelta
+from functools import partial
 from typing import Any
 
 import altair as alt
@@ -23,11 +24,15 @@ from dashboard.policyholder_data import (
     PolicySummary,
     load_summary,
 )
+from dashboard.views import access_log as access_view
 from dashboard.views import cgm_section as cgm_view
+from dashboard.views import consent_section, rights_section
+from dashboard.views import reviews as reviews_view
 from glucover.config import Settings
 from kernel.vocabulary import Meal, Unit
 from nightscout import credentials as ns_credentials
 from pricing import cgm_metrics
+from records.csv_export import table_csv
 from records.export import policy_bundle, pseudonym_key
 
 NOTICE_DAYS = 7  # how long a notice stays on the page
@@ -45,12 +50,15 @@ def explain(summary: PolicySummary, lang: str, unit: str = Unit.MMOL_L) -> pd.Da
     start = summary.ledger["day"].iloc[0] if len(summary.ledger) else None
     steps = {"in_target": rules.delta_in_target, "high": rules.delta_high,
              "out_of_target": rules.delta_out_of_target, "missed": rules.delta_missed,
-             "insufficient": rules.delta_missed, "hypo_risk": rules.delta_hypo_risk}
+             "insufficient": rules.delta_missed, "hypo_risk": rules.delta_hypo_risk,
+             "no_consent": 0.0}
     for row in summary.ledger.to_dict("records"):
         status = str(row["day_status"])
         r = None if pd.isna(row["reading_seq"]) else by_key.get(
             (row["day"], int(row["reading_seq"])))
-        if rules.kind == "cgm":
+        if status == "no_consent":
+            text = t(status, lang)
+        elif rules.kind == "cgm":
             text = t("explain_no_sensor", lang) if pd.isna(row["time_in_range"]) else t(
                 "explain_cgm", lang, tir=row["time_in_range"], below=row["below"],
                 limit=cgm_metrics.format_glucose(rules.hypo_below_mgdl, unit),
@@ -129,6 +137,7 @@ def render(user: User) -> None:
     except AccessDenied as exc:
         st.error(t(f"refused_{exc.code}", lang))
         return
+    access_view.staff_read(policy_id, "policy_page", once=True)
     with db.pool().connection() as conn:
         summary = load_summary(conn, policy_id, explained_rows=LEDGER_ROWS
                                if st.session_state.get("ledger_all") else EXPLAINED_ROWS)
@@ -176,6 +185,10 @@ def render(user: User) -> None:
     fhir_download(summary, lang, staff)
     if not staff:  # the upload credentials are the policyholder's own
         nightscout_uploads(policy_id, lang)
+    csv_downloads(policy_id, lang, staff)
+    consent_section.render(user, policy_id, lang)
+    rights_section.render(user, policy_id, lang)
+    reviews_view.request_section(user, policy_id, list(summary.ledger["day"])[::-1], lang)
     st.subheader(t(voiced("ledger", staff), lang))
     if summary.ledger.empty:
         st.info(t("no_ledger", lang))
@@ -269,10 +282,28 @@ def fhir_download(summary: PolicySummary, lang: str, staff: bool) -> None:
                        on_click="ignore", icon=":material/download:")
 
 
+def csv_downloads(policy_id: str, lang: str, staff: bool) -> None:
+    """The readings and the ledger as CSV (records/csv_export.py), built when clicked."""
+    c1, c2 = st.columns(2)
+    for column, table in ((c1, "readings"), (c2, "ledger")):
+        column.download_button(t(voiced(f"csv_{table}", staff), lang),
+                               data=partial(table_of, policy_id, table),
+                               file_name=f"glucover-{policy_id}-{table}.csv", mime="text/csv",
+                               on_click="ignore", icon=":material/table:", key=f"csv_{table}")
+
+
+def table_of(policy_id: str, table: str) -> bytes:
+    """A table of a policy the caller may see, as CSV."""
+    access_view.staff_read(policy_id, f"{table}_csv")
+    with db.pool().connection() as conn:
+        return table_csv(conn, policy_id, table)
+
+
 def fhir_bundle(policy_id: str, first: date | None = None, last: date | None = None) -> bytes:
     """The policy's records as a FHIR R4 Bundle (records/export.py) over [first, last] (local
     days; default its whole history); the caller has checked that this user may see
     `policy_id`."""
+    access_view.staff_read(policy_id, "fhir_export")
     with db.pool().connection() as conn:
         key = pseudonym_key(Settings.from_env().key("pseudonym_key"))
         export = policy_bundle(conn, policy_id, key, first, last)

@@ -7,7 +7,8 @@
 -- employee): policy_id names it, so that they cannot judge their own claims.
 alter table dashboard_users drop constraint dashboard_users_role_check;
 alter table dashboard_users add constraint dashboard_users_role_check
-    check (role in ('policyholder', 'actuary', 'operations', 'clinician', 'claims'));
+    check (role in ('policyholder', 'actuary', 'operations', 'clinician', 'claims',
+                    'reviewer', 'privacy'));  -- 0050's reviewer and privacy kept
 alter table dashboard_users drop constraint dashboard_users_check;
 alter table dashboard_users add constraint dashboard_users_policy_check
     check (case role when 'policyholder' then policy_id is not null
