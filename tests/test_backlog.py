@@ -91,22 +91,24 @@ def test_a_cgms_30_days_complete_through_stock_queue_limits_and_kills(
             env=stack.env(), stdout=out, stderr=subprocess.STDOUT)
     at_fault = {}
     try:
-        for fault, share in (("broker", 0.2), ("ingest", 0.5)):
-            target = int(len(expected) * share)
-            assert wait_until(lambda t=target: _stored(stack.db_url) >= t  # type: ignore[misc]
-                              or sim.poll() is not None, 300)
-            assert sim.poll() is None, "the run ended before the faults"
-            if fault == "broker":
-                stack.broker.stop(kill=True)
-                at_fault[fault] = _stored(stack.db_url)
-                time.sleep(1.0)
-                stack.broker.start()
-            else:
-                worker.send_signal(signal.SIGKILL)
-                worker.wait()
-                at_fault[fault] = _stored(stack.db_url)
-                worker = spawn_worker(stack, tmp_path / "w.log", "--worker-name", "backlog",
-                                      "--trust-sent-at")
+        # The ingest worker killed -9 as readings start to flow: its session at the broker
+        # holds 1,000 messages (the stock queue) and the broker drops the rest (Mosquitto
+        # 2.0.11 counts 2,000 dropped of 3,000 sent to an offline shared subscriber).
+        assert wait_until(lambda: _stored(stack.db_url) > 0 or sim.poll() is not None, 300)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        at_fault["ingest"] = _stored(stack.db_url)
+        time.sleep(10)  # two rounds of re-sends (RESEND_AFTER_S) into the full queue
+        worker = spawn_worker(stack, tmp_path / "w.log", "--worker-name", "backlog",
+                              "--trust-sent-at")
+        # The broker killed -9 halfway.
+        half = len(expected) // 2
+        assert wait_until(lambda: _stored(stack.db_url) >= half or sim.poll() is not None, 300)
+        assert sim.poll() is None, "the run ended before the faults"
+        stack.broker.stop(kill=True)
+        at_fault["broker"] = _stored(stack.db_url)
+        time.sleep(1.0)
+        stack.broker.start()
         assert sim.wait(600) == 0, log.read_text()[-3000:]
         assert wait_for_rows(stack.db_url, len(expected), 60) == len(expected)
     finally:
