@@ -5,11 +5,14 @@ for; Ctrl-C stops it with a clear line, exit 130 and no half-written file."""
 from __future__ import annotations
 
 import hashlib
+import json
 import signal
 import subprocess
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
+
+import pytest
 
 from bench.simulate import whole_history_messages
 from devices.fleet import portfolio
@@ -79,3 +82,19 @@ def test_without_an_ingest_worker_it_says_what_it_waits_for_and_stops_on_ctrl_c(
     assert "stored 0 of " in said and " readings, nothing new for " in said, said
     assert "stopped (Ctrl-C)" in said
     assert "Traceback" not in said, said
+
+
+def test_bench_simulate_measures_both_approaches_on_the_same_fleet(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from cli.main import main
+
+    assert main(["bench", "simulate", "--policies", "6", "--days", "3", "--cgm-share", "0.5",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    runs = report["approaches"]
+    assert set(runs) == {"whole_history", "streamed"}
+    assert runs["whole_history"]["published"] == runs["streamed"]["published"] > 0
+    for figures in runs.values():
+        assert figures["failed"] == 0
+        assert figures["peak_rss_mb"] > 0 and figures["messages_per_s"] > 0
+        assert 0 <= figures["first_publish_after_start_s"] <= figures["first_publish_s"]
