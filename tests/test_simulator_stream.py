@@ -98,3 +98,24 @@ def test_bench_simulate_measures_both_approaches_on_the_same_fleet(
         assert figures["failed"] == 0
         assert figures["peak_rss_mb"] > 0 and figures["messages_per_s"] > 0
         assert 0 <= figures["first_publish_after_start_s"] <= figures["first_publish_s"]
+
+
+def test_off_a_terminal_progress_is_a_line_and_a_stalled_meter_says_what_it_waits_for(
+        ) -> None:
+    import io
+
+    from devices.publisher import FleetProgress, Waiting
+    from devices.simulator_cli import Progress
+
+    out = io.StringIO()
+    fleet = FleetProgress(meters=5, finished=2, published=1234)
+    with Progress(fleet, out) as progress:
+        assert wait_until(lambda: "progress:" in out.getvalue(), 20)
+        progress.waiting(Waiting("CG-1", "ingest", 0, 48, 12.0))
+        progress.waiting(Waiting("CG-2", "ingest", 3, 48, 12.0))  # too soon: not said
+    said = out.getvalue()
+    assert "progress: 2 of 5 meters done, 1,234 messages published" in said
+    assert "\r" not in said  # no bar off a terminal
+    assert ("meter CG-1: stored 0 of 48 readings, nothing new for 12s: is an ingest worker "
+            "running (`glucover ingest`)? (Ctrl-C stops)") in said
+    assert "CG-2" not in said
