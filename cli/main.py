@@ -637,6 +637,17 @@ def _bench_commands(sub: Any) -> None:
     p.add_argument("--days", type=int, default=365)
     p.add_argument("--chunk-policies", type=int, default=10_000,
                    help="policies made and replayed at a time")
+    p = _add(bsub, "simulate", "bench.simulate:bench_cli",
+             "the simulator streamed meter by meter vs the whole history in memory: peak RSS, "
+             "time to first publish, messages/s")
+    p.add_argument("--policies", type=int, default=300)
+    p.add_argument("--days", type=int, default=60)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--cgm-share", type=float, default=0.1)
+    p.add_argument("--gateway-share", type=float, default=0.1)
+    p.add_argument("--start", help="first day of history (default: days + 1 before today)")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="skip the whole-history run beside it (it holds the fleet in memory)")
     p.add_argument("--json", action="store_true")
     p = _add(bsub, "soak", "bench.soak:soak_cli", "steady load; throughput and memory over time")
     p.add_argument("--minutes", type=float, default=5.0)

@@ -292,6 +292,10 @@ class LocalMosquitto:
     acl: str = "# no access until the ACL is written\n"
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     run_as: RunAs = field(default_factory=lambda: RunAs.for_service("mosquitto"))
+    # Mosquitto's own queue limits (max_queued_messages 1000, max_inflight_messages 20), as an
+    # operator's broker may have them, instead of ours: a broker that drops messages to a busy
+    # subscriber (tests/test_backlog.py).
+    stock_limits: bool = False
 
     @property
     def pid_file(self) -> Path:
@@ -317,9 +321,10 @@ class LocalMosquitto:
             "persistence true\n"
             f"persistence_location {self.confdir / 'data'}/\n"
             "autosave_interval 1\n"
-            "max_queued_messages 1000000\n"
-            "max_inflight_messages 20000\n"  # bounds what ingest holds unacknowledged
-            f"max_inflight_bytes {MAX_INFLIGHT_BYTES}\n"  # ... and its bytes
+            + ("" if self.stock_limits else  # Mosquitto's own queue limits, or ours
+               "max_queued_messages 1000000\n"
+               "max_inflight_messages 20000\n")  # bounds what ingest holds unacknowledged
+            + f"max_inflight_bytes {MAX_INFLIGHT_BYTES}\n"  # ... and its bytes
             f"max_packet_size {MAX_PACKET_BYTES}\n"
             "log_dest stdout\n"
             "log_type error\nlog_type warning\nlog_type notice\n"

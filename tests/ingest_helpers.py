@@ -25,9 +25,9 @@ from tests.helpers import START, TEST_SECRET, wait_until
 from tests.mqtt_helpers import broker_accepts
 
 
-def provision(stack: Stack, policies: int, seed: int, gateway_share: float = 0.0
-              ) -> list[Policyholder]:
-    people = portfolio(policies, seed, START, gateway_share)
+def provision(stack: Stack, policies: int, seed: int, gateway_share: float = 0.0,
+              cgm_share: float = 0.0) -> list[Policyholder]:
+    people = portfolio(policies, seed, START, gateway_share, cgm_share)
     with psycopg.connect(stack.db_url) as conn:
         add_portfolio(conn, people, TEST_SECRET)
         conn.commit()

@@ -193,11 +193,12 @@ def test_cgm_policies_are_priced_from_the_database_as_the_evaluator_prices_them(
 def test_a_years_cgm_history_is_sent_in_sessions_that_never_reuse_a_sequence_number() -> None:
     """105,000 readings a year wrap the uint16 sequence number; a session that tells its
     readings apart by it must hold fewer than half of them."""
-    from devices.publisher import SESSION_READINGS, split_sessions
+    from devices.publisher import split_sessions
+    from kernel.sequence import SESSION_READINGS
 
     person = portfolio(1, 40, START, cgm_share=1.0)[0]
     messages = list(meter_messages(person, 40, 300))
-    parts = split_sessions(messages)
+    parts = [list(part) for part in split_sessions(iter(messages))]
     assert [m for part in parts for m in part] == messages
     assert len(parts) >= 2
     for part in parts:

@@ -98,22 +98,51 @@ def check(db_url: str, people: list[Policyholder], messages: list[Outgoing]) -> 
     pd.testing.assert_frame_equal(ledger, clean_ledger(people, messages), check_dtype=False)
 
 
-def run_with_fault(stack: Stack, tmp_path: Path, seed: int, fault: Callable[..., None],
-                   workers: int = 1, copies: int = 1) -> None:
-    people = provision(stack, 25, seed)
+POLICIES = 80  # enough that storing takes seconds, so a fault can land while it goes on
+
+
+class MidStream:
+    """Waits, before a fault, until readings are flowing (a share of them stored, not all) and
+    notes the stored count at each fault, to check afterwards that every fault landed while
+    readings were on their way."""
+
+    def __init__(self, db_url: str, total: int) -> None:
+        self.db_url, self.total = db_url, total
+        self.at_fault: list[int] = []
+
+    def wait_for(self, share: float) -> None:
+        target = max(1, int(self.total * share))
+        assert wait_until(lambda: _stored(self.db_url) >= target, 120, every_s=0.02), \
+            f"fewer than {target} readings stored"
+
+    def fault_now(self) -> None:
+        self.at_fault.append(_stored(self.db_url))
+
+    def check(self, faults: int) -> None:
+        assert len(self.at_fault) == faults
+        assert all(0 < n < self.total for n in self.at_fault), \
+            f"a fault landed before or after the stream: stored {self.at_fault} of {self.total}"
+
+
+def run_with_fault(stack: Stack, tmp_path: Path, seed: int,
+                   fault: Callable[[Stack, list, Path, MidStream], None],  # type: ignore[type-arg]
+                   workers: int = 1, copies: int = 1, faults: int = 1) -> None:
+    people = provision(stack, POLICIES, seed)
     messages = history(people, seed, DAYS)
     assert any(len(json.loads(m.payload)["records"]) > 1 for m in messages
                if m.topic.endswith("readings")), "no offline meter synced a batch"
     procs = [spawn_worker(stack, tmp_path / f"w{i}.log", "--worker-name", f"fault-{i}",
                           "--batch-size", "100", "--trust-sent-at") for i in range(workers)]
+    mid = MidStream(stack.db_url, len(distinct_readings(messages)))
     # A storm: the gateway sends every message `copies` times in a row.
     sent = [m for m in messages for _ in range(copies)]
     publisher = threading.Thread(target=publish, args=(stack, sent, 4))
     publisher.start()
     try:
-        fault(stack, procs, tmp_path)
+        fault(stack, procs, tmp_path, mid)
         publisher.join(180)
         check(stack.db_url, people, messages)
+        mid.check(faults)
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -122,20 +151,24 @@ def run_with_fault(stack: Stack, tmp_path: Path, seed: int, fault: Callable[...,
 
 
 def test_ingest_killed_three_times(stack: Stack, tmp_path: Path) -> None:
-    def fault(stack: Stack, procs: list, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    def fault(stack: Stack, procs: list, tmp_path: Path,  # type: ignore[type-arg]
+              mid: MidStream) -> None:
         for i in range(3):
-            time.sleep(0.6)
+            mid.wait_for(0.1 + 0.2 * i)
             procs[0].send_signal(signal.SIGKILL)
             procs[0].wait()
+            mid.fault_now()
             procs[0] = spawn_worker(stack, tmp_path / f"again{i}.log", "--worker-name",
                                     "fault-0", "--batch-size", "100", "--trust-sent-at")
 
-    run_with_fault(stack, tmp_path, 41, fault)
+    run_with_fault(stack, tmp_path, 41, fault, faults=3)
 
 
 def test_broker_restarted_mid_stream(stack: Stack, tmp_path: Path) -> None:
-    def fault(stack: Stack, procs: list, tmp_path: Path) -> None:  # type: ignore[type-arg]
-        time.sleep(0.8)
+    def fault(stack: Stack, procs: list, tmp_path: Path,  # type: ignore[type-arg]
+              mid: MidStream) -> None:
+        mid.wait_for(0.2)
+        mid.fault_now()
         stack.broker.restart()
 
     run_with_fault(stack, tmp_path, 42, fault)
@@ -146,8 +179,10 @@ def test_database_restarted_mid_stream(stack: Stack, own_pg: LocalPostgres,
     migrate(own_pg.url(), stack.settings)
     stack.db_url = own_pg.url()
 
-    def fault(stack: Stack, procs: list, tmp_path: Path) -> None:  # type: ignore[type-arg]
-        time.sleep(0.8)
+    def fault(stack: Stack, procs: list, tmp_path: Path,  # type: ignore[type-arg]
+              mid: MidStream) -> None:
+        mid.wait_for(0.2)
+        mid.fault_now()
         own_pg.stop()
         time.sleep(2)
         own_pg.start()
@@ -156,10 +191,12 @@ def test_database_restarted_mid_stream(stack: Stack, own_pg: LocalPostgres,
 
 
 def test_one_of_two_shared_workers_killed(stack: Stack, tmp_path: Path) -> None:
-    def fault(stack: Stack, procs: list, tmp_path: Path) -> None:  # type: ignore[type-arg]
-        time.sleep(0.8)
+    def fault(stack: Stack, procs: list, tmp_path: Path,  # type: ignore[type-arg]
+              mid: MidStream) -> None:
+        mid.wait_for(0.2)
         procs[1].send_signal(signal.SIGKILL)
         procs[1].wait()
+        mid.fault_now()
         time.sleep(3)  # the other goes on alone; the dead one's session waits for it
         procs[1] = spawn_worker(stack, tmp_path / "back.log", "--worker-name", "fault-1",
                                 "--batch-size", "100", "--trust-sent-at")
@@ -168,7 +205,7 @@ def test_one_of_two_shared_workers_killed(stack: Stack, tmp_path: Path) -> None:
 
 
 def test_duplicate_storm(stack: Stack, tmp_path: Path) -> None:
-    run_with_fault(stack, tmp_path, 45, lambda *a: None, copies=3)
+    run_with_fault(stack, tmp_path, 45, lambda *a: None, copies=3, faults=0)
 
 
 

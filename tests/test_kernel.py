@@ -17,7 +17,8 @@ OURS = ("bench", "care", "dashboard", "devices", "glucover", "ingest", "kernel",
 COPIES = {
     "MGDL_PER_MMOL": r"18\.0156",
     "SEQ_MODULO": r"(?<![\d_.])(65536|65535|32767|32768|2 ?\*\* ?16)(?![\d_])",
-    "ACK_WINDOW": r"(?<![\d_.])(4096|4095)(?![\d_])",
+    "ACK_WINDOW": r"(?<![\d_.])(32768|32767)(?![\d_])",
+    "LEGACY_ACK_WINDOW": r"(?<![\d_.])(4096|4095)(?![\d_])",
     "ERROR_STATUS_MASK": r"(?<![\d_.])4094(?![\d_])",
     "FINGERSTICK_RANGE_MMOL": r"between 3\.9 and 10\.0|>= ?3\.9\b|<= ?10\.0\b",
 }
@@ -63,6 +64,7 @@ def test_the_patterns_match_the_kernel_values() -> None:
     assert re.search(COPIES["MGDL_PER_MMOL"], repr(units.MGDL_PER_MMOL))
     assert re.search(COPIES["SEQ_MODULO"], str(sequence.SEQ_MODULO))
     assert re.search(COPIES["ACK_WINDOW"], str(sequence.ACK_WINDOW))
+    assert re.search(COPIES["LEGACY_ACK_WINDOW"], str(sequence.LEGACY_ACK_WINDOW))
     assert re.search(COPIES["ERROR_STATUS_MASK"], str(glucose.ERROR_STATUS_MASK))
     low, high = glucose.FINGERSTICK_RANGE_MMOL
     assert re.search(COPIES["FINGERSTICK_RANGE_MMOL"], f"between {low} and {high}")

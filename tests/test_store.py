@@ -113,13 +113,29 @@ def test_acks_say_what_is_stored_across_batches_and_the_wrap(db_url: str) -> Non
     # A re-sent reading is settled too, and the other meter's acks are its own.
     assert _acked(db_url, "GM-A", [14, 15], 4).acks == {"GM-A": ((10, 15),)}
     assert _acked(db_url, "GM-B", [7], 0).acks == {"GM-B": ((7, 7),)}
-    # Only the window up to the newest: 10-15 drop out as the meter goes on...
-    for step, seq in enumerate((20_000, 40_000, 60_000)):
-        assert _acked(db_url, "GM-A", [seq], 10 + step).acks == {"GM-A": ((seq, seq),)}
-    # ...and across the wrap of uint16 the newest is 1, not 65535: an old 10 is never taken
-    # for a reading the meter will number 10 after the wrap.
+    # A reading far behind the newest is acknowledged while a session can still hold it
+    # (the window was 4,096 numbers: a CGM's 30-day backlog never completed)...
+    assert _acked(db_url, "GM-A", [10_000], 10).acks == {"GM-A": ((10, 15), (10_000, 10_000))}
+    assert _acked(db_url, "GM-A", [30_000], 11).acks == {
+        "GM-A": ((10, 15), (10_000, 10_000), (30_000, 30_000))}
+    # ...and drops out once it is more than the window (half the circle) behind.
+    assert _acked(db_url, "GM-A", [50_000], 12).acks == {
+        "GM-A": ((30_000, 30_000), (50_000, 50_000))}
+    # Across the wrap of uint16 the newest is 1, not 65535: an old 10 is never taken for a
+    # reading the meter will number 10 after the wrap.
     assert _acked(db_url, "GM-A", [65534, 65535, 0, 1], 20).acks == {
-        "GM-A": ((0, 1), (65534, 65535))}
-    assert _acked(db_url, "GM-A", [2, 3], 30).acks == {"GM-A": ((0, 3), (65534, 65535))}
+        "GM-A": ((0, 1), (50_000, 50_000), (65534, 65535))}
+    assert _acked(db_url, "GM-A", [2, 3], 30).acks == {
+        "GM-A": ((0, 3), (50_000, 50_000), (65534, 65535))}
     assert _acked(db_url, "GM-A", [], 0).acks == {}
     assert newest_seq({65534, 65535, 0, 1}) == 1 and newest_seq({5, 3, 4}) == 5
+
+
+def test_an_ack_says_how_far_back_it_speaks_and_reads_older_acks() -> None:
+    from devices.wire.messages import Ack
+    from kernel.sequence import ACK_WINDOW, LEGACY_ACK_WINDOW
+
+    ack = Ack.decode(Ack("GM-A", NOW, ((3, 5),)).encode())
+    assert ack.window == ACK_WINDOW and ack.stored == ((3, 5),)
+    older = b'{"device_id": "GM-A", "sent_at": "2026-03-02T07:31:06+00:00", "stored": [[3, 5]]}'
+    assert Ack.decode(older).window == LEGACY_ACK_WINDOW

@@ -11,8 +11,9 @@ GatewayMessage payload on the same readings topic, from a gateway relaying a Blu
    "gls": [{"measurement": base64 of 0x2A18, "context"?: base64 of 0x2A34}, ...]}
   (devices/wire/gls.py decodes it; docs/wire-format.md).
 Ack payload on the ack topic (retained, from ingest):
-  {"device_id", "sent_at", "stored": [[first_seq, last_seq], ...]}: inclusive ranges of the
-  meter's sequence numbers stored so far, among the ACK_WINDOW up to its newest.
+  {"device_id", "sent_at", "stored": [[first_seq, last_seq], ...], "window"?: int}: inclusive
+  ranges of the meter's sequence numbers stored so far, among the `window` (ACK_WINDOW) up to
+  its newest; an ack without `window` is from an ingest before December 2026 (4,096).
 DeviceStatus payload on the status topic (retained; the Last Will says "offline"):
   {"device_id", "sent_at", "state": "online"|"offline", "battery_pct"?: 0..100,
    "firmware"?: str, "clock_offset_s"?: number, "sensor"?: SensorReport}
@@ -31,6 +32,7 @@ from typing import Any
 import orjson
 
 from devices.wire.topics import ack_topic, notices_topic, readings_topic, status_topic
+from kernel.sequence import ACK_WINDOW, LEGACY_ACK_WINDOW
 from kernel.vocabulary import Meal, Sample, Source, Unit
 
 MAX_RECORDS = 1000  # records in one message: a meter's memory synced in one go
@@ -173,6 +175,9 @@ class Ack:
     device_id: str
     sent_at: datetime
     stored: tuple[tuple[int, int], ...]
+    # How many numbers up to the newest the ack speaks of: a meter holding a longer backlog
+    # sends it in sessions no longer than this (docs/wire-format.md#acknowledgements).
+    window: int = ACK_WINDOW
 
     @property
     def topic(self) -> str:
@@ -185,19 +190,20 @@ class Ack:
         # orjson: ingest encodes an ack per meter per batch (json.dumps took 3.2 us of each,
         # a twentieth of the worker's time on 20-record messages; this 0.3, measured).
         return orjson.dumps({"device_id": self.device_id, "sent_at": self.sent_at,
-                             "stored": self.stored})
+                             "stored": self.stored, "window": self.window})
 
     @classmethod
     def decode(cls, payload: bytes) -> Ack:
         """An ack as a meter reads it; ValueError when it is not one."""
         doc = json.loads(payload)
         stored = doc["stored"]
+        window = doc.get("window", LEGACY_ACK_WINDOW)
         if not (isinstance(doc.get("device_id"), str) and isinstance(stored, list) and all(
                 isinstance(r, list) and len(r) == 2 and all(type(v) is int for v in r)
-                for r in stored)):
+                for r in stored) and type(window) is int and window > 0):
             raise ValueError("not an ack")
         return cls(doc["device_id"], datetime.fromisoformat(doc["sent_at"]),
-                   tuple((int(a), int(b)) for a, b in stored))
+                   tuple((int(a), int(b)) for a, b in stored), window)
 
 
 NOTICE_KINDS = ("very_low", "very_high", "measure_reminder")
