@@ -61,7 +61,8 @@ def erase_cli(args: argparse.Namespace, settings: Settings) -> int:
     cleared = 0
     if settings.mqtt_url:
         target = settings.require_mqtt()
-        cleared = sum(clear_retained(target, settings.secret(), d) for d in done.devices)
+        cleared = sum(clear_retained(target, settings.key("device_secret"), d)
+                      for d in done.devices)
     with psycopg.connect(settings.require_database_url()) as conn:
         result = sync_broker(conn, settings)  # the meters' accounts are gone from its files
     removed = sum(done.counts.values())
