@@ -432,6 +432,18 @@ def _bench_commands(sub: Any) -> None:
                    help="one reading in this many is below 3.0 mmol/L")
     p.add_argument("--workers", type=int, default=2, help="ingest processes")
     p.add_argument("--json", action="store_true")
+    p = _add(bsub, "nightly", "bench.nightly:bench_cli",
+             "the nightly pricing run end to end from the database, each step apart")
+    p.add_argument("--scenario", choices=("a", "b", "c", "all"), default="all",
+                   help="a: first run over a backfilled portfolio; b: one new day; c: late "
+                        "readings after b (c runs b first)")
+    p.add_argument("--policies", type=int, default=300, help="(a) policies")
+    p.add_argument("--days", type=int, default=90, help="(a) days of history")
+    p.add_argument("--new-day-policies", type=int, default=100_000, help="(b, c) policies")
+    p.add_argument("--history-days", type=int, default=2,
+                   help="(b, c) days priced before the new day")
+    p.add_argument("--cgm-share", type=float, default=0.1, help="share of CGM wearers")
+    p.add_argument("--json", action="store_true")
     p = _add(bsub, "soak", "bench.soak:soak_cli", "steady load; throughput and memory over time")
     p.add_argument("--minutes", type=float, default=5.0)
     p.add_argument("--rate", type=int, default=2000, help="readings per second offered")

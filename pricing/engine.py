@@ -10,7 +10,7 @@ differs from the current ledger. Nothing changes on a second run; superseded row
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from pricing import cgm_days, cgm_rules, meter_days, store
+from pricing import cgm_days, cgm_rules, day_summaries, meter_days, store
 from pricing.evaluator import CHUNK_POLICIES, DAY_STATUSES, FIGURE_COLUMNS, UNMEASURED, Resume
 from pricing.products import evaluate
 from pricing.ruleset import Ruleset
@@ -28,8 +28,31 @@ from pricing.ruleset import Ruleset
 WATERMARK_MARGIN = timedelta(minutes=5)
 # Readings measured this long before a resume day may still fall on it in some timezone.
 TZ_MARGIN = timedelta(days=1, hours=2)
+# What a run spends its time on, each step timed apart (`glucover bench nightly`): what to
+# re-rate and from where, the day summaries refreshed, the readings and summaries loaded, the
+# evaluator, the comparison with the current ledger, the ledger rows written.
+STEPS = ("plan", "summaries", "load", "evaluate", "compare", "write")
 LEDGER_COLUMNS = ("day_status", "reading_seq", "delta", "bonus", "sum_insured",
                   "ruleset_version", *FIGURE_COLUMNS)
+
+
+class StepClock:
+    """Seconds spent per step, summed over the chunks of a run."""
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(STEPS, 0.0)
+        self._step = ""
+        self._since = 0.0
+
+    def __call__(self, step: str) -> StepClock:
+        self._step = step
+        return self
+
+    def __enter__(self) -> None:
+        self._since = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds[self._step] += time.perf_counter() - self._since
 
 
 @dataclass
@@ -40,6 +63,8 @@ class RunSummary:
     policy_days: int
     rows_added: int
     seconds: float
+    # Seconds per step (STEPS), summed over the run's chunks.
+    steps: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -65,15 +90,10 @@ def _resume_points(conn: psycopg.Connection[Any], policies: pd.DataFrame, throug
         last = dict(conn.execute(  # type: ignore[arg-type]
             "select policy_id, max(day) from sum_insured_ledger where policy_id = any(%s) "
             "group by policy_id", (ids,)).fetchall())
+        day_summaries.note_arrivals(conn, since)
         changed: dict[str, date] = dict(conn.execute(  # type: ignore[arg-type]
-            """select pd.policy_id, min(local_day(r.measured_at, p.timezone))
-               from readings r
-               join policy_devices pd on pd.device_id = r.device_id
-                    and r.measured_at >= pd.bound_from
-                    and (pd.bound_to is null or r.measured_at < pd.bound_to)
-               join policies p on p.policy_id = pd.policy_id
-               where r.ingested_at >= %s and pd.policy_id = any(%s)
-               group by pd.policy_id""", (since, ids)).fetchall())
+            "select policy_id, min(day) from arrived where policy_id = any(%s) "
+            "group by policy_id", (ids,)).fetchall())
         first = []
         for pid, start in zip(ids, starts, strict=True):
             day = last[pid] + timedelta(days=1) if pid in last else start
@@ -113,6 +133,7 @@ def _ledger_state(conn: psycopg.Connection[Any], points: pd.DataFrame, block_day
 def run_pricing(database_url: str, through: date | None = None, ruleset: str | None = None
                 ) -> RunSummary:
     started = time.monotonic()
+    clock = StepClock()
     through = through or (datetime.now(UTC).date() - timedelta(days=1))
     with psycopg.connect(database_url) as conn:
         conn.execute("select pg_advisory_xact_lock(hashtext('glucover-pricing'))")
@@ -123,59 +144,74 @@ def run_pricing(database_url: str, through: date | None = None, ruleset: str | N
                            "returning run_id", (through,)).fetchone()
         assert row is not None
         run_id = int(str(row[0]))
-        policies, bindings = store.load_policies(conn)
+        with clock("plan"):
+            policies, bindings = store.load_policies(conn)
         if ruleset:
             policies["ruleset_name"] = ruleset
         total_days = added = evaluated = 0
         for name, group in policies.groupby("ruleset_name", sort=True):
             rules = store.current(conn, str(name))
             group = group.reset_index(drop=True)
-            points = _resume_points(conn, group, through, since)
+            with clock("plan"):
+                points = _resume_points(conn, group, through, since)
             # A chunk of policies at a time: a first run over a long history, or a day many
             # meters synced, holds one chunk's readings, not the portfolio's.
             for start in range(0, len(points), CHUNK_POLICIES):
                 part = points.iloc[start:start + CHUNK_POLICIES].reset_index(drop=True)
-                days, rows = _price(conn, group, bindings, part, rules, through, since, run_id)
+                days, rows = _price(conn, group, bindings, part, rules, through, since, run_id,
+                                    clock)
                 total_days += days
                 added += rows
                 evaluated += len(part)
         conn.execute("update pricing_runs set finished_at = now(), policies = %s, rows_added = %s"
                      " where run_id = %s", (evaluated, added, run_id))
-        conn.commit()
-    return RunSummary(run_id, through, evaluated, total_days, added, time.monotonic() - started)
+        with clock("write"):
+            conn.commit()
+    return RunSummary(run_id, through, evaluated, total_days, added, time.monotonic() - started,
+                      clock.seconds)
 
 
 def _price(conn: psycopg.Connection[Any], group: pd.DataFrame, bindings: pd.DataFrame,
            points: pd.DataFrame, rules: Ruleset, through: date, since: datetime | None,
-           run_id: int) -> tuple[int, int]:
+           run_id: int, clock: StepClock) -> tuple[int, int]:
     """Price the policies of `points` (one ruleset's) from their resume days through
     `through`; append the changed ledger rows. Returns (policy-days evaluated, rows added)."""
     group = group.set_index("policy_id").loc[points["policy_id"]].reset_index()
-    bonus, measured = _ledger_state(conn, points, rules.block_days)
+    with clock("plan"):
+        bonus, measured = _ledger_state(conn, points, rules.block_days)
     resume = Resume(
         offset=np.array([(r - s).days for r, s in zip(
             points["resume_day"], points["start_date"], strict=True)], dtype=np.int64),
         bonus=bonus, measured_in_block=measured)
     its_bindings = bindings[bindings["policy_id"].isin(points["policy_id"])]
     earliest = min(points["resume_day"])
+    ids = list(points["policy_id"])
     if rules.kind == "cgm":
         # One summary row per policy-day instead of a CGM's 288 readings a day.
-        ids = list(points["policy_id"])
-        cgm_days.refresh(conn, ids, rules, since)
-        summaries = cgm_days.load(conn, ids, rules, earliest)
-        ledger = cgm_rules.evaluate_days(group, summaries, rules, through,
+        with clock("summaries"):
+            cgm_days.refresh(conn, ids, rules, since)
+        with clock("load"):
+            summaries = cgm_days.load(conn, ids, rules, earliest)
+        with clock("evaluate"):
+            ledger = cgm_rules.evaluate_days(group, summaries, rules, through,
                                              resume).to_frame()
     else:
-        meter_days.refresh(conn, list(points["policy_id"]), rules, since)
-        readings = store.load_readings(
-            conn, sorted(set(its_bindings["device_id"])),
-            since=datetime.combine(earliest, datetime.min.time(), UTC) - TZ_MARGIN,
-            until=datetime.combine(through, datetime.min.time(), UTC) + 2 * TZ_MARGIN)
-        ledger = evaluate(group, its_bindings, readings, rules, through, resume).to_frame()
+        with clock("summaries"):
+            meter_days.refresh(conn, ids, rules, since)
+        with clock("load"):
+            readings = store.load_readings(
+                conn, sorted(set(its_bindings["device_id"])),
+                since=datetime.combine(earliest, datetime.min.time(), UTC) - TZ_MARGIN,
+                until=datetime.combine(through, datetime.min.time(), UTC) + 2 * TZ_MARGIN)
+        with clock("evaluate"):
+            ledger = evaluate(group, its_bindings, readings, rules, through, resume).to_frame()
     ledger["ruleset_version"] = rules.version
     ledger["ruleset_name"] = rules.name
-    fresh = _changed_rows(conn, ledger, earliest)
-    return len(ledger), _append(conn, fresh, run_id)
+    with clock("compare"):
+        fresh = _changed_rows(conn, ledger, earliest)
+    with clock("write"):
+        written = _append(conn, fresh, run_id)
+    return len(ledger), written
 
 
 def _changed_rows(conn: psycopg.Connection[Any], ledger: pd.DataFrame, earliest: date
@@ -211,19 +247,22 @@ def _changed_rows(conn: psycopg.Connection[Any], ledger: pd.DataFrame, earliest:
 
 
 def _append(conn: psycopg.Connection[Any], rows: pd.DataFrame, run_id: int) -> int:
+    """COPY the rows into the ledger as one CSV text (written row by row from Python, the
+    ledger of a first run took longer to send than to compute)."""
     if rows.empty:
         return 0
     assert set(rows["day_status"]) <= set(DAY_STATUSES)
+    frame = pd.DataFrame({
+        "policy_id": rows["policy_id"].astype(str), "day": rows["day"], "run_id": run_id,
+        "day_status": rows["day_status"].astype(str),
+        "reading_seq": rows["reading_seq"].astype("Int64"),
+        **{c: rows[c].astype(float).round(2) for c in ("delta", "bonus", "sum_insured")},
+        "ruleset_name": rows["ruleset_name"], "ruleset_version": rows["ruleset_version"],
+        # The CGM figures are real (float4) columns: written at that precision, shortest form.
+        **{c: rows[c].astype(np.float32) for c in FIGURE_COLUMNS}})
+    text = frame.to_csv(index=False, header=False, na_rep="", float_format=None)
     with conn.cursor() as cur, cur.copy(
-            "copy sum_insured_ledger (policy_id, day, run_id, day_status, reading_seq, delta, "
-            "bonus, sum_insured, ruleset_name, ruleset_version, coverage, time_in_range, "
-            "below, very_high) from stdin") as copy:
-        for r in rows.itertuples(index=False):
-            seq: Any = r.reading_seq
-            values: tuple[Any, ...] = (r.coverage, r.time_in_range, r.below, r.very_high)
-            figures = tuple(None if pd.isna(v) else float(v) for v in values)
-            copy.write_row((r.policy_id, r.day, run_id, r.day_status,
-                            None if pd.isna(seq) else int(seq), r.delta,
-                            r.bonus, r.sum_insured, r.ruleset_name, r.ruleset_version,
-                            *figures))
+            f"copy sum_insured_ledger ({', '.join(frame.columns)}) from stdin (format csv)"
+    ) as copy:
+        copy.write(text)
     return len(rows)
