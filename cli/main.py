@@ -91,6 +91,13 @@ def _system_commands(sub: Any) -> None:
     p.add_argument("--no-live", action="store_true", help="stop publishing after the backfill")
 
     _add(sub, "migrate", "glucover.db:migrate_cli", "apply the database schema (idempotent)")
+    p = _add(sub, "backup", "glucover.backup:backup_cli",
+             "dump the database into a directory, with each table's row count and checksum")
+    p.add_argument("--out", required=True, metavar="DIR", help="a new or empty directory")
+    p = _add(sub, "restore", "glucover.backup:restore_cli",
+             "restore a backup into an empty database and check every table against it")
+    p.add_argument("--from", dest="source", required=True, metavar="DIR",
+                   help="a `glucover backup` directory")
     p = _add(
         sub,
         "doctor",
