@@ -23,8 +23,11 @@ from pricing.evaluator import CHUNK_POLICIES, DAY_STATUSES, FIGURE_COLUMNS, UNME
 from pricing.products import evaluate
 from pricing.ruleset import Ruleset
 
-# A batch committed by ingest can carry an ingested_at (its transaction start) a little before
-# the previous run's watermark; look back this much further so no such reading is missed.
+# A batch committed by ingest carries an ingested_at (its transaction start) before it is
+# seen. A run's watermark is the start of the oldest transaction running when it looks
+# (glucover/migrations/0031_pricing_watermark.sql), so the next run sees every reading not seen
+# yet and none twice; where the database does not tell (its owner cannot read other sessions),
+# the watermark is the run's start less this margin, as before.
 WATERMARK_MARGIN = timedelta(minutes=5)
 # Readings measured this long before a resume day may still fall on it in some timezone.
 TZ_MARGIN = timedelta(days=1, hours=2)
@@ -139,9 +142,11 @@ def run_pricing(database_url: str, through: date | None = None, ruleset: str | N
         conn.execute("select pg_advisory_xact_lock(hashtext('glucover-pricing'))")
         prev = conn.execute("select max(watermark) from pricing_runs where finished_at is not "
                             "null").fetchone()
-        since = prev[0] - WATERMARK_MARGIN if prev and prev[0] else None
-        row = conn.execute("insert into pricing_runs (through, watermark) values (%s, now()) "
-                           "returning run_id", (through,)).fetchone()
+        since = prev[0] if prev and prev[0] else None
+        row = conn.execute(
+            "insert into pricing_runs (through, watermark) values "
+            "(%s, coalesce(oldest_running_transaction(), now() - %s)) returning run_id",
+            (through, WATERMARK_MARGIN)).fetchone()
         assert row is not None
         run_id = int(str(row[0]))
         with clock("plan"):
