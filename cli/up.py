@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -219,15 +218,19 @@ def _print_banner(args: argparse.Namespace, admin_url: str, target: MqttTarget,
 def _supervise(args: argparse.Namespace, env: dict[str, str], urls: dict[str, str],
                children: list[Child], history_done: threading.Event,
                stop: threading.Event) -> None:
-    """Start pricing once the history is in; stop when asked or when a service dies."""
-    pricing_started = False
+    """Price at once and every --price-every seconds while the history arrives (each run
+    re-rates only the policies whose readings arrived since the one before, from their
+    earliest new day: the ledger is there within a minute of the banner, and complete soon
+    after the history); stop when asked or when a service dies."""
+    child, _ = spawn("pricing", ["price", "run", "--every", str(args.price_every)],
+                     {**env, "DATABASE_URL": urls["pricing"]})
+    children.append(child)
+    announced = False
     while not stop.wait(0.5):
-        if not pricing_started and history_done.is_set():
-            time.sleep(3)  # let ingest commit the last of the history
-            child, _ = spawn("pricing", ["price", "run", "--every", str(args.price_every)],
-                             {**env, "DATABASE_URL": urls["pricing"]})
-            children.append(child)
-            pricing_started = True
+        if not announced and history_done.is_set():
+            print("[up] the history is stored; the next pricing run prices the last of it",
+                  flush=True)
+            announced = True
         dead = [c for c in children if c.proc.poll() not in (None, 0)]
         if dead:
             print(f"[up] {dead[0].name} exited with {dead[0].proc.returncode}; stopping",
