@@ -31,6 +31,7 @@ from bench.harness import emit, private_root, progress
 from glucover.config import Settings
 from glucover.db import migrate
 from glucover.servers import LocalPostgres
+from kernel.sequence import SEQ_MODULO
 from pricing.engine import STEPS, RunSummary, run_pricing
 
 GOALS_S = {"a": 5.0, "b": 10.0, "c": 5.0}
@@ -55,7 +56,7 @@ select policy_id, 'NBD-' || substr(policy_id, 4), start_date - 2 from policies;
 _METER_SQL = """
 insert into readings (device_id, seq, measured_at, utc_offset_min, received_at, value_digits,
                       value_exponent, unit, meal, sample, source, status)
-select pd.device_id, ((d - date '2000-01-01') * 4 + k) %% 65536, m.at, 0,
+select pd.device_id, ((d - date '2000-01-01') * 4 + k) %% %(seq_modulo)s, m.at, 0,
        m.at + interval '1 minute', 40 + floor(random() * 80)::bigint, -1, 'mmol/L',
        (array['fasting', 'preprandial', 'postprandial', 'bedtime'])[k + 1],
        'capillary_whole_blood', 'meter', 0
@@ -73,7 +74,7 @@ where p.ruleset_name = 'default' and p.policy_id = any(%(ids)s) and random() < 0
 _CGM_SQL = """
 insert into readings (device_id, seq, measured_at, utc_offset_min, received_at, value_digits,
                       value_exponent, unit, meal, sample, source, status)
-select pd.device_id, ((d - date '2000-01-01') * 288 + s) %% 65536, m.at, 0,
+select pd.device_id, ((d - date '2000-01-01') * 288 + s) %% %(seq_modulo)s, m.at, 0,
        m.at + interval '1 minute',
        (95 + 60 * sin(s / 288.0 * 6 * pi()) + random() * 80 - 40 * (i %% 3))::bigint, 0,
        'mg/dL', 'unknown', 'interstitial_fluid', 'meter', 0
@@ -119,7 +120,8 @@ def add_readings(url: str, first: date, last: date, ids: list[str] | None = None
         added = 0
         for statement in (_METER_SQL, _CGM_SQL):
             cur = conn.execute(statement, {"first": first, "last": last,  # type: ignore[arg-type]
-                                           "ids": ids, "minute": minute})
+                                           "ids": ids, "minute": minute,
+                                           "seq_modulo": SEQ_MODULO})
             added += cur.rowcount
         conn.commit()
         conn.execute("analyze")
