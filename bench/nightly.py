@@ -133,15 +133,14 @@ def _cluster_cpu(data_dir: Path) -> dict[int, float]:
     children)."""
     postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
     ticks = os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
     used = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for pid in [postmaster, *map(int, children)]:
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
-            continue
-        pid = int(stat.parent.name)
-        if pid == postmaster or int(fields[1]) == postmaster:
-            used[pid] = (int(fields[11]) + int(fields[12])) / ticks
+            continue  # exited
+        used[pid] = (int(fields[11]) + int(fields[12])) / ticks
     return used
 
 
