@@ -447,7 +447,7 @@ def _bench_commands(sub: Any) -> None:
     p.add_argument("--policies", type=int, default=300, help="(a) policies")
     p.add_argument("--days", type=int, default=90, help="(a) days of history")
     p.add_argument("--new-day-policies", type=int, default=100_000, help="(b, c) policies")
-    p.add_argument("--history-days", type=int, default=2,
+    p.add_argument("--history-days", type=int, default=1,
                    help="(b, c) days priced before the new day")
     p.add_argument("--cgm-share", type=float, default=0.1, help="share of CGM wearers")
     p.add_argument("--json", action="store_true")

@@ -90,9 +90,13 @@ def _resume_points(conn: psycopg.Connection[Any], policies: pd.DataFrame, throug
     if since is None:
         first = list(starts)
     else:
+        # The last priced day of each policy: one descent of the ledger's key per policy (a
+        # max() grouped over the ledger read every row of every policy's history, each run).
         last = dict(conn.execute(  # type: ignore[arg-type]
-            "select policy_id, max(day) from sum_insured_ledger where policy_id = any(%s) "
-            "group by policy_id", (ids,)).fetchall())
+            "select q.policy_id, (select max(l.day) from sum_insured_ledger l "
+            "where l.policy_id = q.policy_id) from unnest(%s::text[]) q(policy_id)",
+            (ids,)).fetchall())
+        last = {p: d for p, d in last.items() if d is not None}
         day_summaries.note_arrivals(conn, since)
         changed: dict[str, date] = dict(conn.execute(  # type: ignore[arg-type]
             "select policy_id, min(day) from arrived where policy_id = any(%s) "
