@@ -442,8 +442,9 @@ def _bench_commands(sub: Any) -> None:
     p = _add(bsub, "nightly", "bench.nightly:bench_cli",
              "the nightly pricing run end to end from the database, each step apart")
     p.add_argument("--scenario", choices=("a", "b", "c", "all"), default="all",
-                   help="a: first run over a backfilled portfolio; b: one new day; c: late "
-                        "readings after b (c runs b first)")
+                   help="a: first run over a backfilled portfolio; b or c: one new day, "
+                        "then late readings on 1%% of its policy-days (c needs b's state: "
+                        "either runs both)")
     p.add_argument("--policies", type=int, default=300, help="(a) policies")
     p.add_argument("--days", type=int, default=90, help="(a) days of history")
     p.add_argument("--new-day-policies", type=int, default=100_000, help="(b, c) policies")
