@@ -98,6 +98,13 @@ def _system_commands(sub: Any) -> None:
                    help="port of the Nightscout-compatible API")
 
     _add(sub, "migrate", "glucover.db:migrate_cli", "apply the database schema (idempotent)")
+    p = _add(sub, "backup", "glucover.backup:backup_cli",
+             "dump the database into a directory, with each table's row count and checksum")
+    p.add_argument("--out", required=True, metavar="DIR", help="a new or empty directory")
+    p = _add(sub, "restore", "glucover.backup:restore_cli",
+             "restore a backup into an empty database and check every table against it")
+    p.add_argument("--from", dest="source", required=True, metavar="DIR",
+                   help="a `glucover backup` directory")
     p = _add(
         sub,
         "doctor",
@@ -648,6 +655,18 @@ def _bench_commands(sub: Any) -> None:
     p.add_argument("--start", help="first day of history (default: days + 1 before today)")
     p.add_argument("--no-baseline", action="store_true",
                    help="skip the whole-history run beside it (it holds the fleet in memory)")
+    p = _add(bsub, "nightly", "bench.nightly:bench_cli",
+             "the nightly pricing run end to end from the database, each step apart")
+    p.add_argument("--scenario", choices=("a", "b", "c", "all"), default="all",
+                   help="a: first run over a backfilled portfolio; b or c: one new day, "
+                        "then late readings on 1%% of its policy-days (c needs b's state: "
+                        "either runs both)")
+    p.add_argument("--policies", type=int, default=300, help="(a) policies")
+    p.add_argument("--days", type=int, default=90, help="(a) days of history")
+    p.add_argument("--new-day-policies", type=int, default=100_000, help="(b, c) policies")
+    p.add_argument("--history-days", type=int, default=1,
+                   help="(b, c) days priced before the new day")
+    p.add_argument("--cgm-share", type=float, default=0.1, help="share of CGM wearers")
     p.add_argument("--json", action="store_true")
     p = _add(bsub, "soak", "bench.soak:soak_cli", "steady load; throughput and memory over time")
     p.add_argument("--minutes", type=float, default=5.0)

@@ -169,7 +169,7 @@ def up_cli(args: argparse.Namespace, settings: Settings) -> int:
             history_done = threading.Event()
         _print_banner(args, admin_url, target, logins, settings)
         _supervise(args, env, settings, children, history_done, stop,
-                   lambda: _seed_claims(admin_url, logins["claim_policies"]))
+                   lambda after: _seed_claims(admin_url, logins["claim_policies"], after))
         _stop_children(children)
     return 0
 
@@ -271,14 +271,15 @@ def _print_banner(args: argparse.Namespace, admin_url: str, target: MqttTarget,
         "  Ctrl-C stops everything.", ""]), flush=True)
 
 
-def _seed_claims(admin_url: str, policy_ids: list[str]) -> bool:
-    """Demo claims in every state once pricing has reached yesterday; whether it is done."""
+def _seed_claims(admin_url: str, policy_ids: list[str], after: datetime) -> bool:
+    """Demo claims in every state once a pricing run started `after` (the history stored) has
+    reached yesterday; whether it is done."""
     from policies.demo import seed_claims
 
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
     with psycopg.connect(admin_url) as conn:
         row = conn.execute("select max(through) from pricing_runs where finished_at is not null "
-                           "and rows_added > 0").fetchone()
+                           "and started_at > %s", (after,)).fetchone()
         if row is None or row[0] is None or row[0] < yesterday:
             return False
         made = seed_claims(conn, policy_ids, "claims", yesterday + timedelta(days=1))
@@ -320,23 +321,30 @@ def _go_live(env: ServiceEnv, settings: Settings, children: list[Child]) -> None
 
 def _supervise(args: argparse.Namespace, env: ServiceEnv, settings: Settings,
                children: list[Child], history_done: threading.Event,
-               stop: threading.Event, seed_claims: Callable[[], bool] | None = None) -> None:
-    """Go live and start pricing once the history is in, then seed the demo claims once it has
-    priced through yesterday; stop when asked or when a service dies."""
-    pricing_started = False
+               stop: threading.Event,
+               seed_claims: Callable[[datetime], bool] | None = None) -> None:
+    """Price at once and every --price-every seconds while the history arrives (each run
+    re-rates only the policies whose readings arrived since the one before, from their
+    earliest new day: the ledger is there within a minute of the banner, and complete soon
+    after the history); once the history is in, go live, then seed the demo claims once a run
+    that started after it has priced through yesterday; stop when asked or when a service
+    dies."""
+    child, _ = spawn("pricing", ["price", "run", "--every", str(args.price_every)],
+                     env.of("pricing", DATABASE_URL=env.urls["pricing"]))
+    children.append(child)
+    live_at: datetime | None = None
     claims_seeded = seed_claims is None
     checked = 0.0
     while not stop.wait(0.5):
-        if pricing_started and not claims_seeded and time.monotonic() - checked > 5:
+        if live_at is None and history_done.is_set():
+            _go_live(env, settings, children)
+            live_at = datetime.now(UTC)
+            print("[up] the history is stored; the next pricing run prices the last of it",
+                  flush=True)
+        if live_at is not None and not claims_seeded and time.monotonic() - checked > 5:
             checked = time.monotonic()
             assert seed_claims is not None
-            claims_seeded = seed_claims()
-        if not pricing_started and history_done.is_set():
-            _go_live(env, settings, children)
-            child, _ = spawn("pricing", ["price", "run", "--every", str(args.price_every)],
-                             env.of("pricing", DATABASE_URL=env.urls["pricing"]))
-            children.append(child)
-            pricing_started = True
+            claims_seeded = seed_claims(live_at)
         dead = [c for c in children if c.proc.poll() not in (None, 0)]
         if dead:
             print(f"[up] {dead[0].name} exited with {dead[0].proc.returncode}; stopping",

@@ -35,20 +35,27 @@ def summary_key(rules: Ruleset) -> str:
 
 
 # Rules 1-2 for the touched days: the slot of a reading counts from the instant of local
-# midnight; the value in mg/dL is as sent, or mmol/L x MGDL_PER_MMOL.
+# midnight; the value in mg/dL is as sent, or mmol/L x MGDL_PER_MMOL. Counted per slot first,
+# then per day: the covered slots are the day's slot groups (a count(distinct) sorted every
+# day's readings; two hash aggregates do not).
 SUMMARY_SQL = f"""
 insert into cgm_days (policy_id, day, summary_key, covered, readings, in_range, low, very_high)
-select t.policy_id, t.day, %(key)s,
-       count(distinct floor(extract(epoch from r.measured_at - m.midnight) / %(slot_s)s)),
-       count(*),
-       count(*) filter (where v.mgdl >= %(range_low)s and v.mgdl <= %(range_high)s),
-       count(*) filter (where v.mgdl < %(hypo)s),
-       count(*) filter (where v.mgdl > %(very_high)s)
-{DAY_READINGS}
-cross join lateral (select case when r.unit = 'mg/dL' then g.value
-                                else g.value * %(mgdl_per_mmol)s end as mgdl) v
-{VALID_SQL}
-group by t.policy_id, t.day
+select policy_id, day, %(key)s, count(*), sum(n), sum(in_range), sum(low), sum(very_high)
+from (
+    select t.policy_id, t.day,
+           floor(extract(epoch from r.measured_at - t.midnight) / %(slot_s)s) as slot,
+           count(*) as n,
+           count(*) filter (where v.mgdl >= %(range_low)s and v.mgdl <= %(range_high)s)
+               as in_range,
+           count(*) filter (where v.mgdl < %(hypo)s) as low,
+           count(*) filter (where v.mgdl > %(very_high)s) as very_high
+    {DAY_READINGS}
+    cross join lateral (select case when r.unit = 'mg/dL' then g.value
+                                    else g.value * %(mgdl_per_mmol)s end as mgdl) v
+    {VALID_SQL}
+    group by t.policy_id, t.day, slot
+) slots
+group by policy_id, day
 """
 
 

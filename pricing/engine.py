@@ -13,7 +13,7 @@ pricing/evaluator.py): a withdrawal re-opens the policy from its day, like a lat
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -21,19 +21,45 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from pricing import cgm_days, cgm_rules, meter_days, store
+from pricing import cgm_days, cgm_rules, day_summaries, meter_days, store
 from pricing.evaluator import CHUNK_POLICIES, DAY_STATUSES, FIGURE_COLUMNS, UNMEASURED, Resume
 from pricing.products import evaluate
 from pricing.ruleset import Ruleset
 from privacy import consent, reviews
 
-# A batch committed by ingest can carry an ingested_at (its transaction start) a little before
-# the previous run's watermark; look back this much further so no such reading is missed.
+# A batch committed by ingest carries an ingested_at (its transaction start) before it is
+# seen. A run's watermark is the start of the oldest transaction running when it looks
+# (glucover/migrations/0031_pricing_watermark.sql), so the next run sees every reading not seen
+# yet and none twice; where the database does not tell (its owner cannot read other sessions),
+# the watermark is the run's start less this margin, as before.
 WATERMARK_MARGIN = timedelta(minutes=5)
 # Readings measured this long before a resume day may still fall on it in some timezone.
 TZ_MARGIN = timedelta(days=1, hours=2)
+# What a run spends its time on, each step timed apart (`glucover bench nightly`): what to
+# re-rate and from where, the day summaries refreshed, the readings and summaries loaded, the
+# evaluator, the comparison with the current ledger, the ledger rows written.
+STEPS = ("plan", "summaries", "load", "evaluate", "compare", "write")
 LEDGER_COLUMNS = ("day_status", "reading_seq", "delta", "bonus", "sum_insured",
                   "ruleset_version", *FIGURE_COLUMNS, "review_id")
+
+
+class StepClock:
+    """Seconds spent per step, summed over the chunks of a run."""
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(STEPS, 0.0)
+        self._step = ""
+        self._since = 0.0
+
+    def __call__(self, step: str) -> StepClock:
+        self._step = step
+        return self
+
+    def __enter__(self) -> None:
+        self._since = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds[self._step] += time.perf_counter() - self._since
 
 
 @dataclass
@@ -44,6 +70,8 @@ class RunSummary:
     policy_days: int
     rows_added: int
     seconds: float
+    # Seconds per step (STEPS), summed over the run's chunks.
+    steps: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -67,19 +95,17 @@ def _first_days(conn: psycopg.Connection[Any], policies: pd.DataFrame,
     starts = policies["start_date"].dt.date
     if since is None:
         return dict(zip(ids, starts, strict=True))
-    last = dict(conn.execute(  # type: ignore[arg-type]
-        "select policy_id, max(day) from sum_insured_ledger where policy_id = any(%s) "
-        "group by policy_id", (ids,)).fetchall())
+    # The last priced day of each policy: one descent of the ledger's key per policy (a max()
+    # grouped over the ledger read every row of every policy's history, each run).
+    last = {str(p): d for p, d in conn.execute(
+        "select q.policy_id, (select max(l.day) from sum_insured_ledger l "
+        "where l.policy_id = q.policy_id) from unnest(%s::text[]) q(policy_id)",
+        (ids,)).fetchall() if d is not None}
+    day_summaries.note_arrivals(conn, since)  # the policy-days of new readings, once a run
     changed: dict[str, date] = {}
     for pid, day in conn.execute(
-        """select pd.policy_id, min(local_day(r.measured_at, p.timezone))
-           from readings r
-           join policy_devices pd on pd.device_id = r.device_id
-                and r.measured_at >= pd.bound_from
-                and (pd.bound_to is null or r.measured_at < pd.bound_to)
-           join policies p on p.policy_id = pd.policy_id
-           where r.ingested_at >= %(since)s and pd.policy_id = any(%(ids)s)
-           group by pd.policy_id
+        """select policy_id, min(day) from arrived where policy_id = any(%(ids)s)
+           group by policy_id
            union all  -- a consent given or withdrawn re-prices from the first day
                       -- the ledger disagrees with it
            select l.policy_id, min(l.day) from current_ledger l
@@ -164,20 +190,24 @@ def _ledger_state(conn: psycopg.Connection[Any], points: pd.DataFrame, block_day
 def run_pricing(database_url: str, through: date | None = None, ruleset: str | None = None
                 ) -> RunSummary:
     started = time.monotonic()
+    clock = StepClock()
     through = through or (datetime.now(UTC).date() - timedelta(days=1))
     with psycopg.connect(database_url) as conn:
         conn.execute("select pg_advisory_xact_lock(hashtext('glucover-pricing'))")
         prev = conn.execute("select max(watermark) from pricing_runs where finished_at is not "
                             "null").fetchone()
-        since = prev[0] - WATERMARK_MARGIN if prev and prev[0] else None
-        row = conn.execute("insert into pricing_runs (through, watermark) values (%s, now()) "
-                           "returning run_id", (through,)).fetchone()
+        since = prev[0] if prev and prev[0] else None
+        row = conn.execute(
+            "insert into pricing_runs (through, watermark) values "
+            "(%s, coalesce(oldest_running_transaction(), now() - %s)) returning run_id",
+            (through, WATERMARK_MARGIN)).fetchone()
         assert row is not None
         run_id = int(str(row[0]))
-        policies, bindings = store.load_policies(conn)
-        # A claimed, cancelled or not yet accepted policy's ledger never moves; a lapsed or
-        # expired one's stops at the end of its cover (policies/states.py).
-        ends = store.cover_ends(conn)
+        with clock("plan"):
+            policies, bindings = store.load_policies(conn)
+            # A claimed, cancelled or not yet accepted policy's ledger never moves; a lapsed or
+            # expired one's stops at the end of its cover (policies/states.py).
+            ends = store.cover_ends(conn)
         frozen = {pid for pid, end in ends.items() if end is None}
         policies = policies[~policies["policy_id"].isin(frozen)]
         if ruleset:
@@ -188,7 +218,8 @@ def run_pricing(database_url: str, through: date | None = None, ruleset: str | N
         for name, group in policies.groupby("ruleset_name", sort=True):
             rules = store.current(conn, str(name))
             group = group.reset_index(drop=True)
-            first = _first_days(conn, group, since, renewals)
+            with clock("plan"):
+                first = _first_days(conn, group, since, renewals)
             done: dict[str, date] = {}
             while True:  # more than one pass only across a renewal
                 points = _resume_points(group, first, through, ends, renewals, done)
@@ -199,60 +230,69 @@ def run_pricing(database_url: str, through: date | None = None, ruleset: str | N
                 for start in range(0, len(points), CHUNK_POLICIES):
                     part = points.iloc[start:start + CHUNK_POLICIES].reset_index(drop=True)
                     days, rows = _price(conn, group, bindings, part, rules,
-                                        max(part["until"]), since, run_id, renewals)
+                                        max(part["until"]), since, run_id, renewals, clock)
                     total_days += days
                     added += rows
                 evaluated.update(points["policy_id"])
                 done.update(zip(points["policy_id"], points["until"], strict=True))
         conn.execute("update pricing_runs set finished_at = now(), policies = %s, rows_added = %s"
                      " where run_id = %s", (len(evaluated), added, run_id))
-        conn.commit()
+        with clock("write"):
+            conn.commit()
     return RunSummary(run_id, through, len(evaluated), total_days, added,
-                      time.monotonic() - started)
+                      time.monotonic() - started, clock.seconds)
 
 
 def _price(conn: psycopg.Connection[Any], group: pd.DataFrame, bindings: pd.DataFrame,
            points: pd.DataFrame, rules: Ruleset, through: date, since: datetime | None,
-           run_id: int, renewals: dict[str, dict[date, float]]) -> tuple[int, int]:
+           run_id: int, renewals: dict[str, dict[date, float]], clock: StepClock
+           ) -> tuple[int, int]:
     """Price the policies of `points` (one ruleset's) from their resume days through
     `through`; append the changed ledger rows. Returns (policy-days evaluated, rows added)."""
     group = group.set_index("policy_id").loc[points["policy_id"]].reset_index()
-    bonus, measured = _ledger_state(conn, points, rules.block_days, renewals)
+    with clock("plan"):
+        bonus, measured = _ledger_state(conn, points, rules.block_days, renewals)
     resume = Resume(
         offset=np.array([(r - s).days for r, s in zip(
             points["resume_day"], points["start_date"], strict=True)], dtype=np.int64),
         bonus=bonus, measured_in_block=measured)
     its_bindings = bindings[bindings["policy_id"].isin(points["policy_id"])]
     earliest = min(points["resume_day"])
-    consented = consent.periods(conn, list(points["policy_id"]), "pricing")
-    corrections = reviews.corrections(conn, list(points["policy_id"]))
+    ids = list(points["policy_id"])
+    with clock("plan"):
+        consented = consent.periods(conn, ids, "pricing")
+        corrections = reviews.corrections(conn, ids)
     if rules.kind == "cgm":
         # One summary row per policy-day instead of a CGM's 288 readings a day.
-        ids = list(points["policy_id"])
-        cgm_days.refresh(conn, ids, rules, since)
-        summaries = cgm_days.load(conn, ids, rules, earliest)
-        ledger = cgm_rules.evaluate_days(group, summaries, rules, through, resume,
-                                         consented, corrections).to_frame()
+        with clock("summaries"):
+            cgm_days.refresh(conn, ids, rules, since)
+        with clock("load"):
+            summaries = cgm_days.load(conn, ids, rules, earliest)
+        with clock("evaluate"):
+            ledger = cgm_rules.evaluate_days(group, summaries, rules, through, resume,
+                                             consented, corrections).to_frame()
     else:
-        meter_days.refresh(conn, list(points["policy_id"]), rules, since)
-        readings = store.load_readings(
-            conn, sorted(set(its_bindings["device_id"])),
-            since=datetime.combine(earliest, datetime.min.time(), UTC) - TZ_MARGIN,
-            until=datetime.combine(through, datetime.min.time(), UTC) + 2 * TZ_MARGIN)
-        ledger = evaluate(group, its_bindings, readings, rules, through, resume,
-                          consent=consented, adjustments=corrections).to_frame()
+        with clock("summaries"):
+            meter_days.refresh(conn, ids, rules, since)
+        with clock("load"):
+            readings = store.load_readings(
+                conn, sorted(set(its_bindings["device_id"])),
+                since=datetime.combine(earliest, datetime.min.time(), UTC) - TZ_MARGIN,
+                until=datetime.combine(through, datetime.min.time(), UTC) + 2 * TZ_MARGIN)
+        with clock("evaluate"):
+            ledger = evaluate(group, its_bindings, readings, rules, through, resume,
+                              consent=consented, adjustments=corrections).to_frame()
     until = pd.to_datetime(ledger["policy_id"].astype(str).map(
         dict(zip(points["policy_id"], points["until"], strict=True))))
     ledger = ledger[(ledger["day"] <= until).to_numpy()].reset_index(drop=True)
     ledger["ruleset_version"] = rules.version
     ledger["ruleset_name"] = rules.name
     ledger = _naming_reviews(ledger, corrections)
-    fresh = _changed_rows(conn, ledger, earliest)
-    return len(ledger), _append(conn, fresh, run_id)
-
-
-def _optional_int(value: Any) -> int | None:
-    return None if pd.isna(value) else int(value)
+    with clock("compare"):
+        fresh = _changed_rows(conn, ledger, earliest)
+    with clock("write"):
+        written = _append(conn, fresh, run_id)
+    return len(ledger), written
 
 
 def _naming_reviews(ledger: pd.DataFrame, corrections: pd.DataFrame) -> pd.DataFrame:
@@ -300,19 +340,23 @@ def _changed_rows(conn: psycopg.Connection[Any], ledger: pd.DataFrame, earliest:
 
 
 def _append(conn: psycopg.Connection[Any], rows: pd.DataFrame, run_id: int) -> int:
+    """COPY the rows into the ledger as one CSV text (written row by row from Python, the
+    ledger of a first run took longer to send than to compute)."""
     if rows.empty:
         return 0
     assert set(rows["day_status"]) <= set(DAY_STATUSES)
+    frame = pd.DataFrame({
+        "policy_id": rows["policy_id"].astype(str), "day": rows["day"], "run_id": run_id,
+        "day_status": rows["day_status"].astype(str),
+        "reading_seq": rows["reading_seq"].astype("Int64"),
+        **{c: rows[c].astype(float).round(2) for c in ("delta", "bonus", "sum_insured")},
+        "ruleset_name": rows["ruleset_name"], "ruleset_version": rows["ruleset_version"],
+        # The CGM figures are real (float4) columns: written at that precision, shortest form.
+        **{c: rows[c].astype(np.float32) for c in FIGURE_COLUMNS},
+        "review_id": rows["review_id"].astype("Int64")})  # the review a correction names
+    text = frame.to_csv(index=False, header=False, na_rep="", float_format=None)
     with conn.cursor() as cur, cur.copy(
-            "copy sum_insured_ledger (policy_id, day, run_id, day_status, reading_seq, delta, "
-            "bonus, sum_insured, ruleset_name, ruleset_version, coverage, time_in_range, "
-            "below, very_high, review_id) from stdin") as copy:
-        for r in rows.itertuples(index=False):
-            seq: Any = r.reading_seq
-            values: tuple[Any, ...] = (r.coverage, r.time_in_range, r.below, r.very_high)
-            figures = tuple(None if pd.isna(v) else float(v) for v in values)
-            copy.write_row((r.policy_id, r.day, run_id, r.day_status,
-                            None if pd.isna(seq) else int(seq), r.delta,
-                            r.bonus, r.sum_insured, r.ruleset_name, r.ruleset_version,
-                            *figures, _optional_int(r.review_id)))
+            f"copy sum_insured_ledger ({', '.join(frame.columns)}) from stdin (format csv)"
+    ) as copy:
+        copy.write(text)
     return len(rows)

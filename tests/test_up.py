@@ -52,6 +52,9 @@ def test_up_reaches_a_healthy_dashboard_with_data_flowing() -> None:
         password = (home / "state" / "postgres" / "data.password").read_text().strip()
         url = with_credentials(shown, "glucover_admin", password)  # the banner shows no password
         with psycopg.connect(url) as conn:
+            # Pricing starts with the banner; the simulator's readings follow.
+            assert wait_until(lambda: conn.execute(
+                "select count(*) > 100 from readings").fetchone() == (True,), 90)
             readings = conn.execute("select count(*) from readings").fetchone()
             ledger = conn.execute("select count(distinct policy_id) from current_ledger"
                                   ).fetchone()
