@@ -229,3 +229,40 @@ def test_live_mode_after_a_long_history_replay_sends_readings_at_the_real_now(
     assert caught_up and min(s for s, _ in caught_up) >= history_end
     live_lag = [(a - s).total_seconds() for s, a in sent_at() if s >= now]
     assert all(-0.5 < lag < 3 for lag in live_lag), live_lag
+
+
+def test_a_meter_sends_again_what_ingest_has_not_acknowledged(
+        mosquitto: LocalMosquitto) -> None:
+    """End to end, the broker's PUBACK is not enough: with no ingest to say the reading is
+    stored, the meter sends the same message again once RESEND_AFTER_S pass in silence."""
+    import contextlib
+    import time
+
+    from devices.publisher import RESEND_AFTER_S, Stopped
+    from glucover.config import MqttTarget
+
+    people = portfolio(1, 23, START)
+    device = people[0].device_id
+    message = next(m for m in fleet_messages(people, 23, 1) if m.topic.endswith("readings"))
+    add_accounts(mosquitto, device)
+    collector = Collector(mosquitto, "glucover/v1/devices/+/readings")
+    stop = threading.Event()
+
+    def publish() -> None:
+        with contextlib.suppress(Stopped):  # stopped as asked, below
+            meter_session(MqttTarget("127.0.0.1", mosquitto.port), TEST_SECRET, device,
+                          [message], timeout=60, end_to_end=True, stop=stop)
+
+    thread = threading.Thread(target=publish)
+    thread.start()
+    try:
+        assert wait_until(lambda: len(collector.payloads) >= 1, 30, 0.01)
+        first = time.monotonic()
+        assert wait_until(lambda: len(collector.payloads) >= 2, RESEND_AFTER_S + 25, 0.01)
+        again = time.monotonic() - first
+    finally:
+        stop.set()
+        thread.join(30)
+        collector.close()
+    assert collector.payloads[:2] == [message.payload, message.payload]
+    assert again >= RESEND_AFTER_S - 1  # after the silence, not at once
