@@ -5,13 +5,14 @@ run the pack through these."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import date
 from typing import Any
 
 import pandas as pd
 
-from actuary import validation
+from actuary import research, validation
 from actuary.synthetic import synthetic_portfolio
 from glucover.errors import UserError
 from pricing import ruleset as rulesets
@@ -77,12 +78,16 @@ def stored_pack(conn: store.Conn, proposed: Ruleset, through: date,
                         f"{in_force.name} {in_force.kind} ones")
     policies, bindings = store.load_policies(conn)
     policies = store.of_kind(conn, policies, proposed.kind)
+    # Only the policies whose holders consent to research (docs/privacy.md).
+    policies, left_out = research.consenting(conn, policies)
     if policies.empty:
         raise UserError(NO_POLICIES)
+    bindings = bindings[bindings["policy_id"].isin(policies["policy_id"])]
     load = readings or (lambda ids: store.load_readings(conn, ids))
     if progress is not None and len(policies) <= CHUNK_POLICIES:
         progress = None
     part = validation.replay(policies, bindings, load, proposed, in_force, holdout, through,
                              progress)
     products = policies.set_index("policy_id")["ruleset_name"].astype(str)
-    return _pack([part], policies, proposed, in_force, holdout, through, products)
+    pack = _pack([part], policies, proposed, in_force, holdout, through, products)
+    return dataclasses.replace(pack, left_out=left_out)

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from actuary import backtest
+from actuary import backtest, research
 from actuary.backtest import BacktestPart, BacktestResult, ReadingsSource
 from actuary.credibility import BuhlmannStraub
 from actuary.lift import BOOTSTRAP_REPLICATES, LiftResult, lift_report
@@ -264,6 +264,7 @@ class ValidationPack:
     lift_in_force: LiftResult
     credibility: BuhlmannStraub
     cost: pd.DataFrame  # by product and segment, with a total row
+    left_out: int = 0  # stored policies left out for want of consent to research
 
     def summary(self) -> dict[str, Any]:
         p = self.per_policy
@@ -299,7 +300,9 @@ class ValidationPack:
             "committee_review": needs_committee(float(total["cost_of_change"]),
                                                 float(total["expected_payout_in_force"])),
             "backtest": {"ruleset": self.proposed.name, "baseline": self.in_force.name,
-                         "through": self.through.isoformat(), **self.backtest.summary()},
+                         "through": self.through.isoformat(), **self.backtest.summary(),
+                         research.LEFT_OUT_KEY: self.left_out},
+            research.LEFT_OUT_KEY: self.left_out,
         }
 
 

@@ -637,6 +637,7 @@ def _bench_commands(sub: Any) -> None:
     p.add_argument("--singles", type=int, default=2_000, help="entries posted one a post")
     p.add_argument("--clients", type=int, default=4, help="concurrent uploading apps")
     p.add_argument("--readings", type=int, default=200_000, help="MQTT readings beside them")
+    p.add_argument("--json", action="store_true")
     p = _add(bsub, "actuary", "bench.actuary:bench_cli",
              "the validation pack of a proposed ruleset on a synthetic portfolio (goal: "
              "100,000 policies x 365 days in under 60 s)")
@@ -644,6 +645,7 @@ def _bench_commands(sub: Any) -> None:
     p.add_argument("--days", type=int, default=365)
     p.add_argument("--chunk-policies", type=int, default=10_000,
                    help="policies made and replayed at a time")
+    p.add_argument("--json", action="store_true")
     p = _add(bsub, "simulate", "bench.simulate:bench_cli",
              "the simulator streamed meter by meter vs the whole history in memory: peak RSS, "
              "time to first publish, messages/s")
@@ -655,6 +657,7 @@ def _bench_commands(sub: Any) -> None:
     p.add_argument("--start", help="first day of history (default: days + 1 before today)")
     p.add_argument("--no-baseline", action="store_true",
                    help="skip the whole-history run beside it (it holds the fleet in memory)")
+    p.add_argument("--json", action="store_true")
     p = _add(bsub, "nightly", "bench.nightly:bench_cli",
              "the nightly pricing run end to end from the database, each step apart")
     p.add_argument("--scenario", choices=("a", "b", "c", "all"), default="all",

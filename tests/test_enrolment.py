@@ -69,7 +69,6 @@ def test_an_eligible_application_becomes_a_policy(
     ({"consents": [{"purpose": "pricing", "granted": False}]}, "needs the consent 'pricing'"),
     ({"device": "cgm"}, "priced on the other kind of device"),
     ({"product": "gold"}, "there is no product 'gold'"),
-    ({"consents": [{"purpose": "marketing", "granted": True}]}, "no purpose marketing"),
 ])
 def test_refusals_say_why(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                           capsys: pytest.CaptureFixture[str], changes: dict[str, Any],
@@ -135,3 +134,15 @@ def test_the_sign_up_page_enrols_and_gives_a_login(db_url: str,
         assert row is not None and row[0] in welcome
         user = authenticate(conn, str(row[0]).lower(), "a long password")
     assert user is not None and user.role == "policyholder" and user.policy_id == row[0]
+
+
+def test_a_consent_to_an_unknown_purpose_is_named(db_url: str, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    consents = [{"purpose": "pricing", "granted": True}, {"purpose": "marketing", "granted": True}]
+    assert main(["policies", "apply", "--json", _file(tmp_path, consents=consents)]) == 2
+    assert "consents: no purpose marketing (one of pricing, care, research)" in \
+        capsys.readouterr().err
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("select count(*) from policies").fetchone() == (0,)
