@@ -376,3 +376,40 @@ def test_a_note_is_shown_as_typed_not_as_markdown(served: tuple[str, int]) -> No
                         if "pixel.png" in str(img.get_attribute("src"))]
     finally:
         pixel.shutdown()
+
+
+@pytest.mark.browser
+def test_a_forged_expired_closed_or_replayed_cookie_opens_nothing(
+        served: tuple[str, int]) -> None:
+    """A cookie set by hand in a fresh browser: a live session's token opens the page; one
+    signed with another key, one past its expiry, one whose session was closed, and the live
+    one replayed after signing out all show the sign-in form and nothing else."""
+    db_url, port = served
+    token, session_id = _session(db_url)
+    now = datetime.now(UTC)
+    forged = sessions.token_for(sessions.signing_key("not our key"), session_id,
+                                now + timedelta(days=1))
+    expired = sessions.token_for(KEY, session_id, now - timedelta(minutes=1))
+    closed, closed_id = _session(db_url)
+    with psycopg.connect(db_url) as conn:
+        sessions.close_session(conn, KEY, closed)
+        conn.commit()
+    assert not _session_exists(db_url, closed_id)
+
+    def opens(cookie: str) -> bool:
+        with chromium(1200, 900) as driver:
+            driver.get(f"http://127.0.0.1:{port}/_stcore/health")  # the cookie's site
+            driver.add_cookie({"name": sessions.COOKIE, "value": cookie, "path": "/"})
+            driver.get(f"http://127.0.0.1:{port}/")
+            assert wait_until(lambda: _signed_in_tab(driver) or _sign_in_form(driver), 60, 0.5)
+            # A form shown first would give way to the page within seconds if resumed.
+            return wait_until(lambda: _signed_in_tab(driver) and not _sign_in_form(driver),
+                              3, 0.5)
+
+    assert opens(token)
+    for cookie in (forged, expired, closed):
+        assert not opens(cookie), cookie
+    with psycopg.connect(db_url) as conn:  # signing out, as the page's button does
+        sessions.close_session(conn, KEY, token)
+        conn.commit()
+    assert not opens(token)  # the copied cookie, replayed after signing out
