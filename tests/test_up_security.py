@@ -78,8 +78,18 @@ def up() -> Iterator[Up]:
             env=env, stdout=out, stderr=subprocess.STDOUT)
     handle = Up(proc, log, home / "state", port)
     try:
-        assert wait_until(lambda: proc.poll() is None and "ledger rows added" in handle.text()
-                          and "glucover is up" in handle.text(), 150, 0.5), handle.text()[-3000:]
+        # Up prices while the history arrives: wait until it is stored, ingest trusts only its
+        # own clock, and a pricing run that started after that has finished (the ledger then
+        # holds the whole history, and only a forgery could change it).
+        assert wait_until(lambda: proc.poll() is None and "glucover is up" in handle.text()
+                          and "ingest now trusts only its own clock" in handle.text(), 240,
+                          0.5), handle.text()[-3000:]
+        with psycopg.connect(handle.admin_url, autocommit=True) as conn:
+            row = conn.execute("select coalesce(max(run_id), 0) from pricing_runs").fetchone()
+            assert row is not None
+            assert wait_until(lambda: conn.execute(
+                "select count(*) from pricing_runs where run_id > %s and finished_at is not "
+                "null", (row[0],)).fetchone() != (0,), 120, 0.5), handle.text()[-3000:]
         yield handle
     finally:
         proc.send_signal(signal.SIGINT)
