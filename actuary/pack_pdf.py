@@ -18,10 +18,8 @@ from matplotlib.figure import Figure
 
 from actuary.lift import rate_order
 from actuary.validation import ValidationPack
+from glucover.charts import document_fonts
 
-# A CJK font first, so a Chinese pack has its characters; DejaVu for the rest (as the AGP
-# report, records/agp_report.py).
-FONTS = ["WenQuanYi Micro Hei", "Noto Sans CJK SC", "DejaVu Sans"]
 PROPOSED_COLOUR, IN_FORCE_COLOUR, ACTUAL_COLOUR = "#1f77b4", "#ff7f0e", "#333333"
 COST_ROWS = 14  # the cost table's rows on page 2 (the largest segments, then the total)
 
@@ -87,20 +85,6 @@ def _t(key: str, lang: str, **values: Any) -> Any:
     return text.format(**values) if values and isinstance(text, str) else text
 
 
-class _fonts:
-    """matplotlib's font list for the duration of one drawing."""
-
-    def __enter__(self) -> None:
-        import matplotlib
-
-        self.saved = list(matplotlib.rcParams["font.sans-serif"])
-        matplotlib.rcParams["font.sans-serif"] = FONTS + self.saved
-        matplotlib.rcParams["font.family"] = "sans-serif"
-
-    def __exit__(self, *exc: object) -> None:
-        import matplotlib
-
-        matplotlib.rcParams["font.sans-serif"] = self.saved
 
 
 def findings(pack: ValidationPack, lang: str) -> list[str]:
@@ -204,7 +188,7 @@ def render(pack: ValidationPack, lang: str = "en") -> bytes:
     """The pack as PDF bytes (two A4 portrait pages)."""
     s = pack.summary()
     out = io.BytesIO()
-    with _fonts(), PdfPages(out, metadata={"Title": _t("title", lang),
+    with document_fonts(), PdfPages(out, metadata={"Title": _t("title", lang),
                                            "Creator": "glucover"}) as pdf:
         page = Figure(figsize=(8.27, 11.69))
         page.text(0.06, 0.965, _t("title", lang), fontsize=16, weight="bold")

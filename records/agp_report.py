@@ -17,13 +17,12 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from glucover.charts import document_fonts
 from kernel import units
 from kernel.units import UNIT_DECIMALS
 from kernel.vocabulary import Unit
 from pricing import cgm_metrics
 
-# A CJK font first, so a Chinese report has its characters; DejaVu for the rest.
-FONTS = ["WenQuanYi Micro Hei", "Noto Sans CJK SC", "DejaVu Sans"]
 # Each band (in pricing.cgm_metrics.band_shares's order) with its colour and its consensus target
 # (below 70 and above 180 mg/dL have theirs on the sum of two bands, shown on the nearer one:
 # band_targets). The dashboard draws its bar with the same names, colours and ranges.
@@ -109,7 +108,7 @@ def render(subject: Subject, window: cgm_metrics.CgmWindow, unit: str = Unit.MMO
     fig = Figure(figsize=(8.27, 11.69))
     fig.set_layout_engine("none")
     fig.patch.set_facecolor("white")
-    with _fonts():
+    with document_fonts():
         fig.text(0.06, 0.965, _t("title", lang), fontsize=16, weight="bold")
         fig.text(0.06, 0.945, f"{subject.name} · {subject.policy_id} · {subject.device_id} · "
                  + _t("window", lang, first=window.first, last=window.last,
@@ -128,20 +127,6 @@ def render(subject: Subject, window: cgm_metrics.CgmWindow, unit: str = Unit.MMO
     return out.getvalue()
 
 
-class _fonts:
-    """matplotlib's font list for the duration of one drawing."""
-
-    def __enter__(self) -> None:
-        import matplotlib
-
-        self.saved = list(matplotlib.rcParams["font.sans-serif"])
-        matplotlib.rcParams["font.sans-serif"] = FONTS + self.saved
-        matplotlib.rcParams["font.family"] = "sans-serif"
-
-    def __exit__(self, *exc: object) -> None:
-        import matplotlib
-
-        matplotlib.rcParams["font.sans-serif"] = self.saved
 
 
 def _statistics(fig: Figure, window: cgm_metrics.CgmWindow, unit: str, lang: str) -> None:
