@@ -587,7 +587,7 @@ TEXT: dict[str, dict[str, str]] = {
     "col_size": {"en": "Size", "zh": "大小"},
     "col_measured": {"en": "Measured", "zh": "测量时间"},
     "col_glucose": {"en": "Glucose (mmol/L)", "zh": "血糖 (mmol/L)"},
-    "col_day_status": {"en": "Day", "zh": "当日结果"},
+    "col_day_status": {"en": "Result of the day", "zh": "当日结果"},
     "col_bonus": {"en": "Bonus", "zh": "奖励保额"},
     "claim_basis": {"en": "Sum insured at the end of {day}, as the ledger stood when the "
                           "claim was filed: {amount}",

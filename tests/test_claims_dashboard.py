@@ -50,6 +50,10 @@ def test_the_handler_works_the_queue(db_url: str, claims_db: dict[str, int]) -> 
     assert {"Steps", "Documents", "The ledger as it stood when filed",
             "Readings around the event", "Earlier claims on this policy"} <= {
         s.value for s in at.subheader}
+    # The ledger as it stood: each day with its date and its result, both shown.
+    ledger = next(d.value for d in at.dataframe if "Sum insured" in d.value.columns)
+    assert list(ledger.columns) == ["Day", "Result of the day", "Bonus", "Sum insured"]
+    assert ledger["Day"].str.fullmatch(r"\d{4}-\d{2}-\d{2}").all()
     next(b for b in at.button if b.label == "Approve and pay the basis").click().run()
     assert not at.exception
     assert _status(db_url, claims_db["bob"]) == ("approved",)
