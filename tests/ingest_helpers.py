@@ -50,9 +50,12 @@ def by_device(messages: Iterable[Outgoing]) -> dict[str, list[Outgoing]]:
     return grouped
 
 
-def publish(stack: Stack, messages: list[Outgoing], concurrency: int = 8) -> None:
+def publish(stack: Stack, messages: list[Outgoing], concurrency: int = 8,
+            end_to_end: bool = False) -> None:
+    """Publish as the meters; returns once every message is acknowledged: by the broker, or
+    with `end_to_end` by ingest once stored (then a broker that dies loses nothing)."""
     stats = publish_fleet(MqttTarget("127.0.0.1", stack.broker.port), TEST_SECRET,
-                          by_device(messages), concurrency)
+                          by_device(messages), concurrency, end_to_end=end_to_end)
     assert stats.failed == {}
     assert stats.acknowledged == stats.published == len(messages)
 

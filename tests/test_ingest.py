@@ -41,9 +41,9 @@ def test_fleet_history_is_stored_once_with_status(stack: Stack) -> None:
         publish(stack, messages)
         expected = distinct_readings(messages)
         assert wait_for_rows(stack.db_url, len(expected)) == len(expected)
-        # A re-sent stretch changes nothing (publish returns once ingest has acknowledged
-        # every message as stored: handled, not merely delivered).
-        publish(stack, messages[:200])
+        # A re-sent stretch changes nothing (end to end, publish returns once ingest has
+        # acknowledged every message as stored: handled, not merely delivered).
+        publish(stack, messages[:200], end_to_end=True)
     finally:
         worker.stop()
     rows = stored_readings(stack.db_url)
