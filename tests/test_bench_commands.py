@@ -56,7 +56,8 @@ def test_bench_ingest_small(settings: object, capsys: pytest.CaptureFixture[str]
     assert report["batched_share_of_limit_percent"] == sorted(shares)[1]
     assert set(report["cpu_s_per_1000_readings"]["copy_limit"]) == {"database",
                                                                     "load_generator"}
-    assert report["cpu_s_per_1000_readings"]["copy_limit"]["load_generator"] > 0
+    # CPU time comes in 10 ms clock ticks: COPYing 4,000 readings may cost less than one.
+    assert report["cpu_s_per_1000_readings"]["copy_limit"]["load_generator"] >= 0
     for scenario in ("single", "batched"):
         use = report["cpu_s_per_1000_readings"][scenario]
         assert set(use) == {"worker", "broker", "database", "load_generator"}
