@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -38,45 +39,40 @@ def file_cli(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def approve_cli(args: argparse.Namespace, settings: Settings) -> int:
+def _claim_step(args: argparse.Namespace, settings: Settings,
+                step: Callable[[psycopg.Connection[Any]], object]) -> int:
+    """One step of a claim in one transaction, then the claim as it stands."""
     with psycopg.connect(settings.require_database_url()) as conn:
-        claims_process.approve(conn, args.claim, args.handler_name, args.words)
+        step(conn)
         conn.commit()
         _print_claim(conn, args.claim, args.json)
     return 0
+
+
+def approve_cli(args: argparse.Namespace, settings: Settings) -> int:
+    return _claim_step(args, settings, lambda conn: claims_process.approve(
+        conn, args.claim, args.handler_name, args.words))
 
 
 def decline_cli(args: argparse.Namespace, settings: Settings) -> int:
-    with psycopg.connect(settings.require_database_url()) as conn:
-        claims_process.decline(conn, args.claim, args.handler_name, args.reason, args.words)
-        conn.commit()
-        _print_claim(conn, args.claim, args.json)
-    return 0
+    return _claim_step(args, settings, lambda conn: claims_process.decline(
+        conn, args.claim, args.handler_name, args.reason, args.words))
 
 
 def ask_cli(args: argparse.Namespace, settings: Settings) -> int:
-    with psycopg.connect(settings.require_database_url()) as conn:
-        claims_process.ask_for_information(conn, args.claim, args.handler_name, args.words)
-        conn.commit()
-        _print_claim(conn, args.claim, args.json)
-    return 0
+    return _claim_step(args, settings, lambda conn: claims_process.ask_for_information(
+        conn, args.claim, args.handler_name, args.words))
 
 
 def add_documents_cli(args: argparse.Namespace, settings: Settings) -> int:
     docs = [documents.read(path) for path in args.document]
-    with psycopg.connect(settings.require_database_url()) as conn:
-        claims_process.add_documents(conn, args.claim, docs, _operator())
-        conn.commit()
-        _print_claim(conn, args.claim, args.json)
-    return 0
+    return _claim_step(args, settings, lambda conn: claims_process.add_documents(
+        conn, args.claim, docs, _operator()))
 
 
 def pay_cli(args: argparse.Namespace, settings: Settings) -> int:
-    with psycopg.connect(settings.require_database_url()) as conn:
-        claims_process.record_payment(conn, args.claim, args.handler_name, args.reference)
-        conn.commit()
-        _print_claim(conn, args.claim, args.json)
-    return 0
+    return _claim_step(args, settings, lambda conn: claims_process.record_payment(
+        conn, args.claim, args.handler_name, args.reference))
 
 
 def show_cli(args: argparse.Namespace, settings: Settings) -> int:
