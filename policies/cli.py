@@ -232,7 +232,8 @@ def apply_cli(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError(f"{path} is not JSON: {exc}") from None
     app = enrolment.parse(doc)
     with psycopg.connect(settings.require_database_url()) as conn:
-        outcome = enrolment.apply(conn, app, settings.key("device_secret"), _operator())
+        outcome = enrolment.apply(conn, app, settings.key("device_secret"), _operator(),
+                                  nightscout_key=settings.key("nightscout_key"))
         conn.commit()
         if outcome.accepted:
             from devices.provisioning import sync_broker
@@ -241,13 +242,22 @@ def apply_cli(args: argparse.Namespace, settings: Settings) -> int:
     if not outcome.accepted:
         raise UserError(f"application {outcome.application_id} refused: "
                         + "; ".join(outcome.reasons))
+    d = outcome.as_dict()
+    if outcome.uploads is not None:  # what the applicant's app is told (docs/nightscout.md)
+        from nightscout.credentials import app_urls
+
+        d["nightscout"] = {"api_secret": outcome.uploads.api_secret,
+                           "token": outcome.uploads.token,
+                           **app_urls(settings.api_url, outcome.uploads)}
     if args.output_json:
-        print(json.dumps(outcome.as_dict(), indent=2))
+        print(json.dumps(d, indent=2))
     else:
-        d = outcome.as_dict()
         print(f"application {d['application_id']} accepted: policy {d['policy_id']}, device "
               f"{d['device_id']}, term {d['term_start']} to {d['term_end']}, "
               f"{d['frequency']} instalments of {d['instalment']:,.2f}")
+        if "nightscout" in d:
+            print(f"  Nightscout uploads: base URL {d['nightscout']['base_url']}, API secret "
+                  f"{d['nightscout']['api_secret']}")
     return 0
 
 
