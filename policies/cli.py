@@ -160,10 +160,11 @@ def premiums_record_cli(args: argparse.Namespace, settings: Settings) -> int:
     from policies import premiums
 
     with psycopg.connect(settings.require_database_url()) as conn:
-        acc = premiums.record(conn, args.policy, args.amount, args.paid_on or _today(),
-                              _operator(), args.reference)
+        acc, reinstated = premiums.record(conn, args.policy, args.amount,
+                                          args.paid_on or _today(), _operator(),
+                                          args.reference)
         conn.commit()
-    _print_account(acc, args.json)
+    _print_account(acc, args.json, reinstated)
     return 0
 
 
@@ -176,15 +177,22 @@ def premiums_due_cli(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _print_account(acc: Any, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(acc.as_dict(), indent=2))
-        return
+def _print_account(acc: Any, as_json: bool, reinstated: Any = None) -> None:
     d = acc.as_dict()
+    d["reinstated_from"] = None if reinstated is None else reinstated.isoformat()
+    if as_json:
+        print(json.dumps(d, indent=2))
+        return
     print(f"policy {d['policy_id']} term {d['term_number']}: {d['instalments_paid']} of "
           f"{d['instalments']} {d['frequency']} instalments of {d['instalment']:,.2f} paid "
           f"({d['paid']:,.2f}); next due {d['next_due'] or '—'}, lapses on "
           f"{d['lapses_on'] or '—'} if unpaid")
+    if reinstated is not None:
+        print(f"reinstated: active again from {d['reinstated_from']}")
+    elif d["state"] == "lapsed":
+        until = d["reinstatable_until"]
+        print(f"lapsed: {d['arrears']:,.2f} in arrears; " + (
+            f"paying them by {until} reinstates it" if until else "it cannot be reinstated"))
 
 
 def premiums_sweep_cli(args: argparse.Namespace, settings: Settings) -> int:

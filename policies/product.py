@@ -48,6 +48,12 @@ class Product(parameters.Declared):
         label=("Grace period", "宽限期"),
         help="A premium unpaid this many days after it fell due lapses the policy: its ledger "
         "stops moving.")
+    reinstatement_days: int = parameter(
+        "premiums", "reinstatement_days", 60, unit="days", low=0, high=730,
+        label=("Reinstatement window", "复效期"),
+        help="A lapsed policy is reinstated, from the day after, by a payment that clears its "
+        "arrears within this many days of the lapse (0: never); at most the two years of the "
+        "PRC Insurance Law Art. 37.")
     band_2_from: int = parameter(
         "premiums", "band_2_from", 40, unit="years", low=0, high=120,
         label=("Second age band from", "第二年龄段起"),
