@@ -196,17 +196,25 @@ def _print_account(acc: Any, as_json: bool, reinstated: Any = None) -> None:
 
 
 def premiums_sweep_cli(args: argparse.Namespace, settings: Settings) -> int:
+    """Lapses and expiries as of --as-of (default: today each time); with --every, again every
+    N seconds, printing only what changed (`glucover up` and the compose file's premiums
+    service run it so, beside pricing: docs/policies.md)."""
+    import time
+
     from policies import premiums
 
-    with psycopg.connect(settings.require_database_url()) as conn:
-        done = premiums.sweep(conn, args.as_of or _today(), _operator())
-        conn.commit()
-    if args.json:
-        print(json.dumps(done))
-    else:
-        print(f"lapsed: {', '.join(done['lapsed']) or 'none'}; expired: "
-              f"{', '.join(done['expired']) or 'none'}")
-    return 0
+    url = settings.require_database_url()
+    while True:
+        with psycopg.connect(url) as conn:
+            done = premiums.sweep(conn, args.as_of or _today(), _operator())
+            conn.commit()
+        if not args.every or done["lapsed"] or done["expired"]:
+            print(json.dumps(done) if args.json else
+                  f"lapsed: {', '.join(done['lapsed']) or 'none'}; expired: "
+                  f"{', '.join(done['expired']) or 'none'}", flush=True)
+        if not args.every:
+            return 0
+        time.sleep(args.every)
 
 
 def premiums_table_cli(args: argparse.Namespace, settings: Settings) -> int:

@@ -230,3 +230,34 @@ def test_paying_the_arrears_reinstates_and_the_lapse_stays_frozen(
     with psycopg.connect(fleet) as conn:
         assert conn.execute("select count(*) from premium_payments where policy_id = %s",
                             (B,)).fetchone() == (0,)
+
+
+def test_the_premium_sweep_up_runs_lapses_an_overdue_policy(fleet: str) -> None:
+    """`glucover up` runs `premium_sweep` beside pricing, with the pricing login; a yearly
+    premium unpaid since the fleet's start is long past its grace period."""
+    import os
+
+    from cli.up import premium_sweep, spawn
+    from glucover.db import ensure_login_role, with_credentials
+    from tests.helpers import wait_until
+
+    with psycopg.connect(fleet) as conn:
+        terms.open_first_term(conn, A, "yearly", "test")
+        conn.commit()
+    ensure_login_role(fleet, "glucover_pricing", "glucover_pricing_sweep", "sweep-pw")
+    env = {**os.environ, "DATABASE_URL": with_credentials(fleet, "glucover_pricing_sweep",
+                                                          "sweep-pw")}
+    child, _ = spawn("premiums", premium_sweep(0.5), env)
+    try:
+        def state() -> tuple[Any, ...] | None:
+            with psycopg.connect(fleet) as conn:
+                return conn.execute("select state, since from policy_state where policy_id = "
+                                    "%s", (A,)).fetchone()
+
+        assert wait_until(lambda: child.proc.poll() is not None
+                          or state() == ("lapsed", START + timedelta(days=31)), 60)
+        assert child.proc.poll() is None  # still sweeping, every half second
+        assert state() == ("lapsed", START + timedelta(days=31))
+    finally:
+        child.proc.terminate()
+        child.proc.wait(20)
