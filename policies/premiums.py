@@ -155,8 +155,8 @@ def sweep(conn: Conn, as_of: date, actor: str) -> dict[str, list[str]]:
 
 
 def premium_table(product: Product) -> list[dict[str, Any]]:
-    bands = [(0, product.band_2_from - 1), (product.band_2_from, product.band_3_from - 1),
-             (product.band_3_from, None)]
-    return [{"product": product.name, "age_from": low, "age_to": high,
-             "yearly": product.premium(low, "yearly"),
-             "monthly": product.premium(low, "monthly")} for low, high in bands]
+    """`glucover premiums table`: each age band's yearly and monthly premium."""
+    return [{"product": product.name, "age_from": first, "age_to": last,
+             "yearly": product.premium(first, "yearly"),
+             "monthly": product.premium(first, "monthly")}
+            for first, last, _ in product.bands()]

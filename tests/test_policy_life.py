@@ -39,6 +39,11 @@ def test_renewal_rules_adjustments_and_schedules() -> None:
     assert premiums.instalments_covered(209.99, 105.0, 12) == 1
     assert premiums.instalments_covered(210.0, 105.0, 12) == 2
     assert [carried.premium(a, "yearly") for a in (30, 40, 65)] == [1200.0, 1800.0, 2600.0]
+    assert [carried.yearly_premium(a) for a in (0, 39, 40, 59, 60, 120)] == [
+        1200.0, 1200.0, 1800.0, 1800.0, 2600.0, 2600.0]
+    assert [(r["age_from"], r["age_to"], r["yearly"], r["monthly"])
+            for r in premiums.premium_table(carried)] == [
+        (0, 39, 1200.0, 105.0), (40, 59, 1800.0, 157.5), (60, None, 2600.0, 227.5)]
     assert carried.premium(30, "monthly") == 105.0
     with pytest.raises(ProductError, match="min_age <= max_age"):
         Product(name="p", min_age=50, max_age=40).validate()
