@@ -208,7 +208,7 @@ def test_the_sign_up_page_offers_nightscout_uploads(db_url: str,
     at.text_input[0].input("王芳")
     at.text_input[1].input("a long password")
     device = next(s for s in at.selectbox if s.label == "设备")
-    assert "我自己的 CGM 应用，以 Nightscout 方式上传（xDrip+、AndroidAPS）" in device.options
+    assert "我自己的 CGM 应用（Nightscout 上传）" in device.options
     device.set_value("nightscout")
     at.checkbox[0].check()
     at.button[0].click().run()
