@@ -353,6 +353,9 @@ def _policy_commands(sub: Any) -> None:
     p = _add(msub, "sweep", "policies.cli:premiums_sweep_cli",
              "lapse policies unpaid past the grace period, expire unrenewed ones")
     p.add_argument("--as-of", type=_date, help="default: today (UTC)")
+    p.add_argument("--every", type=float, default=0.0,
+                   help="repeat every N seconds (as of today each time), printing only what "
+                   "changed; 0: once")
     p.add_argument("--json", action="store_true")
     p = _add(msub, "table", "policies.cli:premiums_table_cli",
              "the product's premiums by age band, yearly and monthly")

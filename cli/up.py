@@ -3,8 +3,8 @@
 Starts what is not configured (a private PostgreSQL cluster and Mosquitto broker under
 GLUCOVER_HOME on free ports), migrates, gives each service its own least-privilege database
 login, provisions a demo portfolio with meters and dashboard logins, then runs the simulator
-(history fast, then live), an ingest worker, the alert service, the pricing engine on a
-schedule and the dashboard, until Ctrl-C stops them all.
+(history fast, then live), an ingest worker, the alert service, the pricing engine and the
+premium sweep on a schedule and the dashboard, until Ctrl-C stops them all.
 
 Each service gets only its own credentials (config.SERVICE_CREDENTIALS): its database login,
 its broker account in its MQTT_URL, the dashboard its session and pseudonym keys, the
@@ -323,7 +323,8 @@ def _supervise(args: argparse.Namespace, env: ServiceEnv, settings: Settings,
                children: list[Child], history_done: threading.Event,
                stop: threading.Event,
                seed_claims: Callable[[datetime], bool] | None = None) -> None:
-    """Price at once and every --price-every seconds while the history arrives (each run
+    """Price, and sweep premiums (`premium_sweep`), at once and every --price-every seconds
+    while the history arrives (each run
     re-rates only the policies whose readings arrived since the one before, from their
     earliest new day: the ledger is there within a minute of the banner, and complete soon
     after the history); once the history is in, go live, then seed the demo claims once a run
@@ -331,6 +332,9 @@ def _supervise(args: argparse.Namespace, env: ServiceEnv, settings: Settings,
     dies."""
     child, _ = spawn("pricing", ["price", "run", "--every", str(args.price_every)],
                      env.of("pricing", DATABASE_URL=env.urls["pricing"]))
+    children.append(child)
+    child, _ = spawn("premiums", premium_sweep(args.price_every),
+                     env.of("premiums", DATABASE_URL=env.urls["pricing"]))
     children.append(child)
     live_at: datetime | None = None
     claims_seeded = seed_claims is None
@@ -350,6 +354,12 @@ def _supervise(args: argparse.Namespace, env: ServiceEnv, settings: Settings,
             print(f"[up] {dead[0].name} exited with {dead[0].proc.returncode}; stopping",
                   flush=True)
             break
+
+
+def premium_sweep(every: float) -> list[str]:
+    """The premium sweep beside pricing, on its schedule, with the pricing login: the lapses
+    (which stop a ledger) and the expiries as of each day (docs/policies.md)."""
+    return ["premiums", "sweep", "--every", str(every)]
 
 
 def _stop_children(children: list[Child]) -> None:

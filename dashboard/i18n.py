@@ -711,6 +711,12 @@ TEXT: dict[str, dict[str, str]] = {
     "other": {"en": "other", "zh": "其他"},
     "bgm": {"en": "a fingerstick meter", "zh": "指尖血糖仪"},
     "cgm": {"en": "a continuous glucose monitor", "zh": "动态血糖仪"},
+    "nightscout": {"en": "my own CGM app (Nightscout upload)",
+                   "zh": "我自己的 CGM 应用（Nightscout 上传）"},
+    "signup_nightscout": {"en": "Sign in to find the Base URL and API secret your app uploads "
+                                "with, under “Upload from your CGM app”.",
+                          "zh": "登录后，在“从您的 CGM 应用上传”中可找到应用上传所需的服务器地址"
+                                "和 API 密钥。"},
     "monthly": {"en": "monthly", "zh": "按月"},
     "yearly": {"en": "yearly", "zh": "按年"},
     # Consent per purpose (privacy/consent.py, docs/privacy.md).

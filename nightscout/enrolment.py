@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import psycopg
@@ -10,7 +10,7 @@ import psycopg
 from glucover.errors import UserError
 from kernel.vocabulary import NIGHTSCOUT_MODEL, DeviceKind
 from nightscout import credentials
-from nightscout.credentials import Credentials
+from nightscout.credentials import Credentials, device_id_of
 from pricing.ruleset import RULESET_OF_KIND
 
 DEVICE_MODEL = NIGHTSCOUT_MODEL
@@ -36,33 +36,47 @@ def enable(conn: psycopg.Connection[Any], secret: str, policy_id: str, rotate: b
                        (policy_id,)).fetchone()
     if row is not None and not rotate:
         return credentials.credentials(secret, policy_id, int(str(row[0]))), False
-    generation = int(str(row[0])) + 1 if row is not None else 1
+    if row is None:
+        _switch_over(conn, policy_id, device_id_of(policy_id))
+        return provision(conn, secret, policy_id, policy[0]), True
+    generation = int(str(row[0])) + 1
     creds = credentials.credentials(secret, policy_id, generation)
     sha1_key, sha512_key, token_key = credentials.keys(creds)
-    if row is None:
-        _bind(conn, policy_id, creds.device_id, policy[0])
-        conn.execute("insert into nightscout_uploaders (policy_id, device_id, generation, "
-                     "secret_sha1_key, secret_sha512_key, token_key) values "
-                     "(%s, %s, %s, %s, %s, %s)",
-                     (policy_id, creds.device_id, generation, sha1_key, sha512_key, token_key))
-    else:
-        conn.execute("update nightscout_uploaders set generation = %s, secret_sha1_key = %s, "
-                     "secret_sha512_key = %s, token_key = %s, rotated_at = now() "
-                     "where policy_id = %s",
-                     (generation, sha1_key, sha512_key, token_key, policy_id))
+    conn.execute("update nightscout_uploaders set generation = %s, secret_sha1_key = %s, "
+                 "secret_sha512_key = %s, token_key = %s, rotated_at = now() "
+                 "where policy_id = %s",
+                 (generation, sha1_key, sha512_key, token_key, policy_id))
     return creds, True
 
 
-def _bind(conn: psycopg.Connection[Any], policy_id: str, device_id: str, start: Any) -> None:
+def provision(conn: psycopg.Connection[Any], secret: str, policy_id: str, start: date
+              ) -> Credentials:
+    """The policy's Nightscout device (a CGM) bound from its start, and its first
+    credentials: what `enable` does on first use, and all that enrolment does for an applicant
+    who uploads through Nightscout (policies/enrolment.py): a new policy has no meter to
+    unbind and is priced as a CGM already. In the caller's transaction."""
+    creds = credentials.credentials(secret, policy_id, 1)
+    sha1_key, sha512_key, token_key = credentials.keys(creds)
     conn.execute("insert into devices (device_id, model, kind) values (%s, %s, %s) "
                  "on conflict (device_id) do nothing",
-                 (device_id, DEVICE_MODEL, str(DeviceKind.CGM)))
+                 (creds.device_id, DEVICE_MODEL, str(DeviceKind.CGM)))
+    conn.execute("insert into policy_devices (policy_id, device_id, bound_from) "
+                 "values (%s, %s, %s) on conflict do nothing",
+                 (policy_id, creds.device_id, datetime.combine(start, time(), UTC) - BIND_EARLY))
+    conn.execute("insert into nightscout_uploaders (policy_id, device_id, generation, "
+                 "secret_sha1_key, secret_sha512_key, token_key) values "
+                 "(%s, %s, %s, %s, %s, %s)",
+                 (policy_id, creds.device_id, creds.generation, sha1_key, sha512_key,
+                  token_key))
+    return creds
+
+
+def _switch_over(conn: psycopg.Connection[Any], policy_id: str, device_id: str) -> None:
+    """An existing policy moving to Nightscout uploads: the meters bound before are unbound
+    from now on, and a policy priced under the fingerstick ruleset moves to the CGM one."""
     conn.execute("update policy_devices set bound_to = now() where policy_id = %s "
                  "and device_id <> %s and (bound_to is null or bound_to > now())",
                  (policy_id, device_id))
-    conn.execute("insert into policy_devices (policy_id, device_id, bound_from) "
-                 "values (%s, %s, %s) on conflict do nothing",
-                 (policy_id, device_id, datetime.combine(start, time(), UTC) - BIND_EARLY))
     conn.execute("update policies set ruleset_name = %s where policy_id = %s "
                  "and ruleset_name = %s", (RULESET_OF_KIND[DeviceKind.CGM], policy_id,
                                            RULESET_OF_KIND[DeviceKind.BGM]))

@@ -109,6 +109,9 @@ def basis_on(conn: Conn, policy_id: str, event_date: date
         raise UserError(f"policy {policy_id} starts on {start}; an event on {event_date} is "
                         "not covered")
     basis = event_date - timedelta(days=1)
+    lapse = states.reinstated_lapse(conn, policy_id, basis)
+    if lapse is not None:  # the day before a reinstatement: the bonus frozen at the lapse
+        basis = lapse[0] - timedelta(days=1)
     if basis < start:
         return basis, base, None  # the first day: nothing earned or lost yet
     row = conn.execute("select sum_insured::float8, run_id from current_ledger where "
@@ -150,6 +153,10 @@ def file_claim(conn: Conn, policy_id: str, event_date: date, diagnosis: str,
     if state in ("applied", "lapsed", "cancelled", "expired") and event_date >= since:
         raise UserError(f"policy {policy_id} is {state} since {since}: an event on "
                         f"{event_date} is not covered")
+    lapse = states.reinstated_lapse(conn, policy_id, event_date)
+    if lapse is not None:
+        raise UserError(f"policy {policy_id} was lapsed from {lapse[0]} until its reinstatement "
+                        f"on {lapse[1]}: an event on {event_date} is not covered")
     conn.execute("select pg_advisory_xact_lock(hashtext('claims:' || %s))", (policy_id,))
     basis_day, basis_sum, run_id = basis_on(conn, policy_id, event_date)
     flags = claim_checks.at_filing(conn, policy_id, start, product.waiting_period_days,

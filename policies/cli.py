@@ -160,10 +160,11 @@ def premiums_record_cli(args: argparse.Namespace, settings: Settings) -> int:
     from policies import premiums
 
     with psycopg.connect(settings.require_database_url()) as conn:
-        acc = premiums.record(conn, args.policy, args.amount, args.paid_on or _today(),
-                              _operator(), args.reference)
+        acc, reinstated = premiums.record(conn, args.policy, args.amount,
+                                          args.paid_on or _today(), _operator(),
+                                          args.reference)
         conn.commit()
-    _print_account(acc, args.json)
+    _print_account(acc, args.json, reinstated)
     return 0
 
 
@@ -176,29 +177,44 @@ def premiums_due_cli(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _print_account(acc: Any, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(acc.as_dict(), indent=2))
-        return
+def _print_account(acc: Any, as_json: bool, reinstated: Any = None) -> None:
     d = acc.as_dict()
+    d["reinstated_from"] = None if reinstated is None else reinstated.isoformat()
+    if as_json:
+        print(json.dumps(d, indent=2))
+        return
     print(f"policy {d['policy_id']} term {d['term_number']}: {d['instalments_paid']} of "
           f"{d['instalments']} {d['frequency']} instalments of {d['instalment']:,.2f} paid "
           f"({d['paid']:,.2f}); next due {d['next_due'] or '—'}, lapses on "
           f"{d['lapses_on'] or '—'} if unpaid")
+    if reinstated is not None:
+        print(f"reinstated: active again from {d['reinstated_from']}")
+    elif d["state"] == "lapsed":
+        until = d["reinstatable_until"]
+        print(f"lapsed: {d['arrears']:,.2f} in arrears; " + (
+            f"paying them by {until} reinstates it" if until else "it cannot be reinstated"))
 
 
 def premiums_sweep_cli(args: argparse.Namespace, settings: Settings) -> int:
+    """Lapses and expiries as of --as-of (default: today each time); with --every, again every
+    N seconds, printing only what changed (`glucover up` and the compose file's premiums
+    service run it so, beside pricing: docs/policies.md)."""
+    import time
+
     from policies import premiums
 
-    with psycopg.connect(settings.require_database_url()) as conn:
-        done = premiums.sweep(conn, args.as_of or _today(), _operator())
-        conn.commit()
-    if args.json:
-        print(json.dumps(done))
-    else:
-        print(f"lapsed: {', '.join(done['lapsed']) or 'none'}; expired: "
-              f"{', '.join(done['expired']) or 'none'}")
-    return 0
+    url = settings.require_database_url()
+    while True:
+        with psycopg.connect(url) as conn:
+            done = premiums.sweep(conn, args.as_of or _today(), _operator())
+            conn.commit()
+        if not args.every or done["lapsed"] or done["expired"]:
+            print(json.dumps(done) if args.json else
+                  f"lapsed: {', '.join(done['lapsed']) or 'none'}; expired: "
+                  f"{', '.join(done['expired']) or 'none'}", flush=True)
+        if not args.every:
+            return 0
+        time.sleep(args.every)
 
 
 def premiums_table_cli(args: argparse.Namespace, settings: Settings) -> int:
@@ -232,7 +248,8 @@ def apply_cli(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError(f"{path} is not JSON: {exc}") from None
     app = enrolment.parse(doc)
     with psycopg.connect(settings.require_database_url()) as conn:
-        outcome = enrolment.apply(conn, app, settings.key("device_secret"), _operator())
+        outcome = enrolment.apply(conn, app, settings.key("device_secret"), _operator(),
+                                  nightscout_key=settings.key("nightscout_key"))
         conn.commit()
         if outcome.accepted:
             from devices.provisioning import sync_broker
@@ -241,13 +258,22 @@ def apply_cli(args: argparse.Namespace, settings: Settings) -> int:
     if not outcome.accepted:
         raise UserError(f"application {outcome.application_id} refused: "
                         + "; ".join(outcome.reasons))
+    d = outcome.as_dict()
+    if outcome.uploads is not None:  # what the applicant's app is told (docs/nightscout.md)
+        from nightscout.credentials import app_urls
+
+        d["nightscout"] = {"api_secret": outcome.uploads.api_secret,
+                           "token": outcome.uploads.token,
+                           **app_urls(settings.api_url, outcome.uploads)}
     if args.output_json:
-        print(json.dumps(outcome.as_dict(), indent=2))
+        print(json.dumps(d, indent=2))
     else:
-        d = outcome.as_dict()
         print(f"application {d['application_id']} accepted: policy {d['policy_id']}, device "
               f"{d['device_id']}, term {d['term_start']} to {d['term_end']}, "
               f"{d['frequency']} instalments of {d['instalment']:,.2f}")
+        if "nightscout" in d:
+            print(f"  Nightscout uploads: base URL {d['nightscout']['base_url']}, API secret "
+                  f"{d['nightscout']['api_secret']}")
     return 0
 
 

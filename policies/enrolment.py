@@ -16,7 +16,9 @@ import psycopg
 
 from devices.provisioning import add_devices
 from glucover.errors import UserError
-from kernel.vocabulary import DeviceKind
+from kernel.vocabulary import NIGHTSCOUT_MODEL, DeviceKind
+from nightscout.credentials import Credentials
+from nightscout.enrolment import provision
 from policies import states, terms
 from policies.product import DIABETES_TYPES, FREQUENCIES, Product, product_for
 from pricing.ruleset import RULESET_OF_KIND, builtin_names, builtin_or_default
@@ -24,6 +26,17 @@ from privacy import consent
 from privacy.purposes import PURPOSES
 
 Conn = psycopg.Connection[Any]
+
+# What an application may name as its device: a meter or a CGM to provision, or uploads from
+# the policyholder's own CGM app through the Nightscout-compatible API (docs/nightscout.md),
+# which are a CGM's readings.
+DEVICES = (*DeviceKind, NIGHTSCOUT_MODEL)
+
+
+def kind_of(device: str) -> DeviceKind:
+    """The kind of device an application's `device` is (a Nightscout upload is a CGM's)."""
+    return DeviceKind.CGM if device == NIGHTSCOUT_MODEL else DeviceKind(device)
+
 
 # The consents a policy cannot do without: its price is computed from glucose readings, health
 # data that needs its own consent (PIPL Art. 29, GDPR Art. 9). The consent register (issue 29)
@@ -38,7 +51,7 @@ class Application:
     diabetes_type: str
     diagnosis_year: int
     timezone: str
-    device: str  # bgm or cgm: the device to provision
+    device: str  # bgm or cgm: the device to provision; nightscout: uploads from an app
     product: str
     frequency: str
     consents: list[dict[str, Any]] = field(default_factory=list)
@@ -82,9 +95,10 @@ def parse(doc: Any) -> Application:
     if diabetes and diabetes not in DIABETES_TYPES:
         errors.append(f"diabetes_type: one of {', '.join(DIABETES_TYPES)}")
     device = text("device")
-    if device and device not in set(DeviceKind):
-        errors.append(f"device: one of {', '.join(DeviceKind)}")
-    product = doc.get("product") or (RULESET_OF_KIND.get(device, "") if device else "")
+    if device and device not in DEVICES:
+        errors.append(f"device: one of {', '.join(DEVICES)}")
+    product = doc.get("product") or (RULESET_OF_KIND[kind_of(device)] if device in DEVICES
+                                     else "")
     frequency = doc.get("frequency", "monthly")
     if frequency not in FREQUENCIES:
         errors.append(f"frequency: one of {', '.join(FREQUENCIES)}")
@@ -126,9 +140,9 @@ def refusals(app: Application, product: Product, today: date) -> list[str]:
                      "this year")
     if product.name not in builtin_names():
         found.append(f"there is no product {product.name!r}: one of {', '.join(builtin_names())}")
-    elif builtin_or_default(product.name).kind != app.device:
+    elif builtin_or_default(product.name).kind != kind_of(app.device):
         found.append(f"product {product.name} is priced on the other kind of device, not a "
-                     f"{app.device}")
+                     f"{kind_of(app.device)}")
     granted = {c["purpose"] for c in app.consents if c["granted"]}
     for purpose in REQUIRED_CONSENTS:
         if purpose not in granted:
@@ -158,6 +172,7 @@ class Outcome:
     policy_id: str | None = None
     device_id: str | None = None
     term: terms.Term | None = None
+    uploads: Credentials | None = None  # a Nightscout application's upload credentials
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"application_id": self.application_id,
@@ -172,10 +187,11 @@ class Outcome:
 
 
 def apply(conn: Conn, app: Application, secret: str | None, actor: str,
-          today: date | None = None) -> Outcome:
+          today: date | None = None, nightscout_key: str | None = None) -> Outcome:
     """Check and record an application; accepted: the policy, its device, its first term.
     `secret`: the device secret for the meter's broker password (None: the next sync-broker
-    sets it). The caller commits (a refusal is recorded too)."""
+    sets it). `nightscout_key`: the key upload credentials derive from, needed when the
+    application uploads through Nightscout. The caller commits (a refusal is recorded too)."""
     today = today or datetime.now(UTC).date()
     product = product_for(app.product)
     reasons = refusals(app, product, today)
@@ -189,16 +205,24 @@ def apply(conn: Conn, app: Application, secret: str | None, actor: str,
     number = conn.execute("select nextval('policy_number_seq')").fetchone()
     assert number is not None
     policy_id = f"POL-E-{int(str(number[0])):06d}"
-    device_id = f"{'CG' if app.device == 'cgm' else 'GM'}-E-{int(str(number[0])):06d}"
     start = app.start_date or today + timedelta(days=1)
-    add_devices(conn, [device_id], secret, DeviceKind(app.device))  # type: ignore[arg-type]
     conn.execute("insert into policies (policy_id, holder_name, birth_year, base_sum_insured, "
                  "timezone, start_date, ruleset_name) values (%s, %s, %s, %s, %s, %s, %s)",
                  (policy_id, app.holder_name, app.birth_year, product.base_sum_insured,
                   app.timezone, start, product.name))
-    conn.execute("insert into policy_devices (policy_id, device_id, bound_from) values "
-                 "(%s, %s, %s)", (policy_id, device_id,
-                                  datetime.combine(start - timedelta(days=2), time(), UTC)))
+    uploads = None
+    if app.device == NIGHTSCOUT_MODEL:
+        if nightscout_key is None:
+            raise UserError("an application uploading through Nightscout needs the "
+                            "deployment's nightscout key")
+        uploads = provision(conn, nightscout_key, policy_id, start)  # nightscout/enrolment.py
+        device_id = uploads.device_id
+    else:
+        device_id = f"{'CG' if app.device == 'cgm' else 'GM'}-E-{int(str(number[0])):06d}"
+        add_devices(conn, [device_id], secret, DeviceKind(app.device))  # type: ignore[arg-type]
+        conn.execute("insert into policy_devices (policy_id, device_id, bound_from) values "
+                     "(%s, %s, %s)", (policy_id, device_id,
+                                      datetime.combine(start - timedelta(days=2), time(), UTC)))
     conn.execute("insert into policy_events (policy_id, state, effective, actor, reason) "
                  "values (%s, 'applied', %s, %s, 'application received')",
                  (policy_id, today, actor))
@@ -210,4 +234,4 @@ def apply(conn: Conn, app: Application, secret: str | None, actor: str,
                        "values (%s, 'accepted', %s, %s) returning application_id",
                        (body, policy_id, actor)).fetchone()
     assert row is not None
-    return Outcome(int(str(row[0])), True, [], policy_id, device_id, term)
+    return Outcome(int(str(row[0])), True, [], policy_id, device_id, term, uploads)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 from glucover import parameters
 from glucover.errors import UserError
@@ -23,6 +24,20 @@ FREQUENCIES = ("monthly", "yearly")
 
 class ProductError(UserError):
     """A product file is wrong; the message names the parameter."""
+
+
+def _age(section: str, key: str, default: int, label: tuple[str, str], help: str) -> Any:
+    """An age parameter (years, 0..120), as care/rules.py declares its severities."""
+    return parameter(section, key, default, unit="years", low=0, high=120, label=label,
+                     help=help)
+
+
+def _yearly(band: int, default: float, ordinal: tuple[str, str], applies: str) -> Any:
+    """The yearly premium of one age band."""
+    return parameter("premiums", f"yearly_band_{band}", default, unit="RMB", low=0.0,
+                     label=(f"Yearly premium, {ordinal[0]} band",
+                            f"年缴保费（{ordinal[1]}年龄段）"),
+                     help=f"Yearly premium {applies}.")
 
 
 @dataclass(frozen=True)
@@ -48,25 +63,20 @@ class Product(parameters.Declared):
         label=("Grace period", "宽限期"),
         help="A premium unpaid this many days after it fell due lapses the policy: its ledger "
         "stops moving.")
-    band_2_from: int = parameter(
-        "premiums", "band_2_from", 40, unit="years", low=0, high=120,
-        label=("Second age band from", "第二年龄段起"),
-        help="Age (in the year the term starts) from which the second band's premium applies.")
-    band_3_from: int = parameter(
-        "premiums", "band_3_from", 60, unit="years", low=0, high=120,
-        label=("Third age band from", "第三年龄段起"), help="Likewise for the third band.")
-    yearly_band_1: float = parameter(
-        "premiums", "yearly_band_1", 1200.0, unit="RMB", low=0.0,
-        label=("Yearly premium, first band", "年缴保费（第一年龄段）"),
-        help="Yearly premium below band_2_from.")
-    yearly_band_2: float = parameter(
-        "premiums", "yearly_band_2", 1800.0, unit="RMB", low=0.0,
-        label=("Yearly premium, second band", "年缴保费（第二年龄段）"),
-        help="Yearly premium from band_2_from.")
-    yearly_band_3: float = parameter(
-        "premiums", "yearly_band_3", 2600.0, unit="RMB", low=0.0,
-        label=("Yearly premium, third band", "年缴保费（第三年龄段）"),
-        help="Yearly premium from band_3_from.")
+    reinstatement_days: int = parameter(
+        "premiums", "reinstatement_days", 60, unit="days", low=0, high=730,
+        label=("Reinstatement window", "复效期"),
+        help="A lapsed policy is reinstated, from the day after, by a payment that clears its "
+        "arrears within this many days of the lapse (0: never); at most the two years of the "
+        "PRC Insurance Law Art. 37.")
+    band_2_from: int = _age("premiums", "band_2_from", 40, (
+        "Second age band from", "第二年龄段起"),
+        "Age (in the year the term starts) from which the second band's premium applies.")
+    band_3_from: int = _age("premiums", "band_3_from", 60, (
+        "Third age band from", "第三年龄段起"), "Likewise for the third band.")
+    yearly_band_1: float = _yearly(1, 1200.0, ("first", "第一"), "below band_2_from")
+    yearly_band_2: float = _yearly(2, 1800.0, ("second", "第二"), "from band_2_from")
+    yearly_band_3: float = _yearly(3, 2600.0, ("third", "第三"), "from band_3_from")
     monthly_loading: float = parameter(
         "premiums", "monthly_loading", 0.05, unit="fraction", low=0.0, high=1.0,
         label=("Monthly loading", "月缴附加"),
@@ -98,12 +108,10 @@ class Product(parameters.Declared):
         "renewal", "adjustment_cap", 0.10, unit="fraction", low=0.0, high=0.5,
         label=("Cumulative adjustment cap", "累计调整上限"),
         help="The adjustments of all renewals together stay within +- this.")
-    min_age: int = parameter(
-        "eligibility", "min_age", 18, unit="years", low=0, high=120,
-        label=("Youngest applicant", "最低投保年龄"), help="Age in the year of application.")
-    max_age: int = parameter(
-        "eligibility", "max_age", 70, unit="years", low=0, high=120,
-        label=("Oldest applicant", "最高投保年龄"), help="Age in the year of application.")
+    min_age: int = _age("eligibility", "min_age", 18, ("Youngest applicant", "最低投保年龄"),
+                        "Age in the year of application.")
+    max_age: int = _age("eligibility", "max_age", 70, ("Oldest applicant", "最高投保年龄"),
+                        "Age in the year of application.")
     diabetes_types: tuple[str, ...] = parameter(
         "eligibility", "diabetes_types", ("type1", "type2"), choices=DIABETES_TYPES,
         label=("Diabetes types", "糖尿病类型"), help="The types of diabetes the product enrols.")
@@ -124,11 +132,17 @@ class Product(parameters.Declared):
             raise ProductError("; ".join(problems))
         return self
 
+    def bands(self) -> list[tuple[int, int | None, float]]:
+        """The premium table's age bands: (first age, last age or None, yearly premium); the
+        one home of the bands, for the premium of an age and the printed table alike."""
+        return [(0, self.band_2_from - 1, self.yearly_band_1),
+                (self.band_2_from, self.band_3_from - 1, self.yearly_band_2),
+                (self.band_3_from, None, self.yearly_band_3)]
+
     def yearly_premium(self, age: int) -> float:
-        """The yearly premium of an age (in the year the term starts)."""
-        if age >= self.band_3_from:
-            return self.yearly_band_3
-        return self.yearly_band_2 if age >= self.band_2_from else self.yearly_band_1
+        """The yearly premium of an age (in the year the term starts): its band's."""
+        return next(yearly for first, last, yearly in self.bands()
+                    if age >= first and (last is None or age <= last))
 
     def premium(self, age: int, frequency: str) -> float:
         """One instalment: the yearly premium, or a month of it with the monthly loading."""

@@ -57,6 +57,16 @@ def record(conn: Conn, policy_id: str, state: str, effective: date, actor: str,
                  (policy_id, state, effective, actor, reason, claim_id))
 
 
+def reinstated_lapse(conn: Conn, policy_id: str, day: date) -> tuple[date, date] | None:
+    """(first lapsed day, reinstatement day) of the lapse a reinstatement ended that `day`
+    falls in (policy_lapses, 0059), else None: its days are not covered and the ledger holds
+    none of them."""
+    row = conn.execute("select lapsed_from, reinstated_on from policy_lapses where policy_id = "
+                       "%s and lapsed_from <= %s and reinstated_on > %s",
+                       (policy_id, day, day)).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
 def history(conn: Conn, policy_id: str) -> list[dict[str, Any]]:
     rows = conn.execute("select state, effective, at, actor, reason, claim_id from "
                         "policy_events where policy_id = %s order by event_id",

@@ -101,6 +101,10 @@ def terms(conn: Conn, policy_id: str) -> tuple[list[Term], Product, tuple[Any, .
     return found, product, (row[0], row[2], row[3])
 
 
+def product_for_policy(conn: Conn, policy_id: str) -> Product:
+    return terms(conn, policy_id)[1]
+
+
 def open_first_term(conn: Conn, policy_id: str, frequency: str, actor: str,
                     product: Product | None = None) -> Term:
     """Put a policy under administration: its first term from its start, with the premium of

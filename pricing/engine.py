@@ -136,25 +136,36 @@ def _first_days(conn: psycopg.Connection[Any], policies: pd.DataFrame,
 
 def _resume_points(policies: pd.DataFrame, first: dict[str, date], through: date,
                    ends: dict[str, date | None], renewals: dict[str, dict[date, float]],
-                   done: dict[str, date]) -> pd.DataFrame:
+                   done: dict[str, date], lapsed: dict[str, list[store.Lapse]] | None = None
+                   ) -> pd.DataFrame:
     """Per policy: the first day to compute and the last (`until`) of this pass: `through`,
     or the end of its cover (`ends`: a lapse, an expiry, its last term), or the day before a
     renewed term starts: the evaluator carries the bonus from day to day, a renewal changes it
     (policies/terms.py), so a pass stops there and the next goes on from the opening bonus.
-    `done`: the last day each policy's earlier passes computed."""
+    Likewise a pass stops before a lapse that a reinstatement ended (`lapsed`), and the next
+    goes on from the reinstatement with the bonus of the day before the lapse (`carry_day`):
+    the lapsed days are never priced. `done`: the last day each policy's earlier passes
+    computed."""
+    lapsed = lapsed or {}
     ids = list(policies["policy_id"])
-    resume, until = [], []
+    resume, until, carry = [], [], []
     for pid in ids:
         day = first[pid] if pid not in done else max(first[pid], done[pid] + timedelta(days=1))
+        carry_day = day - timedelta(days=1)
+        for lapse_first, lapse_last in lapsed.get(pid, ()):
+            if lapse_first <= day <= lapse_last:
+                day, carry_day = lapse_last + timedelta(days=1), lapse_first - timedelta(days=1)
         last = min(through, ends.get(pid) or through)
-        later = [s for s in renewals.get(pid, {}) if s > day]
+        later = [s for s in renewals.get(pid, {}) if s > day] + [
+            lapse_first for lapse_first, _ in lapsed.get(pid, ()) if lapse_first > day]
         if later:
             last = min(last, min(later) - timedelta(days=1))
         resume.append(day)
         until.append(last)
+        carry.append(carry_day)
     frame = pd.DataFrame({"policy_id": ids, "resume_day": resume,
                           "start_date": policies["start_date"].dt.date.to_numpy(),
-                          "until": until})
+                          "until": until, "carry_day": carry})
     return frame[frame["resume_day"] <= frame["until"]].reset_index(drop=True)
 
 
@@ -162,7 +173,9 @@ def _ledger_state(conn: psycopg.Connection[Any], points: pd.DataFrame, block_day
                   renewals: dict[str, dict[date, float]]
                   ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """Bonus on the day before each resume day (the opening bonus when a renewed term starts
-    on it), and measured days of its block before it."""
+    on it; on the day before the lapse when a reinstatement ends one: `carry_day`), and
+    measured days of its block before it, where the lapsed days count as measured: a lapse
+    neither earns nor costs, the adherence penalty included."""
     offsets = [(r - s).days for r, s in zip(points["resume_day"], points["start_date"],
                                               strict=True)]
     block_start = [s + timedelta(days=(o // block_days) * block_days)
@@ -170,16 +183,20 @@ def _ledger_state(conn: psycopg.Connection[Any], points: pd.DataFrame, block_day
     rows = conn.execute(
         """select q.policy_id,
                   (select l.bonus::float8 from current_ledger l where l.policy_id = q.policy_id
-                     and l.day = q.resume_day - 1),
+                     and l.day = q.carry_day),
                   (select count(*) from current_ledger l where l.policy_id = q.policy_id
                      and l.day >= q.block_start and l.day < q.resume_day
                      and l.day_status <> all(%s))
-           from unnest(%s::text[], %s::date[], %s::date[]) as q(policy_id, resume_day,
-                                                                block_start)""",
+           from unnest(%s::text[], %s::date[], %s::date[], %s::date[])
+                as q(policy_id, resume_day, block_start, carry_day)""",
         (list(UNMEASURED), list(points["policy_id"]), list(points["resume_day"]),
-         block_start)).fetchall()
-    state = {str(r[0]): (float(r[1]) if r[1] is not None else 0.0, int(str(r[2])))
-             for r in rows}
+         block_start, list(points["carry_day"]))).fetchall()
+    lapsed_in_block = {
+        str(p): max(0, (r - max(b, c + timedelta(days=1))).days) for p, r, b, c in zip(
+            points["policy_id"], points["resume_day"], block_start, points["carry_day"],
+            strict=True)}
+    state = {str(r[0]): (float(r[1]) if r[1] is not None else 0.0,
+                         int(str(r[2])) + lapsed_in_block[str(r[0])]) for r in rows}
     bonus = np.array([renewals.get(p, {}).get(day, state[p][0])
                       for p, day in zip(points["policy_id"], points["resume_day"],
                                         strict=True)])
@@ -213,6 +230,7 @@ def run_pricing(database_url: str, through: date | None = None, ruleset: str | N
         if ruleset:
             policies["ruleset_name"] = ruleset
         renewals = store.term_starts(conn, list(policies["policy_id"]))
+        lapsed = store.lapses(conn, list(policies["policy_id"]))
         total_days = added = 0
         evaluated: set[str] = set()
         for name, group in policies.groupby("ruleset_name", sort=True):
@@ -222,7 +240,7 @@ def run_pricing(database_url: str, through: date | None = None, ruleset: str | N
                 first = _first_days(conn, group, since, renewals)
             done: dict[str, date] = {}
             while True:  # more than one pass only across a renewal
-                points = _resume_points(group, first, through, ends, renewals, done)
+                points = _resume_points(group, first, through, ends, renewals, done, lapsed)
                 if points.empty:
                     break
                 # A chunk of policies at a time: a first run over a long history, or a day

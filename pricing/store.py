@@ -174,6 +174,22 @@ def cover_ends(conn: Conn) -> dict[str, date | None]:
     return ends
 
 
+Lapse = tuple[date, date]  # the first and the last day of a lapse a reinstatement ended
+
+
+def lapses(conn: Conn, policy_ids: list[str]) -> dict[str, list[Lapse]]:
+    """Per policy, its lapses that a reinstatement ended (policy_lapses, 0059), in order: the
+    days its ledger holds no row, the bonus frozen as it was on the day before
+    (docs/policies.md). A lapse still running is cover_ends'."""
+    out: dict[str, list[Lapse]] = {}
+    for pid, first, reinstated in conn.execute(
+            "select policy_id, lapsed_from, reinstated_on from policy_lapses "
+            "where reinstated_on > lapsed_from and policy_id = any(%s) "
+            "order by policy_id, lapsed_from", (policy_ids,)).fetchall():
+        out.setdefault(str(pid), []).append((first, reinstated - timedelta(days=1)))
+    return out
+
+
 def term_starts(conn: Conn, policy_ids: list[str]) -> dict[str, dict[date, float]]:
     """Per policy, the renewed terms' first days with the bonus each opens with (0056)."""
     out: dict[str, dict[date, float]] = {}

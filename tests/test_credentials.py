@@ -16,7 +16,7 @@ from glucover.config import Settings
 
 ROOT = Path(__file__).parent.parent
 SERVICES = {"ingest-1": "ingest", "ingest-2": "ingest", "pricing": "pricing", "alerts": "care",
-            "dashboard": "dashboard", "simulator": "simulator"}
+            "dashboard": "dashboard", "simulator": "simulator", "premiums": "pricing"}
 
 
 def compose() -> dict[str, Any]:

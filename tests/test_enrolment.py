@@ -146,3 +146,79 @@ def test_a_consent_to_an_unknown_purpose_is_named(db_url: str, tmp_path: Path,
         capsys.readouterr().err
     with psycopg.connect(db_url) as conn:
         assert conn.execute("select count(*) from policies").fetchone() == (0,)
+
+
+def test_an_application_uploading_through_nightscout_gets_its_credentials(
+        db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from nightscout.credentials import credentials, key, sha1_hex
+    from tests.helpers import TEST_SECRET
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("GLUCOVER_API_URL", "https://ns.example.com")
+    assert main(["policies", "apply", "--json", _file(tmp_path, device="nightscout",
+                                                      product=None), "--output-json"]) == 0
+    outcome = json.loads(capsys.readouterr().out)
+    policy = outcome["policy_id"]
+    creds = credentials(TEST_SECRET, policy, 1)
+    assert outcome["device_id"] == creds.device_id
+    assert outcome["nightscout"]["base_url"] == "https://ns.example.com"
+    assert outcome["nightscout"]["api_secret"] == creds.api_secret
+    with psycopg.connect(db_url) as conn:
+        device = conn.execute("select d.model, d.kind, p.ruleset_name, pd.bound_from::date "
+                              "from devices d join policy_devices pd using (device_id) "
+                              "join policies p using (policy_id) where policy_id = %s",
+                              (policy,)).fetchall()
+        stored = conn.execute("select device_id, generation, secret_sha1_key from "
+                              "nightscout_uploaders where policy_id = %s", (policy,)).fetchall()
+    from datetime import date
+
+    assert device == [("nightscout", "cgm", "cgm-default", date(2029, 12, 30))]
+    assert stored == [(creds.device_id, 1, key(sha1_hex(creds.api_secret)))]
+    # `nightscout enable` finds them made: the same credentials, nothing changed.
+    assert main(["nightscout", "enable", "--policy", policy, "--json"]) == 0
+    enabled = json.loads(capsys.readouterr().out)
+    assert enabled["api_secret"] == creds.api_secret and enabled["changed"] is False
+    # A Nightscout upload is a CGM's: the meter product refuses it.
+    assert main(["policies", "apply", "--json", _file(tmp_path, device="nightscout")]) == 2
+    assert "priced on the other kind of device, not a cgm" in capsys.readouterr().err
+
+
+def test_the_dashboards_role_may_enrol_a_nightscout_application(db_url: str) -> None:
+    from policies import enrolment
+    from tests.helpers import TEST_SECRET
+
+    app = enrolment.parse({**APPLICATION, "device": "nightscout", "product": None})
+    with psycopg.connect(db_url) as conn:
+        conn.execute("set role glucover_dashboard")
+        outcome = enrolment.apply(conn, app, None, "signup", nightscout_key=TEST_SECRET)
+        conn.commit()
+    assert outcome.accepted and outcome.uploads is not None
+
+
+def test_the_sign_up_page_offers_nightscout_uploads(db_url: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from dashboard.auth import create_user
+    from nightscout.credentials import credentials
+    from tests.helpers import PASSWORD, TEST_SECRET, signed_in
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("GLUCOVER_API_URL", "https://ns.example.com")
+    at = _signup_page("zh")
+    at.text_input[0].input("王芳")
+    at.text_input[1].input("a long password")
+    device = next(s for s in at.selectbox if s.label == "设备")
+    assert "我自己的 CGM 应用（Nightscout 上传）" in device.options
+    device.set_value("nightscout")
+    at.checkbox[0].check()
+    at.button[0].click().run()
+    assert not at.exception and at.success and not at.error
+    assert any("API 密钥" in i.value for i in at.info)
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("select policy_id, ruleset_name from policies").fetchone()
+        assert row is not None and row[1] == "cgm-default"
+        create_user(conn, "holder_ns", PASSWORD, "policyholder", str(row[0]), rounds=4)
+        conn.commit()
+    creds = credentials(TEST_SECRET, str(row[0]), 1)
+    page = signed_in("holder_ns")
+    assert [c.value for c in page.code][:2] == ["https://ns.example.com", creds.api_secret]

@@ -39,6 +39,11 @@ def test_renewal_rules_adjustments_and_schedules() -> None:
     assert premiums.instalments_covered(209.99, 105.0, 12) == 1
     assert premiums.instalments_covered(210.0, 105.0, 12) == 2
     assert [carried.premium(a, "yearly") for a in (30, 40, 65)] == [1200.0, 1800.0, 2600.0]
+    assert [carried.yearly_premium(a) for a in (0, 39, 40, 59, 60, 120)] == [
+        1200.0, 1200.0, 1800.0, 1800.0, 2600.0, 2600.0]
+    assert [(r["age_from"], r["age_to"], r["yearly"], r["monthly"])
+            for r in premiums.premium_table(carried)] == [
+        (0, 39, 1200.0, 105.0), (40, 59, 1800.0, 157.5), (60, None, 2600.0, 227.5)]
     assert carried.premium(30, "monthly") == 105.0
     with pytest.raises(ProductError, match="min_age <= max_age"):
         Product(name="p", min_age=50, max_age=40).validate()
@@ -156,3 +161,108 @@ def test_the_docs_table_is_the_declarations() -> None:
 
     text = (Path(__file__).parent.parent / "docs" / "policies.md").read_text()
     assert markdown_table() in text, "docs/policies.md: paste `glucover policies parameters`"
+
+
+def test_paying_the_arrears_reinstates_and_the_lapse_stays_frozen(
+        fleet: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from glucover.errors import UserError
+    from policies.claims import file_claim, payout_on
+    from pricing.engine import run_pricing
+
+    with psycopg.connect(fleet) as conn:
+        yearly = terms.open_first_term(conn, A, "yearly", "test")
+        terms.open_first_term(conn, B, "yearly", "test")
+        conn.commit()
+    lapsed_from = START + timedelta(days=31)  # the year's premium unpaid past 30 days' grace
+    assert main(["premiums", "sweep", "--as-of", lapsed_from.isoformat(), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["lapsed"] == [A, B]
+    through = START + timedelta(days=44)
+    run_pricing(fleet, through)
+    assert _last_day(fleet, A) == lapsed_from - timedelta(days=1)
+
+    # Part of the arrears: recorded, still lapsed, the account says what reinstates it.
+    paid_on = START + timedelta(days=35)
+    assert main(["premiums", "record", "--policy", A, "--amount", "100", "--paid-on",
+                 paid_on.isoformat(), "--json"]) == 0
+    partly = json.loads(capsys.readouterr().out)
+    assert partly["state"] == "lapsed" and partly["reinstated_from"] is None
+    assert partly["arrears"] == yearly.instalment - 100
+    closes = lapsed_from + timedelta(days=59)  # the default window: 60 days
+    assert partly["reinstatable_until"] == closes.isoformat()
+    # The rest: active again from the day after, an event in the history.
+    assert main(["premiums", "record", "--policy", A, "--amount",
+                 str(yearly.instalment - 100), "--paid-on", paid_on.isoformat(),
+                 "--json"]) == 0
+    cleared = json.loads(capsys.readouterr().out)
+    reinstated = paid_on + timedelta(days=1)
+    assert cleared["state"] == "active" and cleared["arrears"] == 0
+    assert cleared["reinstated_from"] == reinstated.isoformat()
+    assert main(["policies", "show", "--policy", A, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [(h["state"], h["effective"]) for h in shown["history"]] == [
+        ("lapsed", lapsed_from.isoformat()), ("active", reinstated.isoformat())]
+    assert shown["history"][1]["reason"] == f"reinstated: arrears paid on {paid_on}"
+
+    # The ledger resumes from the reinstatement with the bonus the lapse froze; the lapsed
+    # days are never priced, and a second run changes nothing.
+    run_pricing(fleet, through)
+    ledger = current_ledger(fleet)
+    days = set(ledger[ledger["policy_id"] == A]["day"])
+    assert not {lapsed_from + timedelta(days=k) for k in range(5)} & days
+    assert {reinstated, through} <= days
+    frozen = float(_row(fleet, A, lapsed_from - timedelta(days=1))["bonus"])
+    first = _row(fleet, A, reinstated)
+    assert float(first["bonus"]) - float(first["delta"]) == pytest.approx(frozen)
+    assert run_pricing(fleet, through).rows_added == 0
+    assert _last_day(fleet, B) == lapsed_from - timedelta(days=1)  # B is still lapsed
+
+    # No event while lapsed is covered; the day after, the basis is the frozen bonus's day.
+    with psycopg.connect(fleet) as conn:
+        with pytest.raises(UserError, match=r"lapsed from \S+ until its reinstatement"):
+            file_claim(conn, A, lapsed_from + timedelta(days=2), "N18.5", [], "test",
+                       today=through)
+        conn.rollback()
+        assert payout_on(conn, A, reinstated)[0] == lapsed_from - timedelta(days=1)
+
+    # Past the window a payment cannot reinstate: refused, one line, nothing recorded.
+    late = closes + timedelta(days=1)
+    assert main(["premiums", "record", "--policy", B, "--amount", "5000", "--paid-on",
+                 late.isoformat()]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"reinstatement window (60 days, premiums.reinstatement_days) closed on {closes}" \
+        in err
+    with psycopg.connect(fleet) as conn:
+        assert conn.execute("select count(*) from premium_payments where policy_id = %s",
+                            (B,)).fetchone() == (0,)
+
+
+def test_the_premium_sweep_up_runs_lapses_an_overdue_policy(fleet: str) -> None:
+    """`glucover up` runs `premium_sweep` beside pricing, with the pricing login; a yearly
+    premium unpaid since the fleet's start is long past its grace period."""
+    import os
+
+    from cli.up import premium_sweep, spawn
+    from glucover.db import ensure_login_role, with_credentials
+    from tests.helpers import wait_until
+
+    with psycopg.connect(fleet) as conn:
+        terms.open_first_term(conn, A, "yearly", "test")
+        conn.commit()
+    ensure_login_role(fleet, "glucover_pricing", "glucover_pricing_sweep", "sweep-pw")
+    env = {**os.environ, "DATABASE_URL": with_credentials(fleet, "glucover_pricing_sweep",
+                                                          "sweep-pw")}
+    child, _ = spawn("premiums", premium_sweep(0.5), env)
+    try:
+        def state() -> tuple[Any, ...] | None:
+            with psycopg.connect(fleet) as conn:
+                return conn.execute("select state, since from policy_state where policy_id = "
+                                    "%s", (A,)).fetchone()
+
+        assert wait_until(lambda: child.proc.poll() is not None
+                          or state() == ("lapsed", START + timedelta(days=31)), 60)
+        assert child.proc.poll() is None  # still sweeping, every half second
+        assert state() == ("lapsed", START + timedelta(days=31))
+    finally:
+        child.proc.terminate()
+        child.proc.wait(20)

@@ -1,6 +1,8 @@
 """The sign-up page (signed out): an application for a policy, checked by policies/enrolment.py
 against the product's eligibility. Accepted, it is a policy with its device and a login (the
-policy number, lower case, and the password chosen here); refused, the page says why."""
+policy number, lower case, and the password chosen here); refused, the page says why. An
+applicant uploading from their own CGM app through Nightscout finds the base URL and secret on
+their policy's page once signed in (dashboard/views/policyholder.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import streamlit as st
 from dashboard import db
 from dashboard.auth import hash_password
 from dashboard.i18n import t
+from glucover.config import Settings
 from glucover.errors import UserError
 from policies import enrolment
 from policies.product import DIABETES_TYPES, FREQUENCIES
@@ -33,7 +36,7 @@ def render() -> None:
                                     this_year - 5)
         zone = st.selectbox(t("signup_timezone", lang), zones,
                             index=zones.index("Asia/Shanghai"))
-        device = st.selectbox(t("signup_device", lang), ("bgm", "cgm"),
+        device = st.selectbox(t("signup_device", lang), enrolment.DEVICES,
                               format_func=lambda v: t(v, lang))
         frequency = st.selectbox(t("signup_frequency", lang), FREQUENCIES,
                                  format_func=lambda v: t(v, lang))
@@ -58,7 +61,8 @@ def render() -> None:
         with db.pool().connection() as conn:
             # The dashboard holds no device secret: the meter gets its broker password when an
             # operator next runs `glucover devices sync-broker`.
-            outcome = enrolment.apply(conn, application, None, "signup")
+            outcome = enrolment.apply(conn, application, None, "signup", nightscout_key=(
+                Settings.from_env().key("nightscout_key")))
             if outcome.accepted:
                 username = str(outcome.policy_id).lower()
                 conn.execute("select create_policyholder_login(%s, %s, %s)",
@@ -73,3 +77,5 @@ def render() -> None:
     st.success(t("signup_accepted", lang, policy=outcome.policy_id,
                  start=outcome.term.start.isoformat(), device=outcome.device_id,
                  username=username))
+    if outcome.uploads is not None:  # the base URL and secret are on the policy's page
+        st.info(t("signup_nightscout", lang))
