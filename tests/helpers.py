@@ -11,9 +11,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import psycopg
@@ -68,14 +70,17 @@ def load_fleet(db_url: str, n: int = 25, days: int = 45, seed: int = 3) -> None:
                             if m.topic.endswith("readings")])
 
 
-DAYTIME_ZONES = ("Asia/Shanghai", "Asia/Kolkata", "Europe/Berlin", "America/New_York",
-                 "America/Los_Angeles", "Pacific/Auckland")
+# Zones without daylight saving, spread round the clock (no two more than 5 hours apart), so a
+# window up to the real now never holds a clock change: the pinned NEW_YORK_SPRING window does.
+DAYTIME_ZONES = ("Pacific/Honolulu", "America/Bogota", "America/Sao_Paulo", "Africa/Lagos",
+                 "Asia/Dubai", "Asia/Kolkata", "Asia/Shanghai", "Pacific/Guadalcanal")
+# Sent before noon (UTC) of 15 March 2026: New York's local days 2-14 March are whole and hold
+# its spring change on 8 March (02:00 EST became 03:00 EDT).
+NEW_YORK_SPRING = datetime(2026, 3, 15, 12, tzinfo=UTC)
 
 
 def daytime_zone(now: datetime) -> str:
     """Of DAYTIME_ZONES, the one whose local time at `now` is nearest 14:00."""
-    from zoneinfo import ZoneInfo
-
     def off_afternoon(zone: str) -> float:
         local = now.astimezone(ZoneInfo(zone))
         return abs(local.hour + local.minute / 60 - 14)
@@ -83,25 +88,24 @@ def daytime_zone(now: datetime) -> str:
     return min(DAYTIME_ZONES, key=off_afternoon)
 
 
-def load_cgm_wearers(db_url: str, n: int = 2, days: int = 21, seed: int = 21) -> list[str]:
-    """CGM wearers with sensor data from `days` ago up to now (so "the last 14 days" of the
-    page and the report are real), priced through yesterday; their policy ids."""
-    from datetime import UTC
-
+def load_cgm_wearers(db_url: str, end: datetime, zone: str, n: int = 2, days: int = 21,
+                     seed: int = 21) -> list[str]:
+    """`n` CGM wearers living in `zone`, with the sensor data their phones sent before `end`
+    over the `days` local days ending on `end`'s, priced through the local day before it;
+    their policy ids. The caller fixes the window: a pinned `end` (NEW_YORK_SPRING) where the
+    history must not depend on the day the suite runs, the real now only where a page reads
+    the real clock ("today so far", "the last 14 days")."""
     from pricing.engine import run_pricing
 
-    now = datetime.now(UTC)
-    people = portfolio(n, seed, now.date() - timedelta(days=days - 1), cgm_share=1.0)
+    last = end.astimezone(ZoneInfo(zone)).date()
+    people = [replace(p, timezone=zone) for p in
+              portfolio(n, seed, last - timedelta(days=days - 1), cgm_share=1.0)]
     with psycopg.connect(db_url) as conn:
         add_portfolio(conn, people, TEST_SECRET)
-        # Their policies live where it is daytime now, so "today so far" holds readings
-        # whatever the hour the tests run at (just after a local midnight it has none).
-        conn.execute("update policies set timezone = %s where policy_id = any(%s)",
-                     (daytime_zone(now), [p.policy_id for p in people]))
         conn.commit()
-    store_messages(db_url, [(m.topic, m.payload, m.at) for m in fleet_messages(people, seed, days)
-                            if m.at <= now])
-    run_pricing(db_url, now.date() - timedelta(days=1))
+    store_messages(db_url, [(m.topic, m.payload, m.at)
+                            for m in fleet_messages(people, seed, days, until=end)])
+    run_pricing(db_url, last - timedelta(days=1))
     return [p.policy_id for p in people]
 
 

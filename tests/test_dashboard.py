@@ -441,15 +441,51 @@ def test_real_browser_policyholder_downloads_their_own_fhir_records(
 
 @pytest.fixture
 def cgm_dashboard_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Two CGM wearers with sensor data up to now; carol is the first. Her policy id."""
-    from tests.helpers import load_cgm_wearers
+    """Two CGM wearers with sensor data up to now (the page reads the real clock), where it
+    is afternoon now; carol is the first. Her policy id."""
+    from datetime import UTC, datetime
 
-    policy_id = load_cgm_wearers(db_url)[0]
+    from tests.helpers import daytime_zone, load_cgm_wearers
+
+    now = datetime.now(UTC)
+    policy_id = load_cgm_wearers(db_url, now, daytime_zone(now))[0]
     with psycopg.connect(db_url) as conn:
         create_user(conn, "carol", PASSWORD, "policyholder", policy_id, rounds=4)
         conn.commit()
     monkeypatch.setenv("DATABASE_URL", db_url)
     return policy_id
+
+
+def test_a_new_york_wearers_figures_on_a_pinned_day_hold_the_spring_change(db_url: str
+                                                                            ) -> None:
+    """The page's CGM figures for a New York wearer seen on 15 March 2026: the 14-day window
+    (1-14 March) holds 8 March, a day of 23 hours. Each local day shows (less the few the
+    ruleset refuses) the readings PostgreSQL dates by its own zone rules, and none of 8 March
+    falls in the hour the clocks skipped (02:00-02:59), so that day holds at most 23 x 12
+    five-minute readings."""
+    from datetime import date
+
+    from dashboard.policyholder_data import load_summary
+    from tests.helpers import NEW_YORK_SPRING, load_cgm_wearers
+
+    (policy_id,) = load_cgm_wearers(db_url, NEW_YORK_SPRING, "America/New_York", n=1, days=16)
+    with psycopg.connect(db_url) as conn:
+        summary = load_summary(conn, policy_id, now=NEW_YORK_SPRING)
+        by_day: dict[date, int] = {d: int(n) for d, n in conn.execute(
+            "select (measured_at at time zone 'America/New_York')::date, count(*) from readings"
+            " join policy_devices using (device_id) where policy_id = %s group by 1",
+            (policy_id,)).fetchall()}
+    cgm = summary.cgm
+    assert cgm is not None and summary.today == date(2026, 3, 15)
+    assert (cgm.first, cgm.last) == (date(2026, 3, 1), date(2026, 3, 14))
+    shown = cgm.days["measured_at"].dt.date.value_counts().to_dict()
+    # Every day of the window, each with its stored readings less those the ruleset refuses.
+    assert sorted(shown) == [cgm.first + timedelta(days=i) for i in range(14)]
+    assert all(0.95 * by_day[d] <= n <= by_day[d] for d, n in shown.items()), (shown, by_day)
+    spring = cgm.days["measured_at"][cgm.days["measured_at"].dt.date == date(2026, 3, 8)]
+    assert 0 < len(spring) <= 23 * 12
+    assert not (spring.dt.hour == 2).any()
+    assert {1, 3} <= set(spring.dt.hour)  # the hours on either side of the jump are there
 
 
 def test_cgm_policyholder_sees_time_in_range_agp_and_the_explained_ledger(
