@@ -216,3 +216,56 @@ def chromium(width: int, height: int, downloads: Path | None = None) -> Iterator
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@contextmanager
+def dashboard_server(db_url: str) -> Iterator[int]:
+    """The dashboard served as `glucover dashboard` serves it, on `db_url`, at a free port of
+    127.0.0.1: the port; stopped on the way out."""
+    import subprocess
+
+    from dashboard.launch import command
+    from glucover.servers import free_port, wait_for_port
+
+    port = free_port()
+    proc = subprocess.Popen(command(port, "127.0.0.1"), env={**os.environ, "DATABASE_URL": db_url},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, 60, proc)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def page_settled(driver: Any) -> bool:
+    """Streamlit has finished the page's run: the app's script state is "notRunning" (the
+    running indicator is off) and no element of an earlier run is left stale (greyed while a
+    rerun replaces it), and every Vega-Lite chart has drawn its canvas or SVG."""
+    return bool(driver.execute_script(
+        "const app = document.querySelector(\"[data-testid='stApp']\");"
+        "return app !== null && app.getAttribute('data-test-script-state') === 'notRunning'"
+        " && !document.querySelector(\"[data-stale='true']\")"
+        " && [...document.querySelectorAll(\"[data-testid='stVegaLiteChart']\")]"
+        ".every(c => c.querySelector('canvas, svg'));"))
+
+
+def settle(driver: Any, timeout_s: float = 60) -> None:
+    """Wait until page_settled; fail if it does not within `timeout_s`."""
+    assert wait_until(lambda: page_settled(driver), timeout_s), "the page did not settle"
+
+
+def scroll_to(driver: Any, element: Any, block: str = "start") -> None:
+    """Scroll `element` into view (`block` as scrollIntoView takes it) and wait until the page
+    stands still with the element's box in the viewport."""
+    driver.execute_script(f"arguments[0].scrollIntoView({{block: '{block}'}})", element)
+    seen: list[float] = []
+
+    def still_and_in_view() -> bool:
+        top, y, height = driver.execute_script(
+            "return [arguments[0].getBoundingClientRect().top, window.scrollY,"
+            " window.innerHeight]", element)
+        seen.append(y)
+        return len(seen) > 1 and seen[-1] == seen[-2] and -1 <= top < height
+
+    assert wait_until(still_and_in_view, 10, 0.05), "the element did not scroll into view"
