@@ -118,6 +118,37 @@ def current_ledger(db_url: str) -> pd.DataFrame:
                                        "bonus", "sum_insured"])
 
 
+def late_reading(db_url: str, policy: str, day: date, seq: int, synced_after: timedelta
+                 ) -> None:
+    """A fasting in-target 5.6 mmol/L of the policy's meter at 06:00 local time of `day`,
+    received `synced_after` later (a meter that synced late)."""
+    from devices.wire import messages, topics
+    from kernel import vocabulary
+
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("select d.device_id, p.timezone from policy_devices d join policies "
+                           "p using (policy_id) where policy_id = %s", (policy,)).fetchone()
+    assert row is not None
+    device, zone = str(row[0]), str(row[1])
+    measured = pd.Timestamp(f"{day}T06:00", tz=zone).to_pydatetime()
+    payload = messages.ReadingsMessage(device, measured, (messages.Record(
+        seq=seq, measured_at=measured, value=5.6, meal=vocabulary.Meal.FASTING),)).encode()
+    store_messages(db_url, [(topics.readings_topic(device), payload, measured + synced_after)])
+
+
+def full_evaluation(db_url: str, through: date) -> pd.DataFrame:
+    """The default ruleset's ledger of every stored policy through `through`, evaluated from
+    scratch, in current_ledger()'s dtypes."""
+    from pricing import store
+    from pricing.products import evaluate
+    from pricing.ruleset import load_builtin
+
+    with psycopg.connect(db_url) as conn:
+        policies, bindings = store.load_policies(conn)
+        readings = store.load_readings(conn, sorted(set(bindings["device_id"])))
+    return comparable(evaluate(policies, bindings, readings, load_builtin("default"), through))
+
+
 def comparable(ledger: Ledger) -> pd.DataFrame:
     """The evaluator's ledger in the dtypes `current_ledger()` reads from the database."""
     frame = ledger.to_frame()

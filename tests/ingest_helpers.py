@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -98,6 +99,23 @@ def wait_for_rows(db_url: str, count: int, timeout: float = 60) -> int:
 
     wait_until(enough, timeout, 0.2)
     return seen[0]
+
+
+def delivered_end_to_end(output: str, policies: int, db_url: str,
+                         expected: set[tuple[str, int, datetime]]) -> int:
+    """Assert what `glucover simulate` printed (`output`) and ingest stored after a run: every
+    meter delivered, every message acknowledged as stored, each reading the meters hold stored
+    once and no other. The number of messages sent again."""
+    assert f"0 of {policies} meters could not deliver" in output, output[-3000:]
+    summary = re.search(r"(\d+) messages from (\d+) meters, (\d+) acknowledged \(stored, end "
+                        r"to end\), (\d+) sent again", output)
+    assert summary is not None, output[-2000:]
+    published, meters, acknowledged, resent = map(int, summary.groups())
+    assert meters == policies and acknowledged == published
+    rows = stored_readings(db_url)
+    assert len(rows) == len(set(rows)), "a reading was stored twice"
+    assert set(rows) == expected, "stored readings differ from those the meters hold"
+    return resent
 
 
 def start_worker(stack: Stack, client_id: str = "test-ingest", **kw: Any) -> IngestWorker:
