@@ -154,15 +154,18 @@ def test_a_page_opened_by_its_url_signed_out_is_the_page_after_signing_in(served
 def test_the_language_survives_a_reload_and_staff_menus_are_chinese(served: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
 
     with chromium(1280, 1000) as driver:
         driver.get(f"{served}/?lang=en")
         _sign_in_form(driver, "dr_li")
         assert _shows(driver, "Alert rules")
+        settle(driver)  # the menu comes before the sidebar's picker
         assert _menu(driver) == ["Alerts", "My panel", "Alert rules"], _menu(driver)
         # Chinese chosen in the sidebar, then the page reloaded: still Chinese.
-        picker = driver.find_element(By.CSS_SELECTOR, "[data-testid='stSidebar'] "
-                                                      "[data-testid='stSelectbox'] input")
+        picker = WebDriverWait(driver, 30).until(ec.element_to_be_clickable(
+            (By.CSS_SELECTOR, "[data-testid='stSidebar'] [data-testid='stSelectbox'] input")))
         picker.click()
         picker.send_keys("简体中文", Keys.ENTER)
         assert _shows(driver, "预警规则")
