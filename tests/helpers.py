@@ -300,3 +300,21 @@ def scroll_to(driver: Any, element: Any, block: str = "start") -> None:
         return len(seen) > 1 and seen[-1] == seen[-2] and -1 <= top < height
 
     assert wait_until(still_and_in_view, 10, 0.05), "the element did not scroll into view"
+
+
+def served_files(monkeypatch: Any) -> dict[str, bytes]:
+    """What AppTest's download buttons offer, by file name, filled as each run adds them:
+    Streamlit's in-memory media storage read through, not replaced."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    files: dict[str, bytes] = {}
+    real = MemoryMediaFileStorage.load_and_get_id
+
+    def keep(self: MemoryMediaFileStorage, path_or_data: str | bytes, mimetype: str,
+             kind: Any, filename: str | None = None) -> str:
+        file_id = real(self, path_or_data, mimetype, kind, filename)
+        files[filename or file_id] = self.get_file(file_id).content
+        return file_id
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", keep)
+    return files

@@ -106,7 +106,7 @@ def test_a_cgms_30_days_complete_through_stock_queue_limits_and_kills(
         assert sim.poll() is None, "the run ended before the faults"
         stack.broker.stop(kill=True)
         at_fault["broker"] = _stored(stack.db_url)
-        time.sleep(1.0)
+        time.sleep(1.0)  # deliberately down a while: the meters' sends fail meanwhile
         stack.broker.start()
         assert sim.wait(600) == 0, log.read_text()[-3000:]
         assert wait_for_rows(stack.db_url, len(expected), 60) == len(expected)

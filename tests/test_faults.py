@@ -187,7 +187,7 @@ def test_database_restarted_mid_stream(stack: Stack, own_pg: LocalPostgres,
         mid.wait_for(0.2)
         mid.fault_now()
         own_pg.stop()
-        time.sleep(2)
+        time.sleep(2)  # deliberately down a while: ingest must hold and retry, not give up
         own_pg.start()
 
     run_with_fault(stack, tmp_path, 43, fault)
@@ -247,7 +247,7 @@ def test_simulator_delivers_end_to_end_through_broker_and_ingest_kills(stack: St
             assert sim.poll() is None, "the run ended before the faults: make it longer"
             if fault == "broker":
                 stack.broker.stop(kill=True)
-                time.sleep(1.0)
+                time.sleep(1.0)  # deliberately down a while: the meters' sends fail meanwhile
                 stack.broker.start()
             else:
                 worker.send_signal(signal.SIGKILL)
