@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
@@ -116,6 +118,23 @@ def delivered_end_to_end(output: str, policies: int, db_url: str,
     assert len(rows) == len(set(rows)), "a reading was stored twice"
     assert set(rows) == expected, "stored readings differ from those the meters hold"
     return resent
+
+
+def kill_broker_for_a_while(stack: Stack) -> None:
+    """The broker killed -9 and started again a second later: down a while on purpose, so
+    the meters' sends fail meanwhile."""
+    stack.broker.stop(kill=True)
+    time.sleep(1.0)
+    stack.broker.start()
+
+
+def end_run(sim: subprocess.Popen[bytes], worker: subprocess.Popen[bytes]) -> None:
+    """After a simulated run: the simulator killed if it still runs, the ingest worker
+    stopped as a deployment stops it."""
+    if sim.poll() is None:
+        sim.kill()
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(30)
 
 
 def start_worker(stack: Stack, client_id: str = "test-ingest", **kw: Any) -> IngestWorker:

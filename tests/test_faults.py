@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
-import psycopg
 import pytest
 
 from devices.fleet import (
@@ -35,9 +34,12 @@ from tests.helpers import START, comparable, current_ledger, wait_until
 from tests.ingest_helpers import (
     delivered_end_to_end,
     distinct_readings,
+    end_run,
     history,
+    kill_broker_for_a_while,
     provision,
     publish,
+    reading_count,
     spawn_worker,
     stored_readings,
     wait_for_rows,
@@ -112,11 +114,11 @@ class MidStream:
 
     def wait_for(self, share: float) -> None:
         target = max(1, int(self.total * share))
-        assert wait_until(lambda: _stored(self.db_url) >= target, 120, every_s=0.02), \
+        assert wait_until(lambda: reading_count(self.db_url) >= target, 120, every_s=0.02), \
             f"fewer than {target} readings stored"
 
     def fault_now(self) -> None:
-        self.at_fault.append(_stored(self.db_url))
+        self.at_fault.append(reading_count(self.db_url))
 
     def check(self, faults: int) -> None:
         assert len(self.at_fault) == faults
@@ -241,14 +243,12 @@ def test_simulator_delivers_end_to_end_through_broker_and_ingest_kills(stack: St
             stderr=subprocess.STDOUT)
     try:
         for fault in ("broker", "ingest", "broker", "ingest"):
-            target = _stored(stack.db_url) + len(expected) // 6
-            assert wait_until(lambda t=target: _stored(stack.db_url) >= t  # type: ignore[misc]
+            target = reading_count(stack.db_url) + len(expected) // 6
+            assert wait_until(lambda t=target: reading_count(stack.db_url) >= t  # type: ignore[misc]
                               or sim.poll() is not None, 300)
             assert sim.poll() is None, "the run ended before the faults: make it longer"
             if fault == "broker":
-                stack.broker.stop(kill=True)
-                time.sleep(1.0)  # deliberately down a while: the meters' sends fail meanwhile
-                stack.broker.start()
+                kill_broker_for_a_while(stack)
             else:
                 worker.send_signal(signal.SIGKILL)
                 worker.wait()
@@ -257,15 +257,8 @@ def test_simulator_delivers_end_to_end_through_broker_and_ingest_kills(stack: St
         assert sim.wait(600) == 0, log.read_text()[-3000:]
         assert wait_for_rows(stack.db_url, len(expected), 60) == len(expected)
     finally:
-        if sim.poll() is None:
-            sim.kill()
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
+        end_run(sim, worker)
     # The kills cost re-sends, which the idempotent key makes harmless.
     assert delivered_end_to_end(log.read_text(), policies, stack.db_url, expected) > 0
 
 
-def _stored(db_url: str) -> int:
-    with psycopg.connect(db_url) as conn:
-        row = conn.execute("select count(*) from readings").fetchone()
-    return int(row[0]) if row else 0
