@@ -11,9 +11,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import psycopg
@@ -68,14 +70,17 @@ def load_fleet(db_url: str, n: int = 25, days: int = 45, seed: int = 3) -> None:
                             if m.topic.endswith("readings")])
 
 
-DAYTIME_ZONES = ("Asia/Shanghai", "Asia/Kolkata", "Europe/Berlin", "America/New_York",
-                 "America/Los_Angeles", "Pacific/Auckland")
+# Zones without daylight saving, spread round the clock (no two more than 5 hours apart), so a
+# window up to the real now never holds a clock change: the pinned NEW_YORK_SPRING window does.
+DAYTIME_ZONES = ("Pacific/Honolulu", "America/Bogota", "America/Sao_Paulo", "Africa/Lagos",
+                 "Asia/Dubai", "Asia/Kolkata", "Asia/Shanghai", "Pacific/Guadalcanal")
+# Sent before noon (UTC) of 15 March 2026: New York's local days 2-14 March are whole and hold
+# its spring change on 8 March (02:00 EST became 03:00 EDT).
+NEW_YORK_SPRING = datetime(2026, 3, 15, 12, tzinfo=UTC)
 
 
 def daytime_zone(now: datetime) -> str:
     """Of DAYTIME_ZONES, the one whose local time at `now` is nearest 14:00."""
-    from zoneinfo import ZoneInfo
-
     def off_afternoon(zone: str) -> float:
         local = now.astimezone(ZoneInfo(zone))
         return abs(local.hour + local.minute / 60 - 14)
@@ -83,25 +88,24 @@ def daytime_zone(now: datetime) -> str:
     return min(DAYTIME_ZONES, key=off_afternoon)
 
 
-def load_cgm_wearers(db_url: str, n: int = 2, days: int = 21, seed: int = 21) -> list[str]:
-    """CGM wearers with sensor data from `days` ago up to now (so "the last 14 days" of the
-    page and the report are real), priced through yesterday; their policy ids."""
-    from datetime import UTC
-
+def load_cgm_wearers(db_url: str, end: datetime, zone: str, n: int = 2, days: int = 21,
+                     seed: int = 21) -> list[str]:
+    """`n` CGM wearers living in `zone`, with the sensor data their phones sent before `end`
+    over the `days` local days ending on `end`'s, priced through the local day before it;
+    their policy ids. The caller fixes the window: a pinned `end` (NEW_YORK_SPRING) where the
+    history must not depend on the day the suite runs, the real now only where a page reads
+    the real clock ("today so far", "the last 14 days")."""
     from pricing.engine import run_pricing
 
-    now = datetime.now(UTC)
-    people = portfolio(n, seed, now.date() - timedelta(days=days - 1), cgm_share=1.0)
+    last = end.astimezone(ZoneInfo(zone)).date()
+    people = [replace(p, timezone=zone) for p in
+              portfolio(n, seed, last - timedelta(days=days - 1), cgm_share=1.0)]
     with psycopg.connect(db_url) as conn:
         add_portfolio(conn, people, TEST_SECRET)
-        # Their policies live where it is daytime now, so "today so far" holds readings
-        # whatever the hour the tests run at (just after a local midnight it has none).
-        conn.execute("update policies set timezone = %s where policy_id = any(%s)",
-                     (daytime_zone(now), [p.policy_id for p in people]))
         conn.commit()
-    store_messages(db_url, [(m.topic, m.payload, m.at) for m in fleet_messages(people, seed, days)
-                            if m.at <= now])
-    run_pricing(db_url, now.date() - timedelta(days=1))
+    store_messages(db_url, [(m.topic, m.payload, m.at)
+                            for m in fleet_messages(people, seed, days, until=end)])
+    run_pricing(db_url, last - timedelta(days=1))
     return [p.policy_id for p in people]
 
 
@@ -112,6 +116,37 @@ def current_ledger(db_url: str) -> pd.DataFrame:
                             "order by policy_id, day").fetchall()
     return pd.DataFrame(rows, columns=["policy_id", "day", "day_status", "reading_seq", "delta",
                                        "bonus", "sum_insured"])
+
+
+def late_reading(db_url: str, policy: str, day: date, seq: int, synced_after: timedelta
+                 ) -> None:
+    """A fasting in-target 5.6 mmol/L of the policy's meter at 06:00 local time of `day`,
+    received `synced_after` later (a meter that synced late)."""
+    from devices.wire import messages, topics
+    from kernel import vocabulary
+
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("select d.device_id, p.timezone from policy_devices d join policies "
+                           "p using (policy_id) where policy_id = %s", (policy,)).fetchone()
+    assert row is not None
+    device, zone = str(row[0]), str(row[1])
+    measured = pd.Timestamp(f"{day}T06:00", tz=zone).to_pydatetime()
+    payload = messages.ReadingsMessage(device, measured, (messages.Record(
+        seq=seq, measured_at=measured, value=5.6, meal=vocabulary.Meal.FASTING),)).encode()
+    store_messages(db_url, [(topics.readings_topic(device), payload, measured + synced_after)])
+
+
+def full_evaluation(db_url: str, through: date) -> pd.DataFrame:
+    """The default ruleset's ledger of every stored policy through `through`, evaluated from
+    scratch, in current_ledger()'s dtypes."""
+    from pricing import store
+    from pricing.products import evaluate
+    from pricing.ruleset import load_builtin
+
+    with psycopg.connect(db_url) as conn:
+        policies, bindings = store.load_policies(conn)
+        readings = store.load_readings(conn, sorted(set(bindings["device_id"])))
+    return comparable(evaluate(policies, bindings, readings, load_builtin("default"), through))
 
 
 def comparable(ledger: Ledger) -> pd.DataFrame:
@@ -212,3 +247,74 @@ def chromium(width: int, height: int, downloads: Path | None = None) -> Iterator
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@contextmanager
+def dashboard_server(db_url: str) -> Iterator[int]:
+    """The dashboard served as `glucover dashboard` serves it, on `db_url`, at a free port of
+    127.0.0.1: the port; stopped on the way out."""
+    import subprocess
+
+    from dashboard.launch import command
+    from glucover.servers import free_port, wait_for_port
+
+    port = free_port()
+    proc = subprocess.Popen(command(port, "127.0.0.1"), env={**os.environ, "DATABASE_URL": db_url},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, 60, proc)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def page_settled(driver: Any) -> bool:
+    """Streamlit has finished the page's run: the app's script state is "notRunning" (the
+    running indicator is off) and no element of an earlier run is left stale (greyed while a
+    rerun replaces it), and every Vega-Lite chart has drawn its canvas or SVG."""
+    return bool(driver.execute_script(
+        "const app = document.querySelector(\"[data-testid='stApp']\");"
+        "return app !== null && app.getAttribute('data-test-script-state') === 'notRunning'"
+        " && !document.querySelector(\"[data-stale='true']\")"
+        " && [...document.querySelectorAll(\"[data-testid='stVegaLiteChart']\")]"
+        ".every(c => c.querySelector('canvas, svg'));"))
+
+
+def settle(driver: Any, timeout_s: float = 60) -> None:
+    """Wait until page_settled; fail if it does not within `timeout_s`."""
+    assert wait_until(lambda: page_settled(driver), timeout_s), "the page did not settle"
+
+
+def scroll_to(driver: Any, element: Any, block: str = "start") -> None:
+    """Scroll `element` into view (`block` as scrollIntoView takes it) and wait until the page
+    stands still with the element's box in the viewport."""
+    driver.execute_script(f"arguments[0].scrollIntoView({{block: '{block}'}})", element)
+    seen: list[float] = []
+
+    def still_and_in_view() -> bool:
+        top, y, height = driver.execute_script(
+            "return [arguments[0].getBoundingClientRect().top, window.scrollY,"
+            " window.innerHeight]", element)
+        seen.append(y)
+        return len(seen) > 1 and seen[-1] == seen[-2] and -1 <= top < height
+
+    assert wait_until(still_and_in_view, 10, 0.05), "the element did not scroll into view"
+
+
+def served_files(monkeypatch: Any) -> dict[str, bytes]:
+    """What AppTest's download buttons offer, by file name, filled as each run adds them:
+    Streamlit's in-memory media storage read through, not replaced."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    files: dict[str, bytes] = {}
+    real = MemoryMediaFileStorage.load_and_get_id
+
+    def keep(self: MemoryMediaFileStorage, path_or_data: str | bytes, mimetype: str,
+             kind: Any, filename: str | None = None) -> str:
+        file_id = real(self, path_or_data, mimetype, kind, filename)
+        files[filename or file_id] = self.get_file(file_id).content
+        return file_id
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", keep)
+    return files

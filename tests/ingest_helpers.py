@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import signal
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
@@ -98,6 +101,40 @@ def wait_for_rows(db_url: str, count: int, timeout: float = 60) -> int:
 
     wait_until(enough, timeout, 0.2)
     return seen[0]
+
+
+def delivered_end_to_end(output: str, policies: int, db_url: str,
+                         expected: set[tuple[str, int, datetime]]) -> int:
+    """Assert what `glucover simulate` printed (`output`) and ingest stored after a run: every
+    meter delivered, every message acknowledged as stored, each reading the meters hold stored
+    once and no other. The number of messages sent again."""
+    assert f"0 of {policies} meters could not deliver" in output, output[-3000:]
+    summary = re.search(r"(\d+) messages from (\d+) meters, (\d+) acknowledged \(stored, end "
+                        r"to end\), (\d+) sent again", output)
+    assert summary is not None, output[-2000:]
+    published, meters, acknowledged, resent = map(int, summary.groups())
+    assert meters == policies and acknowledged == published
+    rows = stored_readings(db_url)
+    assert len(rows) == len(set(rows)), "a reading was stored twice"
+    assert set(rows) == expected, "stored readings differ from those the meters hold"
+    return resent
+
+
+def kill_broker_for_a_while(stack: Stack) -> None:
+    """The broker killed -9 and started again a second later: down a while on purpose, so
+    the meters' sends fail meanwhile."""
+    stack.broker.stop(kill=True)
+    time.sleep(1.0)
+    stack.broker.start()
+
+
+def end_run(sim: subprocess.Popen[bytes], worker: subprocess.Popen[bytes]) -> None:
+    """After a simulated run: the simulator killed if it still runs, the ingest worker
+    stopped as a deployment stops it."""
+    if sim.poll() is None:
+        sim.kill()
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(30)
 
 
 def start_worker(stack: Stack, client_id: str = "test-ingest", **kw: Any) -> IngestWorker:

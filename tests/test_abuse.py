@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -70,14 +69,17 @@ def _retained(stack: Stack, device: str, topic: str) -> bytes | None:
         got.setdefault("payload", bytes(m.payload))
 
     client.on_message = on_message
-    subscribed = threading.Event()
-    client.on_subscribe = lambda *a: subscribed.set()
+    acknowledged: list[int] = []
+    client.on_subscribe = lambda c, u, mid, reasons, p: acknowledged.append(mid)
     client.on_connect = lambda c, u, f, r, p: c.subscribe(topic, 1)
     client.connect("127.0.0.1", stack.broker.port)
     client.loop_start()
     try:
-        assert subscribed.wait(10)
-        time.sleep(1)
+        assert wait_until(lambda: len(acknowledged) == 1, 10)
+        # The broker queues a topic's retained message as it takes the subscription, so by
+        # the acknowledgement of a later one (its notices) that message has come.
+        client.subscribe(topics.notices_topic(device), 1)
+        assert wait_until(lambda: len(acknowledged) == 2, 10)
     finally:
         client.disconnect()
         client.loop_stop()
@@ -124,8 +126,17 @@ def test_a_status_too_large_to_be_one_is_not_kept_retained(stack: Stack) -> None
                 "select reason from rejected_messages where topic = %s", (status,)
             ).fetchall() == [("payload_too_large",)], 20)
         assert wait_until(lambda: _retained(stack, device, status) is None, 10)
-        time.sleep(0.5)
-        with psycopg.connect(stack.db_url) as conn:  # the clearing itself is no message
+        # A reading sent after the clearing reaches ingest after it: once it is stored,
+        # ingest has seen the clearing, and the clearing itself is no message.
+        now = datetime.now(UTC)
+        meter = Meter(stack, device)
+        meter.send(topics.readings_topic(device), messages.ReadingsMessage(device, now, (
+            messages.Record(1, now - timedelta(minutes=1), 5.5,
+                            meal=vocabulary.Meal.FASTING),)).encode())
+        meter.close()
+        with psycopg.connect(stack.db_url, autocommit=True) as conn:
+            assert wait_until(lambda: conn.execute("select count(*) from readings"
+                                                   ).fetchone() == (1,), 20)
             assert conn.execute("select count(*) from rejected_messages").fetchone() == (1,)
     finally:
         worker.stop()

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -288,18 +287,22 @@ def test_a_low_published_through_the_broker_raises_its_alert_and_notice(stack: S
         stack.db_url, care_target(stack.settings), sweep_every_s=0, wait_s=0.2))
     runner = threading.Thread(target=service.run)
     runner.start()
-    got: dict[str, list[bytes]] = {p.device_id: [], other.device_id: []}
+    got: dict[str, list[tuple[str, bytes]]] = {p.device_id: [], other.device_id: []}
+    subscribed: list[str] = []
 
     def subscriber(account: str) -> mqtt.Client:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"notices-{account}")
         client.username_pw_set(account, broker.derive_password(TEST_SECRET, account))
-        client.on_message = lambda c, u, m: got[account].append(bytes(m.payload))
+        client.on_message = lambda c, u, m: got[account].append((m.topic, bytes(m.payload)))
+        client.on_subscribe = lambda *a: subscribed.append(account)
         client.connect("127.0.0.1", stack.broker.port)
-        client.subscribe(notices_topic(p.device_id), qos=1)  # the other one tries p's too
+        # Each its own notices and p's: the broker grants both, the ACL delivers only its own.
+        client.subscribe([(notices_topic(account), 1), (notices_topic(p.device_id), 1)])
         client.loop_start()
         return client
 
     clients = [subscriber(p.device_id), subscriber(other.device_id)]
+    assert wait_until(lambda: len(subscribed) == 2, 10)
     try:
         device = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="meter")
         device.username_pw_set(p.device_id, broker.derive_password(TEST_SECRET, p.device_id))
@@ -311,13 +314,25 @@ def test_a_low_published_through_the_broker_raises_its_alert_and_notice(stack: S
         assert wait_until(lambda: alerts(stack.db_url) == [
             (p.policy_id, "hypo_level2", "open", 1)], 20)
         assert wait_until(lambda: bool(got[p.device_id]), 20)
-        notice = Notice.decode(got[p.device_id][0])
+        assert got[p.device_id][0][0] == notices_topic(p.device_id)
+        notice = Notice.decode(got[p.device_id][0][1])
         assert (notice.kind, notice.language) == ("very_low", "en")
         assert notice.text.startswith("Your glucose was very low: eat 15 g of fast sugar")
         with psycopg.connect(stack.db_url) as conn:
             assert conn.execute("select state from notices").fetchone() == ("published",)
-        time.sleep(1)
-        assert got[other.device_id] == []  # the ACL refuses another meter's notices
+        # A notice to the other meter, sent after p's reached p: the broker delivers a
+        # client's messages in order, so p's would have reached the other one before it.
+        care = care_target(stack.settings)
+        sender = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="care-marker")
+        sender.username_pw_set(care.username, care.password)
+        sender.connect(care.host, care.port)
+        sender.loop_start()
+        sender.publish(notices_topic(other.device_id), b"marker", qos=1).wait_for_publish(5)
+        sender.loop_stop()
+        sender.disconnect()
+        assert wait_until(lambda: bool(got[other.device_id]), 20)
+        # The ACL refuses another meter's notices.
+        assert got[other.device_id] == [(notices_topic(other.device_id), b"marker")]
         device.loop_stop()
         device.disconnect()
     finally:

@@ -113,15 +113,16 @@ def test_a_cgm_ruleset_is_back_tested_on_the_cgm_policies(
     """`actuary backtest` of a looser CGM ruleset against cgm-default replays the CGM policies
     only, and rewards more; a CGM candidate against the meter ruleset is refused."""
     from cli.main import main
-    from tests.helpers import load_cgm_wearers, load_fleet
+    from tests.helpers import NEW_YORK_SPRING, load_cgm_wearers, load_fleet
 
     load_fleet(db_url, n=4, days=10, seed=9)  # meter policies beside them
-    load_cgm_wearers(db_url, n=3, days=14, seed=22)
+    # Two weeks of New York days holding its 23-hour 8 March.
+    load_cgm_wearers(db_url, NEW_YORK_SPRING, "America/New_York", n=3, days=14, seed=22)
     monkeypatch.setenv("DATABASE_URL", db_url)
     loose = tmp_path / "loose.toml"
     loose.write_text(CGM.with_parameters(name="cgm-loose", in_range_min_percent=40.0).to_toml())
     assert main(["actuary", "backtest", "--ruleset", str(loose), "--baseline", "cgm-default",
-                 "--json"]) == 0
+                 "--through", "2026-03-14", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["policies"] == 3
     assert report["total_sum_insured"] > report["total_sum_insured_baseline"]

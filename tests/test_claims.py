@@ -8,15 +8,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import psycopg
 import pytest
 
 from cli.main import main
 from dashboard.auth import create_user
-from devices.wire import messages, topics
-from kernel import vocabulary
-from tests.helpers import PASSWORD, START, current_ledger, load_fleet, store_messages
+from tests.helpers import PASSWORD, START, current_ledger, late_reading, load_fleet
 
 POLICY = "POL-004-000002"
 AFTER_WAITING = START + timedelta(days=100)  # the default waiting period is 90 days
@@ -58,21 +55,6 @@ def _refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     return err
 
 
-def _late_reading(db_url: str, policy: str, day: Any, seq: int) -> None:
-    """A fasting in-target reading measured on `day`, synced a day later (now)."""
-    with psycopg.connect(db_url) as conn:
-        row = conn.execute("select d.device_id, p.timezone from policy_devices d join "
-                           "policies p using (policy_id) where policy_id = %s",
-                           (policy,)).fetchone()
-    assert row is not None
-    device, zone = str(row[0]), str(row[1])
-    measured = pd.Timestamp(f"{day}T06:00", tz=zone).to_pydatetime()
-    payload = messages.ReadingsMessage(device, measured, (messages.Record(
-        seq=seq, measured_at=measured, value=5.6, meal=vocabulary.Meal.FASTING),)).encode()
-    store_messages(db_url, [(topics.readings_topic(device), payload,
-                             measured + timedelta(days=1))])
-
-
 def _sum_insured(db_url: str, policy: str, day: Any) -> float:
     ledger = current_ledger(db_url)
     return float(ledger[(ledger["policy_id"] == policy) & (ledger["day"] == day)]
@@ -99,7 +81,7 @@ def test_frozen_basis_under_late_readings_and_approval_ends_the_cover(
     assert doc["sha256"] == hashlib.sha256(PDF).hexdigest() and doc["size_bytes"] == len(PDF)
 
     # A reading for a missed day before the basis day arrives late and the ledger moves.
-    _late_reading(portfolio, POLICY, basis_day - timedelta(days=2), seq=50001)
+    late_reading(portfolio, POLICY, basis_day - timedelta(days=2), 50001, timedelta(days=1))
     run_pricing(portfolio, AFTER_WAITING)
     assert _sum_insured(portfolio, POLICY, basis_day) == frozen + 100
     shown = _run(capsys, "claims", "show", "--claim", str(filed["claim_id"]), "--json")
@@ -124,7 +106,7 @@ def test_frozen_basis_under_late_readings_and_approval_ends_the_cover(
     with psycopg.connect(portfolio) as conn:
         before = conn.execute("select count(*) from sum_insured_ledger where policy_id = %s",
                               (POLICY,)).fetchone()
-    _late_reading(portfolio, POLICY, basis_day - timedelta(days=4), seq=50002)
+    late_reading(portfolio, POLICY, basis_day - timedelta(days=4), 50002, timedelta(days=1))
     summary = run_pricing(portfolio, AFTER_WAITING + timedelta(days=5))
     assert summary.rows_added > 0  # the other policies go on
     with psycopg.connect(portfolio) as conn:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from functools import partial
@@ -20,11 +18,21 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from dashboard.auth import create_user
-from glucover.servers import free_port, wait_for_port
 from pricing import glycaemia, store
 from pricing.portfolio_figures import TIR_WINDOW_DAYS
 from pricing.ruleset import load_builtin
-from tests.helpers import APP, PASSWORD, START, chromium, load_fleet, signed_in, wait_until
+from tests.helpers import (
+    APP,
+    PASSWORD,
+    START,
+    chromium,
+    dashboard_server,
+    load_fleet,
+    scroll_to,
+    settle,
+    signed_in,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -167,18 +175,8 @@ def test_operations_page(dashboard_db: str) -> None:
 
 @pytest.fixture
 def served_dashboard(dashboard_db: str) -> Iterator[str]:
-    from dashboard.launch import command
-
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": dashboard_db}
-    proc = subprocess.Popen(command(port, "127.0.0.1"), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, 60, proc)
+    with dashboard_server(dashboard_db) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(20)
 
 
 def _metric_values(driver: Any) -> list[str]:
@@ -235,7 +233,7 @@ def test_real_browser_policyholder_page(served_dashboard: str, dashboard_db: str
         assert wait_until(lambda: expected in _metric_values(driver), 60), \
             _metric_values(driver)
         wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "[data-testid='stTable']")))
-        time.sleep(1.0)  # let the chart and table settle before measuring and the screenshot
+        settle(driver)  # the run done and its charts drawn before measuring and the screenshot
         assert headline in driver.page_source
         assert not driver.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
         assert "Deploy" not in driver.find_element(By.TAG_NAME, "body").text
@@ -245,8 +243,7 @@ def test_real_browser_policyholder_page(served_dashboard: str, dashboard_db: str
         shots = Path(tempfile.gettempdir())
         driver.save_screenshot(str(shots / f"glucover-policyholder-{screen}-{lang}.png"))
         table = driver.find_element(By.CSS_SELECTOR, "[data-testid='stTable']")
-        driver.execute_script("arguments[0].scrollIntoView()", table)
-        time.sleep(0.5)
+        scroll_to(driver, table)
         driver.save_screenshot(str(shots / f"glucover-ledger-{screen}-{lang}.png"))
 
 
@@ -393,6 +390,7 @@ def test_real_browser_policyholder_downloads_their_own_fhir_records(
     alice's own meter and pseudonym, with every reading pricing counted for her policy."""
     from fhir.resources.R4B.bundle import Bundle
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     from glucover.config import derive_key
@@ -408,9 +406,8 @@ def test_real_browser_policyholder_downloads_their_own_fhir_records(
         wait.until(lambda d: any(b.is_displayed() for b in d.find_elements(By.XPATH, shown)))
         # Streamlit renders the button twice (with and without its tooltip); one is shown.
         button = next(b for b in driver.find_elements(By.XPATH, shown) if b.is_displayed())
-        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
-        time.sleep(0.5)
-        button.click()
+        scroll_to(driver, button, "center")
+        wait.until(ec.element_to_be_clickable(button)).click()
         assert wait_until(lambda: any(p.suffix == ".json" for p in tmp_path.iterdir()), 60)
     (saved,) = [p for p in tmp_path.iterdir() if p.suffix == ".json"]
     assert saved.name == "glucover-POL-006-000001.fhir.json"
@@ -441,15 +438,51 @@ def test_real_browser_policyholder_downloads_their_own_fhir_records(
 
 @pytest.fixture
 def cgm_dashboard_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Two CGM wearers with sensor data up to now; carol is the first. Her policy id."""
-    from tests.helpers import load_cgm_wearers
+    """Two CGM wearers with sensor data up to now (the page reads the real clock), where it
+    is afternoon now; carol is the first. Her policy id."""
+    from datetime import UTC, datetime
 
-    policy_id = load_cgm_wearers(db_url)[0]
+    from tests.helpers import daytime_zone, load_cgm_wearers
+
+    now = datetime.now(UTC)
+    policy_id = load_cgm_wearers(db_url, now, daytime_zone(now))[0]
     with psycopg.connect(db_url) as conn:
         create_user(conn, "carol", PASSWORD, "policyholder", policy_id, rounds=4)
         conn.commit()
     monkeypatch.setenv("DATABASE_URL", db_url)
     return policy_id
+
+
+def test_a_new_york_wearers_figures_on_a_pinned_day_hold_the_spring_change(db_url: str
+                                                                            ) -> None:
+    """The page's CGM figures for a New York wearer seen on 15 March 2026: the 14-day window
+    (1-14 March) holds 8 March, a day of 23 hours. Each local day shows (less the few the
+    ruleset refuses) the readings PostgreSQL dates by its own zone rules, and none of 8 March
+    falls in the hour the clocks skipped (02:00-02:59), so that day holds at most 23 x 12
+    five-minute readings."""
+    from datetime import date
+
+    from dashboard.policyholder_data import load_summary
+    from tests.helpers import NEW_YORK_SPRING, load_cgm_wearers
+
+    (policy_id,) = load_cgm_wearers(db_url, NEW_YORK_SPRING, "America/New_York", n=1, days=16)
+    with psycopg.connect(db_url) as conn:
+        summary = load_summary(conn, policy_id, now=NEW_YORK_SPRING)
+        by_day: dict[date, int] = {d: int(n) for d, n in conn.execute(
+            "select (measured_at at time zone 'America/New_York')::date, count(*) from readings"
+            " join policy_devices using (device_id) where policy_id = %s group by 1",
+            (policy_id,)).fetchall()}
+    cgm = summary.cgm
+    assert cgm is not None and summary.today == date(2026, 3, 15)
+    assert (cgm.first, cgm.last) == (date(2026, 3, 1), date(2026, 3, 14))
+    shown = cgm.days["measured_at"].dt.date.value_counts().to_dict()
+    # Every day of the window, each with its stored readings less those the ruleset refuses.
+    assert sorted(shown) == [cgm.first + timedelta(days=i) for i in range(14)]
+    assert all(0.95 * by_day[d] <= n <= by_day[d] for d, n in shown.items()), (shown, by_day)
+    spring = cgm.days["measured_at"][cgm.days["measured_at"].dt.date == date(2026, 3, 8)]
+    assert 0 < len(spring) <= 23 * 12
+    assert not (spring.dt.hour == 2).any()
+    assert {1, 3} <= set(spring.dt.hour)  # the hours on either side of the jump are there
 
 
 def test_cgm_policyholder_sees_time_in_range_agp_and_the_explained_ledger(
@@ -522,47 +555,32 @@ def test_cgm_figures_follow_the_unit_and_the_language(cgm_dashboard_db: str) -> 
 
 @pytest.mark.browser
 @pytest.mark.parametrize("lang", ["en", "zh"])
-def test_real_browser_cgm_policyholder_page_on_a_phone(cgm_dashboard_db: str, lang: str,
-                                                       tmp_path: Path) -> None:
+def test_real_browser_cgm_policyholder_page_on_a_phone(cgm_dashboard_db: str, db_url: str,
+                                                       lang: str) -> None:
     """The CGM page on a 390 px phone: charts and tables render, no exception, nothing to
     scroll sideways; screenshots land in the temporary directory."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from dashboard.launch import command
-
-    port = free_port()
-    proc = subprocess.Popen(command(port, "127.0.0.1"), env={**os.environ},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, 60, proc)
-        with chromium(*SCREENS["phone"]) as driver:
-            driver.get(f"http://127.0.0.1:{port}/?lang={lang}")
-            sign_in_through_page(driver, "carol", lang)
-            WebDriverWait(driver, 60).until(lambda d: len(d.find_elements(
-                By.CSS_SELECTOR, "[data-testid='stTable']")) >= 2)
-            WebDriverWait(driver, 30).until(ec.presence_of_element_located(
-                (By.CSS_SELECTOR, "[data-testid='stVegaLiteChart'] canvas, "
-                                  "[data-testid='stVegaLiteChart'] svg")))
-            time.sleep(1.5)
-            assert not driver.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
-            assert len(driver.find_elements(By.CSS_SELECTOR,
-                                            "[data-testid='stVegaLiteChart']")) >= 4
-            overflow = driver.execute_script(
-                "return document.documentElement.scrollWidth - window.innerWidth")
-            assert overflow <= 1, f"{overflow} px to scroll sideways"
-            shots = Path(tempfile.gettempdir())
-            driver.save_screenshot(str(shots / f"glucover-cgm-phone-{lang}.png"))
-            parts = driver.find_elements(By.CSS_SELECTOR, "[data-testid='stVegaLiteChart'], "
-                                                          "[data-testid='stTable']")
-            for i, part in enumerate(parts):
-                driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", part)
-                time.sleep(0.4)
-                driver.save_screenshot(str(shots / f"glucover-cgm-phone-{lang}-{i}.png"))
-    finally:
-        proc.terminate()
-        proc.wait(20)
+    with dashboard_server(db_url) as port, chromium(*SCREENS["phone"]) as driver:
+        driver.get(f"http://127.0.0.1:{port}/?lang={lang}")
+        sign_in_through_page(driver, "carol", lang)
+        WebDriverWait(driver, 60).until(lambda d: len(d.find_elements(
+            By.CSS_SELECTOR, "[data-testid='stTable']")) >= 2)
+        settle(driver)  # the run done and every chart drawn
+        assert not driver.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
+        assert len(driver.find_elements(By.CSS_SELECTOR,
+                                        "[data-testid='stVegaLiteChart']")) >= 4
+        overflow = driver.execute_script(
+            "return document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"{overflow} px to scroll sideways"
+        shots = Path(tempfile.gettempdir())
+        driver.save_screenshot(str(shots / f"glucover-cgm-phone-{lang}.png"))
+        parts = driver.find_elements(By.CSS_SELECTOR, "[data-testid='stVegaLiteChart'], "
+                                                      "[data-testid='stTable']")
+        for i, part in enumerate(parts):
+            scroll_to(driver, part)
+            driver.save_screenshot(str(shots / f"glucover-cgm-phone-{lang}-{i}.png"))
 
 
 def test_the_editor_asks_for_a_reason_before_publishing_a_hypoglycaemic_band(

@@ -3,9 +3,6 @@ a reload, staff pages in Chinese, and sign-in names that are not case-sensitive.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -14,8 +11,16 @@ import psycopg
 import pytest
 
 from dashboard.auth import add_to_panel, create_user
-from glucover.servers import free_port, wait_for_port
-from tests.helpers import PASSWORD, START, chromium, load_fleet, signed_in, wait_until
+from tests.helpers import (
+    PASSWORD,
+    START,
+    chromium,
+    dashboard_server,
+    load_fleet,
+    settle,
+    signed_in,
+    wait_until,
+)
 
 MINE, THEIRS, OTHER = "POL-003-000001", "POL-003-000002", "POL-003-000003"
 
@@ -67,17 +72,8 @@ def test_staff_pages_in_chinese_say_the_role_and_the_figures_in_chinese(small_db
 
 @pytest.fixture
 def served(small_db: str) -> Iterator[str]:
-    from dashboard.launch import command
-
-    port = free_port()
-    proc = subprocess.Popen(command(port, "127.0.0.1"), env={**os.environ},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, 60, proc)
+    with dashboard_server(small_db) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(20)
 
 
 LABELS = {"en": ("Username", "Password", "Sign in"), "zh": ("用户名", "密码", "登录")}
@@ -126,7 +122,7 @@ def test_a_page_opened_by_its_url_signed_out_is_the_page_after_signing_in(served
         assert "Page not found" not in _body(driver)
         driver.refresh()  # reloaded, or sent to a colleague signed in: the same page
         assert _shows(driver, f"· {OTHER}"), _body(driver)
-        time.sleep(1.0)
+        settle(driver)  # a "Page not found" would come with the run
         assert "Page not found" not in _body(driver)
         assert driver.current_url.split("?")[0].endswith("/panel")
     with chromium(1280, 1000) as driver:
@@ -144,7 +140,7 @@ def test_a_page_opened_by_its_url_signed_out_is_the_page_after_signing_in(served
         assert driver.current_url.split("?")[0].endswith("/policy")
         driver.refresh()
         assert _shows(driver, f"· {MINE}"), _body(driver)
-        time.sleep(1.0)
+        settle(driver)
         assert "Page not found" not in _body(driver)
     with chromium(390, 900) as driver:
         driver.get(f"{served}/policy?policy={THEIRS}")
@@ -158,22 +154,25 @@ def test_a_page_opened_by_its_url_signed_out_is_the_page_after_signing_in(served
 def test_the_language_survives_a_reload_and_staff_menus_are_chinese(served: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
 
     with chromium(1280, 1000) as driver:
         driver.get(f"{served}/?lang=en")
         _sign_in_form(driver, "dr_li")
         assert _shows(driver, "Alert rules")
+        settle(driver)  # the menu comes before the sidebar's picker
         assert _menu(driver) == ["Alerts", "My panel", "Alert rules"], _menu(driver)
         # Chinese chosen in the sidebar, then the page reloaded: still Chinese.
-        picker = driver.find_element(By.CSS_SELECTOR, "[data-testid='stSidebar'] "
-                                                      "[data-testid='stSelectbox'] input")
+        picker = WebDriverWait(driver, 30).until(ec.element_to_be_clickable(
+            (By.CSS_SELECTOR, "[data-testid='stSidebar'] [data-testid='stSelectbox'] input")))
         picker.click()
         picker.send_keys("简体中文", Keys.ENTER)
         assert _shows(driver, "预警规则")
         assert wait_until(lambda: "lang=zh" in driver.current_url, 10), driver.current_url
         driver.refresh()
         assert _shows(driver, "预警规则")
-        time.sleep(1.0)
+        settle(driver)
         assert _menu(driver) == ["预警", "我负责的成员", "预警规则"], _menu(driver)
         assert "医护人员" in _body(driver)  # the role tag
         assert "clinician)" not in _body(driver)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 import urllib.request
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from tests.ingest_helpers import (
     history,
     provision,
     publish,
+    reading_count,
     spawn_worker,
     start_worker,
     stored_exclusions,
@@ -99,10 +99,11 @@ def test_every_rejection_reason_is_recorded_and_the_worker_carries_on(stack: Sta
     ]
     worker = start_worker(stack)
     try:
-        for payload, _ in cases:
+        for payload, reason in cases:
             assert try_publish(stack.broker, a, pw_a, topics.readings_topic(a), payload)[1] == \
                 "accepted"
-            time.sleep(0.05)  # keep the duplicate after its original
+            if reason is None:  # stored before its conflicting duplicate is sent
+                assert wait_until(lambda: reading_count(stack.db_url) == 1, 20)
         # A meter with a broker account but no record in the database (provisioning half done).
         add_accounts(stack.broker, a, b, "GM-STRANGER")
         stranger = broker.derive_password(TEST_SECRET, "GM-STRANGER")
@@ -289,16 +290,23 @@ def test_the_inbox_wakes_the_writer_batches_and_keeps_order() -> None:
         return Received("t", b"", i, 1, now)
 
     assert inbox.take(10, 0.0, 0.05) == []  # nothing came: empty after the timeout
-    threading.Timer(0.1, lambda: inbox.put(item(1))).start()
-    started = time.monotonic()
-    assert [m.mid for m in inbox.take(10, 0.0, 5.0)] == [1]
-    assert time.monotonic() - started < 2.0  # woken by the put, not by the timeout
+    # Woken by the put, not by the timeout: waiting up to an hour, the take returns once the
+    # put comes (put once the taker is waiting).
+    taken: list[int] = []
+    taker = threading.Thread(target=lambda: taken.extend(
+        m.mid for m in inbox.take(10, 0.0, 3600.0)), daemon=True)
+    taker.start()
+    assert wait_until(lambda: inbox.idle, 10, 0.01)
+    inbox.put(item(1))
+    taker.join(60)
+    assert not taker.is_alive() and taken == [1]
     for i in range(2, 30):
         inbox.put(item(i))
     assert [m.mid for m in inbox.take(10, 0.0, 1.0)] == list(range(2, 12))  # limit, in order
+    # Lingering lets a batch gather what arrives after its first message: 18 waiting, a
+    # 19th put shortly after, and a batch of 19 lingering up to a minute takes all of them.
     threading.Timer(0.05, lambda: inbox.put(item(99))).start()
-    # Lingering lets a batch gather what arrives shortly after its first message.
-    assert [m.mid for m in inbox.take(100, 0.5, 1.0)][-1] == 99
+    assert [m.mid for m in inbox.take(19, 60.0, 1.0)] == [*range(12, 30), 99]
     assert len(inbox) == 0
 
 

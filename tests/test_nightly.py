@@ -13,27 +13,10 @@ import psycopg
 import pytest
 
 from cli.main import main
-from devices.wire import messages, topics
-from kernel import vocabulary
 from pricing.engine import STEPS, run_pricing
-from tests.helpers import START, current_ledger, load_fleet, store_messages
-from tests.test_pricing_engine import _full_evaluation
+from tests.helpers import START, current_ledger, full_evaluation, late_reading, load_fleet
 
 THROUGH = START + timedelta(days=19)
-
-
-def _late_reading(db_url: str, policy: str, day: Any, seq: int) -> None:
-    """A fasting 5.6 mmol/L at 06:00 local time of `day`, stored now."""
-    with psycopg.connect(db_url) as conn:
-        row = conn.execute("select d.device_id, p.timezone from policy_devices d join policies "
-                           "p using (policy_id) where policy_id = %s", (policy,)).fetchone()
-    assert row is not None
-    device, zone = str(row[0]), str(row[1])
-    measured = pd.Timestamp(f"{day}T06:00", tz=zone).to_pydatetime()
-    payload = messages.ReadingsMessage(device, measured, (messages.Record(
-        seq=seq, measured_at=measured, value=5.6, meal=vocabulary.Meal.FASTING),)).encode()
-    store_messages(db_url, [(topics.readings_topic(device), payload,
-                             measured + timedelta(days=2))])
 
 
 def _missed_day(db_url: str) -> tuple[str, Any]:
@@ -53,7 +36,7 @@ def test_runs_rerate_only_the_policies_whose_readings_changed(db_url: str) -> No
     assert run_pricing(db_url, THROUGH).policies_evaluated == 0
 
     policy, day = _missed_day(db_url)
-    _late_reading(db_url, policy, day, 40000)
+    late_reading(db_url, policy, day, 40000, timedelta(days=2))
     late = run_pricing(db_url, THROUGH)
     assert late.policies_evaluated == 1
     assert late.policy_days == (THROUGH - day).days + 1  # from the late reading's day on
@@ -64,7 +47,7 @@ def test_runs_rerate_only_the_policies_whose_readings_changed(db_url: str) -> No
     nxt = run_pricing(db_url, THROUGH + timedelta(days=1))
     assert (nxt.policies_evaluated, nxt.policy_days) == (8, 8)
     pd.testing.assert_frame_equal(current_ledger(db_url).reset_index(drop=True),
-                                  _full_evaluation(db_url, THROUGH + timedelta(days=1)),
+                                  full_evaluation(db_url, THROUGH + timedelta(days=1)),
                                   check_dtype=False)
 
 

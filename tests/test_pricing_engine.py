@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +14,14 @@ import pytest
 from cli.main import main
 from devices.wire import messages, topics
 from kernel import units, vocabulary
-from tests.helpers import START, comparable, current_ledger, load_fleet, store_messages
+from tests.helpers import (
+    START,
+    current_ledger,
+    full_evaluation,
+    late_reading,
+    load_fleet,
+    store_messages,
+)
 
 
 def export_csv(db_url: str, tmp_path: Path) -> tuple[Path, Path]:
@@ -88,16 +95,7 @@ def test_late_reading_reopens_days_and_keeps_the_superseded_rows(db_url: str) ->
                     (before["day"] >= through - timedelta(days=5))]
     assert not window.empty
     policy, late_day = window.iloc[-1]["policy_id"], window.iloc[-1]["day"]
-    with psycopg.connect(db_url) as conn:
-        row = conn.execute("select d.device_id, p.timezone from policy_devices d join policies "
-                           "p using (policy_id) where policy_id = %s", (policy,)).fetchone()
-    assert row is not None
-    device, zone = str(row[0]), str(row[1])
-    measured = pd.Timestamp(f"{late_day}T06:00", tz=zone).to_pydatetime()
-    payload = messages.ReadingsMessage(device, measured, (messages.Record(
-        seq=40000, measured_at=measured, value=5.6, meal=vocabulary.Meal.FASTING),)).encode()
-    store_messages(db_url, [(topics.readings_topic(device), payload,
-                             measured + timedelta(days=3))])
+    late_reading(db_url, policy, late_day, 40000, timedelta(days=3))
     summary = run_pricing(db_url, through)
     assert summary.policies_evaluated == 1
     after = current_ledger(db_url)
@@ -115,20 +113,9 @@ def test_late_reading_reopens_days_and_keeps_the_superseded_rows(db_url: str) ->
     assert history == (2,)
 
     # The incremental result is what a fresh evaluation of everything gives.
-    fresh_db_ledger = _full_evaluation(db_url, through)
+    fresh_db_ledger = full_evaluation(db_url, through)
     pd.testing.assert_frame_equal(after.reset_index(drop=True), fresh_db_ledger,
                                   check_dtype=False)
-
-
-def _full_evaluation(db_url: str, through: date) -> pd.DataFrame:
-    from pricing import store
-    from pricing.products import evaluate
-    from pricing.ruleset import load_builtin
-
-    with psycopg.connect(db_url) as conn:
-        policies, bindings = store.load_policies(conn)
-        readings = store.load_readings(conn, sorted(set(bindings["device_id"])))
-    return comparable(evaluate(policies, bindings, readings, load_builtin("default"), through))
 
 
 def test_advancing_day_by_day_equals_one_run(db_url: str) -> None:
@@ -139,7 +126,7 @@ def test_advancing_day_by_day_equals_one_run(db_url: str) -> None:
         run_pricing(db_url, START + timedelta(days=day))
     stepped = current_ledger(db_url)
     stepped["reading_seq"] = stepped["reading_seq"].astype("Int64")
-    full = _full_evaluation(db_url, START + timedelta(days=26))
+    full = full_evaluation(db_url, START + timedelta(days=26))
     pd.testing.assert_frame_equal(stepped, full, check_dtype=False)
 
 

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,8 +18,16 @@ import pytest
 from dashboard import sessions, throttle
 from dashboard.auth import User, authenticate, create_user
 from glucover.config import derive_key
-from glucover.servers import free_port, wait_for_port
-from tests.helpers import APP, PASSWORD, TEST_SECRET, chromium, wait_until
+from glucover.servers import free_port
+from tests.helpers import (
+    APP,
+    PASSWORD,
+    TEST_SECRET,
+    chromium,
+    dashboard_server,
+    settle,
+    wait_until,
+)
 
 KEY = sessions.signing_key(derive_key(TEST_SECRET, "session_key"))
 
@@ -39,17 +44,8 @@ def users_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture
 def served(users_db: str) -> Iterator[tuple[str, int]]:
-    from dashboard.launch import command
-
-    port = free_port()
-    proc = subprocess.Popen(command(port, "127.0.0.1"), env={**os.environ},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, 60, proc)
+    with dashboard_server(users_db) as port:
         yield users_db, port
-    finally:
-        proc.terminate()
-        proc.wait(20)
 
 
 def _session(db_url: str, username: str = "ann") -> tuple[str, str]:
@@ -179,7 +175,9 @@ def test_a_page_on_another_site_cannot_sign_the_browser_in(served: tuple[str, in
     try:
         with chromium(1200, 900) as driver:
             driver.get(f"http://localhost:{server.server_port}/")  # another origin
-            time.sleep(3)
+            # The fetch settled, then the form took the browser to the route: both were sent.
+            assert wait_until(lambda: driver.current_url.startswith(target) and driver
+                              .execute_script("return document.readyState") == "complete", 30)
             driver.get(f"http://127.0.0.1:{port}/")
             assert not [c for c in driver.get_cookies() if c["name"] == sessions.COOKIE]
     finally:
@@ -239,7 +237,7 @@ def test_no_token_in_the_page_and_signing_out_reaches_open_tabs(
                                       for c in driver.get_cookies()), 60, 0.5)
         assert wait_until(lambda: _signed_in_tab(driver), 60, 0.5)
         token = next(c["value"] for c in driver.get_cookies() if c["name"] == sessions.COOKIE)
-        time.sleep(2)
+        settle(driver)  # the page's run done: all it will show is there
         assert token not in _page_text(driver)
         first = driver.current_window_handle
         driver.switch_to.new_window("tab")
@@ -370,7 +368,7 @@ def test_a_note_is_shown_as_typed_not_as_markdown(served: tuple[str, int]) -> No
         with chromium(1400, 1000) as driver:
             _sign_in(driver, port, "dr_li")
             assert wait_until(lambda: "no reading for 3 days" in driver.page_source, 60, 0.5)
-            time.sleep(3)
+            settle(driver)  # the note is on the page, as text: an image would be asked for now
             assert _Pixel.hits == []
             assert not [img for img in driver.find_elements("tag name", "img")
                         if "pixel.png" in str(img.get_attribute("src"))]

@@ -90,41 +90,34 @@ def test_credibility_csv_has_full_precision(tmp_path: Path,
     assert float(values[2]) == model.tau2_
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ("group,period,value\na,1,2\n", "missing column(s) weight"),
-    ("group,period,weight,value\na,1,1,2\na,2,x,2\n", "line 3, column weight: 'x' is not a "
-     "number > 0"),
-    ("group,period,weight,value\na,1,1,2\na,2,0,2\nb,1,-1,3\n", "line 3, column weight: '0' is "
-     "not a number > 0 (1 more such rows)"),
-    ("group,period,weight,value\na,1,1,two\n", "line 2, column value: 'two' is not a number"),
-    ("group,period,weight,value\na,1,1,2\na,1,1,3\n", "line 3, column period"),
-    ("group,period,weight,value\n", "no rows"),
+@pytest.mark.parametrize(("command", "body", "message"), [
+    ("credibility", "group,period,value\na,1,2\n", "missing column(s) weight"),
+    ("credibility", "group,period,weight,value\na,1,1,2\na,2,x,2\n", "line 3, column weight: "
+     "'x' is not a number > 0"),
+    ("credibility", "group,period,weight,value\na,1,1,2\na,2,0,2\nb,1,-1,3\n", "line 3, column "
+     "weight: '0' is not a number > 0 (1 more such rows)"),
+    ("credibility", "group,period,weight,value\na,1,1,two\n", "line 2, column value: 'two' is "
+     "not a number"),
+    ("credibility", "group,period,weight,value\na,1,1,2\na,1,1,3\n", "line 3, column period"),
+    ("credibility", "group,period,weight,value\n", "no rows"),
+    ("lift", "policy_id,exposure,actual\np,1,0\n", "missing column(s) predicted"),
+    ("lift", "policy_id,exposure,actual,predicted\np,0,1,1\n", "line 2, column exposure"),
+    ("lift", "policy_id,exposure,actual,predicted\np,1,-1,1\n", "line 2, column actual: '-1' is "
+     "not a number >= 0"),
+    ("lift", "policy_id,exposure,actual,predicted\np,1,1,1\np,1,1,1\n", "line 3, column "
+     "policy_id: 'p' appears twice"),
+    ("lift", "policy_id,exposure,actual,predicted,predicted_b\np,1,1,1,nan\n",
+     "column predicted_b"),
+    ("lift", "policy_id,exposure,actual,predicted\np,1,0,1\n", "actual sums to 0"),
 ])
-def test_credibility_bad_files_say_line_and_column(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str, message: str) -> None:
+def test_bad_input_files_say_line_and_column(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, body: str,
+        message: str) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(body)
-    assert main(["actuary", "credibility", "--input", str(path)]) == 2
+    assert main(["actuary", command, "--input", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"glucover: {path}: ") and message in err
-
-
-@pytest.mark.parametrize(("body", "message"), [
-    ("policy_id,exposure,actual\np,1,0\n", "missing column(s) predicted"),
-    ("policy_id,exposure,actual,predicted\np,0,1,1\n", "line 2, column exposure"),
-    ("policy_id,exposure,actual,predicted\np,1,-1,1\n", "line 2, column actual: '-1' is not a "
-     "number >= 0"),
-    ("policy_id,exposure,actual,predicted\np,1,1,1\np,1,1,1\n", "line 3, column policy_id: 'p' "
-     "appears twice"),
-    ("policy_id,exposure,actual,predicted,predicted_b\np,1,1,1,nan\n", "column predicted_b"),
-    ("policy_id,exposure,actual,predicted\np,1,0,1\n", "actual sums to 0"),
-])
-def test_lift_bad_files_say_line_and_column(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str, message: str) -> None:
-    path = tmp_path / "bad.csv"
-    path.write_text(body)
-    assert main(["actuary", "lift", "--input", str(path)]) == 2
-    assert message in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------- Gini by hand
@@ -352,15 +345,33 @@ def workbench_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return db_url
 
 
+@pytest.fixture
+def workbench(workbench_db: str) -> Any:
+    """ann's workbench (AppTest), signed in."""
+    from tests.helpers import signed_in
+
+    return signed_in("ann")
+
+
 def _button(at: Any, label: str) -> Any:
     return next(b for b in at.button if b.label == label)
 
 
-def test_the_validation_tab_prices_a_draft_and_publishing_asks_for_the_committee(
-        workbench_db: str) -> None:
-    from tests.helpers import signed_in
+def _run_validation(at: Any, label: str = "Run validation", synthetic: int | None = None
+                    ) -> None:
+    """Press the Validation tab's run button (`label`, in the page's language) on the stored
+    portfolio, or on a synthetic one of `synthetic` policies; the page shows no exception."""
+    if synthetic is not None:
+        at.radio(key="va_source").set_value("synthetic").run()
+        at.number_input(key="va_size").set_value(synthetic).run()
+    _button(at, label).click()
+    at.run()
+    assert not at.exception, at.exception
 
-    at = signed_in("ann")
+
+def test_the_validation_tab_prices_a_draft_and_publishing_asks_for_the_committee(
+        workbench: Any, workbench_db: str) -> None:
+    at = workbench
     next(s for s in at.selectbox if s.label == "Ruleset").set_value("default").run()
     next(n for n in at.number_input if n.label == "In target up to (mmol/L)").set_value(8.0)
     _button(at, "Validate").click()
@@ -368,16 +379,10 @@ def test_the_validation_tab_prices_a_draft_and_publishing_asks_for_the_committee
     assert "Cost of the change: run the Validation tab on this draft to see it." in [
         c.value for c in at.caption]
     # The stored fleet is too small and short for claims: the tab says so, and no cost.
-    _button(at, "Run validation").click()
-    at.run()
-    assert not at.exception, at.exception
+    _run_validation(at)
     assert any(w.value.startswith("No validation pack:") for w in at.warning)
     # A synthetic portfolio of a year has claims to judge the draft by.
-    at.radio(key="va_source").set_value("synthetic").run()
-    at.number_input(key="va_size").set_value(1500).run()
-    _button(at, "Run validation").click()
-    at.run()
-    assert not at.exception, at.exception
+    _run_validation(at, synthetic=1500)
     labels = {m.label for m in at.metric}
     assert {"Gini on the holdout, proposed", "Cost of the change a year out"} <= labels
     assert [s.value for s in at.subheader][-4:] == [
@@ -403,16 +408,10 @@ def test_the_validation_tab_prices_a_draft_and_publishing_asks_for_the_committee
     assert "cost of the change a year out +" in row[0]
 
 
-def test_the_validation_tab_in_chinese(workbench_db: str) -> None:
-    from tests.helpers import signed_in
-
-    at = signed_in("ann")
+def test_the_validation_tab_in_chinese(workbench: Any) -> None:
+    at = workbench
     at.selectbox(key="lang_sidebar").set_value("zh").run()
-    at.radio(key="va_source").set_value("synthetic").run()
-    at.number_input(key="va_size").set_value(1200).run()
-    _button(at, "运行验证").click()
-    at.run()
-    assert not at.exception, at.exception
+    _run_validation(at, "运行验证", synthetic=1200)
     assert {"保留期基尼系数（拟议）", "一年后的变更成本"} <= {m.label for m in at.metric}
     assert any("变更成本" in d.value.columns for d in at.dataframe)
 

@@ -9,6 +9,7 @@ import sys
 from datetime import timedelta
 from typing import Any
 
+import pandas as pd
 import psycopg
 import pytest
 from streamlit.proto.Metric_pb2 import Metric as MetricProto
@@ -281,9 +282,39 @@ def test_a_validated_change_is_saved_as_a_draft_not_published(workbench_db: str)
 
 
 def test_the_gaming_report_runs_from_its_button_with_the_flagged_policies_as_csv(
-        workbench_db: str) -> None:
+        workbench_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The button runs the report over the stored portfolio: a row for each of the fleet's
-    segments, and the flagged policies offered as CSV."""
+    segments, and the flagged policies offered as CSV. Beside the fleet (which games nothing),
+    a meter that measured only control solution, in target, each morning of the two weeks
+    through yesterday (the report's last day): counted, +100 a day, 1,400; excluded, no day
+    measured, -200 for each week: -400. It alone is flagged, for a gap of 1,800."""
+    import io
+    from datetime import UTC, datetime, time
+    from zoneinfo import ZoneInfo
+
+    from devices.wire.messages import ReadingsMessage, Record
+    from kernel.vocabulary import Meal, Sample
+    from privacy import consent
+    from tests.helpers import served_files, store_messages
+
+    through = datetime.now(UTC).date() - timedelta(days=1)
+    start = through - timedelta(days=13)
+    zone = ZoneInfo("Asia/Shanghai")
+    with psycopg.connect(workbench_db) as conn:
+        conn.execute("insert into devices (device_id, kind) values ('GM-CTRL', 'bgm')")
+        conn.execute("insert into policies (policy_id, holder_name, base_sum_insured, timezone,"
+                     " start_date, ruleset_name, segment) values ('POL-CTRL', 'C', 10000, "
+                     "'Asia/Shanghai', %s, 'default', 'gamer_control_solution')", (start,))
+        conn.execute("insert into policy_devices values ('POL-CTRL', 'GM-CTRL', %s, null)",
+                     (datetime.combine(start, time(), zone),))
+        consent.record_all(conn, ["POL-CTRL"], actor="test", channel="provisioning")
+        conn.commit()
+    mornings = [datetime.combine(start + timedelta(days=i), time(6), zone) for i in range(14)]
+    store_messages(workbench_db, [(m.topic, m.encode(), m.sent_at) for m in (
+        ReadingsMessage("GM-CTRL", at + timedelta(minutes=1), (Record(
+            i + 1, at, 5.6, meal=Meal.FASTING, sample=Sample.CONTROL_SOLUTION),))
+        for i, at in enumerate(mornings))])
+    files = served_files(monkeypatch)
     at = signed_in("ann")
     assert not [d for d in at.dataframe if "segment" in d.value]
     next(b for b in at.button if b.label == "Run gaming report").click()
@@ -294,5 +325,8 @@ def test_the_gaming_report_runs_from_its_button_with_the_flagged_policies_as_csv
     by_segment = next(d.value for d in at.dataframe if "segment" in d.value)
     assert len(by_segment) == len(fleet) > 1
     downloads = {e.proto.label: e.proto for e in at.get("download_button")}
-    assert "Flagged policies (CSV)" in downloads
     assert downloads["Flagged policies (CSV)"].url  # the file is served
+    flagged = pd.read_csv(io.BytesIO(files["gaming_flagged.csv"]))
+    assert flagged.to_dict("records") == [{
+        "policy_id": "POL-CTRL", "bonus": -400.0, "bonus_without_exclusions": 1400.0,
+        "segment": "gamer_control_solution", "gap": 1800.0}]
