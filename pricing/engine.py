@@ -224,8 +224,8 @@ def run_pricing(database_url: str, through: date | None = None, ruleset: str | N
     through = through or (datetime.now(UTC).date() - timedelta(days=1))
     with psycopg.connect(database_url) as conn:
         conn.execute("select pg_advisory_xact_lock(hashtext('glucover-pricing'))")
-        for name, value in RUN_SETTINGS.items():
-            conn.execute("select set_config(%s, %s, true)", (name, value))
+        for setting, value in RUN_SETTINGS.items():
+            conn.execute("select set_config(%s, %s, true)", (setting, value))
         prev = conn.execute("select max(watermark) from pricing_runs where finished_at is not "
                             "null").fetchone()
         since = prev[0] if prev and prev[0] else None
