@@ -7,18 +7,56 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from importlib import resources
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import postgres, sql
+from psycopg.adapt import Buffer, Dumper
 
 from glucover.config import ConfigError, Settings
 from kernel import glucose, sequence, units
 
 MIGRATION_LOCK_KEY = 0x6C7563  # advisory lock: one migrator at a time
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(timescale|plain))?\.sql$")
+
+
+class TextArray(list[str]):
+    """A list of str sent as one text[] literal joined at C speed: psycopg adapts a plain list
+    element by element, a tenth of a second per 100,000 policy ids, and a pricing run sends
+    its chunk's ids a dozen times."""
+
+
+class DateArray(list[date]):
+    """A list of dates sent as one date[] literal (see TextArray)."""
+
+
+def _array_literal(items: Sequence[str]) -> bytes:
+    joined = '","'.join(items)
+    if "\\" in joined or '"' in joined:  # escaped one by one only when some need it
+        joined = '","'.join(s.replace("\\", "\\\\").replace('"', '\\"') for s in items)
+    return ('{"' + joined + '"}').encode() if items else b"{}"
+
+
+class _TextArrayDumper(Dumper):
+    oid = postgres.types["text"].array_oid
+
+    def dump(self, obj: Any) -> Buffer:
+        return _array_literal(obj)
+
+
+class _DateArrayDumper(Dumper):
+    oid = postgres.types["date"].array_oid
+
+    def dump(self, obj: Any) -> Buffer:
+        return ("{" + ",".join(map(date.isoformat, obj)) + "}").encode()
+
+
+psycopg.adapters.register_dumper(TextArray, _TextArrayDumper)
+psycopg.adapters.register_dumper(DateArray, _DateArrayDumper)
 
 
 @dataclass(frozen=True)

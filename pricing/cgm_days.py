@@ -43,7 +43,7 @@ insert into cgm_days (policy_id, day, summary_key, covered, readings, in_range, 
 select policy_id, day, %(key)s, count(*), sum(n), sum(in_range), sum(low), sum(very_high)
 from (
     select t.policy_id, t.day,
-           floor(extract(epoch from r.measured_at - t.midnight) / %(slot_s)s) as slot,
+           floor(date_part('epoch', r.measured_at - t.midnight) / %(slot_s)s) as slot,
            count(*) as n,
            count(*) filter (where v.mgdl >= %(range_low)s and v.mgdl <= %(range_high)s)
                as in_range,

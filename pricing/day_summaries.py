@@ -22,14 +22,31 @@ Conn = psycopg.Connection[Any]
 # The policy-days readings ingested since `since` fall on, into a temporary table `arrived`:
 # made once per pricing run (`note_arrivals`), it serves the run's resume points and every
 # chunk's summaries, instead of a pass over the new readings per chunk and per step.
+# The new readings are first grouped per device and UTC day with their first and last instant
+# (a hash over a few hundred thousand groups, where placing each reading on its policy's
+# local day sorted millions of rows); each group's local days are those from its first
+# reading's to its last's. Where the zone's offset differs at the two (a clock change between
+# them), the span widens by CLOCK_BACK each way: a clock set back over midnight puts readings
+# of the next day before the last one, or of the day before after the first. A day between
+# holding no new reading is summarised again for nothing, never missed.
 _ARRIVED_SQL = """
 create temporary table arrived on commit drop as
-select distinct pd.policy_id, local_day(r.measured_at, p.timezone) as day
-from readings r
-join policy_devices pd on pd.device_id = r.device_id and r.measured_at >= pd.bound_from
-     and (pd.bound_to is null or r.measured_at < pd.bound_to)
+select distinct pd.policy_id, g.day::date as day
+from (select device_id, min(measured_at) as first, max(measured_at) as last
+      from readings where ingested_at >= %(since)s
+      group by device_id, local_day(measured_at, 'UTC')) s
+join policy_devices pd on pd.device_id = s.device_id and s.last >= pd.bound_from
+     and (pd.bound_to is null or s.first < pd.bound_to)
 join policies p on p.policy_id = pd.policy_id
-where r.ingested_at >= %(since)s
+cross join lateral (select greatest(s.first, pd.bound_from) as first,
+                           least(s.last, pd.bound_to - interval '1 microsecond') as last) b
+cross join lateral (select (b.first at time zone p.timezone) - (b.first at time zone 'UTC')
+                           <> (b.last at time zone p.timezone) - (b.last at time zone 'UTC')
+                           as changes) c
+cross join lateral generate_series(
+    local_day(case when c.changes then b.first - %(clock_back)s else b.first end, p.timezone),
+    local_day(case when c.changes then b.last + %(clock_back)s else b.last end, p.timezone),
+    interval '1 day') g(day)
 """
 
 # The policies' device bindings with the policy's zone and start (`b`), into a temporary table
@@ -49,18 +66,28 @@ where pd.policy_id = any(%(ids)s)
 # day of the policies from their start to their meters' last reading.
 _TOUCHED_SQL = """
 create temporary table touched on commit drop as
-select policy_id, day, local_midnight(day, timezone) as midnight,
-       local_midnight(day + 1, timezone) as next_midnight
-from (select a.policy_id, a.day from arrived a where a.policy_id = any(%(ids)s)
-      union
-      select policy_id, day from {table} where policy_id = any(%(ids)s)
-                                         and summary_key <> %(key)s) days
-join policies using (policy_id)
+with days as (
+    select d.policy_id, d.day, p.timezone
+    from (select a.policy_id, a.day from arrived a where a.policy_id = any(%(ids)s)
+          union
+          select policy_id, day from {table} where policy_id = any(%(ids)s)
+                                             and summary_key <> %(key)s) d
+    join policies p using (policy_id)),
+-- The midnights of each day in each zone, worked out once, not once per policy.
+midnights as materialized (
+    select day, timezone, local_midnight(day, timezone) as midnight,
+           local_midnight(day + 1, timezone) as next_midnight
+    from (select distinct day, timezone from days) z)
+select d.policy_id, d.day, m.midnight, m.next_midnight,
+       m.next_midnight - m.midnight = interval '24 hours' as plain
+from days d join midnights m using (day, timezone)
 """
 _EVERY_DAY_SQL = """
 create temporary table touched on commit drop as
-select policy_id, day, local_midnight(day, timezone) as midnight,
-       local_midnight(day + 1, timezone) as next_midnight
+select policy_id, day, midnight, next_midnight,
+       next_midnight - midnight = interval '24 hours' as plain
+from (select policy_id, day, local_midnight(day, timezone) as midnight,
+             local_midnight(day + 1, timezone) as next_midnight
 from (select distinct b.policy_id, g.day::date as day, b.timezone
       from bound b
       cross join lateral (select min(measured_at) as first, max(measured_at) as last
@@ -69,14 +96,17 @@ from (select distinct b.policy_id, g.day::date as day, b.timezone
                            and (b.bound_to is null or measured_at < b.bound_to)) e
       cross join lateral generate_series(
           greatest(b.start_date, local_day(e.first, b.timezone)),
-          local_day(e.last, b.timezone), interval '1 day') g(day)) days
+          local_day(e.last, b.timezone), interval '1 day') g(day)) days) m
 """
 
 # The readings of the touched policy-days (`t`): each found by its device bound to the policy
 # then (`b`) and its time between the day's local midnight and the next one's (the index on
 # (device_id, measured_at), 0030_readings_device_time.sql), kept when its local day is that
 # day (a clock going back over midnight repeats up to CLOCK_BACK of the day after the next
-# midnight); the reading's values (`g`). A day's slots count from `t.midnight`.
+# midnight); the reading's values (`g`). A day's slots count from `t.midnight`. On a `plain`
+# day (24 hours long: no clock change on it) every instant between the two midnights is on
+# it, and only the readings after the next midnight need their local day worked out (a fifth
+# of the statement's CPU when every reading's was).
 # The readings are looked up in a subquery per day (`offset 0` keeps the planner from merging
 # it: misled by the validity filters into expecting one reading, it then scanned `touched` once
 # per reading). Every day of the policies (a first run): one pass over each device's readings,
@@ -89,7 +119,8 @@ cross join lateral (
     where r0.device_id = b.device_id
       and r0.measured_at >= t.midnight and r0.measured_at < t.next_midnight + %(clock_back)s
       and r0.measured_at >= b.bound_from and (b.bound_to is null or r0.measured_at < b.bound_to)
-      and local_day(r0.measured_at, b.timezone) = t.day
+      and ((t.plain and r0.measured_at < t.next_midnight)
+           or local_day(r0.measured_at, b.timezone) = t.day)
     offset 0) r
 """
 _FROM_EVERY_DAY = """
@@ -144,7 +175,7 @@ def note_arrivals(conn: Conn, since: datetime | None) -> bool:
     if since is None:
         conn.execute("create temporary table arrived (policy_id text, day date) on commit drop")
     else:
-        conn.execute(_ARRIVED_SQL, {"since": since})
+        conn.execute(_ARRIVED_SQL, {"since": since, "clock_back": CLOCK_BACK})
     conn.execute("analyze arrived")
     return True
 

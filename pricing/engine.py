@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 
+from glucover.db import DateArray, TextArray
 from pricing import cgm_days, cgm_rules, day_summaries, meter_days, store
 from pricing.evaluator import CHUNK_POLICIES, DAY_STATUSES, FIGURE_COLUMNS, UNMEASURED, Resume
 from pricing.products import evaluate
@@ -35,6 +36,15 @@ from privacy import consent, reviews
 WATERMARK_MARGIN = timedelta(minutes=5)
 # Readings measured this long before a resume day may still fall on it in some timezone.
 TZ_MARGIN = timedelta(days=1, hours=2)
+# A chunk of a run holds at most this many policy-days (and so about that many days of
+# readings in memory): a year of CHUNK_POLICIES policies on a first run, a whole portfolio of
+# 100,000 when one new day comes (one pass of each statement instead of ten).
+CHUNK_POLICY_DAYS = CHUNK_POLICIES * 366
+# The run's statements are many, each over one chunk: compiling them (JIT) took from 0.1 s to
+# 4 s and saved less; their sorts and hashes fit in RUN_WORK_MEM instead of spilling to disk;
+# parallel workers cost more CPU than they save on a server doing other work (`glucover bench
+# nightly`, docs/benchmarks.md).
+RUN_SETTINGS = {"jit": "off", "work_mem": "128MB", "max_parallel_workers_per_gather": "0"}
 # What a run spends its time on, each step timed apart (`glucover bench nightly`): what to
 # re-rate and from where, the day summaries refreshed, the readings and summaries loaded, the
 # evaluator, the comparison with the current ledger, the ledger rows written.
@@ -91,7 +101,7 @@ def _first_days(conn: psycopg.Connection[Any], policies: pd.DataFrame,
     start; otherwise the day after its ledger ends (the opening row a renewal wrote is re-rated,
     policies/terms.py), or the earliest local day of readings ingested since `since` when that
     is earlier."""
-    ids = list(policies["policy_id"])
+    ids = TextArray(policies["policy_id"].tolist())
     starts = policies["start_date"].dt.date
     if since is None:
         return dict(zip(ids, starts, strict=True))
@@ -102,16 +112,19 @@ def _first_days(conn: psycopg.Connection[Any], policies: pd.DataFrame,
         "where l.policy_id = q.policy_id) from unnest(%s::text[]) q(policy_id)",
         (ids,)).fetchall() if d is not None}
     day_summaries.note_arrivals(conn, since)  # the policy-days of new readings, once a run
+    # A consent given or withdrawn re-prices from the first day the ledger disagrees with it:
+    # the ledgers of those few policies only (one statement over the ledger's every row of
+    # the chunk's policies took a second and more a run with no consent changed).
+    consent_changed = [str(p) for (p,) in conn.execute(
+        "select distinct policy_id from consent_events where recorded_at >= %s "
+        "and purpose = 'pricing' and policy_id = any(%s)", (since, ids)).fetchall()]
     changed: dict[str, date] = {}
     for pid, day in conn.execute(
         """select policy_id, min(day) from arrived where policy_id = any(%(ids)s)
            group by policy_id
-           union all  -- a consent given or withdrawn re-prices from the first day
-                      -- the ledger disagrees with it
+           union all
            select l.policy_id, min(l.day) from current_ledger l
-           where l.policy_id in (select e.policy_id from consent_events e
-                                 where e.recorded_at >= %(since)s
-                                 and e.purpose = 'pricing' and e.policy_id = any(%(ids)s))
+           where l.policy_id = any(%(consent)s)
                  and (l.day_status = 'no_consent')
                      = consent_live(l.policy_id, 'pricing', l.day)
            group by l.policy_id
@@ -119,7 +132,8 @@ def _first_days(conn: psycopg.Connection[Any], policies: pd.DataFrame,
            select policy_id, min(day) from decision_reviews
            where decided_at >= %(since)s and status = 'corrected'
                  and policy_id = any(%(ids)s)
-           group by policy_id""", {"since": since, "ids": ids}).fetchall():
+           group by policy_id""", {"since": since, "ids": ids, "consent": consent_changed}
+    ).fetchall():
         changed[str(pid)] = min(day, changed.get(str(pid), day))
     first = {}
     for pid, start in zip(ids, starts, strict=True):
@@ -147,7 +161,7 @@ def _resume_points(policies: pd.DataFrame, first: dict[str, date], through: date
     the lapsed days are never priced. `done`: the last day each policy's earlier passes
     computed."""
     lapsed = lapsed or {}
-    ids = list(policies["policy_id"])
+    ids = policies["policy_id"].tolist()
     resume, until, carry = [], [], []
     for pid in ids:
         day = first[pid] if pid not in done else max(first[pid], done[pid] + timedelta(days=1))
@@ -163,10 +177,26 @@ def _resume_points(policies: pd.DataFrame, first: dict[str, date], through: date
         resume.append(day)
         until.append(last)
         carry.append(carry_day)
-    frame = pd.DataFrame({"policy_id": ids, "resume_day": resume,
+    frame = pd.DataFrame({"policy_id": pd.Series(ids, dtype=object), "resume_day": resume,
                           "start_date": policies["start_date"].dt.date.to_numpy(),
                           "until": until, "carry_day": carry})
     return frame[frame["resume_day"] <= frame["until"]].reset_index(drop=True)
+
+
+def _chunks(points: pd.DataFrame) -> list[pd.DataFrame]:
+    """`points` cut into runs of policies of at most CHUNK_POLICY_DAYS policy-days each (a
+    policy longer than that alone)."""
+    spans = np.array([(u - r).days + 1 for r, u in zip(points["resume_day"], points["until"],
+                                                        strict=True)], dtype=np.int64)
+    chunks, start, total = [], 0, 0
+    for i, span in enumerate(spans):
+        if i > start and total + span > CHUNK_POLICY_DAYS:
+            chunks.append(points.iloc[start:i].reset_index(drop=True))
+            start, total = i, 0
+        total += int(span)
+    if len(points):
+        chunks.append(points.iloc[start:].reset_index(drop=True))
+    return chunks
 
 
 def _ledger_state(conn: psycopg.Connection[Any], points: pd.DataFrame, block_days: int,
@@ -189,8 +219,9 @@ def _ledger_state(conn: psycopg.Connection[Any], points: pd.DataFrame, block_day
                      and l.day_status <> all(%s))
            from unnest(%s::text[], %s::date[], %s::date[], %s::date[])
                 as q(policy_id, resume_day, block_start, carry_day)""",
-        (list(UNMEASURED), list(points["policy_id"]), list(points["resume_day"]),
-         block_start, list(points["carry_day"]))).fetchall()
+        (list(UNMEASURED), TextArray(points["policy_id"].tolist()),
+         DateArray(points["resume_day"]), DateArray(block_start),
+         DateArray(points["carry_day"]))).fetchall()
     lapsed_in_block = {
         str(p): max(0, (r - max(b, c + timedelta(days=1))).days) for p, r, b, c in zip(
             points["policy_id"], points["resume_day"], block_start, points["carry_day"],
@@ -211,6 +242,8 @@ def run_pricing(database_url: str, through: date | None = None, ruleset: str | N
     through = through or (datetime.now(UTC).date() - timedelta(days=1))
     with psycopg.connect(database_url) as conn:
         conn.execute("select pg_advisory_xact_lock(hashtext('glucover-pricing'))")
+        for setting, value in RUN_SETTINGS.items():
+            conn.execute("select set_config(%s, %s, true)", (setting, value))
         prev = conn.execute("select max(watermark) from pricing_runs where finished_at is not "
                             "null").fetchone()
         since = prev[0] if prev and prev[0] else None
@@ -222,6 +255,10 @@ def run_pricing(database_url: str, through: date | None = None, ruleset: str | N
         run_id = int(str(row[0]))
         with clock("plan"):
             policies, bindings = store.load_policies(conn)
+            # Policy ids as Python strings (object), not Arrow strings: the run walks them
+            # policy by policy, which reads an Arrow string one scalar at a time.
+            policies["policy_id"] = policies["policy_id"].astype(object)
+            bindings["policy_id"] = bindings["policy_id"].astype(object)
             # A claimed, cancelled or not yet accepted policy's ledger never moves; a lapsed or
             # expired one's stops at the end of its cover (policies/states.py).
             ends = store.cover_ends(conn)
@@ -229,8 +266,9 @@ def run_pricing(database_url: str, through: date | None = None, ruleset: str | N
         policies = policies[~policies["policy_id"].isin(frozen)]
         if ruleset:
             policies["ruleset_name"] = ruleset
-        renewals = store.term_starts(conn, list(policies["policy_id"]))
-        lapsed = store.lapses(conn, list(policies["policy_id"]))
+        every = TextArray(policies["policy_id"].tolist())
+        renewals = store.term_starts(conn, every)
+        lapsed = store.lapses(conn, every)
         total_days = added = 0
         evaluated: set[str] = set()
         for name, group in policies.groupby("ruleset_name", sort=True):
@@ -243,10 +281,9 @@ def run_pricing(database_url: str, through: date | None = None, ruleset: str | N
                 points = _resume_points(group, first, through, ends, renewals, done, lapsed)
                 if points.empty:
                     break
-                # A chunk of policies at a time: a first run over a long history, or a day
+                # A chunk of policy-days at a time: a first run over a long history, or a day
                 # many meters synced, holds one chunk's readings, not the portfolio's.
-                for start in range(0, len(points), CHUNK_POLICIES):
-                    part = points.iloc[start:start + CHUNK_POLICIES].reset_index(drop=True)
+                for part in _chunks(points):
                     days, rows = _price(conn, group, bindings, part, rules,
                                         max(part["until"]), since, run_id, renewals, clock)
                     total_days += days
@@ -276,7 +313,7 @@ def _price(conn: psycopg.Connection[Any], group: pd.DataFrame, bindings: pd.Data
         bonus=bonus, measured_in_block=measured)
     its_bindings = bindings[bindings["policy_id"].isin(points["policy_id"])]
     earliest = min(points["resume_day"])
-    ids = list(points["policy_id"])
+    ids = TextArray(points["policy_id"].tolist())
     with clock("plan"):
         consented = consent.periods(conn, ids, "pricing")
         corrections = reviews.corrections(conn, ids)
@@ -327,7 +364,7 @@ def _naming_reviews(ledger: pd.DataFrame, corrections: pd.DataFrame) -> pd.DataF
 def _changed_rows(conn: psycopg.Connection[Any], ledger: pd.DataFrame, earliest: date
                   ) -> pd.DataFrame:
     """Rows of `ledger` that the current ledger does not already hold exactly."""
-    ids = list(ledger["policy_id"].astype(str).unique())
+    ids = TextArray(ledger["policy_id"].astype(str).unique().tolist())
     rows = conn.execute(
         "select policy_id, day, day_status, reading_seq, delta::float8, bonus::float8, "
         "sum_insured::float8, ruleset_version, coverage::float8, time_in_range::float8, "

@@ -10,7 +10,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from glucover.db import insert_version, read_version
+from glucover.db import TextArray, insert_version, read_version
 from pricing import ruleset as rulesets
 from pricing import safety
 from pricing.ruleset import Ruleset, RulesetError
@@ -47,18 +47,31 @@ def load_readings(conn: Conn, device_ids: list[str] | None, since: datetime | No
     # COPY to CSV parsed by pandas' C reader: no Python object per row, so tens of millions of
     # readings load in seconds. COPY takes no bind parameters; the values are quoted literals.
     # Times travel as integer microseconds since the epoch (exact).
+    # Named meters over a window of time are read one by one by the index on (device_id,
+    # measured_at) (`offset 0` keeps it so): given the list, the planner expected most of the
+    # table and read all of it, once per chunk of a pricing run (two seconds a chunk for a day
+    # of 10,000 meters). A whole history (a back-test) is read in one pass.
+    by_device = device_ids is not None and since is not None
+    source = (sql.SQL("readings r where ({devices}::text[] is null or device_id = any({devices}))"
+                      ) if not by_device else sql.SQL(
+        "unnest({devices}::text[]) d(device_id) cross join lateral (select * from readings r"
+        " where r.device_id = d.device_id"
+        " and ({since}::timestamptz is null or r.measured_at >= {since})"
+        " and ({until}::timestamptz is null or r.measured_at < {until}) offset 0) r"))
     query = sql.SQL(
-        "copy (select device_id, seq,"
+        "copy (select r.device_id, seq,"
         " (extract(epoch from measured_at) * 1000000)::bigint,"
         " (extract(epoch from received_at) * 1000000)::bigint,"
         " glucose_mmol(value_digits, value_exponent, unit), meal, sample, source, status"
-        " from readings"
-        " where ({devices}::text[] is null or device_id = any({devices}))"
-        " and ({ingested}::timestamptz[] is null or ingested_at = any({ingested}))"
+        " from {source}"
+        " {where} ({ingested}::timestamptz[] is null or ingested_at = any({ingested}))"
         " and ({since}::timestamptz is null or measured_at >="
         " {since}) and ({until}::timestamptz is null or measured_at < {until}))"
         " to stdout (format csv)").format(
-            devices=sql.Literal(None if device_ids is None else list(device_ids)),
+            source=source.format(devices=sql.Literal(
+                None if device_ids is None else TextArray(device_ids)), since=sql.Literal(since),
+                                 until=sql.Literal(until)),
+            where=sql.SQL("where" if by_device else "and"),
             ingested=sql.Literal(ingested_at), since=sql.Literal(since),
             until=sql.Literal(until))
     buffer = io.BytesIO()

@@ -162,11 +162,20 @@ def test_a_new_york_wearers_days_across_both_clock_changes_count_their_own_slots
                                   Sample.INTERSTITIAL_FLUID))
             at += timedelta(minutes=5)
     assert len(records) == sum(expected.values())
-    store_messages(db_url, [(m.topic, m.encode(), m.sent_at) for m in (
+    messages = [(m.topic, m.encode(), m.sent_at) for m in (
         ReadingsMessage("CGM-NY", r.measured_at + timedelta(seconds=30), (r,))
-        for r in records)])
+        for r in records)]
+    # March first, summarised afresh; November later, as new arrivals: the days a UTC day's
+    # readings fall on widen across its clock change (pricing/day_summaries.py).
+    march = sum(1 for r in records if r.measured_at.month == 3)
+    store_messages(db_url, messages[:march])
     with psycopg.connect(db_url) as conn:
         cgm_days.refresh(conn, ["POL-NY"], CGM, None)
+        conn.commit()
+        between = datetime.now(UTC)
+    store_messages(db_url, messages[march:])
+    with psycopg.connect(db_url) as conn:
+        cgm_days.refresh(conn, ["POL-NY"], CGM, between)
         conn.commit()
         stored = cgm_days.load(conn, ["POL-NY"], CGM)
         policies, bindings = store.load_policies(conn, ["POL-NY"])

@@ -52,8 +52,9 @@ def test_engine_and_csv_evaluator_agree_and_reruns_change_nothing(
         capsys: pytest.CaptureFixture[str]) -> None:
     load_fleet(db_url)
     monkeypatch.setenv("DATABASE_URL", db_url)
-    # The run prices 7 policies at a time (4 chunks); the CSV evaluator all 25 at once.
-    monkeypatch.setattr("pricing.engine.CHUNK_POLICIES", 7)
+    # The run prices 7 policies (41 days each) at a time (4 chunks); the CSV evaluator all 25
+    # at once.
+    monkeypatch.setattr("pricing.engine.CHUNK_POLICY_DAYS", 7 * 41)
     through = START + timedelta(days=40)
     assert main(["price", "run", "--through", through.isoformat(), "--json"]) == 0
     first = json.loads(capsys.readouterr().out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import date
 
 import psycopg
 import pytest
@@ -52,6 +53,59 @@ def test_published_rulesets_are_immutable(db_url: str) -> None:
                      "('x', 1, 'me', 'body')")
         with pytest.raises(psycopg.errors.RaiseException, match="immutable"):
             conn.execute("update rulesets set body = 'changed' where name = 'x'")
+
+
+def test_ledger_rows_name_a_run_and_a_ruleset_that_exist(db_url: str) -> None:
+    """The ledger's references to its run and ruleset version are checked once per statement
+    (0062): a COPY naming a missing one is refused whole, and neither table gives up a row."""
+    with psycopg.connect(db_url) as conn:
+        conn.execute("insert into policies (policy_id, holder_name, base_sum_insured, timezone,"
+                     " start_date) values ('P-REF', 'R', 10000, 'Asia/Kolkata', '2026-01-01')")
+        conn.execute("insert into rulesets (name, version, author, body) values "
+                     "('ref', 1, 'me', 'body')")
+        run = conn.execute("insert into pricing_runs (through) values ('2026-01-02') "
+                           "returning run_id").fetchone()
+        assert run is not None
+        conn.commit()
+        row = "P-REF\t{day}\t{run}\tmissed\t\\N\t0\t0\t10000\t{name}\t{version}\n"
+        good = row.format(day="2026-01-01", run=run[0], name="ref", version=1)
+
+        def copy(text: str) -> None:
+            with conn.cursor() as cur, cur.copy(
+                    "copy sum_insured_ledger (policy_id, day, run_id, day_status, reading_seq,"
+                    " delta, bonus, sum_insured, ruleset_name, ruleset_version) from stdin"
+            ) as out:
+                out.write(text)
+
+        for bad, named in ((row.format(day="2026-01-02", run=run[0] + 99, name="ref",
+                                       version=1), f"pricing run {run[0] + 99}"),
+                           (row.format(day="2026-01-02", run=run[0], name="ref", version=2),
+                            "ruleset ref version 2")):
+            with pytest.raises(psycopg.errors.ForeignKeyViolation, match=named):
+                copy(good + bad)
+            conn.rollback()
+        copy(good)
+        conn.commit()
+        assert conn.execute("select count(*) from sum_insured_ledger where policy_id = 'P-REF'"
+                            ).fetchone() == (1,)
+        for statement in ("delete from pricing_runs", "truncate pricing_runs cascade",
+                          "truncate rulesets cascade"):
+            with pytest.raises(psycopg.errors.RaiseException, match="only grows"):
+                conn.execute(statement)
+            conn.rollback()
+
+
+def test_policy_ids_travel_as_one_array_whatever_they_hold(db_url: str) -> None:
+    """glucover.db.TextArray: quotes, backslashes, commas and braces survive the literal."""
+    from glucover.db import DateArray, TextArray
+
+    odd = ['P-1', 'a"b', 'c\\d', 'e,f', '{g}', ' h ', 'NULL', '']
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("select %s::text[]", (TextArray(odd),)).fetchone() == (odd,)
+        assert conn.execute("select %s::text[]", (TextArray([]),)).fetchone() == ([],)
+        assert conn.execute("select 'e,f' = any(%s)", (TextArray(odd),)).fetchone() == (True,)
+        days = [date(2026, 3, 8), date(2026, 11, 1)]
+        assert conn.execute("select %s::date[]", (DateArray(days),)).fetchone() == (days,)
 
 
 def test_doctor_reports_backend_and_broker(db_url: str, settings: Settings, mosquitto: object,
