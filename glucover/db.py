@@ -35,10 +35,11 @@ class DateArray(list[date]):
 
 
 def _array_literal(items: Sequence[str]) -> bytes:
-    joined = '","'.join(items)
-    if "\\" in joined or '"' in joined:  # escaped one by one only when some need it
-        joined = '","'.join(s.replace("\\", "\\\\").replace('"', '\\"') for s in items)
-    return ('{"' + joined + '"}').encode() if items else b"{}"
+    if not items:
+        return b"{}"
+    if "\\" in (every := "".join(items)) or '"' in every:  # escaped one by one only then
+        items = [s.replace("\\", "\\\\").replace('"', '\\"') for s in items]
+    return ('{"' + '","'.join(items) + '"}').encode()
 
 
 class _TextArrayDumper(Dumper):

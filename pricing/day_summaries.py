@@ -137,7 +137,7 @@ _DAY_READINGS_SQL = """
 cross join lateral (select glucose_value(r.value_digits, r.value_exponent) as value,
                            glucose_mmol(r.value_digits, r.value_exponent, r.unit) as mmol) g
 """
-SUMMARY_WORK_MEM = "128MB"
+SUMMARY_WORK_MEM = "320MB"
 # The most a zone's clocks have been set back at once (Antarctica/Troll: two hours).
 CLOCK_BACK = timedelta(hours=2)
 

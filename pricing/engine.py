@@ -44,7 +44,8 @@ CHUNK_POLICY_DAYS = CHUNK_POLICIES * 366
 # 4 s and saved less; their sorts and hashes fit in RUN_WORK_MEM instead of spilling to disk;
 # parallel workers cost more CPU than they save on a server doing other work (`glucover bench
 # nightly`, docs/benchmarks.md).
-RUN_SETTINGS = {"jit": "off", "work_mem": "128MB", "max_parallel_workers_per_gather": "0"}
+RUN_SETTINGS = {"jit": "off", "work_mem": day_summaries.SUMMARY_WORK_MEM,
+                "max_parallel_workers_per_gather": "0"}
 # What a run spends its time on, each step timed apart (`glucover bench nightly`): what to
 # re-rate and from where, the day summaries refreshed, the readings and summaries loaded, the
 # evaluator, the comparison with the current ledger, the ledger rows written.
